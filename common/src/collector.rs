@@ -1,0 +1,388 @@
+//! The collector trait and the per-scrape runner: every enabled collector runs concurrently
+//! under a deadline, a failing or slow one costs only its own series, and each reports
+//! `<exporter>_collector_success` and `<exporter>_collector_duration_seconds`.
+
+use crate::log;
+use crate::metrics::MetricFamily;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub type CollectResult = anyhow::Result<Vec<MetricFamily>>;
+pub type CollectFuture<'a> = Pin<Box<dyn Future<Output = CollectResult> + Send + 'a>>;
+
+/// A source of metrics that does its own I/O asynchronously (HTTP to a model server, a call
+/// into a worker thread).
+pub trait Collector: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    fn collect(&self) -> CollectFuture<'_>;
+}
+
+/// A source of metrics that reads files or makes syscalls that may block (procfs, sysfs,
+/// statvfs). It runs on a blocking thread so that a stuck read cannot hold up the scrape.
+pub trait BlockingCollector: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+    fn collect(&self) -> CollectResult;
+}
+
+enum Kind {
+    Async(Arc<dyn Collector>),
+    Blocking(Arc<dyn BlockingCollector>),
+}
+
+struct Entry {
+    name: &'static str,
+    kind: Kind,
+    /// Set while a collection is running. A collection that outlives its deadline keeps it set,
+    /// so later scrapes report failure instead of stacking more stuck calls.
+    busy: Arc<AtomicBool>,
+}
+
+/// Which collectors one scrape asks for: node_exporter's `collect[]` / `exclude[]` parameters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Selection {
+    #[default]
+    All,
+    Only(Vec<String>),
+    Except(Vec<String>),
+}
+
+/// The enabled collectors of one exporter, in the order `main.rs` lists them.
+pub struct Collectors {
+    prefix: String,
+    /// The collectors switched on by flags; `None` takes every one added.
+    enabled: Option<Vec<&'static str>>,
+    entries: Vec<Entry>,
+}
+
+impl Collectors {
+    /// `prefix` is the exporter's metric prefix, e.g. `host_exporter`. Every collector added
+    /// is used.
+    pub fn new(prefix: &str) -> Self {
+        Collectors {
+            prefix: prefix.to_string(),
+            enabled: None,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Like `new`, but collectors whose names are not in `enabled` are dropped when added, so an
+    /// exporter's `main.rs` can list every collector it has.
+    pub fn only(prefix: &str, enabled: Vec<&'static str>) -> Self {
+        Collectors {
+            enabled: Some(enabled),
+            ..Self::new(prefix)
+        }
+    }
+
+    pub fn is_enabled(&self, name: &str) -> bool {
+        self.enabled
+            .as_ref()
+            .is_none_or(|enabled| enabled.contains(&name))
+    }
+
+    pub fn add(&mut self, collector: impl Collector) {
+        let name = collector.name();
+        if self.is_enabled(name) {
+            self.push(name, Kind::Async(Arc::new(collector)));
+        }
+    }
+
+    pub fn add_blocking(&mut self, collector: impl BlockingCollector) {
+        let name = collector.name();
+        if self.is_enabled(name) {
+            self.push(name, Kind::Blocking(Arc::new(collector)));
+        }
+    }
+
+    fn push(&mut self, name: &'static str, kind: Kind) {
+        assert!(
+            !self.entries.iter().any(|e| e.name == name),
+            "collector {name} added twice"
+        );
+        self.entries.push(Entry {
+            name,
+            kind,
+            busy: Arc::new(AtomicBool::new(false)),
+        });
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.entries.iter().map(|e| e.name).collect()
+    }
+
+    /// Checks a selection against the enabled collectors; the error names the unknown ones.
+    pub fn check_selection(&self, selection: &Selection) -> Result<(), String> {
+        let listed = match selection {
+            Selection::All => return Ok(()),
+            Selection::Only(names) | Selection::Except(names) => names,
+        };
+        let unknown: Vec<&str> = listed
+            .iter()
+            .filter(|n| !self.entries.iter().any(|e| e.name == n.as_str()))
+            .map(String::as_str)
+            .collect();
+        if unknown.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "unknown or disabled collector(s): {}",
+                unknown.join(", ")
+            ))
+        }
+    }
+
+    /// Runs the selected collectors concurrently and returns their families merged by name and
+    /// sorted, followed by the per-collector success and duration series.
+    pub async fn collect(&self, selection: &Selection, deadline: Duration) -> Vec<MetricFamily> {
+        let mut tasks = Vec::new();
+        for entry in &self.entries {
+            let selected = match selection {
+                Selection::All => true,
+                Selection::Only(names) => names.iter().any(|n| n == entry.name),
+                Selection::Except(names) => !names.iter().any(|n| n == entry.name),
+            };
+            if selected {
+                tasks.push((entry.name, spawn(entry, deadline)));
+            }
+        }
+
+        let mut by_name: BTreeMap<String, MetricFamily> = BTreeMap::new();
+        let mut duration = MetricFamily::gauge(
+            format!("{}_collector_duration_seconds", self.prefix),
+            "Duration of a collector scrape.",
+        );
+        let mut success = MetricFamily::gauge(
+            format!("{}_collector_success", self.prefix),
+            "Whether a collector succeeded.",
+        );
+        for (name, task) in tasks {
+            let (elapsed, outcome) = match task.await {
+                Ok(result) => result,
+                Err(join_error) => (
+                    Duration::ZERO,
+                    Err(anyhow::anyhow!("collector task failed: {join_error}")),
+                ),
+            };
+            let ok = match outcome {
+                Ok(families) => {
+                    for family in families {
+                        merge_family(&mut by_name, family);
+                    }
+                    true
+                }
+                Err(err) => {
+                    log::error(
+                        "collector failed",
+                        &[("collector", name), ("err", &format!("{err:#}"))],
+                    );
+                    false
+                }
+            };
+            duration.push(&[("collector", name)], elapsed.as_secs_f64());
+            success.push(&[("collector", name)], if ok { 1.0 } else { 0.0 });
+        }
+        let mut families: Vec<MetricFamily> = by_name.into_values().collect();
+        families.push(duration);
+        families.push(success);
+        families
+    }
+}
+
+fn spawn(entry: &Entry, deadline: Duration) -> tokio::task::JoinHandle<(Duration, CollectResult)> {
+    let busy = entry.busy.clone();
+    let start = Instant::now();
+    if busy.swap(true, Ordering::AcqRel) {
+        return tokio::spawn(async move {
+            (
+                start.elapsed(),
+                Err(anyhow::anyhow!(
+                    "the previous collection is still running; not starting another"
+                )),
+            )
+        });
+    }
+    match &entry.kind {
+        Kind::Async(collector) => {
+            let collector = collector.clone();
+            tokio::spawn(async move {
+                let result = tokio::time::timeout(deadline, collector.collect()).await;
+                busy.store(false, Ordering::Release);
+                (start.elapsed(), flatten_timeout(result, deadline))
+            })
+        }
+        Kind::Blocking(collector) => {
+            let collector = collector.clone();
+            let work = tokio::task::spawn_blocking(move || {
+                let result = collector.collect();
+                busy.store(false, Ordering::Release);
+                result
+            });
+            tokio::spawn(async move {
+                let result = match tokio::time::timeout(deadline, work).await {
+                    Ok(Ok(result)) => Ok(result),
+                    Ok(Err(join_error)) => {
+                        Ok(Err(anyhow::anyhow!("collector panicked: {join_error}")))
+                    }
+                    Err(elapsed) => Err(elapsed),
+                };
+                (start.elapsed(), flatten_timeout(result, deadline))
+            })
+        }
+    }
+}
+
+fn flatten_timeout(
+    result: Result<CollectResult, tokio::time::error::Elapsed>,
+    deadline: Duration,
+) -> CollectResult {
+    result.unwrap_or_else(|_| {
+        Err(anyhow::anyhow!(
+            "timed out after {:.3}s",
+            deadline.as_secs_f64()
+        ))
+    })
+}
+
+/// Two collectors may emit the same family (never with the same label sets); their samples are
+/// joined so that each family appears once in the output, as both formats require.
+fn merge_family(by_name: &mut BTreeMap<String, MetricFamily>, family: MetricFamily) {
+    if family.samples.is_empty() {
+        return;
+    }
+    match by_name.get_mut(&family.name) {
+        Some(existing) => existing.samples.extend(family.samples),
+        None => {
+            by_name.insert(family.name.clone(), family);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed(&'static str, f64);
+    impl BlockingCollector for Fixed {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn collect(&self) -> CollectResult {
+            Ok(vec![
+                MetricFamily::gauge("demo_value", "A value.").with(&[("from", self.0)], self.1)
+            ])
+        }
+    }
+
+    struct Failing;
+    impl BlockingCollector for Failing {
+        fn name(&self) -> &'static str {
+            "failing"
+        }
+        fn collect(&self) -> CollectResult {
+            anyhow::bail!("cannot read /nowhere")
+        }
+    }
+
+    struct Sleeping(Duration);
+    impl BlockingCollector for Sleeping {
+        fn name(&self) -> &'static str {
+            "sleeping"
+        }
+        fn collect(&self) -> CollectResult {
+            std::thread::sleep(self.0);
+            Ok(vec![])
+        }
+    }
+
+    struct Panicking;
+    impl Collector for Panicking {
+        fn name(&self) -> &'static str {
+            "panicking"
+        }
+        fn collect(&self) -> CollectFuture<'_> {
+            Box::pin(async { panic!("boom") })
+        }
+    }
+
+    fn value(families: &[MetricFamily], name: &str, label: &str) -> Option<f64> {
+        families
+            .iter()
+            .find(|f| f.name == name)?
+            .samples
+            .iter()
+            .find(|s| s.labels.iter().any(|(_, v)| v == label))
+            .map(|s| s.value)
+    }
+
+    #[tokio::test]
+    async fn failures_slowness_and_panics_cost_only_their_own_series() {
+        let mut collectors = Collectors::new("demo");
+        collectors.add_blocking(Fixed("a", 1.0));
+        collectors.add_blocking(Failing);
+        collectors.add_blocking(Sleeping(Duration::from_secs(2)));
+        collectors.add(Panicking);
+        collectors.add_blocking(Fixed("b", 2.0));
+
+        let started = Instant::now();
+        let families = collectors
+            .collect(&Selection::All, Duration::from_millis(200))
+            .await;
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "deadline not applied"
+        );
+
+        assert_eq!(value(&families, "demo_value", "a"), Some(1.0));
+        assert_eq!(value(&families, "demo_value", "b"), Some(2.0));
+        for (name, expected) in [
+            ("a", 1.0),
+            ("failing", 0.0),
+            ("sleeping", 0.0),
+            ("panicking", 0.0),
+            ("b", 1.0),
+        ] {
+            assert_eq!(
+                value(&families, "demo_collector_success", name),
+                Some(expected),
+                "{name}"
+            );
+        }
+
+        // The stuck collector is still running: the next scrape must not start another.
+        let again = collectors
+            .collect(
+                &Selection::Only(vec!["sleeping".into()]),
+                Duration::from_millis(200),
+            )
+            .await;
+        assert_eq!(
+            value(&again, "demo_collector_success", "sleeping"),
+            Some(0.0)
+        );
+    }
+
+    #[tokio::test]
+    async fn selection_filters_and_rejects_unknown_names() {
+        let mut collectors = Collectors::new("demo");
+        collectors.add_blocking(Fixed("a", 1.0));
+        collectors.add_blocking(Fixed("b", 2.0));
+        let only_a = collectors
+            .collect(&Selection::Only(vec!["a".into()]), Duration::from_secs(1))
+            .await;
+        assert_eq!(value(&only_a, "demo_value", "a"), Some(1.0));
+        assert_eq!(value(&only_a, "demo_value", "b"), None);
+        let not_a = collectors
+            .collect(&Selection::Except(vec!["a".into()]), Duration::from_secs(1))
+            .await;
+        assert_eq!(value(&not_a, "demo_value", "a"), None);
+        assert_eq!(value(&not_a, "demo_value", "b"), Some(2.0));
+        assert!(collectors
+            .check_selection(&Selection::Only(vec!["zzz".into()]))
+            .unwrap_err()
+            .contains("zzz"));
+    }
+}

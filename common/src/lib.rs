@@ -1,0 +1,92 @@
+//! Shared plumbing for the exporters: the collector trait and its per-scrape runner, the HTTP
+//! server, flags and config, the exposition formats, self-metrics and logs. An exporter's
+//! `main.rs` describes itself with an [`cli::ExporterSpec`], lists its collectors and calls
+//! [`run`].
+
+pub mod cli;
+pub mod collector;
+pub mod encode;
+pub mod log;
+pub mod metrics;
+pub mod process;
+pub mod server;
+pub mod web_config;
+
+pub use cli::{CliOutcome, CollectorSpec, CommonOptions, ExporterSpec, Settings};
+pub use collector::{BlockingCollector, CollectFuture, CollectResult, Collector, Collectors};
+pub use metrics::{MetricFamily, MetricType};
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Parses flags, sets up logging, builds the collectors with `build`, and serves until SIGTERM
+/// or SIGINT. Any configuration error is printed with the setting it concerns and the process
+/// exits with status 1 before listening.
+pub fn run(
+    spec: &'static ExporterSpec,
+    version: &str,
+    own_args: Vec<clap::Arg>,
+    build: impl FnOnce(&Settings, &mut Collectors) -> Result<(), CliOutcome>,
+) -> ExitCode {
+    let (options, settings) = match cli::parse(spec, version, own_args, std::env::args_os()) {
+        Ok(parsed) => parsed,
+        Err(CliOutcome::Exit(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(CliOutcome::Error(message)) => return startup_error(&message),
+    };
+    log::init(options.log_level, options.log_format);
+
+    let web = match &options.web_config_file {
+        Some(path) => match web_config::WebConfig::load(path) {
+            Ok(web) => web,
+            Err(message) => return startup_error(&message),
+        },
+        None => web_config::WebConfig::none(),
+    };
+    let mut collectors = Collectors::only(spec.metric_prefix, options.collectors.clone());
+    if let Err(CliOutcome::Error(message) | CliOutcome::Exit(message)) =
+        build(&settings, &mut collectors)
+    {
+        return startup_error(&message);
+    }
+
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(64)
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return startup_error(&format!("cannot start the runtime: {e}")),
+    };
+    runtime.block_on(async move {
+        let listeners = match server::bind(&options.listen_addresses).await {
+            Ok(l) => l,
+            Err(message) => return startup_error(&message),
+        };
+        let addresses: Vec<String> = listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .map(|a| a.to_string())
+            .collect();
+        log::info(
+            &format!("starting {}", spec.name),
+            &[
+                ("version", version),
+                ("revision", process::REVISION),
+                ("address", &addresses.join(",")),
+                ("tls", if web.tls.is_some() { "true" } else { "false" }),
+                ("collectors", &collectors.names().join(",")),
+            ],
+        );
+        let server = Arc::new(server::Server::new(spec, version, options, collectors, web));
+        server::serve(server, listeners, server::shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn startup_error(message: &str) -> ExitCode {
+    log::error(message, &[]);
+    ExitCode::FAILURE
+}

@@ -1,0 +1,105 @@
+//! The in-memory shape of what an exporter serves: families of samples, built fresh on each
+//! scrape. Kept deliberately small so that the encoders in `encode.rs` can write both the
+//! Prometheus text format and OpenMetrics from it without a registry in between.
+
+/// The metric types we emit. `Untyped` exists for series whose type is not known (OpenMetrics
+/// calls it `unknown`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricType {
+    Counter,
+    Gauge,
+    Histogram,
+    Untyped,
+}
+
+/// One sample: the label pairs (in output order) and the value. For a histogram the buckets,
+/// sum and count live in `histogram` and `value` is unused.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+    pub histogram: Option<HistogramValue>,
+}
+
+/// Cumulative bucket counts by upper bound (ascending, without `+Inf`), plus sum and count.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistogramValue {
+    pub buckets: Vec<(f64, u64)>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+/// A family: one name, one help text, one type, any number of samples.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MetricFamily {
+    pub name: String,
+    pub help: String,
+    pub kind: MetricType,
+    pub samples: Vec<Sample>,
+}
+
+impl MetricFamily {
+    pub fn new(name: impl Into<String>, help: impl Into<String>, kind: MetricType) -> Self {
+        MetricFamily {
+            name: name.into(),
+            help: help.into(),
+            kind,
+            samples: Vec::new(),
+        }
+    }
+
+    pub fn gauge(name: impl Into<String>, help: impl Into<String>) -> Self {
+        Self::new(name, help, MetricType::Gauge)
+    }
+
+    /// A counter; its name must already end in `_total`, as node_exporter's do.
+    pub fn counter(name: impl Into<String>, help: impl Into<String>) -> Self {
+        Self::new(name, help, MetricType::Counter)
+    }
+
+    pub fn histogram(name: impl Into<String>, help: impl Into<String>) -> Self {
+        Self::new(name, help, MetricType::Histogram)
+    }
+
+    /// Adds one sample with the given label pairs.
+    pub fn with<K: AsRef<str>, V: AsRef<str>>(mut self, labels: &[(K, V)], value: f64) -> Self {
+        self.push(labels, value);
+        self
+    }
+
+    /// Adds one sample without labels.
+    pub fn with_value(mut self, value: f64) -> Self {
+        self.push::<&str, &str>(&[], value);
+        self
+    }
+
+    pub fn push<K: AsRef<str>, V: AsRef<str>>(&mut self, labels: &[(K, V)], value: f64) {
+        self.samples.push(Sample {
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.as_ref().to_string(), v.as_ref().to_string()))
+                .collect(),
+            value,
+            histogram: None,
+        });
+    }
+
+    pub fn push_histogram<K: AsRef<str>, V: AsRef<str>>(
+        &mut self,
+        labels: &[(K, V)],
+        value: HistogramValue,
+    ) {
+        self.samples.push(Sample {
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.as_ref().to_string(), v.as_ref().to_string()))
+                .collect(),
+            value: 0.0,
+            histogram: Some(value),
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+}
