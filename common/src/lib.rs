@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod collector;
 pub mod encode;
+pub mod gpu;
 pub mod log;
 pub mod metrics;
 pub mod process;
