@@ -350,6 +350,11 @@ impl Settings {
         )
     }
 
+    /// Whether the setting was given at all (flag, environment or file), not left at its default.
+    pub fn is_explicit(&self, key: &str) -> bool {
+        self.explicit(key) || self.file.contains_key(key)
+    }
+
     /// One value: flag, environment, file, or the flag's default.
     pub fn value(&self, key: &str) -> Result<Option<String>, CliOutcome> {
         if !self.explicit(key) {

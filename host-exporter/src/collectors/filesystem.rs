@@ -1,0 +1,529 @@
+//! Filesystem sizes, free space and inodes for every mount in /proc/1/mountinfo, by statvfs(2).
+//!
+//! statvfs on a dead NFS server or a wedged FUSE daemon blocks forever. As node_exporter does,
+//! each call gets `--collector.filesystem.mount-timeout`; a mount that does not answer in time is
+//! "stuck": it is reported with `device_error` 1 and not asked again until the stuck call returns.
+
+use crate::filter::DeviceFilter;
+use crate::paths::Paths;
+use common::{log, BlockingCollector, CollectResult, MetricFamily};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const DEFAULT_MOUNT_POINTS_EXCLUDE: &str =
+    r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)";
+pub const DEFAULT_FS_TYPES_EXCLUDE: &str = r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|erofs|sysfs|tracefs)$";
+
+/// What statvfs tells about one mount.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FsStats {
+    pub size: f64,
+    pub free: f64,
+    pub avail: f64,
+    pub files: f64,
+    pub files_free: f64,
+}
+
+/// The call that may hang; replaceable in tests.
+pub type StatFn = Arc<dyn Fn(&std::path::Path) -> std::io::Result<FsStats> + Send + Sync>;
+
+pub fn statvfs(path: &std::path::Path) -> std::io::Result<FsStats> {
+    let s = rustix::fs::statvfs(path)?;
+    let unit = s.f_frsize as f64;
+    Ok(FsStats {
+        size: s.f_blocks as f64 * unit,
+        free: s.f_bfree as f64 * unit,
+        avail: s.f_bavail as f64 * unit,
+        files: s.f_files as f64,
+        files_free: s.f_ffree as f64,
+    })
+}
+
+pub struct Filesystem {
+    paths: Paths,
+    mount_points: DeviceFilter,
+    fs_types: DeviceFilter,
+    mount_timeout: Duration,
+    stat: StatFn,
+    /// Mount points whose statvfs has not returned yet.
+    stuck: Arc<Mutex<HashSet<String>>>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mount {
+    pub device: String,
+    pub mount_point: String,
+    pub fs_type: String,
+    pub read_only: bool,
+}
+
+impl Filesystem {
+    pub fn new(
+        paths: &Paths,
+        mount_points: DeviceFilter,
+        fs_types: DeviceFilter,
+        mount_timeout: Duration,
+    ) -> Self {
+        Self::with_stat(
+            paths,
+            mount_points,
+            fs_types,
+            mount_timeout,
+            Arc::new(statvfs),
+        )
+    }
+
+    pub fn with_stat(
+        paths: &Paths,
+        mount_points: DeviceFilter,
+        fs_types: DeviceFilter,
+        mount_timeout: Duration,
+        stat: StatFn,
+    ) -> Self {
+        Filesystem {
+            paths: paths.clone(),
+            mount_points,
+            fs_types,
+            mount_timeout,
+            stat,
+            stuck: Arc::new(Mutex::new(HashSet::new())),
+        }
+    }
+
+    /// Mounts from pid 1's mountinfo (the host's, under `--pid=host`), else our own.
+    fn mounts(&self) -> anyhow::Result<Vec<Mount>> {
+        let primary = self.paths.proc("1/mountinfo");
+        let text = match std::fs::read_to_string(&primary) {
+            Ok(t) => t,
+            Err(_) => {
+                let fallback = self.paths.proc("self/mountinfo");
+                std::fs::read_to_string(&fallback)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", fallback.display()))?
+            }
+        };
+        let mut mounts = Vec::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            match parse_mountinfo_line(line) {
+                Some(mut m) => {
+                    m.mount_point = self.paths.host_mount_point(&m.mount_point);
+                    mounts.push(m);
+                }
+                None => log::warn("skipping unparsable mountinfo line", &[("line", line)]),
+            }
+        }
+        Ok(mounts)
+    }
+}
+
+/// Parses one mountinfo line:
+/// `36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue`.
+pub fn parse_mountinfo_line(line: &str) -> Option<Mount> {
+    let (before, after) = line.split_once(" - ")?;
+    let fields: Vec<&str> = before.split(' ').collect();
+    if fields.len() < 6 {
+        return None;
+    }
+    let mut rest = after.split(' ');
+    let fs_type = unescape(rest.next()?);
+    let device = unescape(rest.next()?);
+    let super_options = rest.next().unwrap_or("");
+    let has_ro = |opts: &str| opts.split(',').any(|o| o == "ro");
+    Some(Mount {
+        device,
+        mount_point: unescape(fields[4]),
+        fs_type,
+        read_only: has_ro(fields[5]) || has_ro(super_options),
+    })
+}
+
+/// The kernel writes space, tab, newline and backslash in mount fields as `\040`, `\011`,
+/// `\012` and `\134`.
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 4 <= bytes.len()
+            && bytes[i + 1..i + 4]
+                .iter()
+                .all(|b| (b'0'..=b'7').contains(b))
+        {
+            let value =
+                (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
+            out.push(value);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+enum Outcome {
+    Stats(FsStats),
+    Error(std::io::Error),
+    Stuck,
+}
+
+impl Filesystem {
+    /// statvfs for each mount in order on a helper thread, waiting at most `mount_timeout` for
+    /// each. When one hangs, its thread is abandoned (it clears the stuck mark when the call
+    /// finally returns) and a fresh thread takes the remaining mounts.
+    fn stat_all(&self, targets: &[(String, PathBuf)]) -> Vec<Outcome> {
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(targets.len());
+        let mut next = 0;
+        while next < targets.len() {
+            let (tx, rx) = mpsc::channel::<(usize, std::io::Result<FsStats>)>();
+            let abandoned = Arc::new(AtomicBool::new(false));
+            let work: Vec<(usize, String, PathBuf)> = targets[next..]
+                .iter()
+                .enumerate()
+                .map(|(i, (m, p))| (next + i, m.clone(), p.clone()))
+                .collect();
+            let stat = self.stat.clone();
+            let stuck = self.stuck.clone();
+            let thread_abandoned = abandoned.clone();
+            let spawned = std::thread::Builder::new()
+                .name("statvfs".into())
+                .spawn(move || {
+                    for (index, mount_point, path) in work {
+                        let result = stat(&path);
+                        if thread_abandoned.load(Ordering::Acquire) {
+                            // The collector gave up on this call: the mount answers again.
+                            if let Ok(mut s) = stuck.lock() {
+                                s.remove(&mount_point);
+                            }
+                            log::info(
+                                "stuck mount answered again",
+                                &[("mountpoint", &mount_point)],
+                            );
+                            return;
+                        }
+                        if tx.send((index, result)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                log::error("cannot start statvfs thread", &[("err", &e.to_string())]);
+                while outcomes.len() < targets.len() {
+                    outcomes.push(Outcome::Error(std::io::Error::other("no thread")));
+                }
+                break;
+            }
+            loop {
+                match rx.recv_timeout(self.mount_timeout) {
+                    Ok((_, result)) => {
+                        outcomes.push(match result {
+                            Ok(s) => Outcome::Stats(s),
+                            Err(e) => Outcome::Error(e),
+                        });
+                        next += 1;
+                        if next == targets.len() {
+                            break;
+                        }
+                    }
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        let mount_point = &targets[next].0;
+                        if let Ok(mut s) = self.stuck.lock() {
+                            s.insert(mount_point.clone());
+                        }
+                        abandoned.store(true, Ordering::Release);
+                        log::error(
+                            "statvfs did not answer in time; marking the mount as stuck",
+                            &[
+                                ("mountpoint", mount_point),
+                                ("timeout", &format!("{:?}", self.mount_timeout)),
+                            ],
+                        );
+                        outcomes.push(Outcome::Stuck);
+                        next += 1;
+                        break;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        // The thread ended early (it cannot without sending); treat the rest as errors.
+                        while outcomes.len() < targets.len() {
+                            outcomes.push(Outcome::Error(std::io::Error::other(
+                                "statvfs thread ended",
+                            )));
+                        }
+                        next = targets.len();
+                        break;
+                    }
+                }
+            }
+        }
+        outcomes
+    }
+}
+
+impl BlockingCollector for Filesystem {
+    fn name(&self) -> &'static str {
+        "filesystem"
+    }
+
+    fn collect(&self) -> CollectResult {
+        let mut seen = HashSet::new();
+        let mut selected = Vec::new();
+        for m in self.mounts()? {
+            if self.mount_points.ignored(&m.mount_point) || self.fs_types.ignored(&m.fs_type) {
+                continue;
+            }
+            // Bind mounts of the same device at the same place would repeat a label set.
+            if !seen.insert((m.device.clone(), m.mount_point.clone(), m.fs_type.clone())) {
+                continue;
+            }
+            selected.push(m);
+        }
+        let stuck_now: HashSet<String> = self.stuck.lock().map(|s| s.clone()).unwrap_or_default();
+        let (to_stat, already_stuck): (Vec<&Mount>, Vec<&Mount>) = selected
+            .iter()
+            .partition(|m| !stuck_now.contains(&m.mount_point));
+        let targets: Vec<(String, PathBuf)> = to_stat
+            .iter()
+            .map(|m| (m.mount_point.clone(), self.paths.rooted(&m.mount_point)))
+            .collect();
+        let outcomes = self.stat_all(&targets);
+
+        let mut size =
+            MetricFamily::gauge("node_filesystem_size_bytes", "Filesystem size in bytes.");
+        let mut free = MetricFamily::gauge(
+            "node_filesystem_free_bytes",
+            "Filesystem free space in bytes.",
+        );
+        let mut avail = MetricFamily::gauge(
+            "node_filesystem_avail_bytes",
+            "Filesystem space available to non-root users in bytes.",
+        );
+        let mut files =
+            MetricFamily::gauge("node_filesystem_files", "Filesystem total file nodes.");
+        let mut files_free = MetricFamily::gauge(
+            "node_filesystem_files_free",
+            "Filesystem total free file nodes.",
+        );
+        let mut readonly =
+            MetricFamily::gauge("node_filesystem_readonly", "Filesystem read-only status.");
+        let mut device_error = MetricFamily::gauge(
+            "node_filesystem_device_error",
+            "Whether an error occurred while getting statistics for the given device.",
+        );
+
+        let labels = |m: &Mount| {
+            [
+                ("device", m.device.clone()),
+                ("fstype", m.fs_type.clone()),
+                ("mountpoint", m.mount_point.clone()),
+            ]
+        };
+        for (m, outcome) in to_stat.iter().zip(outcomes) {
+            let l = labels(m);
+            match outcome {
+                Outcome::Stats(s) => {
+                    size.push(&l, s.size);
+                    free.push(&l, s.free);
+                    avail.push(&l, s.avail);
+                    files.push(&l, s.files);
+                    files_free.push(&l, s.files_free);
+                    readonly.push(&l, if m.read_only { 1.0 } else { 0.0 });
+                    device_error.push(&l, 0.0);
+                }
+                Outcome::Error(e) => {
+                    log::debug(
+                        "statvfs failed",
+                        &[("mountpoint", &m.mount_point), ("err", &e.to_string())],
+                    );
+                    readonly.push(&l, if m.read_only { 1.0 } else { 0.0 });
+                    device_error.push(&l, 1.0);
+                }
+                Outcome::Stuck => {
+                    readonly.push(&l, if m.read_only { 1.0 } else { 0.0 });
+                    device_error.push(&l, 1.0);
+                }
+            }
+        }
+        for m in already_stuck {
+            log::debug("skipping stuck mount", &[("mountpoint", &m.mount_point)]);
+            let l = labels(m);
+            readonly.push(&l, if m.read_only { 1.0 } else { 0.0 });
+            device_error.push(&l, 1.0);
+        }
+        Ok(vec![
+            size,
+            free,
+            avail,
+            files,
+            files_free,
+            readonly,
+            device_error,
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn mountinfo_lines_with_escapes_and_options() {
+        let m = parse_mountinfo_line(
+            r"36 35 98:0 / /mnt/my\040disk\011tab rw,noatime master:1 - ext4 /dev/sd\134b1 rw,errors=continue",
+        )
+        .unwrap();
+        assert_eq!(m.mount_point, "/mnt/my disk\ttab");
+        assert_eq!(m.device, r"/dev/sd\b1");
+        assert_eq!(m.fs_type, "ext4");
+        assert!(!m.read_only);
+        let ro = parse_mountinfo_line("1 2 0:1 / /ro ro,relatime - ext4 /dev/x rw").unwrap();
+        assert!(ro.read_only);
+        let super_ro =
+            parse_mountinfo_line("1 2 0:1 / /sro rw shared:5 - squashfs /dev/loop0 ro").unwrap();
+        assert!(super_ro.read_only);
+        assert!(parse_mountinfo_line("garbage line").is_none());
+        assert!(parse_mountinfo_line("1 2 - x").is_none());
+    }
+
+    fn fixture(dir: &std::path::Path, mountinfo: &str) -> Paths {
+        std::fs::create_dir_all(dir.join("proc/1")).unwrap();
+        std::fs::write(dir.join("proc/1/mountinfo"), mountinfo).unwrap();
+        Paths {
+            procfs: dir.join("proc"),
+            sysfs: dir.join("sys"),
+            rootfs: "/".into(),
+            udev_data: dir.join("udev"),
+        }
+    }
+
+    fn value(families: &[MetricFamily], name: &str, mount_point: &str) -> Option<f64> {
+        families
+            .iter()
+            .find(|f| f.name == name)?
+            .samples
+            .iter()
+            .find(|s| {
+                s.labels
+                    .iter()
+                    .any(|(k, v)| k == "mountpoint" && v == mount_point)
+            })
+            .map(|s| s.value)
+    }
+
+    #[test]
+    fn a_hanging_statvfs_marks_the_mount_stuck_and_the_rest_is_served() {
+        let dir = std::env::temp_dir().join(format!("fs-stuck-{}", std::process::id()));
+        let paths = fixture(
+            &dir,
+            "1 0 8:1 / / rw - ext4 /dev/sda1 rw\n2 1 0:50 / /mnt/nfs rw - nfs4 server:/export rw\n3 1 8:2 / /data rw - xfs /dev/sda2 rw\n4 1 0:5 / /proc rw - proc proc rw\n",
+        );
+        let release = Arc::new(AtomicBool::new(false));
+        let released = release.clone();
+        let stat: StatFn = Arc::new(move |path| {
+            if path.ends_with("nfs") {
+                while !released.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            Ok(FsStats {
+                size: 100.0,
+                free: 50.0,
+                avail: 40.0,
+                files: 10.0,
+                files_free: 5.0,
+            })
+        });
+        let fs = Filesystem::with_stat(
+            &paths,
+            DeviceFilter::exclude(DEFAULT_MOUNT_POINTS_EXCLUDE),
+            DeviceFilter::exclude(DEFAULT_FS_TYPES_EXCLUDE),
+            Duration::from_millis(100),
+            stat,
+        );
+        let started = Instant::now();
+        let families = fs.collect().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(2));
+        assert_eq!(
+            value(&families, "node_filesystem_size_bytes", "/"),
+            Some(100.0)
+        );
+        assert_eq!(
+            value(&families, "node_filesystem_avail_bytes", "/data"),
+            Some(40.0)
+        );
+        assert_eq!(
+            value(&families, "node_filesystem_size_bytes", "/mnt/nfs"),
+            None
+        );
+        assert_eq!(
+            value(&families, "node_filesystem_device_error", "/mnt/nfs"),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&families, "node_filesystem_device_error", "/proc"),
+            None,
+            "excluded fs type"
+        );
+
+        // While stuck, the mount is not asked again: the next scrape is immediate.
+        let started = Instant::now();
+        let families = fs.collect().unwrap();
+        assert!(
+            started.elapsed() < Duration::from_millis(90),
+            "stuck mount was retried"
+        );
+        assert_eq!(
+            value(&families, "node_filesystem_device_error", "/mnt/nfs"),
+            Some(1.0)
+        );
+
+        // Once the call returns, the mount is served again.
+        release.store(true, Ordering::Release);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while fs.stuck.lock().unwrap().contains("/mnt/nfs") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let families = fs.collect().unwrap();
+        assert_eq!(
+            value(&families, "node_filesystem_size_bytes", "/mnt/nfs"),
+            Some(100.0)
+        );
+        assert_eq!(
+            value(&families, "node_filesystem_device_error", "/mnt/nfs"),
+            Some(0.0)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn statvfs_errors_set_device_error_and_drop_sizes() {
+        let dir = std::env::temp_dir().join(format!("fs-err-{}", std::process::id()));
+        let paths = fixture(&dir, "1 0 8:1 / /gone rw - ext4 /dev/sda1 ro\n");
+        let stat: StatFn = Arc::new(|_| Err(std::io::Error::from_raw_os_error(libc::EACCES)));
+        let fs = Filesystem::with_stat(
+            &paths,
+            DeviceFilter::default(),
+            DeviceFilter::default(),
+            Duration::from_secs(1),
+            stat,
+        );
+        let families = fs.collect().unwrap();
+        assert_eq!(
+            value(&families, "node_filesystem_device_error", "/gone"),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&families, "node_filesystem_readonly", "/gone"),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(&families, "node_filesystem_size_bytes", "/gone"),
+            None
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,45 @@
+//! `node_load1`, `node_load5`, `node_load15` from /proc/loadavg.
+
+use crate::paths::{read, Paths};
+use common::{BlockingCollector, CollectResult, MetricFamily};
+
+pub struct Loadavg {
+    paths: Paths,
+}
+
+impl Loadavg {
+    pub fn new(paths: &Paths) -> Self {
+        Loadavg {
+            paths: paths.clone(),
+        }
+    }
+}
+
+impl BlockingCollector for Loadavg {
+    fn name(&self) -> &'static str {
+        "loadavg"
+    }
+
+    fn collect(&self) -> CollectResult {
+        let path = self.paths.proc("loadavg");
+        let text = read(&path)?;
+        let values: Vec<f64> = text
+            .split_whitespace()
+            .take(3)
+            .map(|f| f.parse::<f64>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("{}: {e}: {:?}", path.display(), text.trim()))?;
+        if values.len() != 3 {
+            anyhow::bail!(
+                "{}: expected three load averages: {:?}",
+                path.display(),
+                text.trim()
+            );
+        }
+        Ok(vec![
+            MetricFamily::gauge("node_load1", "1m load average.").with_value(values[0]),
+            MetricFamily::gauge("node_load5", "5m load average.").with_value(values[1]),
+            MetricFamily::gauge("node_load15", "15m load average.").with_value(values[2]),
+        ])
+    }
+}

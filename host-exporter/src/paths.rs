@@ -1,0 +1,92 @@
+//! Where the host's /proc, /sys and / are (`--path.procfs`, `--path.sysfs`, `--path.rootfs`), so
+//! the exporter works in a container with the host's `/` mounted at `/host`.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug)]
+pub struct Paths {
+    pub procfs: PathBuf,
+    pub sysfs: PathBuf,
+    pub rootfs: PathBuf,
+    pub udev_data: PathBuf,
+}
+
+impl Paths {
+    pub fn proc(&self, rel: &str) -> PathBuf {
+        self.procfs.join(rel)
+    }
+
+    pub fn sys(&self, rel: &str) -> PathBuf {
+        self.sysfs.join(rel)
+    }
+
+    /// A host path (a mount point) as seen from inside the rootfs.
+    pub fn rooted(&self, host_path: &str) -> PathBuf {
+        let rel = host_path.trim_start_matches('/');
+        if rel.is_empty() {
+            self.rootfs.clone()
+        } else {
+            self.rootfs.join(rel)
+        }
+    }
+
+    /// A mount point as the host sees it: mountinfo read through a rootfs prefix (when the
+    /// exporter runs without the host's pid namespace) carries that prefix, which is removed.
+    pub fn host_mount_point(&self, mount_point: &str) -> String {
+        let root = self.rootfs.to_string_lossy();
+        if root == "/" {
+            return mount_point.to_string();
+        }
+        match mount_point.strip_prefix(root.trim_end_matches('/')) {
+            Some("") => "/".to_string(),
+            Some(rest) if rest.starts_with('/') => rest.to_string(),
+            _ => mount_point.to_string(),
+        }
+    }
+}
+
+/// Reads a whole file, naming the path in the error.
+pub fn read(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Reads a small sysfs attribute with one read(2) call: some hwmon drivers answer EAGAIN
+/// forever, and a looping read would spin on them.
+pub fn read_sysfs_value(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = [0u8; 256];
+    let n = file.read(&mut buf)?;
+    Ok(String::from_utf8_lossy(&buf[..n]).trim().to_string())
+}
+
+/// Directory entries sorted by name, so output order does not depend on the filesystem.
+pub fn sorted_entries(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let mut entries: Vec<(String, PathBuf)> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .collect();
+    entries.sort();
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_points_lose_the_rootfs_prefix() {
+        let paths = Paths {
+            procfs: "/host/proc".into(),
+            sysfs: "/host/sys".into(),
+            rootfs: "/host".into(),
+            udev_data: "/run/udev/data".into(),
+        };
+        assert_eq!(paths.host_mount_point("/host"), "/");
+        assert_eq!(paths.host_mount_point("/host/home"), "/home");
+        assert_eq!(paths.host_mount_point("/hostile"), "/hostile");
+        assert_eq!(paths.host_mount_point("/data"), "/data");
+        assert_eq!(paths.rooted("/"), PathBuf::from("/host"));
+        assert_eq!(paths.rooted("/data"), PathBuf::from("/host/data"));
+    }
+}
