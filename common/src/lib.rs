@@ -11,6 +11,7 @@ pub mod log;
 pub mod metrics;
 pub mod process;
 pub mod server;
+pub mod testing;
 pub mod web_config;
 
 pub use cli::{CliOutcome, CollectorSpec, CommonOptions, ExporterSpec, Settings};

@@ -1,0 +1,251 @@
+//! Helpers for the exporters' end-to-end tests: start the real binary on a free loopback port,
+//! wait until it answers, and speak plain HTTP/1.1 to it without pulling in a client crate.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+/// A response as the tests look at it: status, headers (lower-case names), body bytes.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// GET `path` with extra headers; the connection is closed after the response.
+pub fn http_get(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<HttpResponse> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> std::io::Result<HttpResponse> {
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| bad("no end of headers"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no status line"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
+        body = dechunk(&body).ok_or_else(|| bad("bad chunked body"))?;
+    }
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&data[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(data.get(..size)?);
+        data = data.get(size + 2..)?;
+    }
+}
+
+/// A running exporter binary, killed when dropped.
+pub struct ExporterProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub stderr_path: std::path::PathBuf,
+}
+
+impl ExporterProcess {
+    /// Starts `binary` listening on a free loopback port with `args`, and waits (up to 10 s) for
+    /// `/-/ready`. Its stderr goes to a temporary file, read back by [`Self::stderr`].
+    pub fn start(binary: &str, args: &[&str], envs: &[(&str, &str)]) -> ExporterProcess {
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let stderr_path =
+            std::env::temp_dir().join(format!("exporter-{}-{port}.log", std::process::id()));
+        let stderr = std::fs::File::create(&stderr_path).expect("cannot create log file");
+        let mut command = Command::new(binary);
+        command
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        for (k, v) in envs {
+            command.env(k, v);
+        }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+        let mut process = ExporterProcess {
+            child,
+            addr,
+            stderr_path,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = process.child.try_wait() {
+                panic!("{binary} exited with {status}: {}", process.stderr());
+            }
+            if http_get(addr, "/-/ready", &[])
+                .map(|r| r.status == 200)
+                .unwrap_or(false)
+            {
+                return process;
+            }
+            if Instant::now() > deadline {
+                panic!("{binary} did not become ready: {}", process.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn get(&self, path: &str) -> HttpResponse {
+        http_get(self.addr, path, &[]).expect("request failed")
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+}
+
+impl Drop for ExporterProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.stderr_path);
+    }
+}
+
+/// Removes the lines that change from run to run (durations, process figures, build info) and
+/// the given families, so an exposition can be compared with a checked-in one.
+pub fn stable_exposition(text: &str, also_drop: &[&str]) -> String {
+    let volatile = |name: &str| {
+        name.ends_with("_collector_duration_seconds")
+            || name.starts_with("process_")
+            || name.ends_with("_build_info")
+            || also_drop.contains(&name)
+    };
+    text.lines()
+        .filter(|line| {
+            let name = if let Some(rest) = line
+                .strip_prefix("# HELP ")
+                .or_else(|| line.strip_prefix("# TYPE "))
+            {
+                rest.split(' ').next().unwrap_or("")
+            } else {
+                line.split(['{', ' ']).next().unwrap_or("")
+            };
+            !volatile(name)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Compares `actual` with the file at `path`; with `UPDATE_GOLDEN=1` rewrites the file instead.
+pub fn assert_golden(path: &std::path::Path, actual: &str) {
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(path, actual).expect("cannot write golden file");
+        return;
+    }
+    let expected = std::fs::read_to_string(path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with UPDATE_GOLDEN=1 to create it)",
+            path.display()
+        )
+    });
+    if expected != actual {
+        let diff: Vec<String> = diff_lines(&expected, actual);
+        panic!(
+            "{} differs from the scrape ({} lines differ; UPDATE_GOLDEN=1 rewrites it):\n{}",
+            path.display(),
+            diff.len(),
+            diff.iter().take(40).cloned().collect::<Vec<_>>().join("\n")
+        );
+    }
+}
+
+fn diff_lines(expected: &str, actual: &str) -> Vec<String> {
+    let e: std::collections::BTreeSet<&str> = expected.lines().collect();
+    let a: std::collections::BTreeSet<&str> = actual.lines().collect();
+    e.difference(&a)
+        .map(|l| format!("- {l}"))
+        .chain(a.difference(&e).map(|l| format!("+ {l}")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_parse_plain_and_chunked() {
+        let r =
+            parse_response(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nhello").unwrap();
+        assert_eq!(
+            (r.status, r.header("content-type"), r.text().as_str()),
+            (200, Some("text/plain"), "hello")
+        );
+        let r = parse_response(b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n").unwrap();
+        assert_eq!((r.status, r.text().as_str()), (404, "abcde"));
+        assert!(parse_response(b"garbage").is_err());
+    }
+
+    #[test]
+    fn volatile_lines_are_dropped() {
+        let text = "# HELP a_collector_duration_seconds x\n# TYPE a_collector_duration_seconds gauge\na_collector_duration_seconds{collector=\"c\"} 0.1\nprocess_open_fds 5\nnode_load1 1\n";
+        assert_eq!(stable_exposition(text, &[]), "node_load1 1\n");
+        assert_eq!(stable_exposition(text, &["node_load1"]), "");
+    }
+}

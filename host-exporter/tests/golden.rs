@@ -1,0 +1,181 @@
+//! Golden end-to-end tests in node_exporter's style: the real binary on a checked-in /proc and
+//! /sys tree, scraped over HTTP, compared with a checked-in exposition.
+
+use common::testing::{assert_golden, stable_exposition, ExporterProcess};
+use std::path::{Path, PathBuf};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_host-exporter");
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn start_on(name: &str, extra: &[&str]) -> ExporterProcess {
+    let root = fixture(name);
+    let mut args = vec![
+        format!("--path.procfs={}", root.join("proc").display()),
+        format!("--path.sysfs={}", root.join("sys").display()),
+        format!("--path.rootfs={}", root.join("rootfs").display()),
+        format!("--path.udev.data={}", root.join("udev").display()),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ExporterProcess::start(BINARY, &args, &[])
+}
+
+/// The exposition with the host-dependent families and the fixture's absolute path removed.
+fn stable(text: &str, name: &str) -> String {
+    let root = fixture(name);
+    stable_exposition(
+        text,
+        &[
+            "node_time_seconds",
+            "node_time_zone_offset_seconds",
+            "node_uname_info",
+        ],
+    )
+    .replace(&root.display().to_string(), "FIXTURE")
+}
+
+fn success(text: &str, collector: &str) -> Option<f64> {
+    let prefix = format!("host_exporter_collector_success{{collector=\"{collector}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn full_fixture_matches_golden_output() {
+    let exporter = start_on("full", &[]);
+    let response = exporter.get("/metrics");
+    assert_eq!(response.status, 200);
+    let text = response.text();
+    assert_golden(&fixture("full.prom"), &stable(&text, "full"));
+    for collector in [
+        "cpu",
+        "meminfo",
+        "filesystem",
+        "netdev",
+        "diskstats",
+        "loadavg",
+        "pressure",
+        "stat",
+        "uname",
+        "time",
+        "hwmon",
+        "thermal_zone",
+        "rapl",
+    ] {
+        assert_eq!(
+            success(&text, collector),
+            Some(1.0),
+            "{collector}: {}",
+            exporter.stderr()
+        );
+    }
+}
+
+#[test]
+fn broken_files_fail_only_their_collector_and_are_logged() {
+    let exporter = start_on("broken", &[]);
+    let response = exporter.get("/metrics");
+    assert_eq!(response.status, 200);
+    let text = response.text();
+    assert_golden(&fixture("broken.prom"), &stable(&text, "broken"));
+    for (collector, expected) in [
+        ("cpu", 0.0),
+        ("stat", 0.0),
+        ("loadavg", 0.0),
+        ("netdev", 0.0),
+        ("diskstats", 0.0),
+        ("meminfo", 1.0),
+        ("pressure", 1.0),
+        ("filesystem", 1.0),
+        ("hwmon", 1.0),
+        ("thermal_zone", 1.0),
+        ("rapl", 1.0),
+        ("uname", 1.0),
+        ("time", 1.0),
+    ] {
+        assert_eq!(success(&text, collector), Some(expected), "{collector}");
+    }
+    // What still parsed is served.
+    assert!(
+        text.contains("node_memory_MemTotal_bytes 25276063744\n"),
+        "{text}"
+    );
+    assert!(text.contains("node_pressure_cpu_waiting_seconds_total 1.5\n"));
+    assert!(
+        !text.contains("node_pressure_cpu_stalled"),
+        "old kernels have no full cpu line"
+    );
+    assert!(text.contains("node_filesystem_device_error{device=\"/dev/sdb1\",fstype=\"ext4\",mountpoint=\"/data\"} 1\n"));
+    // Each failure is logged with what and where.
+    let log = exporter.stderr();
+    let root = fixture("broken");
+    for expected in [
+        format!("{}/loadavg", root.join("proc").display()),
+        "collector=cpu".to_string(),
+        "skipping unparsable meminfo line".to_string(),
+        "skipping unparsable mountinfo line".to_string(),
+        "skipping unparsable pressure line".to_string(),
+    ] {
+        assert!(log.contains(&expected), "log lacks {expected:?}:\n{log}");
+    }
+}
+
+#[test]
+fn missing_procfs_fails_every_procfs_collector_but_the_scrape_answers() {
+    let exporter = ExporterProcess::start(
+        BINARY,
+        &[
+            "--path.procfs=/nonexistent/proc",
+            "--path.sysfs=/nonexistent/sys",
+        ],
+        &[],
+    );
+    let response = exporter.get("/metrics");
+    assert_eq!(response.status, 200);
+    let text = response.text();
+    for collector in [
+        "cpu",
+        "meminfo",
+        "filesystem",
+        "netdev",
+        "diskstats",
+        "loadavg",
+        "pressure",
+        "stat",
+    ] {
+        assert_eq!(success(&text, collector), Some(0.0), "{collector}");
+    }
+    assert!(text.contains("process_resident_memory_bytes"));
+}
+
+#[test]
+fn collect_and_exclude_parameters_filter_collectors() {
+    let exporter = start_on("full", &[]);
+    let only = exporter
+        .get("/metrics?collect[]=loadavg&collect[]=meminfo")
+        .text();
+    assert!(only.contains("node_load1 "));
+    assert!(only.contains("node_memory_MemTotal_bytes"));
+    assert!(!only.contains("node_cpu_seconds_total"));
+    assert_eq!(success(&only, "cpu"), None);
+
+    let except = exporter.get("/metrics?exclude[]=cpu").text();
+    assert!(!except.contains("node_cpu_seconds_total"));
+    assert!(except.contains("node_load1 "));
+
+    let unknown = exporter.get("/metrics?collect[]=nosuch");
+    assert_eq!(unknown.status, 400);
+    assert!(unknown.text().contains("nosuch"));
+    assert_eq!(
+        exporter
+            .get("/metrics?collect[]=cpu&exclude[]=meminfo")
+            .status,
+        400
+    );
+}
