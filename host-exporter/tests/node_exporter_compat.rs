@@ -1,0 +1,201 @@
+//! Compatibility with Debian's prometheus-node-exporter, run side by side on this host: for every
+//! family host-exporter emits under a `node_` name, the same type, the same label sets, and the
+//! same values (exact for sizes and identities; for values that move, between two node_exporter
+//! scrapes taken before and after ours, with a small tolerance for gauges that wander).
+
+use common::testing::{parse_text, ExporterProcess, ParsedFamily};
+use std::collections::{BTreeMap, BTreeSet};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_host-exporter");
+const NODE_EXPORTER: &str = "prometheus-node-exporter";
+
+/// Collectors both have; node_exporter is limited to these.
+const COLLECTORS: [&str; 13] = [
+    "cpu",
+    "meminfo",
+    "filesystem",
+    "netdev",
+    "diskstats",
+    "loadavg",
+    "pressure",
+    "stat",
+    "uname",
+    "time",
+    "hwmon",
+    "thermal_zone",
+    "rapl",
+];
+
+/// Families that node_exporter added after Debian's 1.5.0 and that we already emit.
+const NEWER_THAN_DEBIAN: [&str; 2] = [
+    "node_pressure_cpu_stalled_seconds_total",
+    "node_pressure_irq_stalled_seconds_total",
+];
+
+/// Families whose values must be identical.
+fn exact(name: &str) -> bool {
+    matches!(
+        name,
+        "node_filesystem_size_bytes"
+            | "node_filesystem_files"
+            | "node_filesystem_readonly"
+            | "node_filesystem_device_error"
+            | "node_memory_MemTotal_bytes"
+            | "node_memory_SwapTotal_bytes"
+            | "node_memory_HugePages_Total"
+            | "node_memory_Hugepagesize_bytes"
+            | "node_boot_time_seconds"
+            | "node_uname_info"
+            | "node_disk_info"
+            | "node_time_zone_offset_seconds"
+            | "node_time_clocksource_available_info"
+            | "node_time_clocksource_current_info"
+    )
+}
+
+/// Allowed distance outside the bracket for gauges that move on their own.
+fn tolerance(name: &str, value: f64) -> f64 {
+    if name.starts_with("node_memory_") || name.starts_with("node_filesystem_") {
+        (value.abs() * 0.02).max(256.0 * 1024.0 * 1024.0)
+    } else if name.starts_with("node_procs_") {
+        // A point sample of the run queue: our own collector threads and any parallel build
+        // are in it.
+        64.0
+    } else if name.starts_with("node_load") {
+        0.5
+    } else if name == "node_disk_io_now" {
+        4.0
+    } else {
+        1e-9
+    }
+}
+
+type Series = BTreeMap<(String, Vec<(String, String)>), f64>;
+
+fn series(family: &ParsedFamily) -> Series {
+    family
+        .samples
+        .iter()
+        .map(|(n, l, v)| ((n.clone(), l.clone()), *v))
+        .collect()
+}
+
+fn node_exporter_args(port: u16) -> Vec<String> {
+    let mut args = vec![
+        format!("--web.listen-address=127.0.0.1:{port}"),
+        "--web.disable-exporter-metrics".to_string(),
+        "--collector.disable-defaults".to_string(),
+        // Our defaults (upstream node_exporter's), so both look at the same mounts and devices.
+        format!(
+            "--collector.filesystem.mount-points-exclude={}",
+            MOUNT_POINTS_EXCLUDE
+        ),
+        format!(
+            "--collector.filesystem.fs-types-exclude={}",
+            FS_TYPES_EXCLUDE
+        ),
+        "--collector.netdev.device-exclude=".to_string(),
+    ];
+    args.extend(COLLECTORS.iter().map(|c| format!("--collector.{c}")));
+    args
+}
+
+const MOUNT_POINTS_EXCLUDE: &str =
+    r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)";
+const FS_TYPES_EXCLUDE: &str = r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|erofs|sysfs|tracefs)$";
+
+struct NodeExporter(std::process::Child);
+impl Drop for NodeExporter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn scrape(addr: std::net::SocketAddr) -> BTreeMap<String, ParsedFamily> {
+    let body = common::testing::http_get(addr, "/metrics", &[])
+        .expect("scrape failed")
+        .text();
+    parse_text(&body).expect("unparsable exposition")
+}
+
+#[test]
+fn same_names_types_labels_and_values_as_node_exporter() {
+    let port = common::testing::free_port();
+    let child = std::process::Command::new(NODE_EXPORTER)
+        .args(node_exporter_args(port))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("{NODE_EXPORTER} is needed (apt-get install prometheus-node-exporter): {e}")
+        });
+    let _node = NodeExporter(child);
+    let node_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while common::testing::http_get(node_addr, "/metrics", &[]).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node_exporter did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let ours = ExporterProcess::start(BINARY, &["--web.disable-exporter-metrics"], &[]);
+
+    let before = scrape(node_addr);
+    let mine = scrape(ours.addr);
+    let after = scrape(node_addr);
+
+    let mut problems = Vec::new();
+    let mut compared = 0;
+    for (name, family) in mine.iter().filter(|(n, _)| n.starts_with("node_")) {
+        let Some(theirs) = before.get(name) else {
+            if !NEWER_THAN_DEBIAN.contains(&name.as_str()) {
+                problems.push(format!("{name}: node_exporter has no such family"));
+            }
+            continue;
+        };
+        if family.kind != theirs.kind {
+            problems.push(format!(
+                "{name}: type {} vs node_exporter's {}",
+                family.kind, theirs.kind
+            ));
+        }
+        let (ours_s, first, second) = (series(family), series(theirs), series(&after[name]));
+        let our_sets: BTreeSet<_> = ours_s.keys().collect();
+        let their_sets: BTreeSet<_> = first.keys().collect();
+        if our_sets != their_sets {
+            problems.push(format!(
+                "{name}: label sets differ: only ours {:?}, only theirs {:?}",
+                our_sets.difference(&their_sets).collect::<Vec<_>>(),
+                their_sets.difference(&our_sets).collect::<Vec<_>>()
+            ));
+            continue;
+        }
+        for (key, value) in &ours_s {
+            let (a, b) = (first[key], second.get(key).copied().unwrap_or(first[key]));
+            compared += 1;
+            if exact(name) {
+                if *value != a {
+                    problems.push(format!("{name}{:?}: {value} vs node_exporter's {a}", key.1));
+                }
+            } else {
+                let tol = tolerance(name, *value);
+                let (low, high) = (a.min(b) - tol, a.max(b) + tol);
+                if !(low..=high).contains(value) {
+                    problems.push(format!(
+                        "{name}{:?}: {value} outside node_exporter's [{a}, {b}]",
+                        key.1
+                    ));
+                }
+            }
+        }
+    }
+    assert!(compared > 50, "only {compared} samples compared");
+    assert!(
+        problems.is_empty(),
+        "{} differences:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}

@@ -1,0 +1,153 @@
+//! Start-up behaviour of the real binary: settings from flags, environment and a TOML file;
+//! clear errors that stop start-up; SIGTERM.
+
+use common::testing::ExporterProcess;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_host-exporter");
+
+/// Runs the binary expecting it to refuse to start; returns its stderr.
+fn refuses(args: &[&str], envs: &[(&str, &str)]) -> String {
+    let out = Command::new(BINARY)
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "expected exit 1 for {args:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn bad_settings_stop_start_up_naming_the_setting() {
+    assert!(refuses(&["--log.level=chatty"], &[]).contains("--log.level"));
+    assert!(refuses(&["--collector.filesystem.mount-timeout=soon"], &[])
+        .contains("--collector.filesystem.mount-timeout"));
+    assert!(
+        refuses(&["--collector.diskstats.device-exclude=(unclosed"], &[])
+            .contains("--collector.diskstats.device-exclude")
+    );
+    assert!(refuses(
+        &[
+            "--collector.netdev.device-include=a",
+            "--collector.netdev.device-exclude=b"
+        ],
+        &[]
+    )
+    .contains("mutually exclusive"));
+    let env_error = refuses(&[], &[("HOST_EXPORTER_LOG_FORMAT", "xml")]);
+    assert!(
+        env_error.contains("--log.format") && env_error.contains("HOST_EXPORTER_LOG_FORMAT"),
+        "{env_error}"
+    );
+    assert!(refuses(&[], &[("HOST_EXPORTER_COLLECTOR_CPU", "maybe")])
+        .contains("HOST_EXPORTER_COLLECTOR_CPU"));
+}
+
+#[test]
+fn missing_or_wrong_web_config_stops_start_up() {
+    let dir = std::env::temp_dir().join(format!("startup-web-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let missing = refuses(&["--web.config.file=/nonexistent/web.yml"], &[]);
+    assert!(missing.contains("/nonexistent/web.yml"), "{missing}");
+    let no_cert = dir.join("web.yml");
+    std::fs::write(
+        &no_cert,
+        "tls_server_config:\n  cert_file: absent.crt\n  key_file: absent.key\n",
+    )
+    .unwrap();
+    let err = refuses(&[&format!("--web.config.file={}", no_cert.display())], &[]);
+    assert!(err.contains("absent.crt"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_address_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let err = refuses(&[&format!("--web.listen-address={address}")], &[]);
+    assert!(
+        err.contains("--web.listen-address") && err.contains(&address),
+        "{err}"
+    );
+}
+
+#[test]
+fn settings_from_environment_and_file() {
+    let dir = std::env::temp_dir().join(format!("startup-toml-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("host-exporter.toml");
+    std::fs::write(
+        &file,
+        "[web]\ntelemetry-path = \"/from-file\"\n[collector]\nloadavg = false\n",
+    )
+    .unwrap();
+    let config = format!("--config.file={}", file.display());
+    let exporter =
+        ExporterProcess::start(BINARY, &[&config], &[("HOST_EXPORTER_LOG_FORMAT", "json")]);
+    assert_eq!(exporter.get("/from-file").status, 200);
+    assert_eq!(exporter.get("/metrics").status, 404);
+    let body = exporter.get("/from-file").text();
+    assert!(
+        !body.contains("node_load1"),
+        "loadavg was disabled in the file"
+    );
+    assert!(body.contains("node_cpu_seconds_total"));
+    let first_log_line = exporter
+        .stderr()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        first_log_line.starts_with("{\"ts\":")
+            && first_log_line.contains("\"msg\":\"starting host-exporter\""),
+        "{first_log_line}"
+    );
+
+    // The environment beats the file, and a flag beats both.
+    let exporter = ExporterProcess::start(
+        BINARY,
+        &[&config, "--collector.loadavg"],
+        &[("HOST_EXPORTER_WEB_TELEMETRY_PATH", "/from-env")],
+    );
+    assert_eq!(exporter.get("/from-env").status, 200);
+    assert!(exporter.get("/from-env").text().contains("node_load1"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sigterm_stops_the_exporter_cleanly() {
+    let mut exporter = ExporterProcess::start(BINARY, &[], &[]);
+    let pid = exporter.child.id() as i32;
+    // SAFETY: sending a signal to our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(status) = exporter.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not stop after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(exporter.stderr().contains("shutting down"));
+}
+
+#[test]
+fn help_and_version() {
+    let out = Command::new(BINARY).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+    let out = Command::new(BINARY).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--web.listen-address",
+        "--collector.filesystem",
+        "--path.rootfs",
+        "--web.config.file",
+        "--config.file",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+}
