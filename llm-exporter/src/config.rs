@@ -1,0 +1,275 @@
+//! The exporter's own flags, and how they become a list of upstreams. Every per-upstream setting
+//! is a repeatable `NAME=VALUE` flag, so that the same settings also work from the environment
+//! and from TOML as arrays of strings (`[upstream] url = ["local=http://127.0.0.1:8080"]`).
+
+use clap::{Arg, ArgAction};
+use common::{CliOutcome, Settings};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Which API an upstream speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    LlamaCpp,
+    Ollama,
+}
+
+impl Backend {
+    pub fn label(self) -> &'static str {
+        match self {
+            Backend::LlamaCpp => "llama.cpp",
+            Backend::Ollama => "ollama",
+        }
+    }
+}
+
+/// What the operator asked for: a fixed backend, or detection on first contact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendChoice {
+    Auto,
+    Fixed(Backend),
+}
+
+#[derive(Clone, Debug)]
+pub struct UpstreamConfig {
+    pub name: String,
+    /// `http://host:port` without a trailing slash.
+    pub base_url: String,
+    pub backend: BackendChoice,
+    /// Read from a file at start-up; sent as a bearer token, never logged.
+    pub api_key: Option<String>,
+    pub proxy_listen: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub upstreams: Vec<UpstreamConfig>,
+    /// Deadline for polling one upstream (all its requests together).
+    pub poll_timeout: Duration,
+    pub proxy: ProxyConfig,
+}
+
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    /// How long the proxy waits for an upstream's response headers.
+    pub header_timeout: Duration,
+    /// How long a response body may stay silent before the proxy gives up on it.
+    pub idle_timeout: Duration,
+    /// Distinct model label values kept before new ones are counted as `other`.
+    pub max_models: usize,
+}
+
+pub fn args() -> Vec<Arg> {
+    let repeatable = |id: &'static str, help: &'static str| {
+        Arg::new(id)
+            .long(id)
+            .action(ArgAction::Append)
+            .value_delimiter(',')
+            .help(help)
+    };
+    vec![
+        repeatable(
+            "upstream",
+            "Model server to watch, NAME=URL (e.g. local=http://127.0.0.1:8080); repeatable",
+        ),
+        repeatable("upstream.url", "Same as --upstream (for the TOML [upstream] table)"),
+        repeatable(
+            "upstream.backend",
+            "Backend of an upstream, NAME=auto|llama.cpp|ollama (default auto); repeatable",
+        ),
+        repeatable(
+            "upstream.api-key-file",
+            "File holding an upstream's API key, NAME=PATH, sent as a bearer token; repeatable",
+        ),
+        repeatable(
+            "proxy",
+            "Serve a measuring reverse proxy for upstream NAME, NAME=LISTEN_ADDR; repeatable",
+        ),
+        Arg::new("upstream.timeout")
+            .long("upstream.timeout")
+            .default_value("5s")
+            .help("Deadline for polling one upstream on a scrape"),
+        Arg::new("proxy.header-timeout")
+            .long("proxy.header-timeout")
+            .default_value("10m")
+            .help("How long the proxy waits for an upstream's response headers (queued requests wait here)"),
+        Arg::new("proxy.idle-timeout")
+            .long("proxy.idle-timeout")
+            .default_value("5m")
+            .help("How long a proxied response may send nothing before the proxy ends it"),
+        Arg::new("proxy.max-models")
+            .long("proxy.max-models")
+            .default_value("32")
+            .help("Distinct model label values before further models are counted as 'other'"),
+    ]
+}
+
+/// Splits `NAME=VALUE`; the name is what labels and logs show.
+fn split_pair(raw: &str) -> Result<(String, String), String> {
+    let (name, value) = raw
+        .split_once('=')
+        .ok_or("expected NAME=VALUE".to_string())?;
+    let name = name.trim();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(format!(
+            "'{name}' is not a valid name (letters, digits, - _ .)"
+        ));
+    }
+    Ok((name.to_string(), value.trim().to_string()))
+}
+
+/// Checks an upstream URL: plain `http://host:port[/prefix]`; TLS upstreams are not supported.
+pub fn parse_base_url(raw: &str) -> Result<String, String> {
+    let rest = raw
+        .strip_prefix("http://")
+        .ok_or("expected an http:// URL (https is not supported)")?;
+    let authority = rest.split('/').next().unwrap_or("");
+    if authority.is_empty() {
+        return Err("the URL has no host".into());
+    }
+    let uri: hyper::Uri = raw.parse().map_err(|e| format!("not a URL: {e}"))?;
+    if uri.query().is_some() {
+        return Err("the URL must not have a query".into());
+    }
+    Ok(raw.trim_end_matches('/').to_string())
+}
+
+fn parse_backend(raw: &str) -> Result<BackendChoice, String> {
+    match raw {
+        "auto" => Ok(BackendChoice::Auto),
+        "llama.cpp" | "llamacpp" | "llama-server" => Ok(BackendChoice::Fixed(Backend::LlamaCpp)),
+        "ollama" => Ok(BackendChoice::Fixed(Backend::Ollama)),
+        _ => Err("expected auto, llama.cpp or ollama".into()),
+    }
+}
+
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    let d = common::cli::parse_duration(s)?;
+    if d.is_zero() {
+        Err("must be above zero".into())
+    } else {
+        Ok(d)
+    }
+}
+
+pub fn load(settings: &Settings) -> Result<Config, CliOutcome> {
+    let mut upstreams: Vec<UpstreamConfig> = Vec::new();
+    for key in ["upstream", "upstream.url"] {
+        for raw in settings.values(key)? {
+            let (name, url) = split_pair(&raw).map_err(|e| settings.invalid(key, &raw, &e))?;
+            let base_url = parse_base_url(&url).map_err(|e| settings.invalid(key, &raw, &e))?;
+            if upstreams.iter().any(|u| u.name == name) {
+                return Err(settings.invalid(key, &raw, "this upstream name is used twice"));
+            }
+            upstreams.push(UpstreamConfig {
+                name,
+                base_url,
+                backend: BackendChoice::Auto,
+                api_key: None,
+                proxy_listen: None,
+            });
+        }
+    }
+
+    let per_upstream = |key: &str| -> Result<BTreeMap<String, (String, String)>, CliOutcome> {
+        let mut out = BTreeMap::new();
+        for raw in settings.values(key)? {
+            let (name, value) = split_pair(&raw).map_err(|e| settings.invalid(key, &raw, &e))?;
+            if !upstreams.iter().any(|u| u.name == name) {
+                return Err(settings.invalid(
+                    key,
+                    &raw,
+                    &format!("no upstream named '{name}' (add --upstream {name}=URL)"),
+                ));
+            }
+            if out.insert(name, (raw.clone(), value)).is_some() {
+                return Err(settings.invalid(key, &raw, "given twice for this upstream"));
+            }
+        }
+        Ok(out)
+    };
+    let backends = per_upstream("upstream.backend")?;
+    let key_files = per_upstream("upstream.api-key-file")?;
+    let proxies = per_upstream("proxy")?;
+
+    for upstream in &mut upstreams {
+        if let Some((raw, value)) = backends.get(&upstream.name) {
+            upstream.backend = parse_backend(value)
+                .map_err(|e| settings.invalid("upstream.backend", raw, &e))?;
+        }
+        if let Some((raw, path)) = key_files.get(&upstream.name) {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                settings.invalid("upstream.api-key-file", raw, &format!("cannot read: {e}"))
+            })?;
+            let key = text.trim();
+            if key.is_empty() {
+                return Err(settings.invalid("upstream.api-key-file", raw, "the file is empty"));
+            }
+            upstream.api_key = Some(key.to_string());
+        }
+        if let Some((raw, listen)) = proxies.get(&upstream.name) {
+            common::server::parse_listen_address(listen)
+                .map_err(|e| settings.invalid("proxy", raw, &e))?;
+            upstream.proxy_listen = Some(listen.clone());
+        }
+    }
+
+    let poll_timeout = settings
+        .parsed("upstream.timeout", positive_duration)?
+        .unwrap_or(Duration::from_secs(5));
+    let header_timeout = settings
+        .parsed("proxy.header-timeout", positive_duration)?
+        .unwrap_or(Duration::from_secs(600));
+    let idle_timeout = settings
+        .parsed("proxy.idle-timeout", positive_duration)?
+        .unwrap_or(Duration::from_secs(300));
+    let max_models = settings
+        .parsed("proxy.max-models", |s| {
+            s.parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| "expected a whole number above zero".to_string())
+        })?
+        .unwrap_or(32);
+    Ok(Config {
+        upstreams,
+        poll_timeout,
+        proxy: ProxyConfig {
+            header_timeout,
+            idle_timeout,
+            max_models,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_and_urls() {
+        assert_eq!(
+            split_pair("local=http://x:1").unwrap(),
+            ("local".into(), "http://x:1".into())
+        );
+        assert!(split_pair("nope").is_err());
+        assert!(split_pair("bad name=x").is_err());
+        assert!(split_pair("=x").is_err());
+        assert_eq!(
+            parse_base_url("http://127.0.0.1:8080/").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert!(parse_base_url("https://x").is_err());
+        assert!(parse_base_url("http://").is_err());
+        assert!(parse_base_url("http://x/?a=1").is_err());
+        assert_eq!(
+            parse_backend("llama.cpp").unwrap(),
+            BackendChoice::Fixed(Backend::LlamaCpp)
+        );
+        assert!(parse_backend("vllm").is_err());
+    }
+}

@@ -1,0 +1,62 @@
+//! llm-exporter: watches llama-server and Ollama. It polls each upstream's API on every scrape
+//! and, where asked, puts a measuring reverse proxy in front of it for per-request latency and
+//! token metrics that neither server offers.
+
+mod config;
+mod detect;
+mod histogram;
+mod model_name;
+mod poller;
+mod prom_text;
+mod proxy;
+mod upstream;
+
+use common::cli::{CollectorSpec, ExporterSpec};
+use common::CliOutcome;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+static SPEC: ExporterSpec = ExporterSpec {
+    name: "llm-exporter",
+    metric_prefix: "llm_exporter",
+    about: "Prometheus exporter for llama-server and Ollama: an API poller and a measuring proxy",
+    default_port: 10473,
+    collectors: &[
+        CollectorSpec {
+            name: "upstream",
+            default_enabled: true,
+            help: "poll each upstream's API (health, metrics, slots, models)",
+        },
+        CollectorSpec {
+            name: "proxy",
+            default_enabled: true,
+            help: "request metrics measured by the --proxy listeners",
+        },
+    ],
+};
+
+fn main() -> ExitCode {
+    common::run(
+        &SPEC,
+        env!("CARGO_PKG_VERSION"),
+        config::args(),
+        |settings, collectors| {
+            let config = config::load(settings)?;
+            if config.upstreams.is_empty() {
+                return Err(CliOutcome::Error(
+                    "no upstream to watch: give --upstream NAME=URL (e.g. local=http://127.0.0.1:8080)"
+                        .into(),
+                ));
+            }
+
+            // The poller: one scrape, every upstream, each under --upstream.timeout.
+            collectors.add(poller::Poller::new(&config.upstreams, config.poll_timeout));
+
+            // The proxies run on their own runtime; their measurements are read per scrape.
+            let measurements = Arc::new(proxy::metrics::ProxyMetrics::new(config.proxy.max_models));
+            proxy::start(&config, measurements.clone()).map_err(CliOutcome::Error)?;
+            collectors.add(proxy::collector::ProxyCollector::new(measurements));
+            Ok(())
+        },
+    )
+}

@@ -1,0 +1,424 @@
+//! Polling llama-server: `/health`, `/props`, then `/metrics`, `/v1/models` and `/slots` together.
+//! Its counters are re-exported as `llamacpp_*` with `upstream` and `model` labels (llama-server
+//! has no model label of its own). Its windowed throughput gauges are left out on purpose: every
+//! `GET /metrics` resets their window, so they are wrong whenever two parties scrape, and rates
+//! belong to `rate()` over the counters.
+
+use super::{json, lock, Failure, Polled, Reason};
+use crate::config::Backend;
+use crate::model_name;
+use crate::prom_text;
+use crate::upstream::{Reply, Upstream};
+use common::{MetricFamily, MetricType};
+use hyper::StatusCode;
+use serde::Deserialize;
+use std::sync::Mutex;
+use tokio::time::Instant;
+
+/// The gauges llama-server averages over the time since the previous `/metrics` call.
+const WINDOWED: &[&str] = &[
+    "llamacpp:prompt_tokens_seconds",
+    "llamacpp:predicted_tokens_seconds",
+];
+
+/// What restart detection compares between polls.
+#[derive(Default)]
+pub struct Memory {
+    /// `Process-Start-Time-Unix` (really a monotonic microsecond stamp of the start).
+    start_marker: Option<String>,
+    decode_total: Option<f64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Props {
+    build_info: Option<String>,
+    model_alias: Option<String>,
+    model_path: Option<String>,
+    model_ftype: Option<String>,
+    total_slots: Option<f64>,
+    is_sleeping: Option<bool>,
+    endpoint_slots: Option<bool>,
+    endpoint_metrics: Option<bool>,
+    default_generation_settings: Option<GenerationSettings>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct GenerationSettings {
+    n_ctx: Option<f64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Models {
+    data: Vec<ModelEntry>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ModelEntry {
+    id: String,
+    meta: Option<ModelMeta>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ModelMeta {
+    n_params: Option<f64>,
+    size: Option<f64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Slot {
+    id: i64,
+    n_ctx: Option<f64>,
+    is_processing: Option<bool>,
+    /// Builds from 2024 said `state` (1 = processing) instead.
+    state: Option<i64>,
+    n_prompt_tokens: Option<f64>,
+    next_token: Option<NextToken>,
+}
+
+/// An array of one in 2026 builds, a plain object in older ones.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum NextToken {
+    Many(Vec<NextTokenEntry>),
+    One(NextTokenEntry),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct NextTokenEntry {
+    n_decoded: Option<f64>,
+}
+
+impl Slot {
+    fn busy(&self) -> bool {
+        self.is_processing.unwrap_or(self.state == Some(1))
+    }
+
+    fn decoded(&self) -> f64 {
+        match &self.next_token {
+            Some(NextToken::Many(v)) => v.first().and_then(|n| n.n_decoded).unwrap_or(0.0),
+            Some(NextToken::One(n)) => n.n_decoded.unwrap_or(0.0),
+            None => 0.0,
+        }
+    }
+}
+
+pub async fn poll(upstream: &Upstream, memory: &Mutex<Memory>, deadline: Instant) -> Polled {
+    let mut format_errors = Vec::new();
+    let result = poll_inner(upstream, memory, deadline, &mut format_errors).await;
+    let (families, failure, restarted) = match result {
+        Ok(ok) => ok,
+        Err(failure) => (Vec::new(), Some(failure), false),
+    };
+    Polled {
+        families,
+        failure,
+        restarted,
+        format_errors,
+    }
+}
+
+type Outcome = (Vec<MetricFamily>, Option<Failure>, bool);
+
+async fn poll_inner(
+    upstream: &Upstream,
+    memory: &Mutex<Memory>,
+    deadline: Instant,
+    format_errors: &mut Vec<&'static str>,
+) -> Result<Outcome, Failure> {
+    let name = upstream.name();
+    let health = get(upstream, "/health", deadline).await?;
+    if health.status == StatusCode::SERVICE_UNAVAILABLE {
+        return Err(Failure::new(Reason::Loading, "GET /health: 503 (loading model)"));
+    }
+    if health.status != StatusCode::OK {
+        return Err(Failure::status("/health", &health));
+    }
+
+    let props_reply = get(upstream, "/props", deadline).await?;
+    check_status("/props", &props_reply)?;
+    let props: Props = json("/props", &props_reply, format_errors)?;
+    let sleeping = props.is_sleeping.unwrap_or(false);
+    let raw_model = props
+        .model_alias
+        .as_deref()
+        .or(props.model_path.as_deref())
+        .unwrap_or("");
+    let model = model_name::normalize(Some(Backend::LlamaCpp), raw_model);
+
+    // `/slots` wakes a sleeping server (the model reloads), so it is left alone while asleep.
+    let want_slots = !sleeping && props.endpoint_slots != Some(false);
+    let (metrics, models, slots) = tokio::join!(
+        get(upstream, "/metrics", deadline),
+        get(upstream, "/v1/models", deadline),
+        async {
+            if want_slots {
+                Some(get(upstream, "/slots", deadline).await)
+            } else {
+                None
+            }
+        }
+    );
+
+    let base = [("upstream", name), ("model", model.as_str())];
+    let mut families = Vec::new();
+    let version = props.build_info.clone().unwrap_or_default();
+    families.push(
+        MetricFamily::gauge(
+            "llm_backend_info",
+            "The upstream's backend, version, model and quantization (value 1).",
+        )
+        .with(
+            &[
+                ("upstream", name),
+                ("backend", "llama.cpp"),
+                ("version", version.as_str()),
+                ("model", model.as_str()),
+                ("quant", props.model_ftype.as_deref().unwrap_or("")),
+            ],
+            1.0,
+        ),
+    );
+    families.push(
+        MetricFamily::gauge(
+            "llm_model_sleeping",
+            "Whether llama-server has unloaded the model after --sleep-idle-seconds (1) or not (0).",
+        )
+        .with(&base, if sleeping { 1.0 } else { 0.0 }),
+    );
+    if let Some(n_ctx) = props.default_generation_settings.as_ref().and_then(|g| g.n_ctx) {
+        families.push(context_size().with(&base, n_ctx));
+    }
+    if let Some(total) = props.total_slots {
+        families.push(slots_total().with(&base, total));
+    }
+
+    // Model facts from /v1/models are a bonus: their absence costs nothing else.
+    if let Ok(reply) = &models {
+        if reply.status == StatusCode::OK {
+            if let Ok(models) = json::<Models>("/v1/models", reply, format_errors) {
+                if let Some(meta) = models
+                    .data
+                    .iter()
+                    .find(|m| model_name::normalize(Some(Backend::LlamaCpp), &m.id) == model)
+                    .or(models.data.first())
+                    .and_then(|m| m.meta.as_ref())
+                {
+                    if let Some(size) = meta.size {
+                        families.push(model_size().with(&base, size));
+                    }
+                    if let Some(n) = meta.n_params {
+                        families.push(
+                            MetricFamily::gauge(
+                                "llm_model_parameters",
+                                "Number of parameters of the model.",
+                            )
+                            .with(&base, n),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    if let Some(Ok(reply)) = &slots {
+        if reply.status == StatusCode::OK {
+            if let Ok(slots) = json::<Vec<Slot>>("/slots", reply, format_errors) {
+                families.extend(slot_families(&slots, &base));
+            }
+        }
+    }
+
+    // /metrics decides llm_up: without it the counters are missing.
+    let mut failure = None;
+    let mut restarted = false;
+    match metrics {
+        Err(e) => failure = Some(e),
+        Ok(reply) if reply.status == StatusCode::NOT_IMPLEMENTED => {
+            failure = Some(Failure::new(
+                Reason::MetricsDisabled,
+                "GET /metrics: 501 (llama-server runs without --metrics)",
+            ));
+        }
+        Ok(reply) if reply.status == StatusCode::SERVICE_UNAVAILABLE => {
+            failure = Some(Failure::new(Reason::Loading, "GET /metrics: 503"));
+        }
+        Ok(reply) if reply.status != StatusCode::OK => {
+            failure = Some(Failure::status("/metrics", &reply));
+        }
+        Ok(reply) => match std::str::from_utf8(&reply.body)
+            .map_err(|e| e.to_string())
+            .and_then(prom_text::parse)
+        {
+            Err(e) => {
+                format_errors.push("/metrics");
+                failure = Some(Failure::new(Reason::Error, format!("GET /metrics: {e}")));
+            }
+            Ok(parsed) => {
+                restarted = restart_seen(&reply, &parsed, memory);
+                families.extend(reexport(&parsed, &base));
+            }
+        },
+    }
+    if failure.is_none() && props.endpoint_metrics == Some(false) {
+        // Should not happen (the 501 comes first), but /props is the documented source.
+        failure = Some(Failure::new(Reason::MetricsDisabled, "/props: endpoint_metrics false"));
+    }
+    Ok((families, failure, restarted))
+}
+
+async fn get(upstream: &Upstream, path: &str, deadline: Instant) -> Result<Reply, Failure> {
+    upstream
+        .get(path, deadline)
+        .await
+        .map_err(|e| Failure::fetch(path, &e))
+}
+
+fn check_status(path: &str, reply: &Reply) -> Result<(), Failure> {
+    match reply.status {
+        StatusCode::OK => Ok(()),
+        StatusCode::SERVICE_UNAVAILABLE => Err(Failure::new(
+            Reason::Loading,
+            format!("GET {path}: 503 (loading model)"),
+        )),
+        _ => Err(Failure::status(path, reply)),
+    }
+}
+
+fn context_size() -> MetricFamily {
+    MetricFamily::gauge(
+        "llm_context_size",
+        "Context length in tokens available to one request (per slot for llama-server).",
+    )
+}
+
+fn slots_total() -> MetricFamily {
+    MetricFamily::gauge("llm_slots_total", "Parallel request slots of the server.")
+}
+
+pub fn model_size() -> MetricFamily {
+    MetricFamily::gauge("llm_model_size_bytes", "Size of the model's weights in bytes.")
+}
+
+fn slot_families(slots: &[Slot], base: &[(&str, &str); 2]) -> Vec<MetricFamily> {
+    let busy = slots.iter().filter(|s| s.busy()).count() as f64;
+    let total = slots.len() as f64;
+    let mut used = MetricFamily::gauge(
+        "llm_slot_context_used_ratio",
+        "Share of a slot's context taken by its current or last request: (prompt + generated tokens) / n_ctx.",
+    );
+    for slot in slots {
+        let n_ctx = slot.n_ctx.unwrap_or(0.0);
+        if n_ctx > 0.0 {
+            let tokens = slot.n_prompt_tokens.unwrap_or(0.0) + slot.decoded();
+            let id = slot.id.to_string();
+            used.push(
+                &[base[0], base[1], ("slot", id.as_str())],
+                (tokens / n_ctx).min(1.0),
+            );
+        }
+    }
+    vec![
+        MetricFamily::gauge(
+            "llm_slots_processing",
+            "Slots working on a request now.",
+        )
+        .with(base, busy),
+        MetricFamily::gauge(
+            "llm_slots_available",
+            "Slots free for a new request now.",
+        )
+        .with(base, total - busy),
+        used,
+    ]
+}
+
+/// Detects a restart: the start marker header changed, or (without it) a counter went back.
+fn restart_seen(reply: &Reply, parsed: &[prom_text::Family], memory: &Mutex<Memory>) -> bool {
+    let marker = reply.header("process-start-time-unix").map(str::to_string);
+    let decode = parsed
+        .iter()
+        .find(|f| f.name == "llamacpp:n_decode_total")
+        .and_then(|f| f.samples.first())
+        .map(|s| s.value);
+    let mut memory = lock(memory);
+    let restarted = match (&memory.start_marker, &marker) {
+        (Some(before), Some(now)) => before != now,
+        _ => matches!((memory.decode_total, decode), (Some(before), Some(now)) if now < before),
+    };
+    memory.start_marker = marker;
+    memory.decode_total = decode;
+    restarted
+}
+
+/// `llamacpp:x` becomes `llamacpp_x` with `upstream` and `model` first among its labels.
+fn reexport(parsed: &[prom_text::Family], base: &[(&str, &str); 2]) -> Vec<MetricFamily> {
+    let mut out = Vec::new();
+    let find = |n: &str| {
+        parsed
+            .iter()
+            .find(|f| f.name == n)
+            .and_then(|f| f.samples.first())
+            .map(|s| s.value)
+    };
+    if let Some(deferred) = find("llamacpp:requests_deferred") {
+        out.push(
+            MetricFamily::gauge(
+                "llm_queue_depth",
+                "Requests waiting for a free slot, as the server reports it.",
+            )
+            .with(base, deferred),
+        );
+    }
+    if let (Some(cached), Some(processed)) = (
+        find("llamacpp:prompt_tokens_cached_total"),
+        find("llamacpp:prompt_tokens_total"),
+    ) {
+        if cached + processed > 0.0 {
+            out.push(
+                MetricFamily::gauge(
+                    "llm_prompt_cache_hit_ratio",
+                    "Share of prompt tokens served from the cache since the server started; use rate() of the llamacpp_prompt_tokens*_total counters for recent values.",
+                )
+                .with(base, cached / (cached + processed)),
+            );
+        }
+    }
+    for family in parsed {
+        if WINDOWED.contains(&family.name.as_str()) || family.samples.is_empty() {
+            continue;
+        }
+        let plain = family.name.replace(':', "_");
+        let name = if plain.starts_with("llamacpp_") {
+            plain
+        } else {
+            format!("llamacpp_{plain}")
+        };
+        // Typed counter but a running maximum (n_tokens_max), or an average: a gauge then.
+        let kind = match family.kind.as_str() {
+            "counter" if name.ends_with("_total") => MetricType::Counter,
+            "counter" | "gauge" => MetricType::Gauge,
+            _ => MetricType::Untyped,
+        };
+        let mut exported = MetricFamily::new(name, family.help.clone(), kind);
+        for sample in &family.samples {
+            let mut labels: Vec<(&str, &str)> = base.to_vec();
+            labels.extend(
+                sample
+                    .labels
+                    .iter()
+                    .filter(|(k, _)| k != "upstream" && k != "model")
+                    .map(|(k, v)| (k.as_str(), v.as_str())),
+            );
+            exported.push(&labels, sample.value);
+        }
+        out.push(exported);
+    }
+    out
+}

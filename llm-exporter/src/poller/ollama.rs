@@ -1,0 +1,341 @@
+//! Polling Ollama, which has no metrics endpoint: `/api/version` for identity, `/api/tags` for the
+//! installed models, `/api/ps` for the loaded ones (memory, share in VRAM, time until unload).
+//! Loads and unloads are counted by comparing `/api/ps` between polls.
+
+use super::llama_cpp::model_size;
+use super::{json, lock, Failure, Polled};
+use crate::config::Backend;
+use crate::model_name;
+use crate::upstream::{Reply, Upstream};
+use common::MetricFamily;
+use hyper::StatusCode;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
+
+#[derive(Default)]
+pub struct Memory {
+    version: Option<String>,
+    /// The loaded set at the previous poll; `None` before the first.
+    loaded: Option<BTreeSet<String>>,
+    loads: BTreeMap<String, u64>,
+    unloads: BTreeMap<String, u64>,
+}
+
+#[derive(Deserialize)]
+struct Version {
+    version: String,
+}
+
+#[derive(Deserialize)]
+struct ModelList {
+    models: Option<Vec<Model>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Model {
+    name: String,
+    model: String,
+    size: Option<f64>,
+    size_vram: Option<f64>,
+    expires_at: Option<String>,
+    context_length: Option<f64>,
+    details: Option<Details>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Details {
+    format: Option<String>,
+    family: Option<String>,
+    parameter_size: Option<String>,
+    quantization_level: Option<String>,
+}
+
+impl Model {
+    fn label(&self) -> String {
+        let raw = if self.name.is_empty() {
+            &self.model
+        } else {
+            &self.name
+        };
+        model_name::normalize(Some(Backend::Ollama), raw)
+    }
+}
+
+pub async fn poll(upstream: &Upstream, memory: &Mutex<Memory>, deadline: Instant) -> Polled {
+    let mut format_errors = Vec::new();
+    match poll_inner(upstream, memory, deadline, &mut format_errors).await {
+        Ok((families, restarted)) => Polled {
+            families,
+            failure: None,
+            restarted,
+            format_errors,
+        },
+        Err(failure) => Polled {
+            format_errors,
+            ..Polled::failed(failure)
+        },
+    }
+}
+
+async fn fetch(upstream: &Upstream, path: &str, deadline: Instant) -> Result<Reply, Failure> {
+    let reply = upstream
+        .get(path, deadline)
+        .await
+        .map_err(|e| Failure::fetch(path, &e))?;
+    if reply.status != StatusCode::OK {
+        return Err(Failure::status(path, &reply));
+    }
+    Ok(reply)
+}
+
+async fn poll_inner(
+    upstream: &Upstream,
+    memory: &Mutex<Memory>,
+    deadline: Instant,
+    format_errors: &mut Vec<&'static str>,
+) -> Result<(Vec<MetricFamily>, bool), Failure> {
+    let name = upstream.name();
+    let version: Version = json(
+        "/api/version",
+        &fetch(upstream, "/api/version", deadline).await?,
+        format_errors,
+    )?;
+    let (tags, ps) = tokio::join!(
+        fetch(upstream, "/api/tags", deadline),
+        fetch(upstream, "/api/ps", deadline)
+    );
+    let installed = json::<ModelList>("/api/tags", &tags?, format_errors)?
+        .models
+        .unwrap_or_default();
+    let loaded = json::<ModelList>("/api/ps", &ps?, format_errors)?
+        .models
+        .unwrap_or_default();
+
+    let loaded_names: BTreeSet<String> = loaded.iter().map(Model::label).collect();
+    let restarted = {
+        let mut memory = lock(memory);
+        let restarted = memory
+            .version
+            .as_ref()
+            .is_some_and(|before| *before != version.version);
+        memory.version = Some(version.version.clone());
+        if let Some(before) = memory.loaded.take() {
+            for m in loaded_names.difference(&before) {
+                *memory.loads.entry(m.clone()).or_insert(0) += 1;
+            }
+            for m in before.difference(&loaded_names) {
+                *memory.unloads.entry(m.clone()).or_insert(0) += 1;
+            }
+        }
+        memory.loaded = Some(loaded_names.clone());
+        restarted
+    };
+
+    let mut families = vec![
+        MetricFamily::gauge(
+            "llm_backend_info",
+            "The upstream's backend, version, model and quantization (value 1).",
+        )
+        .with(
+            &[
+                ("upstream", name),
+                ("backend", "ollama"),
+                ("version", version.version.as_str()),
+                ("model", ""),
+                ("quant", ""),
+            ],
+            1.0,
+        ),
+        MetricFamily::gauge("llm_models_installed", "Models available on the server.")
+            .with(&[("upstream", name)], installed.len() as f64),
+        MetricFamily::gauge("llm_models_loaded", "Models loaded in memory now.")
+            .with(&[("upstream", name)], loaded.len() as f64),
+    ];
+
+    let mut info = MetricFamily::gauge(
+        "llm_model_info",
+        "An installed model's format, family, size class and quantization (value 1).",
+    );
+    let mut size = model_size();
+    let mut is_loaded = MetricFamily::gauge(
+        "llm_model_loaded",
+        "Whether the model is loaded in memory (1) or only installed (0).",
+    );
+    let mut all_models: BTreeSet<String> = BTreeSet::new();
+    for model in &installed {
+        let label = model.label();
+        let details = model.details.as_ref();
+        let d = |f: fn(&Details) -> &Option<String>| {
+            details
+                .and_then(|d| f(d).as_deref())
+                .unwrap_or("")
+                .to_string()
+        };
+        info.push(
+            &[
+                ("upstream", name),
+                ("model", label.as_str()),
+                ("format", d(|d| &d.format).as_str()),
+                ("family", d(|d| &d.family).as_str()),
+                ("parameter_size", d(|d| &d.parameter_size).as_str()),
+                ("quant", d(|d| &d.quantization_level).as_str()),
+            ],
+            1.0,
+        );
+        if let Some(bytes) = model.size {
+            size.push(&[("upstream", name), ("model", label.as_str())], bytes);
+        }
+        all_models.insert(label);
+    }
+    all_models.extend(loaded_names.iter().cloned());
+    for model in &all_models {
+        let value = if loaded_names.contains(model) { 1.0 } else { 0.0 };
+        is_loaded.push(&[("upstream", name), ("model", model.as_str())], value);
+    }
+    families.extend([info, size, is_loaded]);
+    families.extend(loaded_families(name, &loaded));
+
+    let memory = lock(memory);
+    let mut loads = MetricFamily::counter(
+        "llm_model_loads_total",
+        "Times the exporter saw the model appear in /api/ps.",
+    );
+    let mut unloads = MetricFamily::counter(
+        "llm_model_unloads_total",
+        "Times the exporter saw the model leave /api/ps.",
+    );
+    let seen: BTreeSet<&String> = memory
+        .loads
+        .keys()
+        .chain(memory.unloads.keys())
+        .chain(all_models.iter())
+        .collect();
+    for model in seen {
+        let labels = [("upstream", name), ("model", model.as_str())];
+        loads.push(&labels, *memory.loads.get(model).unwrap_or(&0) as f64);
+        unloads.push(&labels, *memory.unloads.get(model).unwrap_or(&0) as f64);
+    }
+    families.extend([loads, unloads]);
+    Ok((families, restarted))
+}
+
+fn loaded_families(name: &str, loaded: &[Model]) -> Vec<MetricFamily> {
+    let mut memory = MetricFamily::gauge(
+        "llm_model_memory_bytes",
+        "Memory the loaded model takes (weights, KV cache, buffers), in bytes.",
+    );
+    let mut vram = MetricFamily::gauge(
+        "llm_model_vram_bytes",
+        "Part of the loaded model's memory in GPU memory, in bytes.",
+    );
+    let mut offload = MetricFamily::gauge(
+        "llm_model_gpu_offload_ratio",
+        "Share of the loaded model's memory in GPU memory (1 = fully on the GPU).",
+    );
+    let mut expires = MetricFamily::gauge(
+        "llm_model_expires_in_seconds",
+        "Seconds until Ollama unloads the idle model (keep_alive); very large for keep_alive=-1.",
+    );
+    let mut context = MetricFamily::gauge(
+        "llm_context_size",
+        "Context length in tokens available to one request (per slot for llama-server).",
+    );
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64();
+    for model in loaded {
+        let label = model.label();
+        let labels = [("upstream", name), ("model", label.as_str())];
+        if let Some(size) = model.size {
+            memory.push(&labels, size);
+            if let Some(in_vram) = model.size_vram {
+                vram.push(&labels, in_vram);
+                if size > 0.0 {
+                    offload.push(&labels, (in_vram / size).clamp(0.0, 1.0));
+                }
+            }
+        }
+        if let Some(at) = model.expires_at.as_deref().and_then(parse_rfc3339) {
+            expires.push(&labels, (at - now).max(0.0));
+        }
+        if let Some(n) = model.context_length {
+            context.push(&labels, n);
+        }
+    }
+    vec![memory, vram, offload, expires, context]
+}
+
+/// RFC 3339 with optional fraction and a `Z` or `±hh:mm` zone, as Go writes it, to Unix seconds.
+pub fn parse_rfc3339(s: &str) -> Option<f64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    let mut fraction = 0.0;
+    if let Some(after) = rest.strip_prefix('.') {
+        let digits = after.find(|c: char| !c.is_ascii_digit()).unwrap_or(after.len());
+        fraction = format!("0.{}", &after[..digits]).parse().ok()?;
+        rest = &after[digits..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let (h, m) = rest[1..].split_once(':')?;
+            sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60)
+        }
+    };
+    let days = days_from_civil(year, month, day);
+    Some((days * 86_400 + hour * 3600 + minute * 60 + second - offset) as f64 + fraction)
+}
+
+/// Howard Hinnant's days_from_civil: days since 1970-01-01.
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_timestamps() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0.0));
+        assert_eq!(
+            parse_rfc3339("2026-11-23T08:59:50.5Z"),
+            Some(1_795_424_390.5)
+        );
+        // -07:00 is seven hours behind UTC.
+        assert_eq!(
+            parse_rfc3339("2024-06-04T14:38:31-07:00"),
+            parse_rfc3339("2024-06-04T21:38:31Z")
+        );
+        assert!(parse_rfc3339("2318-06-04T14:38:31.83753-07:00").unwrap() > 1e10);
+        assert_eq!(parse_rfc3339("yesterday"), None);
+        assert_eq!(parse_rfc3339("2024-13-04T14:38:31Z"), None);
+        assert_eq!(parse_rfc3339("2024-06-04T14:38:31+7"), None);
+    }
+}

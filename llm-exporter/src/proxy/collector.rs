@@ -1,0 +1,25 @@
+//! The `proxy` collector: a snapshot of what the proxies measured, read on each scrape.
+
+use super::metrics::ProxyMetrics;
+use common::collector::{CollectFuture, Collector};
+use std::sync::Arc;
+
+pub struct ProxyCollector {
+    measurements: Arc<ProxyMetrics>,
+}
+
+impl ProxyCollector {
+    pub fn new(measurements: Arc<ProxyMetrics>) -> Self {
+        ProxyCollector { measurements }
+    }
+}
+
+impl Collector for ProxyCollector {
+    fn name(&self) -> &'static str {
+        "proxy"
+    }
+
+    fn collect(&self) -> CollectFuture<'_> {
+        Box::pin(async move { Ok(self.measurements.families()) })
+    }
+}

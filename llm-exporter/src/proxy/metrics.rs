@@ -1,0 +1,314 @@
+//! What the proxies measured, kept between scrapes: counters, histograms and the active-request
+//! gauge, by upstream, model and route. A request's measurements are added in one step when it
+//! ends, so a scrape never sees half a request.
+
+use crate::histogram::{self, Histogram};
+use common::MetricFamily;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+
+/// Why a proxied inference request did not succeed; the `kind` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ErrorKind {
+    /// The upstream answered with a non-2xx status (e.g. 503 loading or queue full, 404 model).
+    UpstreamStatus,
+    /// The stream carried an error line (`data: {"error":…}` or an NDJSON `{"error":…}`).
+    StreamError,
+    /// The client went away before the response ended.
+    ClientDisconnect,
+    /// No response headers within --proxy.header-timeout, or a body silent for
+    /// --proxy.idle-timeout.
+    UpstreamTimeout,
+    /// The upstream could not be reached.
+    UpstreamUnreachable,
+    /// The upstream broke the connection or sent malformed HTTP.
+    UpstreamBroken,
+}
+
+impl ErrorKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorKind::UpstreamStatus => "upstream_status",
+            ErrorKind::StreamError => "stream_error",
+            ErrorKind::ClientDisconnect => "client_disconnect",
+            ErrorKind::UpstreamTimeout => "upstream_timeout",
+            ErrorKind::UpstreamUnreachable => "upstream_unreachable",
+            ErrorKind::UpstreamBroken => "upstream_broken",
+        }
+    }
+}
+
+/// One finished inference request, as the proxy saw it.
+#[derive(Debug, Default)]
+pub struct Finished {
+    pub upstream: Arc<str>,
+    pub route: &'static str,
+    /// The model the server named in its answer, already normalized; `None` when it named none.
+    pub model: Option<String>,
+    /// The HTTP status the client got.
+    pub code: u16,
+    pub error: Option<ErrorKind>,
+    pub duration: f64,
+    /// Streaming only: from the request to the first content token.
+    pub ttft: Option<f64>,
+    /// Gaps between content chunks after the first.
+    pub inter_token: Vec<f64>,
+    pub prompt_tokens: Option<u64>,
+    pub generated_tokens: Option<u64>,
+    /// Prefill (and load) time the server reports; with TTFT it gives the queue time.
+    pub server_prefill: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Key {
+    upstream: Arc<str>,
+    model: String,
+    route: &'static str,
+}
+
+impl Key {
+    fn labels(&self) -> [(&str, &str); 3] {
+        [
+            ("upstream", &self.upstream),
+            ("model", self.model.as_str()),
+            ("route", self.route),
+        ]
+    }
+}
+
+#[derive(Default)]
+struct State {
+    models: BTreeSet<String>,
+    requests: BTreeMap<(Key, &'static str, u16), u64>,
+    errors: BTreeMap<(Key, ErrorKind), u64>,
+    prompt_tokens: BTreeMap<Key, u64>,
+    generated_tokens: BTreeMap<Key, u64>,
+    duration: BTreeMap<Key, Histogram>,
+    ttft: BTreeMap<Key, Histogram>,
+    inter_token: BTreeMap<Key, Histogram>,
+    queue: BTreeMap<Key, Histogram>,
+    prompt_hist: BTreeMap<Key, Histogram>,
+    generated_hist: BTreeMap<Key, Histogram>,
+    active: BTreeMap<(Arc<str>, &'static str), i64>,
+}
+
+pub struct ProxyMetrics {
+    state: Mutex<State>,
+    max_models: usize,
+}
+
+fn observe(map: &mut BTreeMap<Key, Histogram>, key: &Key, bounds: &'static [f64], v: f64) {
+    map.entry(key.clone())
+        .or_insert_with(|| Histogram::new(bounds))
+        .observe(v);
+}
+
+impl ProxyMetrics {
+    pub fn new(max_models: usize) -> Self {
+        ProxyMetrics {
+            state: Mutex::new(State::default()),
+            max_models,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn started(&self, upstream: &Arc<str>, route: &'static str) {
+        *self
+            .lock()
+            .active
+            .entry((upstream.clone(), route))
+            .or_insert(0) += 1;
+    }
+
+    pub fn finished(&self, f: Finished) {
+        let mut state = self.lock();
+        if let Some(active) = state.active.get_mut(&(f.upstream.clone(), f.route)) {
+            *active -= 1;
+        }
+        // A cap on distinct model values: clients choose model names, labels must stay bounded.
+        let model = f.model.unwrap_or_else(|| "unknown".into());
+        let model = if state.models.contains(&model) {
+            model
+        } else if state.models.len() < self.max_models {
+            state.models.insert(model.clone());
+            model
+        } else {
+            "other".into()
+        };
+        let key = Key {
+            upstream: f.upstream,
+            model,
+            route: f.route,
+        };
+        let status = if f.error.is_none() { "success" } else { "error" };
+        *state
+            .requests
+            .entry((key.clone(), status, f.code))
+            .or_insert(0) += 1;
+        if let Some(kind) = f.error {
+            *state.errors.entry((key.clone(), kind)).or_insert(0) += 1;
+        }
+        observe(
+            &mut state.duration,
+            &key,
+            histogram::DURATION_SECONDS,
+            f.duration,
+        );
+        if let Some(ttft) = f.ttft {
+            observe(&mut state.ttft, &key, histogram::TTFT_SECONDS, ttft);
+            if let Some(prefill) = f.server_prefill {
+                observe(
+                    &mut state.queue,
+                    &key,
+                    histogram::TTFT_SECONDS,
+                    (ttft - prefill).max(0.0),
+                );
+            }
+        }
+        if !f.inter_token.is_empty() {
+            let h = state
+                .inter_token
+                .entry(key.clone())
+                .or_insert_with(|| Histogram::new(histogram::ITL_SECONDS));
+            for gap in &f.inter_token {
+                h.observe(*gap);
+            }
+        }
+        if let Some(n) = f.prompt_tokens {
+            *state.prompt_tokens.entry(key.clone()).or_insert(0) += n;
+            observe(&mut state.prompt_hist, &key, histogram::TOKENS, n as f64);
+        }
+        if let Some(n) = f.generated_tokens {
+            *state.generated_tokens.entry(key.clone()).or_insert(0) += n;
+            observe(&mut state.generated_hist, &key, histogram::TOKENS, n as f64);
+        }
+    }
+
+    pub fn families(&self) -> Vec<MetricFamily> {
+        let state = self.lock();
+        let mut requests = MetricFamily::counter(
+            "llm_requests_total",
+            "Inference requests through the proxy by outcome (status) and the HTTP code the client got.",
+        );
+        for ((key, status, code), n) in &state.requests {
+            let [u, m, r] = key.labels();
+            let code = code.to_string();
+            requests.push(&[u, m, r, ("status", status), ("code", &code)], *n as f64);
+        }
+        let mut errors = MetricFamily::counter(
+            "llm_request_errors_total",
+            "Failed inference requests by kind: upstream_status, stream_error, client_disconnect, upstream_timeout, upstream_unreachable, upstream_broken.",
+        );
+        for ((key, kind), n) in &state.errors {
+            let [u, m, r] = key.labels();
+            errors.push(&[u, m, r, ("kind", kind.label())], *n as f64);
+        }
+        let counter = |name: &str, help: &str, map: &BTreeMap<Key, u64>| {
+            let mut family = MetricFamily::counter(name, help);
+            for (key, n) in map {
+                family.push(&key.labels(), *n as f64);
+            }
+            family
+        };
+        let hist = |name: &str, help: &str, map: &BTreeMap<Key, Histogram>| {
+            let mut family = MetricFamily::histogram(name, help);
+            for (key, h) in map {
+                family.push_histogram(&key.labels(), h.snapshot());
+            }
+            family
+        };
+        let mut active = MetricFamily::gauge(
+            "llm_active_requests",
+            "Inference requests in flight through the proxy (the model is known only from the answer, so this is by route).",
+        );
+        for ((upstream, route), n) in &state.active {
+            active.push(&[("upstream", &**upstream), ("route", route)], *n as f64);
+        }
+        vec![
+            requests,
+            errors,
+            active,
+            counter(
+                "llm_prompt_tokens_total",
+                "Prompt tokens of proxied requests, as the server reported them (usage, timings or prompt_eval_count).",
+                &state.prompt_tokens,
+            ),
+            counter(
+                "llm_tokens_generated_total",
+                "Generated tokens of proxied requests, as the server reported them (usage, timings or eval_count).",
+                &state.generated_tokens,
+            ),
+            hist(
+                "llm_request_duration_seconds",
+                "Time from the request to the end of the response, as the proxy saw it.",
+                &state.duration,
+            ),
+            hist(
+                "llm_time_to_first_token_seconds",
+                "Streaming requests: time from the request to the first content token (not the role chunk or a ping).",
+                &state.ttft,
+            ),
+            hist(
+                "llm_inter_token_latency_seconds",
+                "Streaming requests: time between consecutive content chunks.",
+                &state.inter_token,
+            ),
+            hist(
+                "llm_request_queue_time_seconds",
+                "Streaming requests: estimated wait before prefill began (proxy TTFT minus the server-reported prompt and load time).",
+                &state.queue,
+            ),
+            hist(
+                "llm_request_prompt_tokens",
+                "Prompt tokens per request.",
+                &state.prompt_hist,
+            ),
+            hist(
+                "llm_request_generation_tokens",
+                "Generated tokens per request.",
+                &state.generated_hist,
+            ),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished(model: &str) -> Finished {
+        Finished {
+            upstream: Arc::from("u"),
+            route: "/api/chat",
+            model: Some(model.into()),
+            code: 200,
+            duration: 0.5,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn model_values_beyond_the_cap_become_other() {
+        let m = ProxyMetrics::new(2);
+        for model in ["a", "b", "c", "d", "a"] {
+            m.started(&Arc::from("u"), "/api/chat");
+            m.finished(finished(model));
+        }
+        let families = m.families();
+        let requests = &families[0];
+        let models: Vec<(String, f64)> = requests
+            .samples
+            .iter()
+            .map(|s| (s.labels[1].1.clone(), s.value))
+            .collect();
+        assert_eq!(
+            models,
+            vec![("a".into(), 2.0), ("b".into(), 1.0), ("other".into(), 2.0)]
+        );
+        let active = &families[2];
+        assert_eq!(active.samples[0].value, 0.0);
+    }
+}

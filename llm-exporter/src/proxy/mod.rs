@@ -1,0 +1,325 @@
+//! The measuring reverse proxy: `--proxy NAME=LISTEN_ADDR` serves upstream NAME's API unchanged
+//! at another address. Requests and responses pass through as they come (bodies are never
+//! modified or buffered, so SSE and NDJSON streams reach the client chunk by chunk); inference
+//! requests are measured on the way. The proxies run on their own runtime and thread so that a
+//! slow scrape and a busy stream never wait on each other.
+
+pub mod body;
+pub mod collector;
+pub mod metrics;
+pub mod observe;
+pub mod route;
+
+use crate::config::{Backend, BackendChoice, Config, ProxyConfig, UpstreamConfig};
+use crate::model_name;
+use crate::upstream::error_chain;
+use body::{MeteredBody, ProxyBody, Record};
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use metrics::{ErrorKind, Finished, ProxyMetrics};
+use observe::{Framing, Observer};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Headers that belong to one connection, not to the message (RFC 9110 §7.6.1).
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// One proxy listener's view of its upstream.
+struct Target {
+    name: Arc<str>,
+    base_url: String,
+    authority: HeaderValue,
+    backend: BackendChoice,
+    client: Client<HttpConnector, Incoming>,
+    settings: ProxyConfig,
+    metrics: Arc<ProxyMetrics>,
+}
+
+/// Binds every `--proxy` listener now (so a busy port is a start-up error), then serves them on
+/// a thread of their own.
+pub fn start(config: &Config, metrics: Arc<ProxyMetrics>) -> Result<(), String> {
+    let mut bound = Vec::new();
+    for upstream in &config.upstreams {
+        let Some(listen) = &upstream.proxy_listen else {
+            continue;
+        };
+        let listener = bind(listen)
+            .map_err(|e| format!("--proxy {}={listen}: cannot listen: {e}", upstream.name))?;
+        bound.push((listener, target(upstream, &config.proxy, metrics.clone())?));
+    }
+    if bound.is_empty() {
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("llm-proxy")
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the proxy runtime: {e}"))?;
+    std::thread::Builder::new()
+        .name("llm-proxy".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let mut tasks = Vec::new();
+                for (listener, target) in bound {
+                    let address = listener
+                        .local_addr()
+                        .map(|a| a.to_string())
+                        .unwrap_or_default();
+                    match tokio::net::TcpListener::from_std(listener) {
+                        Ok(listener) => {
+                            common::log::info(
+                                "proxy listening",
+                                &[("upstream", &target.name), ("address", &address)],
+                            );
+                            tasks.push(tokio::spawn(serve(listener, Arc::new(target))));
+                        }
+                        Err(e) => common::log::error(
+                            "proxy cannot listen",
+                            &[("address", &address), ("err", &e.to_string())],
+                        ),
+                    }
+                }
+                for task in tasks {
+                    let _ = task.await;
+                }
+            })
+        })
+        .map_err(|e| format!("cannot start the proxy thread: {e}"))?;
+    Ok(())
+}
+
+fn bind(listen: &str) -> std::io::Result<std::net::TcpListener> {
+    let listener = match listen.strip_prefix(':') {
+        Some(port) => std::net::TcpListener::bind(format!("[::]:{port}"))
+            .or_else(|_| std::net::TcpListener::bind(format!("0.0.0.0:{port}")))?,
+        None => std::net::TcpListener::bind(listen)?,
+    };
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+fn target(
+    upstream: &UpstreamConfig,
+    settings: &ProxyConfig,
+    metrics: Arc<ProxyMetrics>,
+) -> Result<Target, String> {
+    let uri: Uri = upstream
+        .base_url
+        .parse()
+        .map_err(|e| format!("upstream {}: {e}", upstream.name))?;
+    let authority = uri
+        .authority()
+        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        .ok_or_else(|| format!("upstream {}: the URL has no host", upstream.name))?;
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    connector.set_nodelay(true);
+    let client = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build(connector);
+    Ok(Target {
+        name: Arc::from(upstream.name.as_str()),
+        base_url: upstream.base_url.clone(),
+        authority,
+        backend: upstream.backend,
+        client,
+        settings: settings.clone(),
+        metrics,
+    })
+}
+
+async fn serve(listener: tokio::net::TcpListener, target: Arc<Target>) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                common::log::error("proxy accept failed", &[("err", &e.to_string())]);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let target = target.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let target = target.clone();
+                async move { Ok::<_, Infallible>(forward(&target, req).await) }
+            });
+            // Errors here are clients going away mid-response; the body's Drop has recorded them.
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn forward(target: &Target, req: Request<Incoming>) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let route = route::inference_route(req.method(), req.uri().path());
+    if let Some(route) = route {
+        target.metrics.started(&target.name, route);
+    }
+    let finished = |code: u16, error: Option<ErrorKind>| Finished {
+        upstream: target.name.clone(),
+        route: route.unwrap_or(""),
+        code,
+        error,
+        ..Default::default()
+    };
+
+    let (parts, body) = req.into_parts();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let uri: Uri = match format!("{}{}", target.base_url, path).parse() {
+        Ok(uri) => uri,
+        Err(_) => return local(target, route, started, finished(400, Some(ErrorKind::UpstreamStatus)), StatusCode::BAD_REQUEST, "bad request path"),
+    };
+    let mut upstream_req = Request::new(body);
+    *upstream_req.method_mut() = parts.method;
+    *upstream_req.uri_mut() = uri;
+    *upstream_req.headers_mut() = without_hop_by_hop(parts.headers);
+    upstream_req
+        .headers_mut()
+        .insert(header::HOST, target.authority.clone());
+
+    let response = tokio::time::timeout(
+        target.settings.header_timeout,
+        target.client.request(upstream_req),
+    )
+    .await;
+    let response = match response {
+        Ok(Ok(response)) => response,
+        Ok(Err(e)) => {
+            let (kind, message) = if e.is_connect() {
+                (ErrorKind::UpstreamUnreachable, "upstream unreachable")
+            } else {
+                (ErrorKind::UpstreamBroken, "upstream answered badly")
+            };
+            common::log::warn(
+                "proxy: upstream request failed",
+                &[("upstream", &target.name), ("err", &error_chain(&e))],
+            );
+            return local(target, route, started, finished(502, Some(kind)), StatusCode::BAD_GATEWAY, message);
+        }
+        Err(_) => {
+            common::log::warn(
+                "proxy: no response headers in time",
+                &[("upstream", &target.name)],
+            );
+            return local(
+                target,
+                route,
+                started,
+                finished(504, Some(ErrorKind::UpstreamTimeout)),
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream timed out",
+            );
+        }
+    };
+
+    let (mut parts, body) = response.into_parts();
+    let record = route.map(|_| {
+        let ok = parts.status.is_success();
+        let framing = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(Framing::from_content_type);
+        let says_llama = parts
+            .headers
+            .get(header::SERVER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|s| s.contains("llama.cpp"));
+        Record {
+            metrics: target.metrics.clone(),
+            finished: finished(
+                parts.status.as_u16(),
+                (!ok).then_some(ErrorKind::UpstreamStatus),
+            ),
+            started,
+            // Error answers are passed on but not read: their bodies carry no tokens.
+            observer: framing.filter(|_| ok).map(|f| Observer::new(f, started)),
+            normalize: normalizer(target.backend, says_llama),
+        }
+    });
+    parts.headers = without_hop_by_hop(parts.headers);
+    Response::from_parts(
+        parts,
+        ProxyBody::Upstream(MeteredBody::new(body, record, target.settings.idle_timeout)),
+    )
+}
+
+/// The model label's spelling follows the backend: the `Server` header names llama.cpp, the
+/// configuration may name either, and otherwise the answer came from Ollama.
+fn normalizer(backend: BackendChoice, says_llama: bool) -> fn(&str) -> String {
+    let llama = says_llama || backend == BackendChoice::Fixed(Backend::LlamaCpp);
+    if llama {
+        |m| model_name::normalize(Some(Backend::LlamaCpp), m)
+    } else {
+        |m| model_name::normalize(Some(Backend::Ollama), m)
+    }
+}
+
+/// An answer made by the proxy itself, recorded at once for inference routes.
+fn local(
+    target: &Target,
+    route: Option<&'static str>,
+    started: Instant,
+    mut finished: Finished,
+    status: StatusCode,
+    message: &str,
+) -> Response<ProxyBody> {
+    if route.is_some() {
+        finished.duration = started.elapsed().as_secs_f64();
+        target.metrics.finished(finished);
+    }
+    let body = format!("{{\"error\":\"llm-exporter proxy: {message}\"}}");
+    let mut response = Response::new(ProxyBody::Local(Some(Bytes::from(body))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn without_hop_by_hop(mut headers: HeaderMap) -> HeaderMap {
+    // Headers named in `Connection` are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+    headers
+}

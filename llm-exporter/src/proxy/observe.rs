@@ -1,0 +1,400 @@
+//! Reading a response as it passes, without holding it back: SSE (`data: {…}` events, `:` pings,
+//! `[DONE]`), Ollama's NDJSON, or one JSON document. It notes when the first content token came
+//! (not the role-only chunk, not a ping), the gaps between content chunks, the model the server
+//! named, the token counts the server reported, and error lines.
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+use std::borrow::Cow;
+use tokio::time::Instant;
+
+/// Longest line or document kept for parsing; longer ones pass through unread.
+const MAX_KEPT: usize = 8 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    Sse,
+    Ndjson,
+    Json,
+}
+
+impl Framing {
+    pub fn from_content_type(content_type: &str) -> Option<Framing> {
+        let mime = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match mime.as_str() {
+            "text/event-stream" => Some(Framing::Sse),
+            "application/x-ndjson" | "application/ndjson" | "application/jsonl" => {
+                Some(Framing::Ndjson)
+            }
+            "application/json" => Some(Framing::Json),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Chunk<'a> {
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    choices: Option<Vec<Choice<'a>>>,
+    /// llama-server's native `/completion`.
+    #[serde(borrow)]
+    content: Option<Cow<'a, str>>,
+    /// Ollama's `/api/generate`.
+    #[serde(borrow)]
+    response: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    thinking: Option<Cow<'a, str>>,
+    /// Ollama's `/api/chat`.
+    #[serde(borrow)]
+    message: Option<Delta<'a>>,
+    usage: Option<Usage>,
+    timings: Option<Timings>,
+    error: Option<IgnoredAny>,
+    // Ollama's final line; zero values are left out (omitempty).
+    done: Option<bool>,
+    prompt_eval_count: Option<u64>,
+    eval_count: Option<u64>,
+    load_duration: Option<u64>,
+    prompt_eval_duration: Option<u64>,
+    // llama-server's native final chunk.
+    tokens_predicted: Option<u64>,
+    tokens_evaluated: Option<u64>,
+    stop: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Choice<'a> {
+    #[serde(borrow)]
+    delta: Option<Delta<'a>>,
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Delta<'a> {
+    #[serde(borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    reasoning_content: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    thinking: Option<Cow<'a, str>>,
+    tool_calls: Option<Vec<IgnoredAny>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Usage {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Timings {
+    prompt_n: Option<u64>,
+    cache_n: Option<u64>,
+    predicted_n: Option<u64>,
+    prompt_ms: Option<f64>,
+}
+
+fn filled(s: &Option<Cow<'_, str>>) -> bool {
+    s.as_deref().is_some_and(|s| !s.is_empty())
+}
+
+impl Delta<'_> {
+    fn has_content(&self) -> bool {
+        filled(&self.content)
+            || filled(&self.reasoning_content)
+            || filled(&self.thinking)
+            || self.tool_calls.as_ref().is_some_and(|t| !t.is_empty())
+    }
+}
+
+impl Chunk<'_> {
+    fn has_content(&self) -> bool {
+        filled(&self.content)
+            || filled(&self.response)
+            || filled(&self.thinking)
+            || self.message.as_ref().is_some_and(Delta::has_content)
+            || self.choices.as_ref().is_some_and(|choices| {
+                choices.iter().any(|c| {
+                    filled(&c.text) || c.delta.as_ref().is_some_and(Delta::has_content)
+                })
+            })
+    }
+}
+
+/// What one response told us.
+#[derive(Debug)]
+pub struct Observer {
+    framing: Framing,
+    started: Instant,
+    kept: Vec<u8>,
+    /// The current line or document grew past MAX_KEPT: skip it.
+    overflow: bool,
+    first_content: Option<Instant>,
+    last_content: Option<Instant>,
+    pub inter_token: Vec<f64>,
+    pub model: Option<String>,
+    pub error_line: bool,
+    usage: (Option<u64>, Option<u64>),
+    timings: (Option<u64>, Option<u64>),
+    ollama: (Option<u64>, Option<u64>),
+    native: (Option<u64>, Option<u64>),
+    pub server_prefill: Option<f64>,
+}
+
+impl Observer {
+    pub fn new(framing: Framing, started: Instant) -> Self {
+        Observer {
+            framing,
+            started,
+            kept: Vec::new(),
+            overflow: false,
+            first_content: None,
+            last_content: None,
+            inter_token: Vec::new(),
+            model: None,
+            error_line: false,
+            usage: (None, None),
+            timings: (None, None),
+            ollama: (None, None),
+            native: (None, None),
+            server_prefill: None,
+        }
+    }
+
+    /// Takes the bytes of one body frame, arriving at `now`.
+    pub fn feed(&mut self, mut data: &[u8], now: Instant) {
+        if self.framing == Framing::Json {
+            self.keep(data);
+            return;
+        }
+        while let Some(newline) = data.iter().position(|b| *b == b'\n') {
+            self.keep(&data[..newline]);
+            let line = std::mem::take(&mut self.kept);
+            if !std::mem::take(&mut self.overflow) {
+                self.line(&line, now);
+            }
+            self.kept = line;
+            self.kept.clear();
+            data = &data[newline + 1..];
+        }
+        self.keep(data);
+    }
+
+    fn keep(&mut self, data: &[u8]) {
+        if self.overflow {
+            return;
+        }
+        if self.kept.len() + data.len() > MAX_KEPT {
+            self.overflow = true;
+            self.kept.clear();
+        } else {
+            self.kept.extend_from_slice(data);
+        }
+    }
+
+    /// The body ended: a last line without a newline, or the whole JSON document.
+    pub fn finish(&mut self, now: Instant) {
+        let rest = std::mem::take(&mut self.kept);
+        if !self.overflow && !rest.is_empty() {
+            self.line(&rest, now);
+        }
+    }
+
+    fn line(&mut self, line: &[u8], now: Instant) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let payload = match self.framing {
+            Framing::Sse => match line.strip_prefix(b"data:") {
+                Some(p) => p.strip_prefix(b" ").unwrap_or(p),
+                // Pings (`:`), `event:`/`id:` fields and blank separators carry no tokens.
+                None => return,
+            },
+            Framing::Ndjson | Framing::Json => line,
+        };
+        if payload.is_empty() || payload == b"[DONE]" {
+            return;
+        }
+        // A line that is not the JSON we expect carries nothing we can count; it passes anyway.
+        if let Ok(chunk) = serde_json::from_slice::<Chunk>(payload) {
+            self.chunk(&chunk, now);
+        }
+    }
+
+    fn chunk(&mut self, chunk: &Chunk, now: Instant) {
+        if chunk.error.is_some() {
+            self.error_line = true;
+        }
+        if let Some(model) = chunk.model.as_deref() {
+            if self.model.as_deref() != Some(model) {
+                self.model = Some(model.to_string());
+            }
+        }
+        if self.framing != Framing::Json && chunk.has_content() {
+            match self.last_content {
+                None => self.first_content = Some(now),
+                Some(last) => self.inter_token.push((now - last).as_secs_f64()),
+            }
+            self.last_content = Some(now);
+        }
+        if let Some(u) = &chunk.usage {
+            self.usage = (u.prompt_tokens, u.completion_tokens);
+        }
+        if let Some(t) = &chunk.timings {
+            let prompt = match (t.prompt_n, t.cache_n) {
+                (None, None) => None,
+                (p, c) => Some(p.unwrap_or(0) + c.unwrap_or(0)),
+            };
+            self.timings = (prompt, t.predicted_n);
+            if let Some(ms) = t.prompt_ms {
+                self.server_prefill = Some(ms / 1000.0);
+            }
+        }
+        if chunk.done == Some(true) {
+            self.ollama = (
+                Some(chunk.prompt_eval_count.unwrap_or(0)),
+                Some(chunk.eval_count.unwrap_or(0)),
+            );
+            let ns = chunk.load_duration.unwrap_or(0) + chunk.prompt_eval_duration.unwrap_or(0);
+            self.server_prefill = Some(ns as f64 / 1e9);
+        } else if chunk.done.is_none() && chunk.prompt_eval_count.is_some() {
+            // /api/embed: no `done`, only the prompt count.
+            self.ollama.0 = chunk.prompt_eval_count;
+        }
+        if chunk.stop == Some(true) {
+            self.native = (chunk.tokens_evaluated, chunk.tokens_predicted);
+        }
+    }
+
+    pub fn ttft(&self) -> Option<f64> {
+        self.first_content
+            .map(|t| (t - self.started).as_secs_f64())
+    }
+
+    /// The server's own counts: `usage`, else `timings`, else Ollama's final line, else
+    /// llama-server's native final chunk.
+    pub fn tokens(&self) -> (Option<u64>, Option<u64>) {
+        let sources = [self.usage, self.timings, self.ollama, self.native];
+        let prompt = sources.iter().find_map(|s| s.0);
+        let generated = sources.iter().find_map(|s| s.1);
+        (prompt, generated)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// Feeds a body event by event (split at blank lines or newlines), 10 ms apart.
+    fn run(framing: Framing, body: &[u8], split: &[u8]) -> Observer {
+        let t0 = Instant::now();
+        let mut o = Observer::new(framing, t0);
+        let mut at = t0;
+        let mut rest = body;
+        while !rest.is_empty() {
+            let end = rest
+                .windows(split.len())
+                .position(|w| w == split)
+                .map(|p| p + split.len())
+                .unwrap_or(rest.len());
+            at += Duration::from_millis(10);
+            o.feed(&rest[..end], at);
+            rest = &rest[end..];
+        }
+        o.finish(at);
+        o
+    }
+
+    #[test]
+    fn openai_stream_ttft_skips_the_role_chunk_and_counts_from_timings() {
+        let body = fixture("llama-server/v1-chat-completions-stream.body");
+        let o = run(Framing::Sse, &body, b"\n\n");
+        // Chunk 1 is role-only; the first content arrives with the second event.
+        assert_eq!(o.ttft(), Some(0.02));
+        assert_eq!(o.tokens(), (Some(31), Some(12)));
+        assert!((o.server_prefill.unwrap() - 0.002476).abs() < 1e-9);
+        assert_eq!(
+            o.model.as_deref(),
+            Some("/var/lib/llama-server/model/tiny-random-llama.gguf")
+        );
+        assert!(!o.error_line);
+        assert!(!o.inter_token.is_empty());
+    }
+
+    #[test]
+    fn native_stream_without_done_and_split_mid_line() {
+        let body = fixture("llama-server/completion-stream.body");
+        let t0 = Instant::now();
+        let mut o = Observer::new(Framing::Sse, t0);
+        for (i, piece) in body.chunks(7).enumerate() {
+            o.feed(piece, t0 + Duration::from_millis(i as u64));
+        }
+        o.finish(t0 + Duration::from_secs(1));
+        assert_eq!(o.tokens(), (Some(6), Some(8)));
+        assert!(o.ttft().is_some());
+    }
+
+    #[test]
+    fn ollama_ndjson_final_line_and_error_line() {
+        let o = run(
+            Framing::Ndjson,
+            &fixture("ollama/generate-stream.body"),
+            b"\n",
+        );
+        assert_eq!(o.tokens(), (Some(26), Some(5)));
+        assert_eq!(o.ttft(), Some(0.01));
+        assert_eq!(o.inter_token.len(), 4);
+        assert!((o.server_prefill.unwrap() - 0.065868333).abs() < 1e-9);
+        let o = run(
+            Framing::Ndjson,
+            &fixture("ollama/chat-stream-error.body"),
+            b"\n",
+        );
+        assert!(o.error_line);
+        assert_eq!(o.tokens(), (None, None));
+    }
+
+    #[test]
+    fn whole_json_documents_count_tokens_but_no_ttft() {
+        let o = run(
+            Framing::Json,
+            &fixture("llama-server/v1-chat-completions.body"),
+            b"\n",
+        );
+        assert_eq!(o.tokens(), (Some(52), Some(24)));
+        assert_eq!(o.ttft(), None);
+        let o = run(Framing::Json, &fixture("ollama/chat.body"), b"\n");
+        assert_eq!(o.tokens(), (Some(169), Some(15)));
+        let o = run(Framing::Json, b"{\"truncated\": [1,2", b"\n");
+        assert_eq!(o.tokens(), (None, None));
+    }
+
+    #[test]
+    fn pings_and_garbage_are_ignored() {
+        let body = b": ping\n\ndata: not json\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n";
+        let o = run(Framing::Sse, body, b"\n\n");
+        assert_eq!(o.ttft(), Some(0.04));
+        assert_eq!(
+            Framing::from_content_type("text/event-stream; charset=utf-8"),
+            Some(Framing::Sse)
+        );
+        assert_eq!(Framing::from_content_type("text/html"), None);
+    }
+}
