@@ -1,0 +1,57 @@
+//! The two ways to read AMD GPUs, behind one model ([`crate::model::Backend`]): amdgpu sysfs
+//! directly (the default where it works: no fork, microseconds, right on APUs) or rocm-smi.
+
+pub mod rocm_smi;
+pub mod sysfs;
+
+use std::path::Path;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Choice {
+    Auto,
+    Sysfs,
+    RocmSmi,
+}
+
+impl Choice {
+    pub fn parse(s: &str) -> Result<Choice, String> {
+        match s {
+            "auto" => Ok(Choice::Auto),
+            "sysfs" => Ok(Choice::Sysfs),
+            "rocm-smi" => Ok(Choice::RocmSmi),
+            _ => Err("expected auto, sysfs or rocm-smi".into()),
+        }
+    }
+
+    /// `auto` takes sysfs when it finds an amdgpu device under `sysfs`, rocm-smi otherwise.
+    pub fn resolve(self, sysfs: &Path) -> Choice {
+        match self {
+            Choice::Auto if sysfs::find_cards(sysfs).is_empty() => Choice::RocmSmi,
+            Choice::Auto => Choice::Sysfs,
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_prefers_sysfs_when_it_has_amdgpu_devices() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sysfs");
+        assert_eq!(
+            Choice::Auto.resolve(&fixtures.join("strix-halo")),
+            Choice::Sysfs
+        );
+        assert_eq!(
+            Choice::Auto.resolve(&fixtures.join("nvidia-only")),
+            Choice::RocmSmi
+        );
+        assert_eq!(
+            Choice::RocmSmi.resolve(&fixtures.join("dgpu")),
+            Choice::RocmSmi
+        );
+        assert!(Choice::parse("nvml").is_err());
+    }
+}

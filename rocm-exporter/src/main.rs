@@ -1,0 +1,76 @@
+//! rocm-exporter: AMD GPUs and APUs (Radeon, Instinct, Ryzen AI Max "Strix Halo") for
+//! Prometheus, read from amdgpu sysfs or rocm-smi. See README.md.
+
+use common::cli::{CollectorSpec, ExporterSpec};
+use rocm_exporter::backend::rocm_smi::RocmSmiBackend;
+use rocm_exporter::backend::sysfs::SysfsBackend;
+use rocm_exporter::backend::Choice;
+use rocm_exporter::config::{self, Config};
+use rocm_exporter::gpu_collector::GpuCollector;
+use rocm_exporter::processes::ProcessesCollector;
+use rocm_exporter::sampler::Sampler;
+use std::process::ExitCode;
+
+static SPEC: ExporterSpec = ExporterSpec {
+    name: "rocm-exporter",
+    metric_prefix: "rocm_exporter",
+    about: "Prometheus exporter for AMD GPUs and APUs: amdgpu sysfs or rocm-smi, hang-proof",
+    default_port: 10472,
+    collectors: &[
+        CollectorSpec {
+            name: "gpu",
+            default_enabled: true,
+            help: "GPU utilisation, memory per pool, power, temperatures, clocks, fans (gpu_*, amdgpu_*)",
+        },
+        CollectorSpec {
+            name: "processes",
+            default_enabled: true,
+            help: "VRAM and GTT per process from /proc/*/fdinfo",
+        },
+    ],
+};
+
+fn main() -> ExitCode {
+    common::run(
+        &SPEC,
+        env!("CARGO_PKG_VERSION"),
+        config::flags(),
+        |settings, collectors| {
+            let config = Config::from_settings(settings)?;
+            if collectors.is_enabled("gpu") {
+                collectors.add(GpuCollector::new(start_backend(&config)));
+            }
+            collectors.add_blocking(ProcessesCollector::new(
+                &config.procfs,
+                config.processes_max_series,
+            ));
+            Ok(())
+        },
+    )
+}
+
+/// Picks the backend (`auto`: sysfs where amdgpu devices are found) and starts its sampler.
+fn start_backend(config: &Config) -> Sampler {
+    let choice = config.backend.resolve(&config.sysfs);
+    common::log::info(
+        "reading AMD GPUs",
+        &[(
+            "backend",
+            if choice == Choice::Sysfs {
+                "sysfs"
+            } else {
+                "rocm-smi"
+            },
+        )],
+    );
+    match choice {
+        Choice::Sysfs => Sampler::start(
+            SysfsBackend::new(&config.sysfs, &config.procfs),
+            config.scrape_wait(config.sysfs_timeout),
+        ),
+        _ => Sampler::start(
+            RocmSmiBackend::new(&config.rocm_smi_path, config.rocm_smi_timeout),
+            config.scrape_wait(config.rocm_smi_timeout),
+        ),
+    }
+}

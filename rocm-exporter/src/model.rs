@@ -1,0 +1,154 @@
+//! The one model both backends fill: what we know about each AMD GPU at one moment. A value a
+//! backend could not read stays `None` (its series is left out), never 0.
+
+use std::time::Instant;
+
+/// Memory pools as amdgpu names them. On an APU `vram` is only the BIOS carve-out and `gtt` is
+/// the system RAM the GPU really fills.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Pool {
+    pub total_bytes: Option<f64>,
+    pub used_bytes: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Memory {
+    pub vram: Pool,
+    pub vis_vram: Pool,
+    pub gtt: Pool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PcieLink {
+    pub speed_transfers_per_second: Option<f64>,
+    pub width: Option<f64>,
+    pub max_speed_transfers_per_second: Option<f64>,
+    pub max_width: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Device {
+    /// Normalised PCI address (`0000:c3:00.0`): the identity both backends agree on.
+    pub id: String,
+    /// DRM node name (`card1`), sysfs backend only.
+    pub card: Option<String>,
+    /// rocm-smi's own index (`card0` in its JSON), rocm-smi backend only.
+    pub smi_index: Option<u32>,
+    pub model: String,
+    /// PCI device id, `0x1586`.
+    pub device_id: Option<String>,
+    pub revision: Option<String>,
+    pub unique_id: Option<String>,
+    pub gfx_version: Option<String>,
+    pub is_apu: bool,
+    /// `power/runtime_status`: `active`, `suspended`, ... (sysfs backend only).
+    pub runtime_status: Option<String>,
+    /// Whether any value could be read in this sample (or the device sleeps in runtime PM,
+    /// which is healthy).
+    pub answered: bool,
+    /// Set when the values were carried over from an earlier read (a runtime-suspended GPU is
+    /// not woken up): when they were taken.
+    pub values_taken: Option<Instant>,
+
+    pub busy_percent: Option<f64>,
+    pub memory: Memory,
+    /// (sensor, celsius): `edge`, `junction`, `memory`, `hbm0`...
+    pub temperatures: Vec<(String, f64)>,
+    pub temperatures_critical: Vec<(String, f64)>,
+    /// hwmon `power1_label` (`PPT`), or the channel name when there is no label.
+    pub power_sensor: String,
+    pub power_average_watts: Option<f64>,
+    pub power_input_watts: Option<f64>,
+    pub power_cap_watts: Option<f64>,
+    /// (clock, hertz): `sclk`, `mclk`, `fclk`, `socclk`...
+    pub clocks_hz: Vec<(String, f64)>,
+    pub fan_rpm: Option<f64>,
+    /// Fan PWM duty, 0..1.
+    pub fan_pwm_ratio: Option<f64>,
+    /// (rail, volts): `vddgfx`, `vddnb`.
+    pub voltages: Vec<(String, f64)>,
+    pub pcie: PcieLink,
+}
+
+/// Everything one collection produced.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Sorted by PCI address; the position is the `gpu` label, the same in both backends.
+    pub devices: Vec<Device>,
+    pub driver_version: String,
+}
+
+impl Snapshot {
+    pub fn new(mut devices: Vec<Device>, driver_version: String) -> Self {
+        devices.sort_by(|a, b| a.id.cmp(&b.id));
+        Snapshot {
+            devices,
+            driver_version,
+        }
+    }
+}
+
+/// Why a collection failed: a closed set, so that `rocm_up{reason}` stays low-cardinality.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    /// rocm-smi is not installed (spawn ENOENT or exit 127).
+    NotFound,
+    /// rocm-smi runs but the amdgpu driver is not loaded (it still exits 0).
+    DriverNotLoaded,
+    /// rocm-smi cannot load librocm_smi64.
+    LibraryMissing,
+    /// No AMD GPU found.
+    NoDevices,
+    /// The collection did not finish within its timeout.
+    Timeout,
+    /// A collection is still running from an earlier scrape; no second one is started.
+    Busy,
+    /// A killed rocm-smi could not be reaped (D state); no new child until it is gone.
+    Stuck,
+    /// rocm-smi exited non-zero without usable output.
+    ExitStatus,
+    /// Garbage, truncated or unexpected output.
+    BadOutput,
+    /// rocm-smi could not be started for another reason (permissions...).
+    SpawnFailed,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::NotFound => "not_found",
+            Reason::DriverNotLoaded => "driver_not_loaded",
+            Reason::LibraryMissing => "library_missing",
+            Reason::NoDevices => "no_devices",
+            Reason::Timeout => "timeout",
+            Reason::Busy => "busy",
+            Reason::Stuck => "stuck",
+            Reason::ExitStatus => "exit_status",
+            Reason::BadOutput => "bad_output",
+            Reason::SpawnFailed => "spawn_failed",
+        }
+    }
+}
+
+/// A failed collection: the reason for the series, the message for the log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Failure {
+    pub reason: Reason,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Failure {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// A source of snapshots. `sample` may block (it reads files or runs a program); the
+/// [`crate::sampler::Sampler`] runs it on its own thread under a deadline.
+pub trait Backend: Send + 'static {
+    fn name(&self) -> &'static str;
+    fn sample(&mut self) -> Result<Snapshot, Failure>;
+}

@@ -1,0 +1,299 @@
+//! Keeps a backend off the request path: the backend runs on its own thread, one collection at a
+//! time; a scrape asks for a fresh sample and waits for it at most `wait`. When the backend is
+//! slow, wedged or failing, the scrape is answered from the last good sample, with its age and
+//! the reason it is not fresh. Because there is one worker thread, a collection that never
+//! returns can never be joined by a second one.
+
+use crate::model::{Backend, Failure, Reason, Snapshot};
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// What a scrape gets.
+#[derive(Clone, Debug)]
+pub struct Reading {
+    /// The newest good snapshot, fresh or not.
+    pub snapshot: Option<Arc<Snapshot>>,
+    /// When `snapshot` was taken.
+    pub taken: Option<Instant>,
+    /// `None` when `snapshot` was taken for this scrape; otherwise why it was not.
+    pub failure: Option<Failure>,
+    /// Failed collections by reason, since start.
+    pub errors: BTreeMap<Reason, u64>,
+    /// Collections that ran into their timeout, since start.
+    pub timeouts: u64,
+}
+
+impl Reading {
+    pub fn is_fresh(&self) -> bool {
+        self.failure.is_none() && self.snapshot.is_some()
+    }
+
+    /// Seconds since the snapshot served was taken; 0 when it was taken for this scrape.
+    pub fn age_seconds(&self, now: Instant) -> Option<f64> {
+        if self.is_fresh() {
+            return Some(0.0);
+        }
+        self.taken
+            .map(|t| now.saturating_duration_since(t).as_secs_f64())
+    }
+}
+
+#[derive(Default)]
+struct State {
+    in_flight_since: Option<Instant>,
+    finished: u64,
+    last_good: Option<(Arc<Snapshot>, Instant)>,
+    /// The failure of the latest finished collection, if it failed.
+    last_failure: Option<Failure>,
+    errors: BTreeMap<Reason, u64>,
+    timeouts: u64,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    finished: watch::Sender<u64>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind; keep serving it.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub struct Sampler {
+    backend: &'static str,
+    shared: Arc<Shared>,
+    requests: mpsc::Sender<()>,
+    wait: Duration,
+}
+
+impl Sampler {
+    /// Starts the worker thread. `wait` is how long a scrape waits for a fresh sample.
+    pub fn start(mut backend: impl Backend, wait: Duration) -> Self {
+        let name = backend.name();
+        let (finished, _) = watch::channel(0u64);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            finished,
+        });
+        let (requests, incoming) = mpsc::channel::<()>();
+        let worker = shared.clone();
+        let spawned = thread::Builder::new()
+            .name(format!("{name}-sampler"))
+            .spawn(move || {
+                while incoming.recv().is_ok() {
+                    let result = backend.sample();
+                    record(&worker, name, result);
+                }
+            });
+        if let Err(e) = spawned {
+            // Without the thread every scrape reports a timeout; say why once.
+            common::log::error(
+                "cannot start the sampler thread",
+                &[("backend", name), ("err", &e.to_string())],
+            );
+        }
+        Sampler {
+            backend: name,
+            shared,
+            requests,
+            wait,
+        }
+    }
+
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// Asks for a fresh sample unless one is already being taken, waits for it at most `wait`,
+    /// and returns what there is.
+    pub async fn read(&self) -> Reading {
+        let started = Instant::now();
+        let target = {
+            let mut state = self.shared.lock();
+            match state.in_flight_since {
+                Some(since) => Err(since),
+                None => {
+                    state.in_flight_since = Some(started);
+                    let target = state.finished + 1;
+                    if self.requests.send(()).is_err() {
+                        state.in_flight_since = None;
+                    }
+                    Ok(target)
+                }
+            }
+        };
+        let waited = match target {
+            Ok(target) => {
+                let mut finished = self.shared.finished.subscribe();
+                let done = tokio::time::timeout(self.wait, finished.wait_for(|n| *n >= target))
+                    .await
+                    .is_ok_and(|r| r.is_ok());
+                if done {
+                    Ok(())
+                } else {
+                    Err(Failure::new(
+                        Reason::Timeout,
+                        format!(
+                            "the {} collection did not finish within {:?}",
+                            self.backend, self.wait
+                        ),
+                    ))
+                }
+            }
+            Err(since) => Err(Failure::new(
+                Reason::Busy,
+                format!(
+                    "a {} collection started {:.1}s ago is still running; not starting another",
+                    self.backend,
+                    started.saturating_duration_since(since).as_secs_f64()
+                ),
+            )),
+        };
+        let state = self.shared.lock();
+        let failure = match waited {
+            Ok(()) => state.last_failure.clone(),
+            Err(f) => Some(f),
+        };
+        Reading {
+            snapshot: state.last_good.as_ref().map(|(s, _)| s.clone()),
+            taken: state.last_good.as_ref().map(|(_, t)| *t),
+            failure,
+            errors: state.errors.clone(),
+            timeouts: state.timeouts,
+        }
+    }
+}
+
+/// Stores a finished collection, logs when the outcome changes (one line per change, not one
+/// per scrape), and wakes the waiting scrape.
+fn record(shared: &Shared, backend: &str, result: Result<Snapshot, Failure>) {
+    let finished = {
+        let mut state = shared.lock();
+        state.in_flight_since = None;
+        state.finished += 1;
+        let previous = state.last_failure.as_ref().map(|f| f.reason);
+        match result {
+            Ok(snapshot) => {
+                if previous.is_some() {
+                    common::log::info(
+                        "collection recovered",
+                        &[
+                            ("backend", backend),
+                            ("gpus", &snapshot.devices.len().to_string()),
+                        ],
+                    );
+                }
+                state.last_good = Some((Arc::new(snapshot), Instant::now()));
+                state.last_failure = None;
+            }
+            Err(failure) => {
+                if previous != Some(failure.reason) {
+                    common::log::warn(
+                        "collection failed; serving the last good sample if any",
+                        &[
+                            ("backend", backend),
+                            ("reason", failure.reason.as_str()),
+                            ("err", &failure.message),
+                        ],
+                    );
+                }
+                *state.errors.entry(failure.reason).or_default() += 1;
+                if failure.reason == Reason::Timeout {
+                    state.timeouts += 1;
+                }
+                state.last_failure = Some(failure);
+            }
+        }
+        state.finished
+    };
+    shared.finished.send_replace(finished);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Device;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// One scripted outcome; `None` blocks until released.
+    type Step = Option<Result<Snapshot, Failure>>;
+
+    struct Scripted {
+        steps: Arc<Mutex<Vec<Step>>>,
+        release: Arc<Mutex<mpsc::Receiver<()>>>,
+        calls: Arc<AtomicUsize>,
+    }
+
+    impl Backend for Scripted {
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+        fn sample(&mut self) -> Result<Snapshot, Failure> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let step = self.steps.lock().unwrap().remove(0);
+            match step {
+                Some(result) => result,
+                None => {
+                    let _ = self.release.lock().unwrap().recv();
+                    Err(Failure::new(Reason::Timeout, "released"))
+                }
+            }
+        }
+    }
+
+    fn one_gpu() -> Snapshot {
+        Snapshot::new(
+            vec![Device {
+                id: "0000:03:00.0".into(),
+                ..Default::default()
+            }],
+            String::new(),
+        )
+    }
+
+    #[tokio::test]
+    async fn stale_sample_with_age_and_at_most_one_collection() {
+        let (release_tx, release_rx) = mpsc::channel();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let backend = Scripted {
+            steps: Arc::new(Mutex::new(vec![
+                Some(Ok(one_gpu())),
+                None,
+                Some(Err(Failure::new(Reason::BadOutput, "garbage"))),
+            ])),
+            release: Arc::new(Mutex::new(release_rx)),
+            calls: calls.clone(),
+        };
+        let sampler = Sampler::start(backend, Duration::from_millis(200));
+
+        let first = sampler.read().await;
+        assert!(first.is_fresh());
+        assert_eq!(first.age_seconds(Instant::now()), Some(0.0));
+
+        // The backend hangs: the scrape comes back after `wait` with the old sample.
+        let second = sampler.read().await;
+        assert_eq!(second.failure.as_ref().unwrap().reason, Reason::Timeout);
+        assert_eq!(second.snapshot.as_ref().unwrap().devices.len(), 1);
+        assert!(second.age_seconds(Instant::now()).unwrap() >= 0.2);
+
+        // Still hanging: no second collection is started.
+        let third = sampler.read().await;
+        assert_eq!(third.failure.as_ref().unwrap().reason, Reason::Busy);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+        release_tx.send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let fourth = sampler.read().await;
+        assert_eq!(fourth.failure.as_ref().unwrap().reason, Reason::BadOutput);
+        assert_eq!(fourth.errors.get(&Reason::BadOutput), Some(&1));
+        assert_eq!(fourth.errors.get(&Reason::Timeout), Some(&1));
+        assert_eq!(fourth.timeouts, 1);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+}
