@@ -61,10 +61,14 @@ pub struct ProxyConfig {
 
 pub fn args() -> Vec<Arg> {
     let repeatable = |id: &'static str, help: &'static str| {
+        // The empty default is a workaround: common's TOML loader accepts only settings that
+        // clap reports as matched, and a repeatable flag without a default is not.
         Arg::new(id)
             .long(id)
             .action(ArgAction::Append)
             .value_delimiter(',')
+            .default_value("")
+            .hide_default_value(true)
             .help(help)
     };
     vec![
@@ -159,7 +163,7 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
 pub fn load(settings: &Settings) -> Result<Config, CliOutcome> {
     let mut upstreams: Vec<UpstreamConfig> = Vec::new();
     for key in ["upstream", "upstream.url"] {
-        for raw in settings.values(key)? {
+        for raw in settings.values(key)?.into_iter().filter(|v| !v.is_empty()) {
             let (name, url) = split_pair(&raw).map_err(|e| settings.invalid(key, &raw, &e))?;
             let base_url = parse_base_url(&url).map_err(|e| settings.invalid(key, &raw, &e))?;
             if upstreams.iter().any(|u| u.name == name) {
@@ -177,7 +181,7 @@ pub fn load(settings: &Settings) -> Result<Config, CliOutcome> {
 
     let per_upstream = |key: &str| -> Result<BTreeMap<String, (String, String)>, CliOutcome> {
         let mut out = BTreeMap::new();
-        for raw in settings.values(key)? {
+        for raw in settings.values(key)?.into_iter().filter(|v| !v.is_empty()) {
             let (name, value) = split_pair(&raw).map_err(|e| settings.invalid(key, &raw, &e))?;
             if !upstreams.iter().any(|u| u.name == name) {
                 return Err(settings.invalid(

@@ -1,0 +1,5 @@
+//! Shared by the integration tests: fake model servers and a harness for the real binary.
+
+pub mod exporter;
+pub mod fake;
+pub mod servers;
