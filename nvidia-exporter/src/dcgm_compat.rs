@@ -1,0 +1,309 @@
+//! dcgm-exporter's default `DCGM_FI_*` families with its names, units (MiB, W, mJ, MHz, %),
+//! types and labels, plus `DCGM_FI_DEV_FB_TOTAL`, so existing DCGM dashboards and alerts work
+//! unchanged. Labels, in dcgm-exporter's order: `gpu`, `UUID`, `pci_bus_id`, `device`,
+//! `modelName`, on MIG instances `GPU_I_PROFILE` and `GPU_I_ID`, the host name label, and
+//! `DCGM_FI_DRIVER_VERSION`.
+//!
+//! With MIG on, dcgm-exporter reports each GPU instance instead of the GPU ("flex" mode): the
+//! framebuffer series are the instance's, GPU-wide values (clocks, temperature, power) repeat
+//! the parent's, and the utilisation fields are absent, as DCGM does not have them per instance.
+
+use crate::snapshot::{GpuSample, Memory, Snapshot};
+use crate::xid_events;
+use common::metrics::{MetricFamily, MetricType};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug)]
+pub struct DcgmOptions {
+    /// The host name label's name (`Hostname` in dcgm-exporter's latest release, `hostname` on
+    /// its main branch); `None` leaves it out (dcgm-exporter's `--no-hostname`).
+    pub hostname_label: Option<String>,
+    /// `$NODE_NAME`, else the host name, as dcgm-exporter takes it.
+    pub hostname: String,
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// The families in dcgm-exporter's default-counters.csv order.
+const FAMILIES: [(&str, MetricType, &str); 19] = [
+    (
+        "DCGM_FI_DEV_SM_CLOCK",
+        MetricType::Gauge,
+        "SM clock frequency (in MHz).",
+    ),
+    (
+        "DCGM_FI_DEV_MEM_CLOCK",
+        MetricType::Gauge,
+        "Memory clock frequency (in MHz).",
+    ),
+    (
+        "DCGM_FI_DEV_MEMORY_TEMP",
+        MetricType::Gauge,
+        "Memory temperature (in C).",
+    ),
+    (
+        "DCGM_FI_DEV_GPU_TEMP",
+        MetricType::Gauge,
+        "GPU temperature (in C).",
+    ),
+    (
+        "DCGM_FI_DEV_POWER_USAGE",
+        MetricType::Gauge,
+        "Power draw (in W).",
+    ),
+    (
+        "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
+        MetricType::Counter,
+        "Total energy consumption since boot (in mJ).",
+    ),
+    (
+        "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
+        MetricType::Counter,
+        "Total number of PCIe retries.",
+    ),
+    (
+        "DCGM_FI_DEV_GPU_UTIL",
+        MetricType::Gauge,
+        "GPU utilization (in %).",
+    ),
+    (
+        "DCGM_FI_DEV_MEM_COPY_UTIL",
+        MetricType::Gauge,
+        "Memory utilization (in %).",
+    ),
+    (
+        "DCGM_FI_DEV_ENC_UTIL",
+        MetricType::Gauge,
+        "Encoder utilization (in %).",
+    ),
+    (
+        "DCGM_FI_DEV_DEC_UTIL",
+        MetricType::Gauge,
+        "Decoder utilization (in %).",
+    ),
+    (
+        "DCGM_FI_DEV_XID_ERRORS",
+        MetricType::Gauge,
+        "Value of the last XID error encountered.",
+    ),
+    (
+        "DCGM_FI_DEV_FB_FREE",
+        MetricType::Gauge,
+        "Framebuffer memory free (in MiB).",
+    ),
+    (
+        "DCGM_FI_DEV_FB_USED",
+        MetricType::Gauge,
+        "Framebuffer memory used (in MiB).",
+    ),
+    (
+        "DCGM_FI_DEV_FB_RESERVED",
+        MetricType::Gauge,
+        "Framebuffer memory reserved (in MiB).",
+    ),
+    (
+        "DCGM_FI_DEV_FB_TOTAL",
+        MetricType::Gauge,
+        "Framebuffer memory total (in MiB).",
+    ),
+    (
+        "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
+        MetricType::Counter,
+        "Number of remapped rows for uncorrectable errors",
+    ),
+    (
+        "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+        MetricType::Counter,
+        "Number of remapped rows for correctable errors",
+    ),
+    (
+        "DCGM_FI_DEV_ROW_REMAP_FAILURE",
+        MetricType::Gauge,
+        "Whether remapping of rows has failed",
+    ),
+];
+
+/// `last_xid` is `None` when XID events are not watched; the XID family is then left out
+/// rather than claiming "no error".
+pub fn families(
+    snapshot: &Snapshot,
+    options: &DcgmOptions,
+    last_xid: Option<&BTreeMap<u32, u64>>,
+) -> Vec<MetricFamily> {
+    let mut out: BTreeMap<&str, MetricFamily> = FAMILIES
+        .iter()
+        .map(|(name, kind, help)| (*name, MetricFamily::new(*name, *help, *kind)))
+        .collect();
+    for g in snapshot.gpus.iter().filter(|g| g.up) {
+        for entity in entities(g) {
+            let labels = labels(g, &entity, snapshot, options);
+            let mut put = |name: &str, value: Option<f64>, extra: &[(&str, String)]| {
+                if let (Some(v), Some(f)) = (value, out.get_mut(name)) {
+                    let mut all = labels.clone();
+                    all.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+                    f.push(&all, v);
+                }
+            };
+            let clock = |name: &str| {
+                g.clocks_mhz
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| f64::from(*v))
+            };
+            put("DCGM_FI_DEV_SM_CLOCK", clock("sm"), &[]);
+            put("DCGM_FI_DEV_MEM_CLOCK", clock("memory"), &[]);
+            put(
+                "DCGM_FI_DEV_MEMORY_TEMP",
+                g.memory_temperature_celsius.map(|t| t as f64),
+                &[],
+            );
+            put(
+                "DCGM_FI_DEV_GPU_TEMP",
+                g.temperature_celsius.map(f64::from),
+                &[],
+            );
+            put(
+                "DCGM_FI_DEV_POWER_USAGE",
+                g.power_milliwatts.map(|mw| f64::from(mw) / 1000.0),
+                &[],
+            );
+            put(
+                "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
+                g.energy_millijoules.map(|v| v as f64),
+                &[],
+            );
+            put(
+                "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
+                g.pcie.replay_errors.map(f64::from),
+                &[],
+            );
+            if entity.instance.is_none() {
+                put(
+                    "DCGM_FI_DEV_GPU_UTIL",
+                    g.utilization_percent.map(f64::from),
+                    &[],
+                );
+                put(
+                    "DCGM_FI_DEV_MEM_COPY_UTIL",
+                    g.memory_utilization_percent.map(f64::from),
+                    &[],
+                );
+                put(
+                    "DCGM_FI_DEV_ENC_UTIL",
+                    g.encoder_percent.map(f64::from),
+                    &[],
+                );
+                put(
+                    "DCGM_FI_DEV_DEC_UTIL",
+                    g.decoder_percent.map(f64::from),
+                    &[],
+                );
+            }
+            if let Some(last) = last_xid {
+                let xid = last.get(&g.identity.index).copied().unwrap_or(0);
+                put(
+                    "DCGM_FI_DEV_XID_ERRORS",
+                    Some(xid as f64),
+                    &[
+                        ("err_code", xid.to_string()),
+                        ("err_msg", xid_events::description(xid).to_string()),
+                    ],
+                );
+            }
+            if let Some(m) = entity.memory {
+                put("DCGM_FI_DEV_FB_FREE", Some(mib(m.free)), &[]);
+                put("DCGM_FI_DEV_FB_USED", Some(mib(m.used)), &[]);
+                put("DCGM_FI_DEV_FB_RESERVED", Some(mib(m.reserved)), &[]);
+                put("DCGM_FI_DEV_FB_TOTAL", Some(mib(m.total)), &[]);
+            }
+            let rows = &g.remapped_rows;
+            put(
+                "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
+                rows.uncorrectable.map(|v| v as f64),
+                &[],
+            );
+            put(
+                "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+                rows.correctable.map(|v| v as f64),
+                &[],
+            );
+            put(
+                "DCGM_FI_DEV_ROW_REMAP_FAILURE",
+                rows.failure.map(|v| v as f64),
+                &[],
+            );
+        }
+    }
+    out.into_values().collect()
+}
+
+/// A DCGM entity: the whole GPU, or one MIG GPU instance of it.
+struct Entity<'a> {
+    /// (profile, GPU instance id).
+    instance: Option<(String, u32)>,
+    memory: Option<&'a Memory>,
+}
+
+fn entities(g: &GpuSample) -> Vec<Entity<'_>> {
+    let mut seen = Vec::new();
+    let mut instances = Vec::new();
+    if g.mig_enabled == Some(true) {
+        for m in &g.mig_instances {
+            // Compute instances of one GPU instance share its memory: one entity per GPU instance.
+            let Some(gi) = m.gpu_instance_id else {
+                continue;
+            };
+            if seen.contains(&gi) {
+                continue;
+            }
+            seen.push(gi);
+            instances.push(Entity {
+                instance: Some((m.profile.clone(), gi)),
+                memory: m.memory.as_ref(),
+            });
+        }
+    }
+    if instances.is_empty() {
+        instances.push(Entity {
+            instance: None,
+            memory: g.memory.as_ref(),
+        });
+    }
+    instances
+}
+
+fn labels(
+    g: &GpuSample,
+    entity: &Entity,
+    snapshot: &Snapshot,
+    options: &DcgmOptions,
+) -> Vec<(String, String)> {
+    let id = &g.identity;
+    let mut labels = vec![
+        ("gpu".to_string(), id.index.to_string()),
+        ("UUID".to_string(), id.uuid.clone()),
+        ("pci_bus_id".to_string(), id.pci_bus_id.clone()),
+        (
+            "device".to_string(),
+            format!("nvidia{}", id.minor_number.unwrap_or(id.index)),
+        ),
+        ("modelName".to_string(), id.name.clone()),
+    ];
+    if let Some((profile, gi)) = &entity.instance {
+        labels.push(("GPU_I_PROFILE".to_string(), profile.clone()));
+        labels.push(("GPU_I_ID".to_string(), gi.to_string()));
+    }
+    if let Some(name) = &options.hostname_label {
+        labels.push((name.clone(), options.hostname.clone()));
+    }
+    labels.push((
+        "DCGM_FI_DRIVER_VERSION".to_string(),
+        snapshot.driver_version.clone(),
+    ));
+    labels
+}
+
+/// Bytes to whole MiB, as DCGM reports framebuffer sizes.
+fn mib(bytes: u64) -> f64 {
+    (bytes as f64 / MIB).floor()
+}

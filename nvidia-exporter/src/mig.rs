@@ -1,0 +1,68 @@
+//! MIG: whether MIG mode is on, and per GPU instance its identity and its own memory.
+
+use crate::snapshot::Snapshot;
+use common::metrics::MetricFamily;
+
+pub fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
+    let mut enabled = MetricFamily::gauge(
+        "nvidia_mig_enabled",
+        "Whether MIG mode is on (1) or off (0).",
+    );
+    let mut info = MetricFamily::gauge(
+        "nvidia_mig_info",
+        "A MIG device (GPU instance and compute instance); value is always 1.",
+    );
+    let mut total = MetricFamily::gauge(
+        "nvidia_mig_memory_total_bytes",
+        "Memory of a MIG GPU instance, in bytes.",
+    );
+    let mut used = MetricFamily::gauge(
+        "nvidia_mig_memory_used_bytes",
+        "Memory in use in a MIG GPU instance, in bytes.",
+    );
+    let mut free = MetricFamily::gauge(
+        "nvidia_mig_memory_free_bytes",
+        "Memory not in use in a MIG GPU instance, in bytes.",
+    );
+    for g in snapshot.gpus.iter().filter(|g| g.up) {
+        let index = g.identity.index.to_string();
+        let ids = [("gpu", index.as_str()), ("id", g.identity.id.as_str())];
+        let Some(on) = g.mig_enabled else { continue };
+        enabled.push(&ids, if on { 1.0 } else { 0.0 });
+        let mut seen = Vec::new();
+        for m in &g.mig_instances {
+            let gi = m.gpu_instance_id.map(|v| v.to_string()).unwrap_or_default();
+            let ci = m
+                .compute_instance_id
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            info.push(
+                &[
+                    ("gpu", index.as_str()),
+                    ("id", g.identity.id.as_str()),
+                    ("mig_uuid", m.uuid.as_str()),
+                    ("gpu_instance_id", gi.as_str()),
+                    ("compute_instance_id", ci.as_str()),
+                    ("profile", m.profile.as_str()),
+                ],
+                1.0,
+            );
+            // Compute instances share their GPU instance's memory: one series per GPU instance.
+            if seen.contains(&gi) {
+                continue;
+            }
+            seen.push(gi.clone());
+            if let Some(mem) = &m.memory {
+                let labels = [
+                    ("gpu", index.as_str()),
+                    ("id", g.identity.id.as_str()),
+                    ("gpu_instance_id", gi.as_str()),
+                ];
+                total.push(&labels, mem.total as f64);
+                used.push(&labels, mem.used as f64);
+                free.push(&labels, mem.free as f64);
+            }
+        }
+    }
+    vec![enabled, info, total, used, free]
+}

@@ -1,0 +1,292 @@
+//! All NVML calls happen on one worker thread, never on the request path. A scrape asks the
+//! worker for a sample and waits at most `timeout`; if NVML is wedged the scrape is answered with
+//! the last good sample and its age, and no second call is started while one is in flight.
+//!
+//! The worker also owns the NVML session: it initialises NVML on demand (retrying on every
+//! sample while the library or driver is missing, logging only when the state changes),
+//! re-initialises after a driver reload, and starts the XID event thread for each session.
+
+use crate::sampler::{self, ErrorCounts, Plan, Sampler, Session};
+use crate::snapshot::{DownReason, Snapshot};
+use crate::xid_events::{XidCounts, XidWatcher};
+use common::log;
+use nvml_wrapper::error::NvmlError;
+use std::ffi::OsString;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+pub struct WorkerConfig {
+    /// `None`: the system's `libnvidia-ml.so.1`.
+    pub library: Option<OsString>,
+    /// How long a scrape waits for a sample before serving the previous one.
+    pub timeout: Duration,
+    /// A sample younger than this is served again instead of querying NVML (coalesces the
+    /// collectors of one scrape and concurrent scrapes).
+    pub min_interval: Duration,
+    pub plan: Plan,
+    /// Whether to run the XID event thread.
+    pub xid_events: bool,
+}
+
+/// What a scrape gets: a sample, and whether it is the one just asked for.
+pub struct Served {
+    pub snapshot: Arc<Snapshot>,
+    /// False when the worker did not answer in time and this is an older sample.
+    pub fresh: bool,
+}
+
+/// Counters about the worker itself, for the exporter's own series.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerStats {
+    pub errors: ErrorCounts,
+    pub initializations: u64,
+    pub timeouts: u64,
+    pub last_sample_duration: Duration,
+}
+
+#[derive(Default)]
+struct State {
+    last: Option<Arc<Snapshot>>,
+    requested: bool,
+    in_flight: bool,
+    /// Sequence number of the sample being taken; a timeout is counted once per sample.
+    sample_seq: u64,
+    timed_out_seq: u64,
+    waiters: Vec<oneshot::Sender<Arc<Snapshot>>>,
+    stats: WorkerStats,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+#[derive(Clone)]
+pub struct NvmlWorker {
+    shared: Arc<Shared>,
+    timeout: Duration,
+    min_interval: Duration,
+    pub xid: Arc<XidCounts>,
+}
+
+impl NvmlWorker {
+    /// Starts the worker thread. NVML is first touched when the first scrape asks for a sample.
+    pub fn start(config: WorkerConfig) -> std::io::Result<NvmlWorker> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+        });
+        let xid = Arc::new(XidCounts::default());
+        let worker = NvmlWorker {
+            shared: shared.clone(),
+            timeout: config.timeout,
+            min_interval: config.min_interval,
+            xid: xid.clone(),
+        };
+        std::thread::Builder::new()
+            .name("nvml-worker".into())
+            .spawn(move || run(shared, config, xid))?;
+        Ok(worker)
+    }
+
+    /// A sample no older than `min_interval`, or, if NVML does not answer within `timeout`,
+    /// the last one taken (or a "down" placeholder before the first one).
+    pub async fn snapshot(&self) -> Served {
+        let receiver = {
+            let mut state = lock(&self.shared.state);
+            if let Some(last) = &state.last {
+                if last.taken_at.elapsed() < self.min_interval {
+                    return Served {
+                        snapshot: last.clone(),
+                        fresh: true,
+                    };
+                }
+            }
+            let (sender, receiver) = oneshot::channel();
+            state.waiters.push(sender);
+            if !state.in_flight {
+                state.in_flight = true;
+                state.requested = true;
+                state.sample_seq += 1;
+                self.shared.wake.notify_one();
+            }
+            receiver
+        };
+        if let Ok(Ok(snapshot)) = tokio::time::timeout(self.timeout, receiver).await {
+            return Served {
+                snapshot,
+                fresh: true,
+            };
+        }
+        let mut state = lock(&self.shared.state);
+        if state.timed_out_seq != state.sample_seq {
+            state.timed_out_seq = state.sample_seq;
+            state.stats.timeouts += 1;
+            log::warn(
+                "NVML did not answer in time; serving the previous sample",
+                &[("timeout", &format!("{:?}", self.timeout))],
+            );
+        }
+        let snapshot = state.last.clone().unwrap_or_else(|| {
+            Arc::new(Snapshot::down(DownReason {
+                reason: "timeout",
+                message: "the first NVML sample has not finished yet".into(),
+            }))
+        });
+        Served {
+            snapshot,
+            fresh: false,
+        }
+    }
+
+    pub fn stats(&self) -> WorkerStats {
+        lock(&self.shared.state).stats.clone()
+    }
+}
+
+/// A poisoned lock only means another thread panicked while holding it; the state is still
+/// usable, and the exporter must keep answering.
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The NVML session with the event thread that belongs to it.
+struct Live {
+    session: Session,
+    sampler: Sampler,
+    _xid: Option<XidWatcher>,
+}
+
+fn run(shared: Arc<Shared>, config: WorkerConfig, xid: Arc<XidCounts>) {
+    let mut live: Option<Live> = None;
+    let mut last_down: Option<DownReason> = None;
+    loop {
+        {
+            let mut state = lock(&shared.state);
+            while !state.requested {
+                state = shared.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+            }
+            state.requested = false;
+        }
+        let started = Instant::now();
+        // Errors are counted into a local map and merged after, so the lock is never held
+        // across an NVML call.
+        let mut errors = ErrorCounts::new();
+        let mut inits = 0;
+        let snapshot = take_sample(&config, &xid, &mut live, &mut errors, &mut inits);
+        log_transition(&mut last_down, &snapshot);
+        let snapshot = Arc::new(snapshot);
+        let mut state = lock(&shared.state);
+        for (key, n) in errors {
+            *state.stats.errors.entry(key).or_default() += n;
+        }
+        state.stats.initializations += inits;
+        state.stats.last_sample_duration = started.elapsed();
+        state.last = Some(snapshot.clone());
+        state.in_flight = false;
+        for waiter in state.waiters.drain(..) {
+            let _ = waiter.send(snapshot.clone());
+        }
+    }
+}
+
+fn take_sample(
+    config: &WorkerConfig,
+    xid: &Arc<XidCounts>,
+    live: &mut Option<Live>,
+    errors: &mut ErrorCounts,
+    inits: &mut u64,
+) -> Snapshot {
+    // One retry: a sample that finds the driver reloaded re-initialises and samples again.
+    for _attempt in 0..2 {
+        if live.is_none() {
+            match sampler::open_session(config.library.as_deref(), errors) {
+                Ok(session) => {
+                    *inits += 1;
+                    log::info(
+                        "NVML initialised",
+                        &[
+                            ("driver_version", &session.driver_version),
+                            ("gpus", &session.identities.len().to_string()),
+                        ],
+                    );
+                    let watcher = config
+                        .xid_events
+                        .then(|| {
+                            XidWatcher::start(
+                                session.nvml.clone(),
+                                &session.identities,
+                                xid.clone(),
+                            )
+                        })
+                        .flatten();
+                    *live = Some(Live {
+                        session,
+                        sampler: Sampler::default(),
+                        _xid: watcher,
+                    });
+                }
+                Err(e) => return Snapshot::down(down_reason(&e)),
+            }
+        }
+        let Some(current) = live.as_mut() else {
+            break;
+        };
+        match current
+            .sampler
+            .sample(&current.session, config.plan, errors)
+        {
+            Ok(gpus) => {
+                return Snapshot {
+                    taken_at: Instant::now(),
+                    down: None,
+                    driver_version: current.session.driver_version.clone(),
+                    cuda_version: current.session.cuda_version.clone(),
+                    gpus,
+                }
+            }
+            Err(e) => {
+                log::warn(
+                    "NVML session lost; re-initialising",
+                    &[("err", &e.to_string()), ("code", sampler::error_code(&e))],
+                );
+                // Dropping the session stops its event thread and shuts NVML down.
+                *live = None;
+            }
+        }
+    }
+    Snapshot::down(DownReason {
+        reason: "reinitialising",
+        message: "NVML failed again right after re-initialising".into(),
+    })
+}
+
+fn down_reason(e: &NvmlError) -> DownReason {
+    let reason = match e {
+        NvmlError::LibloadingError(_) | NvmlError::LibraryNotFound => "library_not_found",
+        NvmlError::FailedToLoadSymbol(_) => "symbol_not_found",
+        NvmlError::DriverNotLoaded => "driver_not_loaded",
+        NvmlError::NoPermission => "no_permission",
+        other => sampler::error_code(other),
+    };
+    DownReason {
+        reason,
+        message: e.to_string(),
+    }
+}
+
+/// One log line per change of state, not one per scrape.
+fn log_transition(last: &mut Option<DownReason>, snapshot: &Snapshot) {
+    if snapshot.down == *last {
+        return;
+    }
+    match &snapshot.down {
+        Some(down) => log::error(
+            "NVML is not available; serving nvidia_up 0 and retrying on every scrape",
+            &[("reason", down.reason), ("err", &down.message)],
+        ),
+        None => log::info("NVML is available", &[]),
+    }
+    *last = snapshot.down.clone();
+}

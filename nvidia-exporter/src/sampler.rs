@@ -1,0 +1,612 @@
+//! Reads one sample of every GPU through nvml-wrapper. Runs only on the NVML worker thread.
+//!
+//! Each NVML function is called through [`Calls::call`], which keeps the rules in one place: a
+//! function a GPU does not support (or a symbol the library lacks) is remembered and not asked
+//! again until NVML is re-initialised; `GPU_IS_LOST` stops querying that GPU for this sample;
+//! errors that mean the whole session is gone (driver reload) abort the sample so the worker
+//! can re-initialise. Every error is counted by function and code.
+
+use crate::snapshot::{
+    GpuIdentity, GpuSample, Memory, MigInstance, Pcie, ProcessSample, RemappedRows,
+};
+use nvml_wrapper::enum_wrappers::device::{
+    Clock, EccCounter, MemoryError, PerformancePolicy, TemperatureSensor,
+};
+use nvml_wrapper::enums::device::{SampleValue, UsedGpuMemory};
+use nvml_wrapper::error::NvmlError;
+use nvml_wrapper::struct_wrappers::device::FieldValueSample;
+use nvml_wrapper::structs::device::FieldId;
+use nvml_wrapper::{Device, Nvml};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::ffi::OsStr;
+use std::sync::Arc;
+
+/// An initialised NVML with the identities of its GPUs.
+pub struct Session {
+    pub nvml: Arc<Nvml>,
+    pub identities: Vec<Arc<GpuIdentity>>,
+    pub driver_version: String,
+    pub cuda_version: String,
+}
+
+/// Which optional parts to read (each costs NVML calls).
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    pub processes: bool,
+    pub mig: bool,
+}
+
+/// State kept across samples of one session.
+#[derive(Default)]
+pub struct Sampler {
+    /// (GPU index, NVML function) pairs known not to work: not asked again.
+    unsupported: HashSet<(u32, &'static str)>,
+    /// Process names by PID; a PID keeps its name while it runs.
+    process_names: HashMap<u32, String>,
+    /// Per GPU, the newest process-utilisation timestamp seen, so NVML returns only newer ones.
+    utilization_seen: HashMap<u32, u64>,
+}
+
+/// Errors counted over the exporter's life, by (function, error code).
+pub type ErrorCounts = BTreeMap<(&'static str, &'static str), u64>;
+
+const FIELD_MEMORY_TEMP: u32 = 82;
+const FIELD_REMAPPED_COR: u32 = 142;
+const FIELD_REMAPPED_UNC: u32 = 143;
+const FIELD_REMAPPED_PENDING: u32 = 144;
+const FIELD_REMAPPED_FAILURE: u32 = 145;
+const FIELD_PCIE_TX_BYTES: u32 = 197;
+const FIELD_PCIE_RX_BYTES: u32 = 198;
+
+/// Loads the library (the system's `libnvidia-ml.so.1` unless a path is given), initialises
+/// NVML and reads what does not change while the driver stays loaded.
+pub fn open_session(
+    library: Option<&OsStr>,
+    errors: &mut ErrorCounts,
+) -> Result<Session, NvmlError> {
+    let mut builder = Nvml::builder();
+    if let Some(path) = library {
+        builder.lib_path(path);
+    }
+    let nvml = builder.init()?;
+    let driver_version = nvml.sys_driver_version().unwrap_or_default();
+    let cuda_version = nvml
+        .sys_cuda_driver_version()
+        .map(|v| {
+            format!(
+                "{}.{}",
+                nvml_wrapper::cuda_driver_version_major(v),
+                nvml_wrapper::cuda_driver_version_minor(v)
+            )
+        })
+        .unwrap_or_default();
+    let count = nvml.device_count()?;
+    let mut identities = Vec::with_capacity(count as usize);
+    for index in 0..count {
+        identities.push(Arc::new(read_identity(&nvml, index, errors)));
+    }
+    Ok(Session {
+        nvml: Arc::new(nvml),
+        identities,
+        driver_version,
+        cuda_version,
+    })
+}
+
+fn read_identity(nvml: &Nvml, index: u32, errors: &mut ErrorCounts) -> GpuIdentity {
+    let mut identity = GpuIdentity {
+        index,
+        ..Default::default()
+    };
+    let mut unsupported = HashSet::new();
+    let mut calls = Calls::new(index, &mut unsupported, errors);
+    let Some(device) = calls.call("nvmlDeviceGetHandleByIndex_v2", || {
+        nvml.device_by_index(index)
+    }) else {
+        return identity;
+    };
+    identity.uuid = calls
+        .call("nvmlDeviceGetUUID", || device.uuid())
+        .unwrap_or_default();
+    identity.name = calls
+        .call("nvmlDeviceGetName", || device.name())
+        .unwrap_or_default();
+    if let Some(pci) = calls.call("nvmlDeviceGetPciInfo_v3", || device.pci_info()) {
+        identity.id = common::gpu::normalize_pci_address(&pci.bus_id);
+        identity.pci_bus_id = pci.bus_id;
+    }
+    identity.minor_number = calls.call("nvmlDeviceGetMinorNumber", || device.minor_number());
+    identity.vbios_version = calls
+        .call("nvmlDeviceGetVbiosVersion", || device.vbios_version())
+        .unwrap_or_default();
+    identity.supported_throttle_reasons = calls
+        .call("nvmlDeviceGetSupportedClocksThrottleReasons", || {
+            device.supported_throttle_reasons()
+        })
+        .map(|r| r.bits());
+    identity
+}
+
+impl Sampler {
+    /// Samples every GPU. An `Err` means the session is unusable (driver reloaded or gone).
+    pub fn sample(
+        &mut self,
+        session: &Session,
+        plan: Plan,
+        errors: &mut ErrorCounts,
+    ) -> Result<Vec<GpuSample>, NvmlError> {
+        let nvml = &session.nvml;
+        let count = match nvml.device_count() {
+            Ok(count) => count,
+            Err(e) => {
+                count_error(errors, "nvmlDeviceGetCount_v2", &e);
+                return Err(e);
+            }
+        };
+        if count as usize != session.identities.len() {
+            // A GPU appeared or vanished: identities are stale, start a new session.
+            return Err(NvmlError::Unknown);
+        }
+        let mut gpus = Vec::with_capacity(session.identities.len());
+        let mut seen_pids = HashSet::new();
+        for identity in &session.identities {
+            let mut calls = Calls::new(identity.index, &mut self.unsupported, errors);
+            let mut gpu = GpuSample {
+                identity: identity.clone(),
+                ..Default::default()
+            };
+            let device = calls.call("nvmlDeviceGetHandleByIndex_v2", || {
+                nvml.device_by_index(identity.index)
+            });
+            if let Some(device) = &device {
+                read_gpu(&mut calls, device, &mut gpu);
+                if plan.mig {
+                    read_mig(&mut calls, device, &mut gpu);
+                }
+            }
+            let (lost, fatal) = (calls.lost, calls.fatal.take());
+            if let Some(e) = fatal {
+                return Err(e);
+            }
+            if lost {
+                // Values read before the GPU was lost are not worth serving beside gpu_up 0.
+                gpu = GpuSample {
+                    identity: identity.clone(),
+                    ..Default::default()
+                };
+            }
+            gpu.up = device.is_some() && !lost;
+            if plan.processes && gpu.up {
+                if let Some(device) = &device {
+                    let mut calls = Calls::new(identity.index, &mut self.unsupported, errors);
+                    let processes = read_processes(
+                        &mut calls,
+                        nvml,
+                        device,
+                        &mut self.process_names,
+                        self.utilization_seen.entry(identity.index).or_default(),
+                    );
+                    if let Some(e) = calls.fatal.take() {
+                        return Err(e);
+                    }
+                    if calls.lost {
+                        gpu.up = false;
+                    }
+                    if let Some(list) = &processes {
+                        seen_pids.extend(list.iter().map(|p| p.pid));
+                    }
+                    gpu.processes = processes;
+                }
+            }
+            gpus.push(gpu);
+        }
+        // Forget names of processes that have exited, so the cache cannot grow without bound.
+        self.process_names.retain(|pid, _| seen_pids.contains(pid));
+        Ok(gpus)
+    }
+}
+
+fn read_gpu(calls: &mut Calls, device: &Device, gpu: &mut GpuSample) {
+    if let Some(u) = calls.call("nvmlDeviceGetUtilizationRates", || {
+        device.utilization_rates()
+    }) {
+        gpu.utilization_percent = Some(u.gpu);
+        gpu.memory_utilization_percent = Some(u.memory);
+    }
+    gpu.memory = calls
+        .call("nvmlDeviceGetMemoryInfo_v2", || device.memory_info())
+        .map(|m| Memory {
+            total: m.total,
+            reserved: m.reserved,
+            free: m.free,
+            used: m.used,
+        });
+    gpu.temperature_celsius = calls.call("nvmlDeviceGetTemperature", || {
+        device.temperature(TemperatureSensor::Gpu)
+    });
+    gpu.power_milliwatts = calls.call("nvmlDeviceGetPowerUsage", || device.power_usage());
+    gpu.energy_millijoules = calls.call("nvmlDeviceGetTotalEnergyConsumption", || {
+        device.total_energy_consumption()
+    });
+    gpu.power_limit_milliwatts = calls.call("nvmlDeviceGetPowerManagementLimit", || {
+        device.power_management_limit()
+    });
+    gpu.enforced_power_limit_milliwatts = calls.call("nvmlDeviceGetEnforcedPowerLimit", || {
+        device.enforced_power_limit()
+    });
+    gpu.encoder_percent = calls
+        .call("nvmlDeviceGetEncoderUtilization", || {
+            device.encoder_utilization()
+        })
+        .map(|u| u.utilization);
+    gpu.decoder_percent = calls
+        .call("nvmlDeviceGetDecoderUtilization", || {
+            device.decoder_utilization()
+        })
+        .map(|u| u.utilization);
+    for (name, clock) in [
+        ("graphics", Clock::Graphics),
+        ("sm", Clock::SM),
+        ("memory", Clock::Memory),
+        ("video", Clock::Video),
+    ] {
+        if let Some(mhz) = calls.call("nvmlDeviceGetClockInfo", || device.clock_info(clock)) {
+            gpu.clocks_mhz.push((name, mhz));
+        }
+    }
+    if let Some(fans) = calls.call("nvmlDeviceGetNumFans", || device.num_fans()) {
+        for fan in 0..fans {
+            if let Some(pct) = calls.call("nvmlDeviceGetFanSpeed_v2", || device.fan_speed(fan)) {
+                gpu.fan_speed_percent.push((fan, pct));
+            }
+        }
+    }
+    gpu.performance_state = calls
+        .call("nvmlDeviceGetPerformanceState", || {
+            device.performance_state()
+        })
+        .map(|p| p.as_c());
+    if gpu.identity.supported_throttle_reasons.is_some() {
+        gpu.throttle_reasons = calls
+            .call("nvmlDeviceGetCurrentClocksThrottleReasons", || {
+                device.current_throttle_reasons()
+            })
+            .map(|r| r.bits());
+    }
+    for (name, policy) in [
+        ("power", PerformancePolicy::Power),
+        ("thermal", PerformancePolicy::Thermal),
+        ("sync_boost", PerformancePolicy::SyncBoost),
+        ("board_limit", PerformancePolicy::BoardLimit),
+        ("low_utilization", PerformancePolicy::LowUtilization),
+        ("reliability", PerformancePolicy::Reliability),
+    ] {
+        if let Some(v) = calls.call("nvmlDeviceGetViolationStatus", || {
+            device.violation_status(policy)
+        }) {
+            gpu.violation_ns.push((name, v.violation_time));
+        }
+    }
+    gpu.pcie = Pcie {
+        link_generation: calls.call("nvmlDeviceGetCurrPcieLinkGeneration", || {
+            device.current_pcie_link_gen()
+        }),
+        link_width: calls.call("nvmlDeviceGetCurrPcieLinkWidth", || {
+            device.current_pcie_link_width()
+        }),
+        max_link_generation: calls.call("nvmlDeviceGetMaxPcieLinkGeneration", || {
+            device.max_pcie_link_gen()
+        }),
+        max_link_width: calls.call("nvmlDeviceGetMaxPcieLinkWidth", || {
+            device.max_pcie_link_width()
+        }),
+        replay_errors: calls.call("nvmlDeviceGetPcieReplayCounter", || {
+            device.pcie_replay_counter()
+        }),
+        ..Default::default()
+    };
+    gpu.ecc_enabled = calls
+        .call("nvmlDeviceGetEccMode", || device.is_ecc_enabled())
+        .map(|m| m.currently_enabled);
+    if gpu.ecc_enabled == Some(true) {
+        for (counter, out) in [
+            (EccCounter::Volatile, &mut gpu.ecc_volatile),
+            (EccCounter::Aggregate, &mut gpu.ecc_aggregate),
+        ] {
+            for (name, kind) in [
+                ("corrected", MemoryError::Corrected),
+                ("uncorrected", MemoryError::Uncorrected),
+            ] {
+                if let Some(n) = calls.call("nvmlDeviceGetTotalEccErrors", || {
+                    device.total_ecc_errors(kind, counter)
+                }) {
+                    out.push((name, n));
+                }
+            }
+        }
+    }
+    read_fields(calls, device, gpu);
+}
+
+/// Memory temperature, remapped rows and the free-running PCIe byte counters come from one
+/// field-values call (the PCIe throughput call would block for 20 ms per direction).
+fn read_fields(calls: &mut Calls, device: &Device, gpu: &mut GpuSample) {
+    let ids = [
+        FIELD_MEMORY_TEMP,
+        FIELD_REMAPPED_COR,
+        FIELD_REMAPPED_UNC,
+        FIELD_REMAPPED_PENDING,
+        FIELD_REMAPPED_FAILURE,
+        FIELD_PCIE_TX_BYTES,
+        FIELD_PCIE_RX_BYTES,
+    ]
+    .map(FieldId);
+    let Some(values) = calls.call("nvmlDeviceGetFieldValues", || device.field_values_for(&ids))
+    else {
+        return;
+    };
+    let mut remapped = RemappedRows::default();
+    for value in values.into_iter().flatten() {
+        let Some(v) = field_u64(&value) else { continue };
+        match value.field.0 {
+            FIELD_MEMORY_TEMP => gpu.memory_temperature_celsius = Some(v),
+            FIELD_REMAPPED_COR => remapped.correctable = Some(v),
+            FIELD_REMAPPED_UNC => remapped.uncorrectable = Some(v),
+            FIELD_REMAPPED_PENDING => remapped.pending = Some(v),
+            FIELD_REMAPPED_FAILURE => remapped.failure = Some(v),
+            FIELD_PCIE_TX_BYTES => gpu.pcie.transmit_bytes = Some(v),
+            FIELD_PCIE_RX_BYTES => gpu.pcie.receive_bytes = Some(v),
+            _ => {}
+        }
+    }
+    gpu.remapped_rows = remapped;
+}
+
+fn field_u64(sample: &FieldValueSample) -> Option<u64> {
+    match sample.value.as_ref().ok()? {
+        SampleValue::F64(v) if *v >= 0.0 => Some(*v as u64),
+        SampleValue::U32(v) => Some(u64::from(*v)),
+        SampleValue::U64(v) => Some(*v),
+        SampleValue::I64(v) if *v >= 0 => Some(*v as u64),
+        _ => None,
+    }
+}
+
+fn read_mig(calls: &mut Calls, device: &Device, gpu: &mut GpuSample) {
+    let Some(mode) = calls.call("nvmlDeviceGetMigMode", || device.mig_mode()) else {
+        return;
+    };
+    gpu.mig_enabled = Some(mode.current == 1);
+    if mode.current != 1 {
+        return;
+    }
+    let Some(max) = calls.call("nvmlDeviceGetMaxMigDeviceCount", || {
+        device.mig_device_count()
+    }) else {
+        return;
+    };
+    let lib = device.nvml().lib();
+    for slot in 0..max {
+        // Empty slots answer NOT_FOUND; that is the normal case, not an error worth counting.
+        let mig = match device.mig_device_by_index(slot) {
+            Ok(mig) => mig,
+            Err(NvmlError::NotFound | NvmlError::InvalidArg) => continue,
+            Err(e) => {
+                calls.record("nvmlDeviceGetMigDeviceHandleByIndex", e);
+                continue;
+            }
+        };
+        let name = calls
+            .call("nvmlDeviceGetName", || mig.name())
+            .unwrap_or_default();
+        // SAFETY: the handle comes from NVML and stays valid while `nvml` lives; the two
+        // functions only write one integer each. nvml-wrapper does not wrap them.
+        let raw_id = |f: &Result<unsafe extern "C" fn(_, *mut u32) -> _, _>| -> Option<u32> {
+            let f = f.as_ref().ok()?;
+            let mut id = 0u32;
+            (unsafe { f(mig.handle(), &mut id) } == 0).then_some(id)
+        };
+        gpu.mig_instances.push(MigInstance {
+            uuid: calls
+                .call("nvmlDeviceGetUUID", || mig.uuid())
+                .unwrap_or_default(),
+            gpu_instance_id: raw_id(&lib.nvmlDeviceGetGpuInstanceId),
+            compute_instance_id: raw_id(&lib.nvmlDeviceGetComputeInstanceId),
+            profile: mig_profile(&name),
+            memory: calls
+                .call("nvmlDeviceGetMemoryInfo_v2", || mig.memory_info())
+                .map(|m| Memory {
+                    total: m.total,
+                    reserved: m.reserved,
+                    free: m.free,
+                    used: m.used,
+                }),
+        });
+    }
+}
+
+/// `NVIDIA H100 80GB HBM3 MIG 1g.10gb` → `1g.10gb`.
+pub fn mig_profile(name: &str) -> String {
+    match name.rfind("MIG ") {
+        Some(at) => name[at + 4..].trim().to_string(),
+        None => String::new(),
+    }
+}
+
+fn read_processes(
+    calls: &mut Calls,
+    nvml: &Nvml,
+    device: &Device,
+    names: &mut HashMap<u32, String>,
+    utilization_seen: &mut u64,
+) -> Option<Vec<ProcessSample>> {
+    let compute = calls.call("nvmlDeviceGetComputeRunningProcesses_v3", || {
+        device.running_compute_processes()
+    });
+    let graphics = calls.call("nvmlDeviceGetGraphicsRunningProcesses_v3", || {
+        device.running_graphics_processes()
+    });
+    if compute.is_none() && graphics.is_none() {
+        return None;
+    }
+    let mut by_pid: BTreeMap<u32, ProcessSample> = BTreeMap::new();
+    for (kind, list) in [("C", compute), ("G", graphics)] {
+        for info in list.unwrap_or_default() {
+            let memory = match info.used_gpu_memory {
+                UsedGpuMemory::Used(bytes) => Some(bytes),
+                UsedGpuMemory::Unavailable => None,
+            };
+            let entry = by_pid.entry(info.pid).or_insert_with(|| ProcessSample {
+                pid: info.pid,
+                kind,
+                ..Default::default()
+            });
+            if entry.kind != kind {
+                entry.kind = "C+G";
+            }
+            // The same context is listed under both kinds with the same memory; keep the larger.
+            entry.used_memory_bytes = entry.used_memory_bytes.max(memory);
+        }
+    }
+    // NVML answers NOT_FOUND when no process ran a kernel since `utilization_seen`.
+    let utilization = match device.process_utilization_stats(*utilization_seen) {
+        Ok(samples) => samples,
+        Err(NvmlError::NotFound) => Vec::new(),
+        Err(e) => {
+            calls.record("nvmlDeviceGetProcessUtilization", e);
+            Vec::new()
+        }
+    };
+    for sample in utilization {
+        *utilization_seen = (*utilization_seen).max(sample.timestamp);
+        if let Some(p) = by_pid.get_mut(&sample.pid) {
+            p.sm_percent = Some(sample.sm_util);
+            p.memory_percent = Some(sample.mem_util);
+            p.encoder_percent = Some(sample.enc_util);
+            p.decoder_percent = Some(sample.dec_util);
+        }
+    }
+    for p in by_pid.values_mut() {
+        p.name = names
+            .entry(p.pid)
+            .or_insert_with(|| process_name(nvml, p.pid))
+            .clone();
+    }
+    Some(by_pid.into_values().collect())
+}
+
+/// The executable's base name: NVML's answer, else `/proc/<pid>/comm`.
+fn process_name(nvml: &Nvml, pid: u32) -> String {
+    let full = nvml
+        .sys_process_name(pid, 256)
+        .ok()
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_default();
+    match full.rsplit('/').next() {
+        Some(base) if !base.is_empty() => base.to_string(),
+        _ => "unknown".to_string(),
+    }
+}
+
+/// The error-handling rules for the NVML calls on one GPU.
+struct Calls<'a> {
+    gpu: u32,
+    unsupported: &'a mut HashSet<(u32, &'static str)>,
+    errors: &'a mut ErrorCounts,
+    lost: bool,
+    fatal: Option<NvmlError>,
+}
+
+impl<'a> Calls<'a> {
+    fn new(
+        gpu: u32,
+        unsupported: &'a mut HashSet<(u32, &'static str)>,
+        errors: &'a mut ErrorCounts,
+    ) -> Self {
+        Calls {
+            gpu,
+            unsupported,
+            errors,
+            lost: false,
+            fatal: None,
+        }
+    }
+
+    fn call<T>(
+        &mut self,
+        function: &'static str,
+        f: impl FnOnce() -> Result<T, NvmlError>,
+    ) -> Option<T> {
+        if self.lost || self.fatal.is_some() || self.unsupported.contains(&(self.gpu, function)) {
+            return None;
+        }
+        match f() {
+            Ok(value) => Some(value),
+            Err(e) => {
+                self.record(function, e);
+                None
+            }
+        }
+    }
+
+    fn record(&mut self, function: &'static str, e: NvmlError) {
+        count_error(self.errors, function, &e);
+        match e {
+            NvmlError::NotSupported
+            | NvmlError::FailedToLoadSymbol(_)
+            | NvmlError::FunctionNotFound => {
+                self.unsupported.insert((self.gpu, function));
+            }
+            NvmlError::GpuLost => self.lost = true,
+            e if ends_session(&e) => self.fatal = Some(e),
+            _ => {}
+        }
+    }
+}
+
+/// Errors after which the NVML session must be re-initialised.
+pub fn ends_session(e: &NvmlError) -> bool {
+    matches!(
+        e,
+        NvmlError::LibRmVersionMismatch | NvmlError::Uninitialized | NvmlError::DriverNotLoaded
+    )
+}
+
+pub fn count_error(errors: &mut ErrorCounts, function: &'static str, e: &NvmlError) {
+    *errors.entry((function, error_code(e))).or_default() += 1;
+}
+
+/// A short, stable name for an NVML error, usable as a label value.
+pub fn error_code(e: &NvmlError) -> &'static str {
+    match e {
+        NvmlError::Utf8Error(_) => "invalid_utf8",
+        NvmlError::NulError(_) => "nul_in_string",
+        NvmlError::LibloadingError(_) => "library_not_found",
+        NvmlError::FailedToLoadSymbol(_) => "symbol_not_found",
+        NvmlError::StringTooLong { .. } => "string_too_long",
+        NvmlError::IncorrectBits(_) => "incorrect_bits",
+        NvmlError::UnexpectedVariant(_) => "unexpected_value",
+        NvmlError::Uninitialized => "uninitialized",
+        NvmlError::InvalidArg => "invalid_argument",
+        NvmlError::NotSupported => "not_supported",
+        NvmlError::NoPermission => "no_permission",
+        NvmlError::NotFound => "not_found",
+        NvmlError::InsufficientSize(_) => "insufficient_size",
+        NvmlError::DriverNotLoaded => "driver_not_loaded",
+        NvmlError::Timeout => "timeout",
+        NvmlError::LibraryNotFound => "library_not_found",
+        NvmlError::FunctionNotFound => "function_not_found",
+        NvmlError::GpuLost => "gpu_is_lost",
+        NvmlError::ResetRequired => "reset_required",
+        NvmlError::LibRmVersionMismatch => "driver_version_mismatch",
+        NvmlError::InsufficientMemory => "insufficient_memory",
+        NvmlError::NoData => "no_data",
+        NvmlError::Unknown => "unknown",
+        _ => "other",
+    }
+}

@@ -1,0 +1,243 @@
+//! XID errors, counted per GPU and XID code by a thread that waits on an NVML event set. It runs
+//! beside the sampling worker so that an XID is seen when it happens, not at the next scrape,
+//! and it keeps running whatever the scrapes do. Counts survive a driver reload.
+
+use crate::snapshot::GpuIdentity;
+use common::log;
+use common::metrics::MetricFamily;
+use nvml_wrapper::bitmasks::event::EventTypes;
+use nvml_wrapper::enums::event::XidError;
+use nvml_wrapper::error::NvmlError;
+use nvml_wrapper::Nvml;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// How long one wait on the event set lasts; bounds how late the thread notices it must stop.
+const WAIT_MS: u32 = 250;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct XidRecord {
+    pub count: u64,
+    /// Unix time of the latest occurrence, in seconds.
+    pub last_seen: f64,
+}
+
+/// XID occurrences by (GPU index, XID code).
+#[derive(Default)]
+pub struct XidCounts {
+    by_gpu_and_code: Mutex<BTreeMap<(u32, u64), XidRecord>>,
+}
+
+impl XidCounts {
+    pub fn record(&self, gpu: u32, xid: u64) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let mut map = self
+            .by_gpu_and_code
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let entry = map.entry((gpu, xid)).or_insert(XidRecord {
+            count: 0,
+            last_seen: now,
+        });
+        entry.count += 1;
+        entry.last_seen = now;
+    }
+
+    pub fn all(&self) -> BTreeMap<(u32, u64), XidRecord> {
+        self.by_gpu_and_code
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The most recent XID per GPU (what `DCGM_FI_DEV_XID_ERRORS` reports).
+    pub fn last_per_gpu(&self) -> BTreeMap<u32, u64> {
+        let mut last: BTreeMap<u32, (f64, u64)> = BTreeMap::new();
+        for ((gpu, xid), record) in self.all() {
+            let e = last.entry(gpu).or_insert((record.last_seen, xid));
+            if record.last_seen >= e.0 {
+                *e = (record.last_seen, xid);
+            }
+        }
+        last.into_iter().map(|(g, (_, x))| (g, x)).collect()
+    }
+}
+
+/// The running event thread of one NVML session; dropping it asks the thread to stop (it is
+/// not joined, so a wedged wait cannot block the worker).
+pub struct XidWatcher {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for XidWatcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+impl XidWatcher {
+    pub fn start(
+        nvml: Arc<Nvml>,
+        gpus: &[Arc<GpuIdentity>],
+        counts: Arc<XidCounts>,
+    ) -> Option<XidWatcher> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let indices: Vec<u32> = gpus.iter().map(|g| g.index).collect();
+        let flag = stop.clone();
+        let spawned = std::thread::Builder::new()
+            .name("nvml-xid-events".into())
+            .spawn(move || watch(&nvml, &indices, &counts, &flag));
+        match spawned {
+            Ok(_) => Some(XidWatcher { stop }),
+            Err(e) => {
+                log::error(
+                    "cannot start the XID event thread",
+                    &[("err", &e.to_string())],
+                );
+                None
+            }
+        }
+    }
+}
+
+fn watch(nvml: &Nvml, indices: &[u32], counts: &XidCounts, stop: &AtomicBool) {
+    // Handles of the registered GPUs, to map an event back to its index without another call.
+    let mut registered: Vec<(usize, u32)> = Vec::new();
+    let mut set = match nvml.create_event_set() {
+        Ok(set) => set,
+        Err(e) => {
+            log::warn("XID events unavailable", &[("err", &e.to_string())]);
+            return;
+        }
+    };
+    for &index in indices {
+        let Ok(device) = nvml.device_by_index(index) else {
+            continue;
+        };
+        let supported = device
+            .supported_event_types()
+            .map(|t| t.contains(EventTypes::CRITICAL_XID_ERROR))
+            .unwrap_or(false);
+        if !supported {
+            continue;
+        }
+        match device.register_events(EventTypes::CRITICAL_XID_ERROR, set) {
+            Ok(s) => {
+                set = s;
+                // SAFETY: only compared as a number, never dereferenced.
+                registered.push((unsafe { device.handle() } as usize, index));
+            }
+            Err(e) => {
+                // A failed registration frees the set; start again with the GPUs that worked.
+                log::warn(
+                    "cannot watch XID events on a GPU",
+                    &[("gpu", &index.to_string()), ("err", &e.to_string())],
+                );
+                let Ok(fresh) = nvml.create_event_set() else {
+                    return;
+                };
+                set = fresh;
+                let mut kept = Vec::new();
+                for &(handle, i) in &registered {
+                    if let Ok(d) = nvml.device_by_index(i) {
+                        if let Ok(s) = d.register_events(EventTypes::CRITICAL_XID_ERROR, set) {
+                            set = s;
+                            kept.push((handle, i));
+                            continue;
+                        }
+                    }
+                    let Ok(again) = nvml.create_event_set() else {
+                        return;
+                    };
+                    set = again;
+                }
+                registered = kept;
+            }
+        }
+    }
+    if registered.is_empty() {
+        return;
+    }
+    while !stop.load(Ordering::Acquire) {
+        match set.wait(WAIT_MS) {
+            Ok(event) => {
+                let Some(XidError::Value(xid)) = event.event_data else {
+                    continue;
+                };
+                // SAFETY: compared as a number only.
+                let handle = unsafe { event.device.handle() } as usize;
+                if let Some(&(_, index)) = registered.iter().find(|(h, _)| *h == handle) {
+                    counts.record(index, xid);
+                    log::warn(
+                        "XID error",
+                        &[("gpu", &index.to_string()), ("xid", &xid.to_string())],
+                    );
+                }
+            }
+            Err(NvmlError::Timeout) => {}
+            Err(e) => {
+                // A missing symbol or a dead session will not get better by retrying here;
+                // the worker starts a new thread with the next session.
+                log::warn("XID event thread stopped", &[("err", &e.to_string())]);
+                return;
+            }
+        }
+    }
+}
+
+/// `nvidia_xid_errors_total` and `nvidia_xid_last_timestamp_seconds`.
+pub fn families(counts: &XidCounts, gpus: &[Arc<GpuIdentity>]) -> Vec<MetricFamily> {
+    let mut total = MetricFamily::counter(
+        "nvidia_xid_errors_total",
+        "XID errors reported by the driver, by XID code.",
+    );
+    let mut last = MetricFamily::gauge(
+        "nvidia_xid_last_timestamp_seconds",
+        "Unix time of the latest XID error of this code.",
+    );
+    for ((gpu, xid), record) in counts.all() {
+        let id = gpus
+            .iter()
+            .find(|g| g.index == gpu)
+            .map(|g| g.id.as_str())
+            .unwrap_or("");
+        let gpu = gpu.to_string();
+        let xid = xid.to_string();
+        let labels = [("gpu", gpu.as_str()), ("id", id), ("xid", xid.as_str())];
+        total.push(&labels, record.count as f64);
+        last.push(&labels, record.last_seen);
+    }
+    vec![total, last]
+}
+
+/// Short descriptions of the most common XIDs, for dcgm-exporter's `err_msg` label.
+pub fn description(xid: u64) -> &'static str {
+    match xid {
+        0 => "No Error",
+        13 => "Graphics Engine Exception",
+        31 => "GPU memory page fault",
+        43 => "GPU stopped processing",
+        45 => "Preemptive cleanup, due to previous errors",
+        48 => "Double Bit ECC Error",
+        61 => "Internal micro-controller breakpoint/warning",
+        62 => "Internal micro-controller halt",
+        63 => "ECC page retirement or row remapping recording event",
+        64 => "ECC page retirement or row remapper recording failure",
+        68 => "NVDEC0 Exception",
+        69 => "Graphics Engine class error",
+        74 => "NVLINK Error",
+        79 => "GPU has fallen off the bus",
+        92 => "High single-bit ECC error rate",
+        94 => "Contained ECC error",
+        95 => "Uncontained ECC error",
+        109 => "Context Switch Timeout Error",
+        119 => "GSP RPC Timeout",
+        120 => "GSP Error",
+        _ => "Unknown Error",
+    }
+}

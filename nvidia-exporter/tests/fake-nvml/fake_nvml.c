@@ -1,0 +1,876 @@
+/*
+ * A fake libnvidia-ml.so for the nvidia-exporter tests: the real nvml-wrapper loads it through
+ * --nvml.library, so the exporter's whole NVML path (dlopen, symbol lookup, ABI, error codes)
+ * runs without a GPU. It implements only the functions the exporter calls, with the struct
+ * layouts of the NVML 12/13 header.
+ *
+ * Its behaviour comes from a scenario file named by $FAKE_NVML_SCENARIO, read at nvmlInit_v2.
+ * One directive per line; `#` starts a comment. Global directives:
+ *   driver_version 550.54.15        cuda_version 12040        init_error <nvmlReturn>
+ *   reload_after <n>   after n device-count calls every call answers RM_VERSION_MISMATCH (18)
+ *                      until nvmlShutdown + nvmlInit_v2; happens once per process
+ *   slow <function> <ms> <after>    that function sleeps <ms> on every call after the first <after>
+ * `gpu` starts a GPU; the lines after it describe that GPU:
+ *   name <text>   uuid <text>   pci <bus id>   vbios <text>   minor <n>
+ *   memory <total> <reserved> <used>           (bytes; free is what remains)
+ *   util <gpu %> <memory %>   temp <C>   memtemp <C>   power <mW>   energy <mJ>
+ *   power_limit <mW>   enforced_limit <mW>   enc <%>   dec <%>
+ *   clocks <graphics> <sm> <memory> <video>    (MHz)
+ *   fans <count> <%>   pstate <n>   throttle <mask>   throttle_supported <mask>
+ *   violation <policy 0..5> <ns>
+ *   pcie <gen> <width> <max gen> <max width> <replays>   pcie_bytes <tx> <rx>
+ *   ecc <enabled> <vol corrected> <vol uncorrected> <agg corrected> <agg uncorrected>
+ *   remap <correctable> <uncorrectable> <pending> <failure>
+ *   unsupported <function>     that function answers NOT_SUPPORTED (3) on this GPU
+ *   lost_after <n>             after n handle lookups every query answers GPU_IS_LOST (15)
+ *   xid <code>                 delivered once through nvmlEventSetWait_v2
+ *   process <pid> <C|G|CG> <bytes> <sm %> <mem %> <enc %> <dec %> <gone after> <name>
+ *                              gone after: the process exits after that many compute-process
+ *                              queries on this GPU (0 = never)
+ *   mig <gpu instance> <compute instance> <total> <used> <uuid> <name>   (enables MIG mode)
+ *
+ * Built with -DFAKE_NVML_MISSING_SYMBOLS it leaves out a few functions, to prove that a
+ * missing symbol costs only its own series.
+ *
+ * The library is linked with -z nodelete so that "once per process" state survives the
+ * dlclose that nvml-wrapper does on shutdown.
+ */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+typedef int nvmlReturn_t;
+enum {
+    NVML_SUCCESS = 0,
+    NVML_ERROR_UNINITIALIZED = 1,
+    NVML_ERROR_INVALID_ARGUMENT = 2,
+    NVML_ERROR_NOT_SUPPORTED = 3,
+    NVML_ERROR_NOT_FOUND = 6,
+    NVML_ERROR_INSUFFICIENT_SIZE = 7,
+    NVML_ERROR_DRIVER_NOT_LOADED = 9,
+    NVML_ERROR_TIMEOUT = 10,
+    NVML_ERROR_GPU_IS_LOST = 15,
+    NVML_ERROR_LIB_RM_VERSION_MISMATCH = 18,
+    NVML_ERROR_UNKNOWN = 999,
+};
+
+#define MAX_GPUS 16
+#define MAX_LIST 64
+#define MAX_MIG 8
+#define NAME_LEN 96
+
+typedef struct {
+    unsigned int version;
+    unsigned long long total, reserved, free, used;
+} nvmlMemory_v2_t;
+
+typedef struct {
+    unsigned int gpu, memory;
+} nvmlUtilization_t;
+
+typedef struct {
+    char busIdLegacy[16];
+    unsigned int domain, bus, device, pciDeviceId, pciSubSystemId;
+    char busId[32];
+} nvmlPciInfo_t;
+
+typedef struct {
+    unsigned int pid;
+    unsigned long long usedGpuMemory;
+    unsigned int gpuInstanceId, computeInstanceId;
+} nvmlProcessInfo_t;
+
+typedef struct {
+    unsigned int pid;
+    unsigned long long timeStamp;
+    unsigned int smUtil, memUtil, encUtil, decUtil;
+} nvmlProcessUtilizationSample_t;
+
+typedef struct {
+    unsigned long long referenceTime, violationTime;
+} nvmlViolationTime_t;
+
+typedef union {
+    double dVal;
+    int siVal;
+    unsigned int uiVal;
+    unsigned long ulVal;
+    unsigned long long ullVal;
+    long long sllVal;
+    unsigned short usVal;
+} nvmlValue_t;
+
+typedef struct {
+    unsigned int fieldId, scopeId;
+    long long timestamp, latencyUsec;
+    unsigned int valueType;
+    nvmlReturn_t nvmlReturn;
+    nvmlValue_t value;
+} nvmlFieldValue_t;
+
+typedef struct gpu gpu_t;
+
+typedef struct {
+    void *device;
+    unsigned long long eventType, eventData;
+    unsigned int gpuInstanceId, computeInstanceId;
+} nvmlEventData_t;
+
+typedef struct {
+    unsigned int pid;
+    char type[3];
+    unsigned long long bytes;
+    unsigned int sm, mem, enc, dec;
+    unsigned int gone_after;
+    char name[NAME_LEN];
+} process_t;
+
+typedef struct mig {
+    int kind; /* 1: MIG device */
+    gpu_t *parent;
+    unsigned int gi, ci;
+    unsigned long long total, used;
+    char uuid[NAME_LEN], name[NAME_LEN];
+} mig_t;
+
+struct gpu {
+    int kind; /* 0: physical GPU */
+    unsigned int index;
+    char name[NAME_LEN], uuid[NAME_LEN], pci[32], vbios[32];
+    unsigned int minor;
+    unsigned long long mem_total, mem_reserved, mem_used;
+    unsigned int util_gpu, util_mem, temp, memtemp, enc, dec, pstate, fans, fan_pct;
+    unsigned int power, power_limit, enforced_limit;
+    unsigned long long energy;
+    unsigned int clocks[4];
+    unsigned long long throttle, throttle_supported;
+    unsigned long long violation[6];
+    unsigned int pcie_gen, pcie_width, pcie_max_gen, pcie_max_width, pcie_replay;
+    unsigned long long pcie_tx, pcie_rx;
+    unsigned int ecc_enabled;
+    unsigned long long ecc[2][2]; /* [volatile|aggregate][corrected|uncorrected] */
+    unsigned int remap[4];
+    char unsupported[MAX_LIST][48];
+    int n_unsupported;
+    int lost_after; /* -1: never */
+    unsigned int handle_lookups;
+    int xid, xid_delivered;
+    process_t procs[MAX_LIST];
+    int n_procs;
+    unsigned int process_queries;
+    mig_t migs[MAX_MIG];
+    int n_migs;
+};
+
+typedef struct {
+    char fn[48];
+    unsigned int ms, after, calls;
+} slow_t;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static int init_count;
+static gpu_t gpus[MAX_GPUS];
+static int n_gpus;
+static char driver_version[80], nvml_version[80];
+static int cuda_version;
+static int init_error;
+static int reload_after = -1;
+static unsigned int count_calls;
+static int reload_pending, reload_done; /* reload_done survives re-init: once per process */
+static slow_t slows[MAX_LIST];
+static int n_slows;
+
+static void copy_str(char *dst, size_t cap, const char *src) {
+    snprintf(dst, cap, "%s", src);
+}
+
+static char *rest_of(char *line, int skip_words) {
+    char *p = line;
+    for (int i = 0; i < skip_words; i++) {
+        while (*p == ' ' || *p == '\t') p++;
+        while (*p && *p != ' ' && *p != '\t') p++;
+    }
+    while (*p == ' ' || *p == '\t') p++;
+    char *end = p + strlen(p);
+    while (end > p && (end[-1] == '\n' || end[-1] == '\r' || end[-1] == ' ')) *--end = 0;
+    return p;
+}
+
+static void reset_state(void) {
+    memset(gpus, 0, sizeof gpus);
+    n_gpus = 0;
+    copy_str(driver_version, sizeof driver_version, "550.54.15");
+    copy_str(nvml_version, sizeof nvml_version, "12.550.54.15");
+    cuda_version = 12040;
+    init_error = 0;
+    reload_after = -1;
+    count_calls = 0;
+    reload_pending = 0;
+    n_slows = 0;
+}
+
+static int load_scenario(void) {
+    const char *path = getenv("FAKE_NVML_SCENARIO");
+    if (!path) return NVML_ERROR_DRIVER_NOT_LOADED;
+    FILE *f = fopen(path, "r");
+    if (!f) return NVML_ERROR_DRIVER_NOT_LOADED;
+    reset_state();
+    char line[512], key[64];
+    gpu_t *g = NULL;
+    while (fgets(line, sizeof line, f)) {
+        char *hash = strchr(line, '#');
+        if (hash) *hash = 0;
+        if (sscanf(line, "%63s", key) != 1) continue;
+        if (!strcmp(key, "driver_version")) copy_str(driver_version, sizeof driver_version, rest_of(line, 1));
+        else if (!strcmp(key, "cuda_version")) sscanf(line, "%*s %d", &cuda_version);
+        else if (!strcmp(key, "init_error")) sscanf(line, "%*s %d", &init_error);
+        else if (!strcmp(key, "reload_after")) sscanf(line, "%*s %d", &reload_after);
+        else if (!strcmp(key, "slow") && n_slows < MAX_LIST) {
+            slow_t *s = &slows[n_slows++];
+            sscanf(line, "%*s %47s %u %u", s->fn, &s->ms, &s->after);
+        } else if (!strcmp(key, "gpu") && n_gpus < MAX_GPUS) {
+            g = &gpus[n_gpus];
+            g->kind = 0;
+            g->index = n_gpus++;
+            g->lost_after = -1;
+            g->minor = g->index;
+            snprintf(g->uuid, sizeof g->uuid, "GPU-00000000-0000-0000-0000-%012u", g->index);
+            snprintf(g->pci, sizeof g->pci, "00000000:%02X:00.0", g->index + 1);
+        } else if (!g) {
+            continue;
+        } else if (!strcmp(key, "name")) copy_str(g->name, sizeof g->name, rest_of(line, 1));
+        else if (!strcmp(key, "uuid")) copy_str(g->uuid, sizeof g->uuid, rest_of(line, 1));
+        else if (!strcmp(key, "pci")) copy_str(g->pci, sizeof g->pci, rest_of(line, 1));
+        else if (!strcmp(key, "vbios")) copy_str(g->vbios, sizeof g->vbios, rest_of(line, 1));
+        else if (!strcmp(key, "minor")) sscanf(line, "%*s %u", &g->minor);
+        else if (!strcmp(key, "memory")) sscanf(line, "%*s %llu %llu %llu", &g->mem_total, &g->mem_reserved, &g->mem_used);
+        else if (!strcmp(key, "util")) sscanf(line, "%*s %u %u", &g->util_gpu, &g->util_mem);
+        else if (!strcmp(key, "temp")) sscanf(line, "%*s %u", &g->temp);
+        else if (!strcmp(key, "memtemp")) sscanf(line, "%*s %u", &g->memtemp);
+        else if (!strcmp(key, "power")) sscanf(line, "%*s %u", &g->power);
+        else if (!strcmp(key, "energy")) sscanf(line, "%*s %llu", &g->energy);
+        else if (!strcmp(key, "power_limit")) sscanf(line, "%*s %u", &g->power_limit);
+        else if (!strcmp(key, "enforced_limit")) sscanf(line, "%*s %u", &g->enforced_limit);
+        else if (!strcmp(key, "enc")) sscanf(line, "%*s %u", &g->enc);
+        else if (!strcmp(key, "dec")) sscanf(line, "%*s %u", &g->dec);
+        else if (!strcmp(key, "clocks")) sscanf(line, "%*s %u %u %u %u", &g->clocks[0], &g->clocks[1], &g->clocks[2], &g->clocks[3]);
+        else if (!strcmp(key, "fans")) sscanf(line, "%*s %u %u", &g->fans, &g->fan_pct);
+        else if (!strcmp(key, "pstate")) sscanf(line, "%*s %u", &g->pstate);
+        else if (!strcmp(key, "throttle")) sscanf(line, "%*s %lli", &g->throttle);
+        else if (!strcmp(key, "throttle_supported")) sscanf(line, "%*s %lli", &g->throttle_supported);
+        else if (!strcmp(key, "violation")) {
+            unsigned int p;
+            unsigned long long ns;
+            if (sscanf(line, "%*s %u %llu", &p, &ns) == 2 && p < 6) g->violation[p] = ns;
+        } else if (!strcmp(key, "pcie")) sscanf(line, "%*s %u %u %u %u %u", &g->pcie_gen, &g->pcie_width, &g->pcie_max_gen, &g->pcie_max_width, &g->pcie_replay);
+        else if (!strcmp(key, "pcie_bytes")) sscanf(line, "%*s %llu %llu", &g->pcie_tx, &g->pcie_rx);
+        else if (!strcmp(key, "ecc")) sscanf(line, "%*s %u %llu %llu %llu %llu", &g->ecc_enabled, &g->ecc[0][0], &g->ecc[0][1], &g->ecc[1][0], &g->ecc[1][1]);
+        else if (!strcmp(key, "remap")) sscanf(line, "%*s %u %u %u %u", &g->remap[0], &g->remap[1], &g->remap[2], &g->remap[3]);
+        else if (!strcmp(key, "unsupported") && g->n_unsupported < MAX_LIST) sscanf(line, "%*s %47s", g->unsupported[g->n_unsupported++]);
+        else if (!strcmp(key, "lost_after")) sscanf(line, "%*s %d", &g->lost_after);
+        else if (!strcmp(key, "xid")) sscanf(line, "%*s %d", &g->xid);
+        else if (!strcmp(key, "process") && g->n_procs < MAX_LIST) {
+            process_t *p = &g->procs[g->n_procs];
+            if (sscanf(line, "%*s %u %2s %llu %u %u %u %u %u", &p->pid, p->type, &p->bytes, &p->sm, &p->mem, &p->enc, &p->dec, &p->gone_after) == 8) {
+                copy_str(p->name, sizeof p->name, rest_of(line, 9));
+                g->n_procs++;
+            }
+        } else if (!strcmp(key, "mig") && g->n_migs < MAX_MIG) {
+            mig_t *m = &g->migs[g->n_migs];
+            if (sscanf(line, "%*s %u %u %llu %llu %95s", &m->gi, &m->ci, &m->total, &m->used, m->uuid) == 5) {
+                m->kind = 1;
+                m->parent = g;
+                copy_str(m->name, sizeof m->name, rest_of(line, 6));
+                g->n_migs++;
+            }
+        }
+    }
+    fclose(f);
+    return NVML_SUCCESS;
+}
+
+static void maybe_sleep(const char *fn) {
+    unsigned int ms = 0;
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < n_slows; i++) {
+        if (!strcmp(slows[i].fn, fn) && slows[i].calls++ >= slows[i].after) ms = slows[i].ms;
+    }
+    pthread_mutex_unlock(&lock);
+    if (ms) {
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* The checks every call makes: initialised, driver not reloaded under us, the slow-call probe. */
+static nvmlReturn_t enter_global(const char *fn) {
+    if (init_count <= 0) return NVML_ERROR_UNINITIALIZED;
+    if (reload_pending) return NVML_ERROR_LIB_RM_VERSION_MISMATCH;
+    maybe_sleep(fn);
+    return NVML_SUCCESS;
+}
+
+static gpu_t *as_gpu(void *handle) {
+    for (int i = 0; i < n_gpus; i++)
+        if (handle == &gpus[i]) return &gpus[i];
+    return NULL;
+}
+
+static mig_t *as_mig(void *handle) {
+    for (int i = 0; i < n_gpus; i++)
+        for (int j = 0; j < gpus[i].n_migs; j++)
+            if (handle == &gpus[i].migs[j]) return &gpus[i].migs[j];
+    return NULL;
+}
+
+static int is_unsupported(gpu_t *g, const char *fn) {
+    for (int i = 0; i < g->n_unsupported; i++)
+        if (!strcmp(g->unsupported[i], fn)) return 1;
+    return 0;
+}
+
+static int is_lost(gpu_t *g) {
+    return g->lost_after >= 0 && g->handle_lookups > (unsigned int)g->lost_after;
+}
+
+/* Per-GPU checks: a valid handle, not lost, the function supported. */
+static nvmlReturn_t enter_gpu(void *handle, const char *fn, gpu_t **out) {
+    nvmlReturn_t r = enter_global(fn);
+    if (r) return r;
+    gpu_t *g = as_gpu(handle);
+    if (!g) return NVML_ERROR_INVALID_ARGUMENT;
+    if (is_lost(g)) return NVML_ERROR_GPU_IS_LOST;
+    if (is_unsupported(g, fn)) return NVML_ERROR_NOT_SUPPORTED;
+    *out = g;
+    return NVML_SUCCESS;
+}
+
+#define GPU_ENTER(fn)                              \
+    gpu_t *g = NULL;                               \
+    nvmlReturn_t r_ = enter_gpu(device, fn, &g);   \
+    if (r_) return r_;
+
+static nvmlReturn_t put_string(char *buf, unsigned int len, const char *value) {
+    if (!buf) return NVML_ERROR_INVALID_ARGUMENT;
+    if (strlen(value) + 1 > len) return NVML_ERROR_INSUFFICIENT_SIZE;
+    strcpy(buf, value);
+    return NVML_SUCCESS;
+}
+
+/* ---- init and system ---- */
+
+nvmlReturn_t nvmlInit_v2(void) {
+    pthread_mutex_lock(&lock);
+    nvmlReturn_t r = NVML_SUCCESS;
+    if (init_count == 0) {
+        r = load_scenario();
+        if (!r && init_error) r = init_error;
+    }
+    if (!r) {
+        init_count++;
+        reload_pending = 0; /* a fresh init after a driver reload talks to the new driver */
+    }
+    pthread_mutex_unlock(&lock);
+    return r;
+}
+
+nvmlReturn_t nvmlInitWithFlags(unsigned int flags) {
+    (void)flags;
+    return nvmlInit_v2();
+}
+
+nvmlReturn_t nvmlShutdown(void) {
+    pthread_mutex_lock(&lock);
+    nvmlReturn_t r = init_count > 0 ? NVML_SUCCESS : NVML_ERROR_UNINITIALIZED;
+    if (init_count > 0) init_count--;
+    pthread_mutex_unlock(&lock);
+    return r;
+}
+
+const char *nvmlErrorString(nvmlReturn_t r) {
+    (void)r;
+    return "fake nvml error";
+}
+
+nvmlReturn_t nvmlSystemGetDriverVersion(char *version, unsigned int length) {
+    nvmlReturn_t r = enter_global("nvmlSystemGetDriverVersion");
+    return r ? r : put_string(version, length, driver_version);
+}
+
+nvmlReturn_t nvmlSystemGetNVMLVersion(char *version, unsigned int length) {
+    nvmlReturn_t r = enter_global("nvmlSystemGetNVMLVersion");
+    return r ? r : put_string(version, length, nvml_version);
+}
+
+nvmlReturn_t nvmlSystemGetCudaDriverVersion_v2(int *version) {
+    nvmlReturn_t r = enter_global("nvmlSystemGetCudaDriverVersion_v2");
+    if (r) return r;
+    *version = cuda_version;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlSystemGetProcessName(unsigned int pid, char *name, unsigned int length) {
+    nvmlReturn_t r = enter_global("nvmlSystemGetProcessName");
+    if (r) return r;
+    for (int i = 0; i < n_gpus; i++)
+        for (int j = 0; j < gpus[i].n_procs; j++)
+            if (gpus[i].procs[j].pid == pid) return put_string(name, length, gpus[i].procs[j].name);
+    return NVML_ERROR_NOT_FOUND;
+}
+
+nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *count) {
+    nvmlReturn_t r = enter_global("nvmlDeviceGetCount_v2");
+    if (r) return r;
+    pthread_mutex_lock(&lock);
+    count_calls++;
+    if (reload_after >= 0 && !reload_done && count_calls > (unsigned int)reload_after) {
+        reload_pending = 1;
+        reload_done = 1;
+    }
+    r = reload_pending ? NVML_ERROR_LIB_RM_VERSION_MISMATCH : NVML_SUCCESS;
+    pthread_mutex_unlock(&lock);
+    if (!r) *count = (unsigned int)n_gpus;
+    return r;
+}
+
+nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, void **device) {
+    nvmlReturn_t r = enter_global("nvmlDeviceGetHandleByIndex_v2");
+    if (r) return r;
+    if (index >= (unsigned int)n_gpus) return NVML_ERROR_INVALID_ARGUMENT;
+    pthread_mutex_lock(&lock);
+    gpus[index].handle_lookups++;
+    pthread_mutex_unlock(&lock);
+    *device = &gpus[index];
+    return NVML_SUCCESS;
+}
+
+/* ---- identity ---- */
+
+nvmlReturn_t nvmlDeviceGetName(void *device, char *name, unsigned int length) {
+    nvmlReturn_t r = enter_global("nvmlDeviceGetName");
+    if (r) return r;
+    mig_t *m = as_mig(device);
+    if (m) return put_string(name, length, m->name);
+    GPU_ENTER("nvmlDeviceGetName");
+    return put_string(name, length, g->name);
+}
+
+nvmlReturn_t nvmlDeviceGetUUID(void *device, char *uuid, unsigned int length) {
+    nvmlReturn_t r = enter_global("nvmlDeviceGetUUID");
+    if (r) return r;
+    mig_t *m = as_mig(device);
+    if (m) return put_string(uuid, length, m->uuid);
+    GPU_ENTER("nvmlDeviceGetUUID");
+    return put_string(uuid, length, g->uuid);
+}
+
+nvmlReturn_t nvmlDeviceGetPciInfo_v3(void *device, nvmlPciInfo_t *pci) {
+    GPU_ENTER("nvmlDeviceGetPciInfo_v3");
+    memset(pci, 0, sizeof *pci);
+    copy_str(pci->busId, sizeof pci->busId, g->pci);
+    copy_str(pci->busIdLegacy, sizeof pci->busIdLegacy, g->pci + 4);
+    sscanf(g->pci, "%x:%x:%x", &pci->domain, &pci->bus, &pci->device);
+    pci->pciDeviceId = 0x233010de;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetIndex(void *device, unsigned int *index) {
+    GPU_ENTER("nvmlDeviceGetIndex");
+    *index = g->index;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetMinorNumber(void *device, unsigned int *minor) {
+    GPU_ENTER("nvmlDeviceGetMinorNumber");
+    *minor = g->minor;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetVbiosVersion(void *device, char *version, unsigned int length) {
+    GPU_ENTER("nvmlDeviceGetVbiosVersion");
+    return put_string(version, length, g->vbios[0] ? g->vbios : "96.00.99.00.01");
+}
+
+/* ---- utilisation, memory, thermals, power ---- */
+
+nvmlReturn_t nvmlDeviceGetUtilizationRates(void *device, nvmlUtilization_t *u) {
+    GPU_ENTER("nvmlDeviceGetUtilizationRates");
+    u->gpu = g->util_gpu;
+    u->memory = g->util_mem;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(void *device, nvmlMemory_v2_t *mem) {
+    nvmlReturn_t r = enter_global("nvmlDeviceGetMemoryInfo_v2");
+    if (r) return r;
+    if (mem->version != (unsigned int)(sizeof(nvmlMemory_v2_t) | (2u << 24))) return NVML_ERROR_INVALID_ARGUMENT;
+    mig_t *m = as_mig(device);
+    if (m) {
+        mem->total = m->total;
+        mem->reserved = 0;
+        mem->used = m->used;
+        mem->free = m->total - m->used;
+        return NVML_SUCCESS;
+    }
+    GPU_ENTER("nvmlDeviceGetMemoryInfo_v2");
+    mem->total = g->mem_total;
+    mem->reserved = g->mem_reserved;
+    mem->used = g->mem_used;
+    mem->free = g->mem_total - g->mem_reserved - g->mem_used;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetTemperature(void *device, int sensor, unsigned int *temp) {
+    GPU_ENTER("nvmlDeviceGetTemperature");
+    if (sensor != 0) return NVML_ERROR_INVALID_ARGUMENT;
+    *temp = g->temp;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetPowerUsage(void *device, unsigned int *mw) {
+    GPU_ENTER("nvmlDeviceGetPowerUsage");
+    *mw = g->power;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetTotalEnergyConsumption(void *device, unsigned long long *mj) {
+    GPU_ENTER("nvmlDeviceGetTotalEnergyConsumption");
+    *mj = g->energy;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetPowerManagementLimit(void *device, unsigned int *mw) {
+    GPU_ENTER("nvmlDeviceGetPowerManagementLimit");
+    *mw = g->power_limit;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetEnforcedPowerLimit(void *device, unsigned int *mw) {
+    GPU_ENTER("nvmlDeviceGetEnforcedPowerLimit");
+    *mw = g->enforced_limit;
+    return NVML_SUCCESS;
+}
+
+#ifndef FAKE_NVML_MISSING_SYMBOLS
+nvmlReturn_t nvmlDeviceGetEncoderUtilization(void *device, unsigned int *util, unsigned int *period_us) {
+    GPU_ENTER("nvmlDeviceGetEncoderUtilization");
+    *util = g->enc;
+    *period_us = 167000;
+    return NVML_SUCCESS;
+}
+#endif
+
+nvmlReturn_t nvmlDeviceGetDecoderUtilization(void *device, unsigned int *util, unsigned int *period_us) {
+    GPU_ENTER("nvmlDeviceGetDecoderUtilization");
+    *util = g->dec;
+    *period_us = 167000;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetClockInfo(void *device, int type, unsigned int *mhz) {
+    GPU_ENTER("nvmlDeviceGetClockInfo");
+    if (type < 0 || type > 3) return NVML_ERROR_INVALID_ARGUMENT;
+    *mhz = g->clocks[type];
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetNumFans(void *device, unsigned int *n) {
+    GPU_ENTER("nvmlDeviceGetNumFans");
+    *n = g->fans;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetFanSpeed_v2(void *device, unsigned int fan, unsigned int *pct) {
+    GPU_ENTER("nvmlDeviceGetFanSpeed_v2");
+    if (fan >= g->fans) return NVML_ERROR_INVALID_ARGUMENT;
+    *pct = g->fan_pct;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetPerformanceState(void *device, int *state) {
+    GPU_ENTER("nvmlDeviceGetPerformanceState");
+    *state = (int)g->pstate;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetCurrentClocksThrottleReasons(void *device, unsigned long long *mask) {
+    GPU_ENTER("nvmlDeviceGetCurrentClocksThrottleReasons");
+    *mask = g->throttle;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetSupportedClocksThrottleReasons(void *device, unsigned long long *mask) {
+    GPU_ENTER("nvmlDeviceGetSupportedClocksThrottleReasons");
+    *mask = g->throttle_supported;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetViolationStatus(void *device, int policy, nvmlViolationTime_t *v) {
+    GPU_ENTER("nvmlDeviceGetViolationStatus");
+    if (policy < 0 || policy > 5) return NVML_ERROR_INVALID_ARGUMENT;
+    v->referenceTime = 1700000000000000ULL;
+    v->violationTime = g->violation[policy];
+    return NVML_SUCCESS;
+}
+
+/* ---- PCIe, ECC, remapped rows, field values ---- */
+
+nvmlReturn_t nvmlDeviceGetCurrPcieLinkGeneration(void *device, unsigned int *v) {
+    GPU_ENTER("nvmlDeviceGetCurrPcieLinkGeneration");
+    *v = g->pcie_gen;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetCurrPcieLinkWidth(void *device, unsigned int *v) {
+    GPU_ENTER("nvmlDeviceGetCurrPcieLinkWidth");
+    *v = g->pcie_width;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetMaxPcieLinkGeneration(void *device, unsigned int *v) {
+    GPU_ENTER("nvmlDeviceGetMaxPcieLinkGeneration");
+    *v = g->pcie_max_gen;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetMaxPcieLinkWidth(void *device, unsigned int *v) {
+    GPU_ENTER("nvmlDeviceGetMaxPcieLinkWidth");
+    *v = g->pcie_max_width;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetPcieReplayCounter(void *device, unsigned int *v) {
+    GPU_ENTER("nvmlDeviceGetPcieReplayCounter");
+    *v = g->pcie_replay;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetEccMode(void *device, int *current, int *pending) {
+    GPU_ENTER("nvmlDeviceGetEccMode");
+    *current = (int)g->ecc_enabled;
+    *pending = (int)g->ecc_enabled;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetTotalEccErrors(void *device, int error_type, int counter_type, unsigned long long *count) {
+    GPU_ENTER("nvmlDeviceGetTotalEccErrors");
+    if (error_type < 0 || error_type > 1 || counter_type < 0 || counter_type > 1) return NVML_ERROR_INVALID_ARGUMENT;
+    if (!g->ecc_enabled) return NVML_ERROR_NOT_SUPPORTED;
+    *count = g->ecc[counter_type][error_type];
+    return NVML_SUCCESS;
+}
+
+#ifndef FAKE_NVML_MISSING_SYMBOLS
+nvmlReturn_t nvmlDeviceGetFieldValues(void *device, int count, nvmlFieldValue_t *values) {
+    GPU_ENTER("nvmlDeviceGetFieldValues");
+    for (int i = 0; i < count; i++) {
+        nvmlFieldValue_t *v = &values[i];
+        v->timestamp = 1700000000000000LL;
+        v->latencyUsec = 0;
+        v->nvmlReturn = NVML_SUCCESS;
+        v->valueType = 3; /* unsigned long long */
+        switch (v->fieldId) {
+        case 82: v->value.ullVal = g->memtemp; if (!g->memtemp) v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED; break;
+        case 142: v->valueType = 1; v->value.uiVal = g->remap[0]; break;
+        case 143: v->valueType = 1; v->value.uiVal = g->remap[1]; break;
+        case 144: v->valueType = 1; v->value.uiVal = g->remap[2]; break;
+        case 145: v->valueType = 1; v->value.uiVal = g->remap[3]; break;
+        case 197: v->value.ullVal = g->pcie_tx; break;
+        case 198: v->value.ullVal = g->pcie_rx; break;
+        default: v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
+        }
+    }
+    return NVML_SUCCESS;
+}
+#endif
+
+/* ---- processes ---- */
+
+static int process_matches(process_t *p, char kind) {
+    return strchr(p->type, kind) != NULL;
+}
+
+static int process_alive(gpu_t *g, process_t *p) {
+    return p->gone_after == 0 || g->process_queries <= p->gone_after;
+}
+
+static nvmlReturn_t list_processes(gpu_t *g, char kind, unsigned int *count, nvmlProcessInfo_t *infos) {
+    if (kind == 'C' && infos) {
+        pthread_mutex_lock(&lock);
+        g->process_queries++;
+        pthread_mutex_unlock(&lock);
+    }
+    unsigned int n = 0;
+    for (int i = 0; i < g->n_procs; i++)
+        if (process_matches(&g->procs[i], kind) && process_alive(g, &g->procs[i])) n++;
+    if (!infos || *count < n) {
+        *count = n;
+        return n == 0 ? NVML_SUCCESS : NVML_ERROR_INSUFFICIENT_SIZE;
+    }
+    unsigned int k = 0;
+    for (int i = 0; i < g->n_procs; i++) {
+        process_t *p = &g->procs[i];
+        if (!process_matches(p, kind) || !process_alive(g, p)) continue;
+        infos[k].pid = p->pid;
+        infos[k].usedGpuMemory = p->bytes;
+        infos[k].gpuInstanceId = 0xFFFFFFFF;
+        infos[k].computeInstanceId = 0xFFFFFFFF;
+        k++;
+    }
+    *count = k;
+    return NVML_SUCCESS;
+}
+
+#ifndef FAKE_NVML_MISSING_SYMBOLS
+nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(void *device, unsigned int *count, nvmlProcessInfo_t *infos) {
+    GPU_ENTER("nvmlDeviceGetComputeRunningProcesses_v3");
+    return list_processes(g, 'C', count, infos);
+}
+#endif
+
+nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v3(void *device, unsigned int *count, nvmlProcessInfo_t *infos) {
+    GPU_ENTER("nvmlDeviceGetGraphicsRunningProcesses_v3");
+    return list_processes(g, 'G', count, infos);
+}
+
+nvmlReturn_t nvmlDeviceGetProcessUtilization(void *device, nvmlProcessUtilizationSample_t *samples, unsigned int *count, unsigned long long last_seen) {
+    GPU_ENTER("nvmlDeviceGetProcessUtilization");
+    (void)last_seen;
+    unsigned int n = 0;
+    for (int i = 0; i < g->n_procs; i++)
+        if (process_alive(g, &g->procs[i])) n++;
+    if (n == 0) return NVML_ERROR_NOT_FOUND;
+    if (!samples || *count < n) {
+        *count = n;
+        return NVML_ERROR_INSUFFICIENT_SIZE;
+    }
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    unsigned long long now = (unsigned long long)tv.tv_sec * 1000000ULL + (unsigned long long)tv.tv_usec;
+    unsigned int k = 0;
+    for (int i = 0; i < g->n_procs; i++) {
+        process_t *p = &g->procs[i];
+        if (!process_alive(g, p)) continue;
+        samples[k].pid = p->pid;
+        samples[k].timeStamp = now;
+        samples[k].smUtil = p->sm;
+        samples[k].memUtil = p->mem;
+        samples[k].encUtil = p->enc;
+        samples[k].decUtil = p->dec;
+        k++;
+    }
+    *count = k;
+    return NVML_SUCCESS;
+}
+
+/* ---- MIG ---- */
+
+nvmlReturn_t nvmlDeviceGetMigMode(void *device, unsigned int *current, unsigned int *pending) {
+    GPU_ENTER("nvmlDeviceGetMigMode");
+    *current = g->n_migs > 0;
+    *pending = g->n_migs > 0;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetMaxMigDeviceCount(void *device, unsigned int *count) {
+    GPU_ENTER("nvmlDeviceGetMaxMigDeviceCount");
+    *count = g->n_migs > 0 ? 7 : 0;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetMigDeviceHandleByIndex(void *device, unsigned int index, void **mig) {
+    GPU_ENTER("nvmlDeviceGetMigDeviceHandleByIndex");
+    if (index >= 7) return NVML_ERROR_INVALID_ARGUMENT;
+    if (index >= (unsigned int)g->n_migs) return NVML_ERROR_NOT_FOUND;
+    *mig = &g->migs[index];
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetGpuInstanceId(void *device, unsigned int *id) {
+    nvmlReturn_t r = enter_global("nvmlDeviceGetGpuInstanceId");
+    if (r) return r;
+    mig_t *m = as_mig(device);
+    if (!m) return NVML_ERROR_NOT_SUPPORTED;
+    *id = m->gi;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetComputeInstanceId(void *device, unsigned int *id) {
+    nvmlReturn_t r = enter_global("nvmlDeviceGetComputeInstanceId");
+    if (r) return r;
+    mig_t *m = as_mig(device);
+    if (!m) return NVML_ERROR_NOT_SUPPORTED;
+    *id = m->ci;
+    return NVML_SUCCESS;
+}
+
+/* ---- events ---- */
+
+typedef struct {
+    gpu_t *devices[MAX_GPUS];
+    int n;
+} event_set_t;
+
+nvmlReturn_t nvmlEventSetCreate(void **set) {
+    nvmlReturn_t r = enter_global("nvmlEventSetCreate");
+    if (r) return r;
+    event_set_t *s = calloc(1, sizeof *s);
+    if (!s) return NVML_ERROR_UNKNOWN;
+    *set = s;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlEventSetFree(void *set) {
+    free(set);
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceGetSupportedEventTypes(void *device, unsigned long long *types) {
+    GPU_ENTER("nvmlDeviceGetSupportedEventTypes");
+    *types = 0x8 | 0x4 | 0x2; /* XID, double-bit ECC, single-bit ECC */
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlDeviceRegisterEvents(void *device, unsigned long long types, void *set) {
+    GPU_ENTER("nvmlDeviceRegisterEvents");
+    event_set_t *s = set;
+    if (!s || !(types & 0x8)) return NVML_ERROR_INVALID_ARGUMENT;
+    pthread_mutex_lock(&lock);
+    if (s->n < MAX_GPUS) s->devices[s->n++] = g;
+    pthread_mutex_unlock(&lock);
+    return NVML_SUCCESS;
+}
+
+#ifndef FAKE_NVML_MISSING_SYMBOLS
+nvmlReturn_t nvmlEventSetWait_v2(void *set, nvmlEventData_t *data, unsigned int timeout_ms) {
+    nvmlReturn_t r = enter_global("nvmlEventSetWait_v2");
+    if (r) return r;
+    event_set_t *s = set;
+    gpu_t *hit = NULL;
+    pthread_mutex_lock(&lock);
+    for (int i = 0; i < s->n && !hit; i++) {
+        gpu_t *g = s->devices[i];
+        if (g->xid && !g->xid_delivered) {
+            g->xid_delivered = 1;
+            hit = g;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    if (hit) {
+        memset(data, 0, sizeof *data);
+        data->device = hit;
+        data->eventType = 0x8;
+        data->eventData = (unsigned long long)hit->xid;
+        data->gpuInstanceId = 0xFFFFFFFF;
+        data->computeInstanceId = 0xFFFFFFFF;
+        return NVML_SUCCESS;
+    }
+    struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    return NVML_ERROR_TIMEOUT;
+}
+#endif

@@ -1,0 +1,60 @@
+//! Golden end-to-end tests: the real binary, the real nvml-wrapper, a fake libnvidia-ml driven
+//! by a scenario file, `/metrics` over HTTP compared with a checked-in exposition.
+//! `UPDATE_GOLDEN=1 cargo test -p nvidia-exporter` rewrites the expected files.
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::{golden, metrics, next_sample, start, value, Fake};
+
+/// Scrapes until the XID the scenario injects has been counted (the event thread runs beside
+/// the sampler, so the first scrape may come before it).
+fn metrics_after_xid(exporter: &common::testing::ExporterProcess) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = metrics(exporter);
+        if text.contains("nvidia_xid_errors_total{") || Instant::now() > deadline {
+            return text;
+        }
+        next_sample();
+    }
+}
+
+#[test]
+fn fleet_with_dcgm_names() {
+    let exporter = start(Fake::Full, "fleet", &[]);
+    let text = metrics_after_xid(&exporter);
+    golden("fleet_dcgm", &text);
+    assert!(value(&text, "nvidia_xid_last_timestamp_seconds{gpu=\"1\"").unwrap() > 1.7e9);
+}
+
+#[test]
+fn fleet_with_native_names_only() {
+    let exporter = start(Fake::Full, "fleet", &["--no-compat.dcgm"]);
+    let text = metrics_after_xid(&exporter);
+    assert!(!text.contains("DCGM_FI_"));
+    golden("fleet_native", &text);
+}
+
+#[test]
+fn zero_gpus() {
+    let exporter = start(Fake::Full, "zero_gpus", &[]);
+    let text = metrics(&exporter);
+    assert_eq!(value(&text, "nvidia_up "), Some(1.0));
+    golden("zero_gpus", &text);
+}
+
+#[test]
+fn missing_symbols_cost_only_their_own_series() {
+    let exporter = start(Fake::MissingSymbols, "fleet", &[]);
+    let first = metrics(&exporter);
+    next_sample();
+    let text = metrics(&exporter);
+    golden("missing_symbols", &text);
+    // A missing symbol is looked up once per GPU, not once per scrape.
+    let counted = "nvidia_exporter_nvml_errors_total{function=\"nvmlDeviceGetEncoderUtilization\",error=\"symbol_not_found\"}";
+    assert_eq!(value(&first, counted), Some(3.0));
+    assert_eq!(value(&text, counted), Some(3.0));
+    assert!(!text.contains("nvidia_encoder_utilization_ratio{"));
+    assert!(text.contains("nvidia_decoder_utilization_ratio{"));
+}

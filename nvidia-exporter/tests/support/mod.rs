@@ -1,0 +1,115 @@
+//! Shared by the end-to-end tests: builds the fake libnvidia-ml from its C source and starts the
+//! real exporter binary against it.
+#![allow(dead_code)]
+
+use common::testing::ExporterProcess;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_nvidia-exporter");
+
+/// Which build of the fake library.
+#[derive(Clone, Copy)]
+pub enum Fake {
+    Full,
+    /// Built without a few symbols, to prove a missing symbol costs only its own series.
+    MissingSymbols,
+}
+
+pub fn crate_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn scenario(name: &str) -> PathBuf {
+    crate_dir().join(format!("tests/fake-nvml/scenarios/{name}.scn"))
+}
+
+/// Compiles `tests/fake-nvml/fake_nvml.c` once per test binary with the system C compiler
+/// (`$CC`, else `cc`), into the target's temporary directory.
+pub fn fake_library(kind: Fake) -> PathBuf {
+    static FULL: OnceLock<PathBuf> = OnceLock::new();
+    static MISSING: OnceLock<PathBuf> = OnceLock::new();
+    match kind {
+        Fake::Full => FULL.get_or_init(|| build("full", &[])).clone(),
+        Fake::MissingSymbols => MISSING
+            .get_or_init(|| build("missing-symbols", &["-DFAKE_NVML_MISSING_SYMBOLS"]))
+            .clone(),
+    }
+}
+
+fn build(variant: &str, defines: &[&str]) -> PathBuf {
+    let source = crate_dir().join("tests/fake-nvml/fake_nvml.c");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fake-nvml-{variant}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("libnvidia-ml.so.1");
+    // Test binaries run in parallel: build under a private name, then rename into place.
+    let tmp = dir.join(format!("libnvidia-ml.so.1.{}", std::process::id()));
+    let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let status = Command::new(&compiler)
+        .args([
+            "-shared", "-fPIC", "-O1", "-Wall", "-Wextra", "-Werror", "-pthread",
+        ])
+        .arg("-Wl,-z,nodelete")
+        .args(defines)
+        .arg("-o")
+        .arg(&tmp)
+        .arg(&source)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run the C compiler {compiler}: {e}"));
+    assert!(status.success(), "building the fake libnvidia-ml failed");
+    std::fs::rename(&tmp, &out).unwrap();
+    out
+}
+
+/// Starts the exporter on the fake library with a scenario, a fixed host name for the DCGM
+/// label, and the given extra flags.
+pub fn start(kind: Fake, scenario_name: &str, args: &[&str]) -> ExporterProcess {
+    let library = fake_library(kind);
+    let library_flag = format!("--nvml.library={}", library.display());
+    let scenario = scenario(scenario_name);
+    let mut all = vec![library_flag.as_str()];
+    all.extend_from_slice(args);
+    ExporterProcess::start(
+        BINARY,
+        &all,
+        &[
+            ("FAKE_NVML_SCENARIO", scenario.to_str().unwrap()),
+            ("NODE_NAME", "gpu-host-1"),
+        ],
+    )
+}
+
+pub fn metrics(exporter: &ExporterProcess) -> String {
+    let response = exporter.get("/metrics");
+    assert_eq!(response.status, 200, "{}", response.text());
+    response.text()
+}
+
+/// The value of the first sample whose line starts with `prefix` (name plus labels).
+pub fn value(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Waits longer than the default `--nvml.min-interval`, so the next scrape takes a new sample.
+pub fn next_sample() {
+    std::thread::sleep(std::time::Duration::from_millis(650));
+}
+
+/// Families whose values change from run to run; checked by their own assertions.
+pub const VOLATILE: &[&str] = &[
+    "nvidia_exporter_nvml_sample_age_seconds",
+    "nvidia_exporter_nvml_sample_duration_seconds",
+    "nvidia_xid_last_timestamp_seconds",
+];
+
+pub fn golden(name: &str, text: &str) {
+    let stable = common::testing::stable_exposition(text, VOLATILE);
+    common::testing::assert_golden(
+        &crate_dir().join(format!("tests/golden/{name}.prom")),
+        &stable,
+    );
+}
