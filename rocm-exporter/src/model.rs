@@ -55,7 +55,7 @@ pub struct Device {
     /// (sensor, celsius): `edge`, `junction`, `memory`, `hbm0`...
     pub temperatures: Vec<(String, f64)>,
     pub temperatures_critical: Vec<(String, f64)>,
-    /// hwmon `power1_label` (`PPT`), or the channel name when there is no label.
+    /// hwmon `power1_label`: `PPT` on all but Van Gogh (`slowPPT`).
     pub power_sensor: String,
     pub power_average_watts: Option<f64>,
     pub power_input_watts: Option<f64>,

@@ -130,7 +130,7 @@ pub fn interpret(
             ))
         }
     };
-    let stderr_line = first_line(&out.stderr);
+    let stderr_line = summary(&out.stderr);
     if out.status.code() == Some(127) {
         return Err(Failure::new(
             Reason::NotFound,
@@ -211,6 +211,16 @@ fn without_json(out: &Output, stderr_line: &str) -> Failure {
         Reason::BadOutput,
         format!("rocm-smi printed no JSON: {}", first_line(&out.stdout)),
     )
+}
+
+/// stderr on one line for the log: its non-empty lines joined, bounded.
+fn summary(text: &str) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.join(" | ").chars().take(300).collect()
 }
 
 fn first_line(text: &str) -> String {
@@ -317,9 +327,17 @@ impl Fields {
 }
 
 fn parse_card(index: u32, f: &Fields) -> Device {
+    // `Card Model` is the device id only with the 6.2+ product keys (which bring `GFX Version`);
+    // before, it was the subsystem id (MI100: 0x0c34) or the vendor (4.3: 0x1002).
+    let card_model_is_device_id = f.text("gfx version").is_some();
     let device_id = f
         .hex_id("device id")
         .or_else(|| f.hex_id("gpu id"))
+        .or_else(|| {
+            card_model_is_device_id
+                .then(|| f.hex_id("card model"))
+                .flatten()
+        })
         .map(|id| format!("0x{:0>4}", id.trim_start_matches("0x")));
     let model = f
         .text("card series")
@@ -374,14 +392,11 @@ fn parse_card(index: u32, f: &Fields) -> Device {
         }
     }
 
-    // rocm-smi's "current socket" power is hwmon power1_input where power1_label is PPT.
+    // Both keys come from hwmon power1 (average, or input where power1_label is PPT); amdgpu
+    // labels power1 `PPT`, so the sensor label matches what the sysfs backend reports.
     device.power_average_watts = f.number("average graphics package power (w)");
     device.power_input_watts = f.number("current socket graphics package power (w)");
-    device.power_sensor = if device.power_input_watts.is_some() {
-        "PPT".into()
-    } else {
-        "power1".into()
-    };
+    device.power_sensor = "PPT".into();
     device.power_cap_watts = f.number("max graphics package power (w)");
 
     for clock in ["sclk", "mclk", "fclk", "socclk", "dcefclk"] {

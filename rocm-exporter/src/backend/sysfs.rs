@@ -266,7 +266,8 @@ impl<F: Files> SysfsBackend<F> {
             }
         }
         // Power in microwatts; most dGPUs have only one of average/input, Strix has both.
-        device.power_sensor = label("power1_label".into()).unwrap_or_else(|| "power1".into());
+        // Kernels before power1_label existed used the same sensor, which amdgpu calls PPT.
+        device.power_sensor = label("power1_label".into()).unwrap_or_else(|| "PPT".into());
         device.power_average_watts = num("power1_average".into()).map(|v| v / 1e6);
         device.power_input_watts = num("power1_input".into()).map(|v| v / 1e6);
         device.power_cap_watts = num("power1_cap".into()).map(|v| v / 1e6);

@@ -1,0 +1,317 @@
+//! End-to-end tests of the rocm-smi backend: the real binary runs a fake `rocm-smi` that replays
+//! recorded outputs of every version and plays the failure modes (hang, garbage, truncated JSON,
+//! driver missing, exit codes).
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::{assert_golden, fixtures, value, Exporter, Scratch};
+
+fn fake() -> String {
+    fixtures().join("fake-rocm-smi").display().to_string()
+}
+
+fn recorded(name: &str) -> String {
+    fixtures().join("rocm-smi").join(name).display().to_string()
+}
+
+fn args(extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "--backend=rocm-smi".to_string(),
+        format!("--rocm-smi.path={}", fake()),
+        "--no-collector.processes".to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn replay(fixture: &str, mode: &str) -> Exporter {
+    Exporter::start(
+        &args(&[]),
+        &[
+            ("FAKE_ROCM_SMI_FIXTURE", recorded(fixture)),
+            ("FAKE_ROCM_SMI_MODE", mode.to_string()),
+        ],
+    )
+}
+
+#[test]
+fn every_recorded_version_matches_its_golden_file() {
+    for (fixture, golden) in [
+        ("rx6700xt-rocm-4.3.0.json", "rocm-smi-4.3.0-rx6700xt"),
+        ("mi100-rocm-5.7.1.json", "rocm-smi-5.7.1-mi100"),
+        ("mi100-rocm-6.0.2.json", "rocm-smi-6.0.2-mi100"),
+        ("rx6700xt-rocm-6.1.2.json", "rocm-smi-6.1.2-rx6700xt"),
+        ("radeon-780m-rocm-6.2.4.json", "rocm-smi-6.2.4-radeon-780m"),
+        ("rx7900xt-rocm-6.x.json", "rocm-smi-6.x-rx7900xt"),
+        (
+            "strix-halo-and-rx7900xtx-rocm-7.0.json",
+            "rocm-smi-7.0-strix-halo-and-rx7900xtx",
+        ),
+    ] {
+        let exporter = replay(fixture, "normal");
+        let body = exporter.metrics();
+        assert_eq!(
+            value(&body, "rocm_up{backend=\"rocm-smi\"}"),
+            Some(1.0),
+            "{fixture}"
+        );
+        assert_golden(golden, &body);
+    }
+}
+
+#[test]
+fn stray_lines_around_the_json_change_nothing() {
+    let exporter = replay("mi100-rocm-6.0.2.json", "stray");
+    assert_golden("rocm-smi-6.0.2-mi100", &exporter.metrics());
+}
+
+#[test]
+fn both_backends_name_the_same_gpu_the_same_way() {
+    let smi = replay("strix-halo-and-rx7900xtx-rocm-7.0.json", "normal").metrics();
+    let sysfs = Exporter::start(
+        &[
+            "--backend=sysfs".to_string(),
+            format!(
+                "--path.sysfs={}",
+                fixtures().join("sysfs/strix-halo").display()
+            ),
+            "--no-collector.processes".to_string(),
+        ],
+        &[],
+    )
+    .metrics();
+    // rocm-smi calls the APU card0 and the dGPU card1; sysfs has the APU on card1. Both sort by
+    // PCI address, so the APU is gpu 1 (0000:c3) after the dGPU (0000:03) in rocm-smi's view...
+    let apu = "gpu_memory_total_bytes{gpu=\"1\",id=\"0000:c3:00.0\"}";
+    assert_eq!(value(&smi, apu), Some(536870912.0 + 103079215104.0));
+    // ...and the APU's id and memory rule are the same in the sysfs view.
+    assert_eq!(
+        value(
+            &sysfs,
+            "gpu_memory_total_bytes{gpu=\"0\",id=\"0000:c3:00.0\"}"
+        ),
+        value(&smi, apu)
+    );
+}
+
+/// Each failure: rocm_up 0 with its reason, one log line saying why, the scrape still served.
+#[test]
+fn failures_are_reported_with_a_reason_and_one_log_line() {
+    for (mode, reason, log) in [
+        ("garbage", "bad_output", "printed no JSON"),
+        ("partial", "bad_output", "invalid or truncated JSON"),
+        (
+            "driver-missing",
+            "driver_not_loaded",
+            "Driver not initialized",
+        ),
+        ("no-devices", "no_devices", "No JSON data to report"),
+        ("library-missing", "library_missing", "librocm_smi64"),
+        ("not-found", "not_found", "exit 127"),
+        ("exit:8", "exit_status", "exited with 8"),
+    ] {
+        let exporter = replay("mi100-rocm-6.0.2.json", mode);
+        let body = exporter.metrics();
+        let up = format!("rocm_up{{backend=\"rocm-smi\",reason=\"{reason}\"}}");
+        assert_eq!(value(&body, &up), Some(0.0), "{mode}: {body}");
+        assert_eq!(
+            value(&body, "rocm_exporter_collector_success{collector=\"gpu\"}"),
+            Some(1.0)
+        );
+        assert!(
+            !body.contains("gpu_up{"),
+            "{mode}: no sample, no GPU series"
+        );
+        let line = exporter.wait_for_log(&["level=warn", &format!("reason={reason}"), log]);
+        assert!(line.is_some(), "{mode}: {:?}", exporter.log_lines());
+        // A second scrape with the same failure does not log again.
+        exporter.metrics();
+        let count = exporter
+            .log_lines()
+            .iter()
+            .filter(|l| l.contains("collection failed"))
+            .count();
+        assert_eq!(count, 1, "{mode}: {:?}", exporter.log_lines());
+    }
+}
+
+#[test]
+fn driver_missing_golden() {
+    let exporter = replay("mi100-rocm-6.0.2.json", "driver-missing");
+    assert_golden("rocm-smi-driver-missing", &exporter.metrics());
+}
+
+#[test]
+fn missing_binary() {
+    let exporter = Exporter::start(
+        &[
+            "--backend=rocm-smi".to_string(),
+            "--rocm-smi.path=/nonexistent/rocm-smi".to_string(),
+            "--no-collector.processes".to_string(),
+        ],
+        &[],
+    );
+    let body = exporter.metrics();
+    assert_eq!(
+        value(&body, "rocm_up{backend=\"rocm-smi\",reason=\"not_found\"}"),
+        Some(0.0)
+    );
+    assert!(exporter
+        .wait_for_log(&["reason=not_found", "/nonexistent/rocm-smi"])
+        .is_some());
+}
+
+#[test]
+fn auto_falls_back_to_rocm_smi_without_amdgpu_in_sysfs() {
+    let exporter = Exporter::start(
+        &[
+            "--backend=auto".to_string(),
+            format!(
+                "--path.sysfs={}",
+                fixtures().join("sysfs/nvidia-only").display()
+            ),
+            format!("--rocm-smi.path={}", fake()),
+            "--no-collector.processes".to_string(),
+        ],
+        &[
+            (
+                "FAKE_ROCM_SMI_FIXTURE",
+                recorded("rx6700xt-rocm-6.1.2.json"),
+            ),
+            ("FAKE_ROCM_SMI_MODE", "normal".into()),
+        ],
+    );
+    let body = exporter.metrics();
+    assert_eq!(
+        value(&body, "rocm_backend_info{backend=\"rocm-smi\"}"),
+        Some(1.0)
+    );
+    assert_eq!(value(&body, "rocm_up{backend=\"rocm-smi\"}"), Some(1.0));
+}
+
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+fn wait_gone(pid: u32) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    !alive(pid)
+}
+
+#[test]
+fn hang_is_killed_and_the_last_good_sample_is_served_with_its_age() {
+    let scratch = Scratch::new("hang");
+    let mode = scratch.path("mode");
+    let log = scratch.path("log");
+    std::fs::write(&mode, "normal").unwrap();
+    let exporter = Exporter::start(
+        &args(&["--rocm-smi.timeout=500ms"]),
+        &[
+            ("FAKE_ROCM_SMI_FIXTURE", recorded("mi100-rocm-6.0.2.json")),
+            ("FAKE_ROCM_SMI_MODE_FILE", mode.display().to_string()),
+            ("FAKE_ROCM_SMI_LOG", log.display().to_string()),
+        ],
+    );
+    let good = exporter.metrics();
+    assert_eq!(value(&good, "rocm_up{backend=\"rocm-smi\"}"), Some(1.0));
+    assert_eq!(value(&good, "rocm_sample_age_seconds"), Some(0.0));
+
+    std::fs::write(&mode, "hang").unwrap();
+    let started = Instant::now();
+    let stale = exporter.metrics();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the scrape hung"
+    );
+    assert_eq!(
+        value(&stale, "rocm_up{backend=\"rocm-smi\",reason=\"timeout\"}"),
+        Some(0.0),
+        "{stale}"
+    );
+    // The last good sample, marked stale.
+    assert!(value(&stale, "rocm_sample_age_seconds").unwrap() >= 0.5);
+    assert_eq!(
+        value(&stale, "gpu_up{gpu=\"0\",id=\"0000:83:00.0\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(&stale, "gpu_power_watts{gpu=\"0\",id=\"0000:83:00.0\"}"),
+        Some(36.0)
+    );
+    assert_eq!(
+        value(&stale, "rocm_collect_timeouts_total{backend=\"rocm-smi\"}"),
+        Some(1.0)
+    );
+    // The whole process group was killed: rocm-smi and what it started.
+    let child: u32 = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let grandchild: u32 = std::fs::read_to_string(scratch.path("log.grandchild"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(wait_gone(child), "rocm-smi survived its timeout");
+    assert!(
+        wait_gone(grandchild),
+        "rocm-smi's child survived the timeout"
+    );
+
+    std::fs::write(&mode, "normal").unwrap();
+    let recovered = exporter.metrics();
+    assert_eq!(
+        value(&recovered, "rocm_up{backend=\"rocm-smi\"}"),
+        Some(1.0)
+    );
+    assert!(exporter.wait_for_log(&["collection recovered"]).is_some());
+}
+
+#[test]
+fn never_more_than_one_rocm_smi_in_flight() {
+    let scratch = Scratch::new("one-child");
+    let log = scratch.path("log");
+    // rocm-smi's own timeout is far away; each scrape waits at most 0.8 s of its 1 s deadline.
+    let exporter = Exporter::start(
+        &args(&["--rocm-smi.timeout=60s", "--scrape.timeout=1s"]),
+        &[
+            ("FAKE_ROCM_SMI_MODE", "hang".to_string()),
+            ("FAKE_ROCM_SMI_LOG", log.display().to_string()),
+        ],
+    );
+    let first = exporter.metrics();
+    assert_eq!(
+        value(&first, "rocm_up{backend=\"rocm-smi\",reason=\"timeout\"}"),
+        Some(0.0),
+        "{first}"
+    );
+    for _ in 0..3 {
+        let next = exporter.metrics();
+        assert_eq!(
+            value(&next, "rocm_up{backend=\"rocm-smi\",reason=\"busy\"}"),
+            Some(0.0),
+            "{next}"
+        );
+    }
+    let runs = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(runs.lines().count(), 1, "rocm-smi started again: {runs}");
+    // Clean up the hanging fake (the exporter would kill it only after 60 s).
+    let pid: u32 = runs.split_whitespace().next().unwrap().parse().unwrap();
+    rocm_exporter::child::kill_process_group(pid);
+    assert!(wait_gone(pid));
+}
