@@ -244,13 +244,19 @@ fn read_gpu(calls: &mut Calls, device: &Device, gpu: &mut GpuSample) {
             device.decoder_utilization()
         })
         .map(|u| u.utilization);
-    for (name, clock) in [
-        ("graphics", Clock::Graphics),
-        ("sm", Clock::SM),
-        ("memory", Clock::Memory),
-        ("video", Clock::Video),
+    // Support differs by argument (a GPU may lack the video clock only), so each argument is
+    // its own entry in the not-supported cache.
+    for (name, function, clock) in [
+        (
+            "graphics",
+            "nvmlDeviceGetClockInfo(GRAPHICS)",
+            Clock::Graphics,
+        ),
+        ("sm", "nvmlDeviceGetClockInfo(SM)", Clock::SM),
+        ("memory", "nvmlDeviceGetClockInfo(MEM)", Clock::Memory),
+        ("video", "nvmlDeviceGetClockInfo(VIDEO)", Clock::Video),
     ] {
-        if let Some(mhz) = calls.call("nvmlDeviceGetClockInfo", || device.clock_info(clock)) {
+        if let Some(mhz) = calls.call(function, || device.clock_info(clock)) {
             gpu.clocks_mhz.push((name, mhz));
         }
     }
@@ -273,17 +279,39 @@ fn read_gpu(calls: &mut Calls, device: &Device, gpu: &mut GpuSample) {
             })
             .map(|r| r.bits());
     }
-    for (name, policy) in [
-        ("power", PerformancePolicy::Power),
-        ("thermal", PerformancePolicy::Thermal),
-        ("sync_boost", PerformancePolicy::SyncBoost),
-        ("board_limit", PerformancePolicy::BoardLimit),
-        ("low_utilization", PerformancePolicy::LowUtilization),
-        ("reliability", PerformancePolicy::Reliability),
+    for (name, function, policy) in [
+        (
+            "power",
+            "nvmlDeviceGetViolationStatus(POWER)",
+            PerformancePolicy::Power,
+        ),
+        (
+            "thermal",
+            "nvmlDeviceGetViolationStatus(THERMAL)",
+            PerformancePolicy::Thermal,
+        ),
+        (
+            "sync_boost",
+            "nvmlDeviceGetViolationStatus(SYNC_BOOST)",
+            PerformancePolicy::SyncBoost,
+        ),
+        (
+            "board_limit",
+            "nvmlDeviceGetViolationStatus(BOARD_LIMIT)",
+            PerformancePolicy::BoardLimit,
+        ),
+        (
+            "low_utilization",
+            "nvmlDeviceGetViolationStatus(LOW_UTILIZATION)",
+            PerformancePolicy::LowUtilization,
+        ),
+        (
+            "reliability",
+            "nvmlDeviceGetViolationStatus(RELIABILITY)",
+            PerformancePolicy::Reliability,
+        ),
     ] {
-        if let Some(v) = calls.call("nvmlDeviceGetViolationStatus", || {
-            device.violation_status(policy)
-        }) {
+        if let Some(v) = calls.call(function, || device.violation_status(policy)) {
             gpu.violation_ns.push((name, v.violation_time));
         }
     }
@@ -309,17 +337,32 @@ fn read_gpu(calls: &mut Calls, device: &Device, gpu: &mut GpuSample) {
         .call("nvmlDeviceGetEccMode", || device.is_ecc_enabled())
         .map(|m| m.currently_enabled);
     if gpu.ecc_enabled == Some(true) {
-        for (counter, out) in [
-            (EccCounter::Volatile, &mut gpu.ecc_volatile),
-            (EccCounter::Aggregate, &mut gpu.ecc_aggregate),
+        for (counter, out, functions) in [
+            (
+                EccCounter::Volatile,
+                &mut gpu.ecc_volatile,
+                [
+                    "nvmlDeviceGetTotalEccErrors(CORRECTED,VOLATILE)",
+                    "nvmlDeviceGetTotalEccErrors(UNCORRECTED,VOLATILE)",
+                ],
+            ),
+            (
+                EccCounter::Aggregate,
+                &mut gpu.ecc_aggregate,
+                [
+                    "nvmlDeviceGetTotalEccErrors(CORRECTED,AGGREGATE)",
+                    "nvmlDeviceGetTotalEccErrors(UNCORRECTED,AGGREGATE)",
+                ],
+            ),
         ] {
-            for (name, kind) in [
+            for ((name, kind), function) in [
                 ("corrected", MemoryError::Corrected),
                 ("uncorrected", MemoryError::Uncorrected),
-            ] {
-                if let Some(n) = calls.call("nvmlDeviceGetTotalEccErrors", || {
-                    device.total_ecc_errors(kind, counter)
-                }) {
+            ]
+            .into_iter()
+            .zip(functions)
+            {
+                if let Some(n) = calls.call(function, || device.total_ecc_errors(kind, counter)) {
                     out.push((name, n));
                 }
             }
@@ -469,14 +512,14 @@ fn read_processes(
         }
     }
     // NVML answers NOT_FOUND when no process ran a kernel since `utilization_seen`.
-    let utilization = match device.process_utilization_stats(*utilization_seen) {
-        Ok(samples) => samples,
-        Err(NvmlError::NotFound) => Vec::new(),
-        Err(e) => {
-            calls.record("nvmlDeviceGetProcessUtilization", e);
-            Vec::new()
-        }
-    };
+    let utilization = calls
+        .call("nvmlDeviceGetProcessUtilization", || {
+            match device.process_utilization_stats(*utilization_seen) {
+                Err(NvmlError::NotFound) => Ok(Vec::new()),
+                other => other,
+            }
+        })
+        .unwrap_or_default();
     for sample in utilization {
         *utilization_seen = (*utilization_seen).max(sample.timestamp);
         if let Some(p) = by_pid.get_mut(&sample.pid) {

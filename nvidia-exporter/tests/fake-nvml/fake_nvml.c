@@ -234,6 +234,18 @@ static int load_scenario(void) {
             sscanf(line, "%*s %47s %u %u", s->fn, &s->ms, &s->after);
         } else if (!strcmp(key, "gpu") && n_gpus < MAX_GPUS) {
             g = &gpus[n_gpus];
+            /* Every reading starts unset: a function whose value the scenario does not give
+             * answers NOT_SUPPORTED, as a real GPU lacking the sensor would. */
+            memset(g, 0xFF, sizeof *g);
+            memset(g->name, 0, sizeof g->name);
+            memset(g->vbios, 0, sizeof g->vbios);
+            g->n_unsupported = 0;
+            g->handle_lookups = 0;
+            g->xid = 0;
+            g->xid_delivered = 0;
+            g->n_procs = 0;
+            g->process_queries = 0;
+            g->n_migs = 0;
             g->kind = 0;
             g->index = n_gpus++;
             g->lost_after = -1;
@@ -348,6 +360,10 @@ static nvmlReturn_t enter_gpu(void *handle, const char *fn, gpu_t **out) {
     *out = g;
     return NVML_SUCCESS;
 }
+
+/* A reading the scenario did not set: the GPU does not support it. */
+#define REQUIRE(x)                                              \
+    if ((x) == (__typeof__(x)) - 1) return NVML_ERROR_NOT_SUPPORTED;
 
 #define GPU_ENTER(fn)                              \
     gpu_t *g = NULL;                               \
@@ -486,6 +502,7 @@ nvmlReturn_t nvmlDeviceGetIndex(void *device, unsigned int *index) {
 
 nvmlReturn_t nvmlDeviceGetMinorNumber(void *device, unsigned int *minor) {
     GPU_ENTER("nvmlDeviceGetMinorNumber");
+    REQUIRE(g->minor);
     *minor = g->minor;
     return NVML_SUCCESS;
 }
@@ -499,6 +516,7 @@ nvmlReturn_t nvmlDeviceGetVbiosVersion(void *device, char *version, unsigned int
 
 nvmlReturn_t nvmlDeviceGetUtilizationRates(void *device, nvmlUtilization_t *u) {
     GPU_ENTER("nvmlDeviceGetUtilizationRates");
+    REQUIRE(g->util_gpu);
     u->gpu = g->util_gpu;
     u->memory = g->util_mem;
     return NVML_SUCCESS;
@@ -517,6 +535,7 @@ nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(void *device, nvmlMemory_v2_t *mem) {
         return NVML_SUCCESS;
     }
     GPU_ENTER("nvmlDeviceGetMemoryInfo_v2");
+    REQUIRE(g->mem_total);
     mem->total = g->mem_total;
     mem->reserved = g->mem_reserved;
     mem->used = g->mem_used;
@@ -527,30 +546,35 @@ nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(void *device, nvmlMemory_v2_t *mem) {
 nvmlReturn_t nvmlDeviceGetTemperature(void *device, int sensor, unsigned int *temp) {
     GPU_ENTER("nvmlDeviceGetTemperature");
     if (sensor != 0) return NVML_ERROR_INVALID_ARGUMENT;
+    REQUIRE(g->temp);
     *temp = g->temp;
     return NVML_SUCCESS;
 }
 
 nvmlReturn_t nvmlDeviceGetPowerUsage(void *device, unsigned int *mw) {
     GPU_ENTER("nvmlDeviceGetPowerUsage");
+    REQUIRE(g->power);
     *mw = g->power;
     return NVML_SUCCESS;
 }
 
 nvmlReturn_t nvmlDeviceGetTotalEnergyConsumption(void *device, unsigned long long *mj) {
     GPU_ENTER("nvmlDeviceGetTotalEnergyConsumption");
+    REQUIRE(g->energy);
     *mj = g->energy;
     return NVML_SUCCESS;
 }
 
 nvmlReturn_t nvmlDeviceGetPowerManagementLimit(void *device, unsigned int *mw) {
     GPU_ENTER("nvmlDeviceGetPowerManagementLimit");
+    REQUIRE(g->power_limit);
     *mw = g->power_limit;
     return NVML_SUCCESS;
 }
 
 nvmlReturn_t nvmlDeviceGetEnforcedPowerLimit(void *device, unsigned int *mw) {
     GPU_ENTER("nvmlDeviceGetEnforcedPowerLimit");
+    REQUIRE(g->enforced_limit);
     *mw = g->enforced_limit;
     return NVML_SUCCESS;
 }
@@ -558,6 +582,7 @@ nvmlReturn_t nvmlDeviceGetEnforcedPowerLimit(void *device, unsigned int *mw) {
 #ifndef FAKE_NVML_MISSING_SYMBOLS
 nvmlReturn_t nvmlDeviceGetEncoderUtilization(void *device, unsigned int *util, unsigned int *period_us) {
     GPU_ENTER("nvmlDeviceGetEncoderUtilization");
+    REQUIRE(g->enc);
     *util = g->enc;
     *period_us = 167000;
     return NVML_SUCCESS;
@@ -566,6 +591,7 @@ nvmlReturn_t nvmlDeviceGetEncoderUtilization(void *device, unsigned int *util, u
 
 nvmlReturn_t nvmlDeviceGetDecoderUtilization(void *device, unsigned int *util, unsigned int *period_us) {
     GPU_ENTER("nvmlDeviceGetDecoderUtilization");
+    REQUIRE(g->dec);
     *util = g->dec;
     *period_us = 167000;
     return NVML_SUCCESS;
@@ -574,12 +600,14 @@ nvmlReturn_t nvmlDeviceGetDecoderUtilization(void *device, unsigned int *util, u
 nvmlReturn_t nvmlDeviceGetClockInfo(void *device, int type, unsigned int *mhz) {
     GPU_ENTER("nvmlDeviceGetClockInfo");
     if (type < 0 || type > 3) return NVML_ERROR_INVALID_ARGUMENT;
+    REQUIRE(g->clocks[type]);
     *mhz = g->clocks[type];
     return NVML_SUCCESS;
 }
 
 nvmlReturn_t nvmlDeviceGetNumFans(void *device, unsigned int *n) {
     GPU_ENTER("nvmlDeviceGetNumFans");
+    REQUIRE(g->fans);
     *n = g->fans;
     return NVML_SUCCESS;
 }
@@ -593,18 +621,21 @@ nvmlReturn_t nvmlDeviceGetFanSpeed_v2(void *device, unsigned int fan, unsigned i
 
 nvmlReturn_t nvmlDeviceGetPerformanceState(void *device, int *state) {
     GPU_ENTER("nvmlDeviceGetPerformanceState");
+    REQUIRE(g->pstate);
     *state = (int)g->pstate;
     return NVML_SUCCESS;
 }
 
 nvmlReturn_t nvmlDeviceGetCurrentClocksThrottleReasons(void *device, unsigned long long *mask) {
     GPU_ENTER("nvmlDeviceGetCurrentClocksThrottleReasons");
+    REQUIRE(g->throttle);
     *mask = g->throttle;
     return NVML_SUCCESS;
 }
 
 nvmlReturn_t nvmlDeviceGetSupportedClocksThrottleReasons(void *device, unsigned long long *mask) {
     GPU_ENTER("nvmlDeviceGetSupportedClocksThrottleReasons");
+    REQUIRE(g->throttle_supported);
     *mask = g->throttle_supported;
     return NVML_SUCCESS;
 }
@@ -612,6 +643,7 @@ nvmlReturn_t nvmlDeviceGetSupportedClocksThrottleReasons(void *device, unsigned 
 nvmlReturn_t nvmlDeviceGetViolationStatus(void *device, int policy, nvmlViolationTime_t *v) {
     GPU_ENTER("nvmlDeviceGetViolationStatus");
     if (policy < 0 || policy > 5) return NVML_ERROR_INVALID_ARGUMENT;
+    REQUIRE(g->violation[policy]);
     v->referenceTime = 1700000000000000ULL;
     v->violationTime = g->violation[policy];
     return NVML_SUCCESS;
@@ -621,36 +653,42 @@ nvmlReturn_t nvmlDeviceGetViolationStatus(void *device, int policy, nvmlViolatio
 
 nvmlReturn_t nvmlDeviceGetCurrPcieLinkGeneration(void *device, unsigned int *v) {
     GPU_ENTER("nvmlDeviceGetCurrPcieLinkGeneration");
+    REQUIRE(g->pcie_gen);
     *v = g->pcie_gen;
     return NVML_SUCCESS;
 }
 
 nvmlReturn_t nvmlDeviceGetCurrPcieLinkWidth(void *device, unsigned int *v) {
     GPU_ENTER("nvmlDeviceGetCurrPcieLinkWidth");
+    REQUIRE(g->pcie_width);
     *v = g->pcie_width;
     return NVML_SUCCESS;
 }
 
 nvmlReturn_t nvmlDeviceGetMaxPcieLinkGeneration(void *device, unsigned int *v) {
     GPU_ENTER("nvmlDeviceGetMaxPcieLinkGeneration");
+    REQUIRE(g->pcie_max_gen);
     *v = g->pcie_max_gen;
     return NVML_SUCCESS;
 }
 
 nvmlReturn_t nvmlDeviceGetMaxPcieLinkWidth(void *device, unsigned int *v) {
     GPU_ENTER("nvmlDeviceGetMaxPcieLinkWidth");
+    REQUIRE(g->pcie_max_width);
     *v = g->pcie_max_width;
     return NVML_SUCCESS;
 }
 
 nvmlReturn_t nvmlDeviceGetPcieReplayCounter(void *device, unsigned int *v) {
     GPU_ENTER("nvmlDeviceGetPcieReplayCounter");
+    REQUIRE(g->pcie_replay);
     *v = g->pcie_replay;
     return NVML_SUCCESS;
 }
 
 nvmlReturn_t nvmlDeviceGetEccMode(void *device, int *current, int *pending) {
     GPU_ENTER("nvmlDeviceGetEccMode");
+    REQUIRE(g->ecc_enabled);
     *current = (int)g->ecc_enabled;
     *pending = (int)g->ecc_enabled;
     return NVML_SUCCESS;
@@ -659,7 +697,8 @@ nvmlReturn_t nvmlDeviceGetEccMode(void *device, int *current, int *pending) {
 nvmlReturn_t nvmlDeviceGetTotalEccErrors(void *device, int error_type, int counter_type, unsigned long long *count) {
     GPU_ENTER("nvmlDeviceGetTotalEccErrors");
     if (error_type < 0 || error_type > 1 || counter_type < 0 || counter_type > 1) return NVML_ERROR_INVALID_ARGUMENT;
-    if (!g->ecc_enabled) return NVML_ERROR_NOT_SUPPORTED;
+    if (g->ecc_enabled != 1) return NVML_ERROR_NOT_SUPPORTED;
+    REQUIRE(g->ecc[counter_type][error_type]);
     *count = g->ecc[counter_type][error_type];
     return NVML_SUCCESS;
 }
@@ -673,16 +712,18 @@ nvmlReturn_t nvmlDeviceGetFieldValues(void *device, int count, nvmlFieldValue_t 
         v->latencyUsec = 0;
         v->nvmlReturn = NVML_SUCCESS;
         v->valueType = 3; /* unsigned long long */
+        unsigned long long value = (unsigned long long)-1;
         switch (v->fieldId) {
-        case 82: v->value.ullVal = g->memtemp; if (!g->memtemp) v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED; break;
-        case 142: v->valueType = 1; v->value.uiVal = g->remap[0]; break;
-        case 143: v->valueType = 1; v->value.uiVal = g->remap[1]; break;
-        case 144: v->valueType = 1; v->value.uiVal = g->remap[2]; break;
-        case 145: v->valueType = 1; v->value.uiVal = g->remap[3]; break;
-        case 197: v->value.ullVal = g->pcie_tx; break;
-        case 198: v->value.ullVal = g->pcie_rx; break;
-        default: v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
+        case 82: if (g->memtemp != (unsigned int)-1) value = g->memtemp; break;
+        case 142: case 143: case 144: case 145:
+            if (g->remap[v->fieldId - 142] != (unsigned int)-1) value = g->remap[v->fieldId - 142];
+            break;
+        case 197: value = g->pcie_tx; break;
+        case 198: value = g->pcie_rx; break;
+        default: break;
         }
+        if (value == (unsigned long long)-1) v->nvmlReturn = NVML_ERROR_NOT_SUPPORTED;
+        else v->value.ullVal = value;
     }
     return NVML_SUCCESS;
 }

@@ -1,0 +1,204 @@
+//! Bad input and faults, end to end: no library, no driver, a GPU lost, a wedged call, a driver
+//! reload, processes exiting, and the flags that shape the DCGM names.
+
+mod support;
+
+use common::testing::ExporterProcess;
+use std::time::{Duration, Instant};
+use support::{fake_library, golden, metrics, next_sample, start, value, Fake, BINARY};
+
+#[test]
+fn no_library_serves_nvidia_up_0_and_keeps_retrying() {
+    // The common case on an AMD host: no libnvidia-ml at all. The library appears later (a
+    // driver installed while the exporter runs) and is picked up without a restart.
+    let dir = std::env::temp_dir().join(format!("nvx-nolib-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("libnvidia-ml.so.1");
+    let _ = std::fs::remove_file(&path);
+    let flag = format!("--nvml.library={}", path.display());
+    let scenario = support::scenario("zero_gpus");
+    let exporter = ExporterProcess::start(
+        BINARY,
+        &[&flag],
+        &[("FAKE_NVML_SCENARIO", scenario.to_str().unwrap())],
+    );
+    let text = metrics(&exporter);
+    assert_eq!(value(&text, "nvidia_up "), Some(0.0));
+    let stable = text.replace(&dir.display().to_string(), "<dir>");
+    golden("no_library", &stable);
+    next_sample();
+    assert_eq!(value(&metrics(&exporter), "nvidia_up "), Some(0.0));
+    // One clear line in the log, not one per scrape.
+    let log = exporter.stderr();
+    assert_eq!(log.matches("NVML is not available").count(), 1, "{log}");
+    assert!(log.contains("reason=library_not_found"), "{log}");
+
+    std::fs::copy(fake_library(Fake::Full), &path).unwrap();
+    next_sample();
+    let text = metrics(&exporter);
+    assert_eq!(value(&text, "nvidia_up "), Some(1.0), "{text}");
+    assert!(!text.contains("nvidia_down_reason_info{"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn driver_not_loaded_is_a_reason_not_a_crash() {
+    // Without a scenario the fake answers nvmlInit_v2 with NVML_ERROR_DRIVER_NOT_LOADED.
+    let flag = format!("--nvml.library={}", fake_library(Fake::Full).display());
+    let exporter = ExporterProcess::start(BINARY, &[&flag], &[]);
+    let text = metrics(&exporter);
+    assert_eq!(value(&text, "nvidia_up "), Some(0.0));
+    assert!(
+        text.contains("nvidia_down_reason_info{reason=\"driver_not_loaded\""),
+        "{text}"
+    );
+    assert!(!text.contains("gpu_up{"));
+}
+
+#[test]
+fn a_lost_gpu_goes_down_and_the_others_are_served() {
+    let exporter = start(Fake::Full, "lost", &["--no-collector.xid"]);
+    let first = metrics(&exporter);
+    assert_eq!(value(&first, "gpu_up{gpu=\"0\""), Some(1.0));
+    next_sample();
+    let text = metrics(&exporter);
+    golden("gpu_lost", &text);
+    assert_eq!(value(&text, "nvidia_up "), Some(1.0));
+    assert_eq!(value(&text, "gpu_up{gpu=\"0\""), Some(0.0));
+    assert_eq!(value(&text, "gpu_up{gpu=\"1\""), Some(1.0));
+    assert!(
+        text.contains("gpu_info{gpu=\"0\""),
+        "a lost GPU keeps its identity"
+    );
+    assert!(!text.contains("gpu_power_watts{gpu=\"0\""));
+    assert!(!text.contains("DCGM_FI_DEV_GPU_TEMP{gpu=\"0\""));
+    assert!(text.contains("DCGM_FI_DEV_GPU_TEMP{gpu=\"1\""));
+}
+
+#[test]
+fn a_wedged_call_is_answered_in_time_with_the_last_sample() {
+    let exporter = start(Fake::Full, "slow", &["--nvml.timeout=300ms"]);
+    let first = metrics(&exporter);
+    assert_eq!(value(&first, "nvidia_up "), Some(1.0));
+    next_sample();
+
+    // The second sample hangs in nvmlDeviceGetPowerUsage for 5 s.
+    let started = Instant::now();
+    let text = metrics(&exporter);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "scrape took {took:?}");
+    golden("slow_call", &text);
+    assert_eq!(value(&text, "nvidia_up "), Some(0.0));
+    assert!(text.contains("nvidia_down_reason_info{reason=\"timeout\""));
+    assert_eq!(
+        value(&text, "gpu_power_watts{"),
+        Some(200.0),
+        "last good value"
+    );
+    let age = value(&text, "nvidia_exporter_nvml_sample_age_seconds ").unwrap();
+    assert!(age >= 0.6, "age {age}");
+
+    // While the call is still stuck no second one is started, and the timeout counts once.
+    let again = metrics(&exporter);
+    assert_eq!(
+        value(&again, "nvidia_exporter_nvml_timeouts_total "),
+        Some(1.0)
+    );
+    assert_eq!(value(&again, "nvidia_up "), Some(0.0));
+}
+
+#[test]
+fn a_driver_reload_reinitialises_nvml() {
+    let exporter = start(Fake::Full, "reload", &["--no-collector.xid"]);
+    let first = metrics(&exporter);
+    assert_eq!(
+        value(&first, "nvidia_exporter_nvml_initializations_total "),
+        Some(1.0)
+    );
+    next_sample();
+    let text = metrics(&exporter);
+    golden("driver_reload", &text);
+    assert_eq!(value(&text, "nvidia_up "), Some(1.0));
+    assert_eq!(
+        value(&text, "nvidia_exporter_nvml_initializations_total "),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "nvidia_exporter_nvml_errors_total{function=\"nvmlDeviceGetCount_v2\",error=\"driver_version_mismatch\"}"
+        ),
+        Some(1.0)
+    );
+    assert!(exporter.stderr().contains("re-initialising"));
+}
+
+#[test]
+fn processes_are_capped_and_removed_when_they_exit() {
+    let exporter = start(Fake::Full, "processes", &["--processes.top-n=2"]);
+    let first = metrics(&exporter);
+    golden("processes_top2", &first);
+    assert_eq!(value(&first, "nvidia_processes{"), Some(5.0));
+    let other = "nvidia_process_memory_used_bytes{gpu=\"0\",id=\"0000:01:00.0\",pid=\"other\",name=\"other\",type=\"other\"}";
+    assert_eq!(
+        value(&first, other),
+        Some((4u64 + 2 + 1) as f64 * 1073741824.0)
+    );
+    next_sample();
+    let text = metrics(&exporter);
+    assert_eq!(value(&text, "nvidia_processes{"), Some(4.0));
+    assert_eq!(value(&text, other), Some((4u64 + 2) as f64 * 1073741824.0));
+
+    // Without the cap every process has its own series, and the exited one is gone.
+    let uncapped = start(Fake::Full, "processes", &[]);
+    let first = metrics(&uncapped);
+    assert!(first.contains("pid=\"500\",name=\"comfyui\""));
+    next_sample();
+    let text = metrics(&uncapped);
+    assert!(text.contains("pid=\"400\""));
+    assert!(!text.contains("pid=\"500\""), "exited process still served");
+}
+
+#[test]
+fn dcgm_flags() {
+    let lower = start(
+        Fake::Full,
+        "lost",
+        &["--compat.dcgm.hostname-label=hostname"],
+    );
+    let text = metrics(&lower);
+    assert!(text.contains(",hostname=\"gpu-host-1\","), "{text}");
+    assert!(!text.contains("Hostname="));
+
+    let none = start(Fake::Full, "lost", &["--compat.dcgm.hostname-label="]);
+    let text = metrics(&none);
+    assert!(text.contains("DCGM_FI_DEV_GPU_TEMP{"));
+    assert!(!text.to_lowercase().contains("hostname="));
+
+    // The last of --no-compat.dcgm / --compat.dcgm wins.
+    let on = start(Fake::Full, "lost", &["--no-compat.dcgm", "--compat.dcgm"]);
+    assert!(metrics(&on).contains("DCGM_FI_DEV_FB_USED{"));
+    let off = start(Fake::Full, "lost", &["--compat.dcgm", "--no-compat.dcgm"]);
+    assert!(!metrics(&off).contains("DCGM_FI_"));
+}
+
+#[test]
+fn bad_flag_values_are_refused_at_start() {
+    for (flag, key) in [
+        ("--nvml.timeout=0s", "--nvml.timeout"),
+        ("--nvml.timeout=soon", "--nvml.timeout"),
+        ("--processes.top-n=-1", "--processes.top-n"),
+        (
+            "--compat.dcgm.hostname-label=host name",
+            "--compat.dcgm.hostname-label",
+        ),
+    ] {
+        let out = std::process::Command::new(BINARY)
+            .arg(flag)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flag} accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(key), "{flag}: {stderr}");
+    }
+}
