@@ -202,8 +202,8 @@ pub fn load(settings: &Settings) -> Result<Config, CliOutcome> {
 
     for upstream in &mut upstreams {
         if let Some((raw, value)) = backends.get(&upstream.name) {
-            upstream.backend = parse_backend(value)
-                .map_err(|e| settings.invalid("upstream.backend", raw, &e))?;
+            upstream.backend =
+                parse_backend(value).map_err(|e| settings.invalid("upstream.backend", raw, &e))?;
         }
         if let Some((raw, path)) = key_files.get(&upstream.name) {
             let text = std::fs::read_to_string(path).map_err(|e| {

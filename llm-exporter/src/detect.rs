@@ -24,14 +24,20 @@ fn says_llama(reply: &Reply) -> bool {
 }
 
 pub async fn detect(upstream: &Upstream, deadline: Instant) -> Result<Backend, DetectError> {
-    let root = upstream.get("/", deadline).await.map_err(DetectError::Fetch)?;
+    let root = upstream
+        .get("/", deadline)
+        .await
+        .map_err(DetectError::Fetch)?;
     if says_llama(&root) {
         return Ok(Backend::LlamaCpp);
     }
     if root.body.starts_with(b"Ollama is running") {
         return Ok(Backend::Ollama);
     }
-    if matches!(root.status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+    if matches!(
+        root.status,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+    ) {
         return Err(DetectError::Unauthorized);
     }
     // Behind a reverse proxy that hides the Server header or serves its own `/`.

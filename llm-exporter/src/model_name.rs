@@ -14,7 +14,11 @@ pub fn normalize(backend: Option<Backend>, raw: &str) -> String {
         Some(Backend::LlamaCpp) => raw.rsplit(['/', '\\']).next().unwrap_or(raw),
         _ => raw,
     };
-    let mut name: String = name.chars().filter(|c| !c.is_control()).take(MAX_LEN).collect();
+    let mut name: String = name
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_LEN)
+        .collect();
     if backend == Some(Backend::Ollama) && !name.is_empty() && !tag_present(&name) {
         name.push_str(":latest");
     }
@@ -50,8 +54,14 @@ mod tests {
 
     #[test]
     fn ollama_names_get_their_implied_tag() {
-        assert_eq!(normalize(Some(Backend::Ollama), "llama3.2"), "llama3.2:latest");
-        assert_eq!(normalize(Some(Backend::Ollama), "llama3.2:1b"), "llama3.2:1b");
+        assert_eq!(
+            normalize(Some(Backend::Ollama), "llama3.2"),
+            "llama3.2:latest"
+        );
+        assert_eq!(
+            normalize(Some(Backend::Ollama), "llama3.2:1b"),
+            "llama3.2:1b"
+        );
         assert_eq!(
             normalize(Some(Backend::Ollama), "registry:5000/team/model"),
             "registry:5000/team/model:latest"

@@ -24,7 +24,9 @@ pub struct Sample {
 pub fn parse(body: &str) -> Result<Vec<Family>, String> {
     let trimmed = body.trim_start();
     if trimmed.starts_with('"') {
-        return Err("the body is a JSON-quoted string (llama.cpp issue #17384); expected plain text".into());
+        return Err(
+            "the body is a JSON-quoted string (llama.cpp issue #17384); expected plain text".into(),
+        );
     }
     if trimmed.starts_with('{') || trimmed.starts_with('<') {
         return Err("the body is JSON or HTML, not exposition text".into());
@@ -161,7 +163,8 @@ pub fn parse_value(raw: &str) -> Option<f64> {
 mod tests {
     use super::*;
 
-    const GEN_C: &str = include_str!("../tests/fixtures/llama-server/metrics-after-4-requests.body");
+    const GEN_C: &str =
+        include_str!("../tests/fixtures/llama-server/metrics-after-4-requests.body");
 
     #[test]
     fn reads_the_recorded_generation_c_body() {

@@ -41,24 +41,94 @@ fn ollama_ready_golden() {
 #[test]
 fn faults_golden() {
     let fakes: Vec<(&str, Fake)> = vec![
-        ("loading", Fake::start(llama(Llama { mode: LlamaMode::Loading, ..Default::default() }))),
-        ("metrics-off", Fake::start(llama(Llama { mode: LlamaMode::MetricsDisabled, ..Default::default() }))),
-        ("unauthorized", Fake::start(llama(Llama { api_key: Some("secret"), ..Default::default() }))),
-        ("quoted", Fake::start(llama(Llama { mode: LlamaMode::QuotedMetrics, ..Default::default() }))),
-        ("truncated", Fake::start(llama(Llama { mode: LlamaMode::TruncatedMetrics, ..Default::default() }))),
-        ("bad-props", Fake::start(llama(Llama { mode: LlamaMode::TruncatedProps, ..Default::default() }))),
-        ("error500", Fake::start(llama(Llama { mode: LlamaMode::ServerError, ..Default::default() }))),
-        ("slow", Fake::start(llama(Llama { mode: LlamaMode::Hang, ..Default::default() }))),
-        ("ollama-503", Fake::start(ollama(Ollama { mode: OllamaMode::Unavailable, ..Default::default() }))),
-        ("ollama-truncated", Fake::start(ollama(Ollama { mode: OllamaMode::TruncatedTags, ..Default::default() }))),
-        ("ollama-500", Fake::start(ollama(Ollama { mode: OllamaMode::ServerError, ..Default::default() }))),
+        (
+            "loading",
+            Fake::start(llama(Llama {
+                mode: LlamaMode::Loading,
+                ..Default::default()
+            })),
+        ),
+        (
+            "metrics-off",
+            Fake::start(llama(Llama {
+                mode: LlamaMode::MetricsDisabled,
+                ..Default::default()
+            })),
+        ),
+        (
+            "unauthorized",
+            Fake::start(llama(Llama {
+                api_key: Some("secret"),
+                ..Default::default()
+            })),
+        ),
+        (
+            "quoted",
+            Fake::start(llama(Llama {
+                mode: LlamaMode::QuotedMetrics,
+                ..Default::default()
+            })),
+        ),
+        (
+            "truncated",
+            Fake::start(llama(Llama {
+                mode: LlamaMode::TruncatedMetrics,
+                ..Default::default()
+            })),
+        ),
+        (
+            "bad-props",
+            Fake::start(llama(Llama {
+                mode: LlamaMode::TruncatedProps,
+                ..Default::default()
+            })),
+        ),
+        (
+            "error500",
+            Fake::start(llama(Llama {
+                mode: LlamaMode::ServerError,
+                ..Default::default()
+            })),
+        ),
+        (
+            "slow",
+            Fake::start(llama(Llama {
+                mode: LlamaMode::Hang,
+                ..Default::default()
+            })),
+        ),
+        (
+            "ollama-503",
+            Fake::start(ollama(Ollama {
+                mode: OllamaMode::Unavailable,
+                ..Default::default()
+            })),
+        ),
+        (
+            "ollama-truncated",
+            Fake::start(ollama(Ollama {
+                mode: OllamaMode::TruncatedTags,
+                ..Default::default()
+            })),
+        ),
+        (
+            "ollama-500",
+            Fake::start(ollama(Ollama {
+                mode: OllamaMode::ServerError,
+                ..Default::default()
+            })),
+        ),
     ];
     let mut args: Vec<String> = fakes
         .iter()
         .map(|(name, fake)| arg("upstream", name, &fake.url()))
         .collect();
     // Nothing listens on a port just freed.
-    args.push(arg("upstream", "down", &format!("http://127.0.0.1:{}", free_port())));
+    args.push(arg(
+        "upstream",
+        "down",
+        &format!("http://127.0.0.1:{}", free_port()),
+    ));
     // The hanging one is given its backend, so the timeout is that of polling, not detection.
     args.push(arg("upstream.backend", "slow", "llama.cpp"));
     args.push("--upstream.timeout=700ms".into());
@@ -74,7 +144,10 @@ fn faults_golden() {
     // A second scrape: the hanging upstream does not block it either, and reasons hold.
     let again = exporter.metrics();
     assert_eq!(
-        value(&again, "llm_down_reason{upstream=\"slow\",reason=\"timeout\"}"),
+        value(
+            &again,
+            "llm_down_reason{upstream=\"slow\",reason=\"timeout\"}"
+        ),
         Some(1.0)
     );
     assert!(!exporter.log().contains("panicked"), "{}", exporter.log());
@@ -92,12 +165,19 @@ fn api_key_from_a_file_is_sent_and_never_shown() {
     std::fs::write(&key_file, "s3cr3t-key\n").unwrap();
     let exporter = Exporter::start(&[
         arg("upstream", "guarded", &fake.url()),
-        arg("upstream.api-key-file", "guarded", key_file.to_str().unwrap()),
+        arg(
+            "upstream.api-key-file",
+            "guarded",
+            key_file.to_str().unwrap(),
+        ),
         "--log.level=debug".into(),
     ]);
     let metrics = exporter.metrics();
     assert_eq!(
-        value(&metrics, "llm_up{upstream=\"guarded\",backend=\"llama.cpp\"}"),
+        value(
+            &metrics,
+            "llm_up{upstream=\"guarded\",backend=\"llama.cpp\"}"
+        ),
         Some(1.0),
         "{metrics}"
     );
@@ -139,11 +219,18 @@ fn a_sleeping_server_is_not_woken_by_polling_slots() {
     let exporter = Exporter::start(&[arg("upstream", "local", &fake.url())]);
     let metrics = exporter.metrics();
     assert_eq!(
-        value(&metrics, "llm_model_sleeping{upstream=\"local\",model=\"tiny-random-llama.gguf\"}"),
+        value(
+            &metrics,
+            "llm_model_sleeping{upstream=\"local\",model=\"tiny-random-llama.gguf\"}"
+        ),
         Some(1.0),
         "{metrics}"
     );
-    assert!(!fake.paths().iter().any(|p| p == "/slots"), "{:?}", fake.paths());
+    assert!(
+        !fake.paths().iter().any(|p| p == "/slots"),
+        "{:?}",
+        fake.paths()
+    );
 }
 
 #[test]
@@ -157,11 +244,17 @@ fn ollama_loads_and_unloads_are_counted_between_polls() {
     let unloads = "llm_model_unloads_total{upstream=\"home\",model=\"mistral:latest\"}";
     let first = exporter.metrics();
     assert_eq!(value(&first, loads), Some(0.0));
-    assert_eq!(value(&first, "llm_models_loaded{upstream=\"home\"}"), Some(0.0));
+    assert_eq!(
+        value(&first, "llm_models_loaded{upstream=\"home\"}"),
+        Some(0.0)
+    );
     fake.set(ollama(Ollama::default()));
     let second = exporter.metrics();
     assert_eq!(value(&second, loads), Some(1.0));
-    assert_eq!(value(&second, "llm_models_loaded{upstream=\"home\"}"), Some(2.0));
+    assert_eq!(
+        value(&second, "llm_models_loaded{upstream=\"home\"}"),
+        Some(2.0)
+    );
     fake.set(ollama(Ollama {
         ps: "ps-empty",
         ..Default::default()
@@ -177,10 +270,17 @@ fn an_upstream_that_comes_back_is_detected_again() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let exporter = Exporter::start(&[arg("upstream", "later", &format!("http://127.0.0.1:{port}"))]);
+    let exporter = Exporter::start(&[arg(
+        "upstream",
+        "later",
+        &format!("http://127.0.0.1:{port}"),
+    )]);
     let first = exporter.metrics();
     assert_eq!(
-        value(&first, "llm_down_reason{upstream=\"later\",reason=\"down\"}"),
+        value(
+            &first,
+            "llm_down_reason{upstream=\"later\",reason=\"down\"}"
+        ),
         Some(1.0),
         "{first}"
     );
@@ -209,11 +309,29 @@ fn bad_flags_are_refused_at_start() {
         (vec![], "no upstream"),
         (vec!["--upstream=nourl"], "--upstream"),
         (vec!["--upstream=a=https://x"], "https"),
-        (vec!["--upstream=a=http://x:1", "--proxy=b=:1"], "no upstream named 'b'"),
-        (vec!["--upstream=a=http://x:1", "--upstream.backend=a=vllm"], "--upstream.backend"),
-        (vec!["--upstream=a=http://x:1", "--upstream.api-key-file=a=/nonexistent"], "cannot read"),
-        (vec!["--upstream=a=http://x:1", "--upstream=a=http://y:1"], "twice"),
-        (vec!["--upstream=a=http://x:1", "--upstream.timeout=0s"], "--upstream.timeout"),
+        (
+            vec!["--upstream=a=http://x:1", "--proxy=b=:1"],
+            "no upstream named 'b'",
+        ),
+        (
+            vec!["--upstream=a=http://x:1", "--upstream.backend=a=vllm"],
+            "--upstream.backend",
+        ),
+        (
+            vec![
+                "--upstream=a=http://x:1",
+                "--upstream.api-key-file=a=/nonexistent",
+            ],
+            "cannot read",
+        ),
+        (
+            vec!["--upstream=a=http://x:1", "--upstream=a=http://y:1"],
+            "twice",
+        ),
+        (
+            vec!["--upstream=a=http://x:1", "--upstream.timeout=0s"],
+            "--upstream.timeout",
+        ),
     ] {
         let out = run(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -135,7 +135,10 @@ async fn poll_inner(
     let name = upstream.name();
     let health = get(upstream, "/health", deadline).await?;
     if health.status == StatusCode::SERVICE_UNAVAILABLE {
-        return Err(Failure::new(Reason::Loading, "GET /health: 503 (loading model)"));
+        return Err(Failure::new(
+            Reason::Loading,
+            "GET /health: 503 (loading model)",
+        ));
     }
     if health.status != StatusCode::OK {
         return Err(Failure::status("/health", &health));
@@ -192,7 +195,11 @@ async fn poll_inner(
         )
         .with(&base, if sleeping { 1.0 } else { 0.0 }),
     );
-    if let Some(n_ctx) = props.default_generation_settings.as_ref().and_then(|g| g.n_ctx) {
+    if let Some(n_ctx) = props
+        .default_generation_settings
+        .as_ref()
+        .and_then(|g| g.n_ctx)
+    {
         families.push(context_size().with(&base, n_ctx));
     }
     if let Some(total) = props.total_slots {
@@ -268,7 +275,10 @@ async fn poll_inner(
     }
     if failure.is_none() && props.endpoint_metrics == Some(false) {
         // Should not happen (the 501 comes first), but /props is the documented source.
-        failure = Some(Failure::new(Reason::MetricsDisabled, "/props: endpoint_metrics false"));
+        failure = Some(Failure::new(
+            Reason::MetricsDisabled,
+            "/props: endpoint_metrics false",
+        ));
     }
     Ok((families, failure, restarted))
 }
@@ -303,7 +313,10 @@ fn slots_total() -> MetricFamily {
 }
 
 pub fn model_size() -> MetricFamily {
-    MetricFamily::gauge("llm_model_size_bytes", "Size of the model's weights in bytes.")
+    MetricFamily::gauge(
+        "llm_model_size_bytes",
+        "Size of the model's weights in bytes.",
+    )
 }
 
 fn slot_families(slots: &[Slot], base: &[(&str, &str); 2]) -> Vec<MetricFamily> {
@@ -325,16 +338,10 @@ fn slot_families(slots: &[Slot], base: &[(&str, &str); 2]) -> Vec<MetricFamily> 
         }
     }
     vec![
-        MetricFamily::gauge(
-            "llm_slots_processing",
-            "Slots working on a request now.",
-        )
-        .with(base, busy),
-        MetricFamily::gauge(
-            "llm_slots_available",
-            "Slots free for a new request now.",
-        )
-        .with(base, total - busy),
+        MetricFamily::gauge("llm_slots_processing", "Slots working on a request now.")
+            .with(base, busy),
+        MetricFamily::gauge("llm_slots_available", "Slots free for a new request now.")
+            .with(base, total - busy),
         used,
     ]
 }

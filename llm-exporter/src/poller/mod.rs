@@ -261,7 +261,10 @@ async fn poll_one(state: &UpstreamState, timeout: Duration) -> Vec<MetricFamily>
         "Why llm_up is 0: down, timeout, loading, unavailable, unauthorized, metrics_disabled or error (1 for the current reason).",
     );
     if let Some(f) = &polled.failure {
-        reason.push(&[("upstream", name.as_str()), ("reason", f.reason.label())], 1.0);
+        reason.push(
+            &[("upstream", name.as_str()), ("reason", f.reason.label())],
+            1.0,
+        );
     }
     families.push(reason);
     families.push(

@@ -194,7 +194,11 @@ async fn poll_inner(
     }
     all_models.extend(loaded_names.iter().cloned());
     for model in &all_models {
-        let value = if loaded_names.contains(model) { 1.0 } else { 0.0 };
+        let value = if loaded_names.contains(model) {
+            1.0
+        } else {
+            0.0
+        };
         is_loaded.push(&[("upstream", name), ("model", model.as_str())], value);
     }
     families.extend([info, size, is_loaded]);
@@ -286,7 +290,9 @@ pub fn parse_rfc3339(s: &str) -> Option<f64> {
     let mut rest = &s[19..];
     let mut fraction = 0.0;
     if let Some(after) = rest.strip_prefix('.') {
-        let digits = after.find(|c: char| !c.is_ascii_digit()).unwrap_or(after.len());
+        let digits = after
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(after.len());
         fraction = format!("0.{}", &after[..digits]).parse().ok()?;
         rest = &after[digits..];
     }

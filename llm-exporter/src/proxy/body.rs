@@ -106,9 +106,7 @@ impl Body for MeteredBody {
                         observer.feed(data, now);
                     }
                 }
-                this.idle
-                    .as_mut()
-                    .reset(now + this.idle_timeout);
+                this.idle.as_mut().reset(now + this.idle_timeout);
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -149,7 +147,7 @@ impl Drop for MeteredBody {
 
 /// Either the upstream's body or an answer the proxy makes itself (502, 504).
 pub enum ProxyBody {
-    Upstream(MeteredBody),
+    Upstream(Box<MeteredBody>),
     Local(Option<Bytes>),
 }
 
@@ -162,7 +160,7 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            ProxyBody::Upstream(body) => Pin::new(body).poll_frame(cx),
+            ProxyBody::Upstream(body) => Pin::new(body.as_mut()).poll_frame(cx),
             ProxyBody::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
         }
     }

@@ -143,7 +143,11 @@ impl ProxyMetrics {
             model,
             route: f.route,
         };
-        let status = if f.error.is_none() { "success" } else { "error" };
+        let status = if f.error.is_none() {
+            "success"
+        } else {
+            "error"
+        };
         *state
             .requests
             .entry((key.clone(), status, f.code))

@@ -195,7 +195,16 @@ async fn forward(target: &Target, req: Request<Incoming>) -> Response<ProxyBody>
         .unwrap_or("/");
     let uri: Uri = match format!("{}{}", target.base_url, path).parse() {
         Ok(uri) => uri,
-        Err(_) => return local(target, route, started, finished(400, Some(ErrorKind::UpstreamStatus)), StatusCode::BAD_REQUEST, "bad request path"),
+        Err(_) => {
+            return local(
+                target,
+                route,
+                started,
+                finished(400, Some(ErrorKind::UpstreamStatus)),
+                StatusCode::BAD_REQUEST,
+                "bad request path",
+            )
+        }
     };
     let mut upstream_req = Request::new(body);
     *upstream_req.method_mut() = parts.method;
@@ -222,7 +231,14 @@ async fn forward(target: &Target, req: Request<Incoming>) -> Response<ProxyBody>
                 "proxy: upstream request failed",
                 &[("upstream", &target.name), ("err", &error_chain(&e))],
             );
-            return local(target, route, started, finished(502, Some(kind)), StatusCode::BAD_GATEWAY, message);
+            return local(
+                target,
+                route,
+                started,
+                finished(502, Some(kind)),
+                StatusCode::BAD_GATEWAY,
+                message,
+            );
         }
         Err(_) => {
             common::log::warn(
@@ -268,7 +284,11 @@ async fn forward(target: &Target, req: Request<Incoming>) -> Response<ProxyBody>
     parts.headers = without_hop_by_hop(parts.headers);
     Response::from_parts(
         parts,
-        ProxyBody::Upstream(MeteredBody::new(body, record, target.settings.idle_timeout)),
+        ProxyBody::Upstream(Box::new(MeteredBody::new(
+            body,
+            record,
+            target.settings.idle_timeout,
+        ))),
     )
 }
 

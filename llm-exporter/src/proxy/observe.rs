@@ -127,9 +127,9 @@ impl Chunk<'_> {
             || filled(&self.thinking)
             || self.message.as_ref().is_some_and(Delta::has_content)
             || self.choices.as_ref().is_some_and(|choices| {
-                choices.iter().any(|c| {
-                    filled(&c.text) || c.delta.as_ref().is_some_and(Delta::has_content)
-                })
+                choices
+                    .iter()
+                    .any(|c| filled(&c.text) || c.delta.as_ref().is_some_and(Delta::has_content))
             })
     }
 }
@@ -278,8 +278,7 @@ impl Observer {
     }
 
     pub fn ttft(&self) -> Option<f64> {
-        self.first_content
-            .map(|t| (t - self.started).as_secs_f64())
+        self.first_content.map(|t| (t - self.started).as_secs_f64())
     }
 
     /// The server's own counts: `usage`, else `timings`, else Ollama's final line, else

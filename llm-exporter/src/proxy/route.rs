@@ -33,9 +33,15 @@ mod tests {
             inference_route(&Method::POST, "/chat/completions"),
             Some("/v1/chat/completions")
         );
-        assert_eq!(inference_route(&Method::POST, "/api/chat/"), Some("/api/chat"));
+        assert_eq!(
+            inference_route(&Method::POST, "/api/chat/"),
+            Some("/api/chat")
+        );
         assert_eq!(inference_route(&Method::GET, "/api/chat"), None);
         assert_eq!(inference_route(&Method::POST, "/api/pull"), None);
-        assert_eq!(inference_route(&Method::POST, "/v1/chat/completionsX"), None);
+        assert_eq!(
+            inference_route(&Method::POST, "/v1/chat/completionsX"),
+            None
+        );
     }
 }

@@ -144,10 +144,16 @@ pub fn assert_golden(name: &str, exposition: &str) {
         .unwrap_or_else(|e| panic!("{}: {e} (run with UPDATE_GOLDEN=1)", path.display()));
     if expected != actual {
         let mut diff = String::new();
-        for line in expected.lines().filter(|l| !actual.lines().any(|a| a == *l)) {
+        for line in expected
+            .lines()
+            .filter(|l| !actual.lines().any(|a| a == *l))
+        {
             diff.push_str(&format!("- {line}\n"));
         }
-        for line in actual.lines().filter(|l| !expected.lines().any(|e| e == *l)) {
+        for line in actual
+            .lines()
+            .filter(|l| !expected.lines().any(|e| e == *l))
+        {
             diff.push_str(&format!("+ {line}\n"));
         }
         panic!("{} differs from the scrape:\n{diff}", path.display());

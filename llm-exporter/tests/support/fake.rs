@@ -113,6 +113,22 @@ impl Answer {
         self
     }
 
+    /// Every event after the first waits for a permit of `gate`.
+    pub fn gated(mut self, new: Arc<Semaphore>) -> Answer {
+        if let Answer::Stream { gate, .. } = &mut self {
+            *gate = Some(new);
+        }
+        self
+    }
+
+    /// The stream sends `n` events and then stays open and silent.
+    pub fn stalling_after(mut self, n: usize) -> Answer {
+        if let Answer::Stream { stall_after, .. } = &mut self {
+            *stall_after = Some(n);
+        }
+        self
+    }
+
     pub fn with_body(mut self, new: Bytes) -> Answer {
         if let Answer::Full { body, .. } = &mut self {
             *body = new;
@@ -142,8 +158,13 @@ fn recorded_head(stem: &str) -> (u16, Vec<(String, String)>) {
         .filter_map(|l| l.trim_end_matches('\r').split_once(':'))
         .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
         .filter(|(n, _)| {
-            !["content-length", "transfer-encoding", "keep-alive", "connection"]
-                .contains(&n.to_ascii_lowercase().as_str())
+            ![
+                "content-length",
+                "transfer-encoding",
+                "keep-alive",
+                "connection",
+            ]
+            .contains(&n.to_ascii_lowercase().as_str())
         })
         .collect();
     (status, headers)
@@ -243,7 +264,12 @@ impl Fake {
     }
 
     pub fn paths(&self) -> Vec<String> {
-        self.seen.lock().unwrap().iter().map(|s| s.path.clone()).collect()
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|s| s.path.clone())
+            .collect()
     }
 }
 
@@ -256,7 +282,11 @@ async fn answer(
     aborted: &Arc<Mutex<u32>>,
 ) -> Response<FakeBody> {
     let (parts, body) = req.into_parts();
-    let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let request = Seen {
         method: parts.method.to_string(),
         path: parts

@@ -116,7 +116,9 @@ pub fn llama(cfg: Llama) -> Handler {
             // Not captured: the real server sends its web UI here, with the same headers.
             ("GET", "/") => Answer::recorded("health")
                 .with_header("Content-Type", "text/html")
-                .with_body(Bytes::from_static(b"<!doctype html><title>llama.cpp</title>")),
+                .with_body(Bytes::from_static(
+                    b"<!doctype html><title>llama.cpp</title>",
+                )),
             ("GET", "/health" | "/v1/health") => Answer::recorded("health"),
             ("GET", "/props") if disabled => Answer::recorded("props-metrics-disabled"),
             ("GET", "/props") if cfg.mode == LlamaMode::TruncatedProps => {
@@ -243,11 +245,7 @@ pub fn ollama(cfg: Ollama) -> Handler {
             ("POST", "/api/chat") if streaming => Answer::ollama_stream("chat-stream", TOKEN_GAP),
             ("POST", "/api/chat") => Answer::ollama_json("chat"),
             ("POST", "/api/embed") => Answer::ollama_json("embed"),
-            _ => Answer::ollama(
-                404,
-                "text/plain",
-                Bytes::from_static(b"404 page not found"),
-            ),
+            _ => Answer::ollama(404, "text/plain", Bytes::from_static(b"404 page not found")),
         }
     })
 }

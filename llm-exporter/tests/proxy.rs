@@ -1,0 +1,508 @@
+//! End to end: clients talk to fake model servers through the real binary's proxy. Bytes must
+//! come out as they went in, stream chunks must reach the client before the upstream sends the
+//! next one, and every request must show up in /metrics with the right outcome.
+
+mod support;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::exporter::{free_port, value, Exporter};
+use support::fake::{fixture, split_after, Answer, Fake, Seen};
+use support::servers::{llama, ollama, Llama, Ollama, OllamaMode, TOKEN_GAP};
+use tokio::sync::Semaphore;
+
+/// Longest a test waits for anything; a hang fails the test instead of stalling CI.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
+}
+
+async fn post(port: u16, path: &str, body: &[u8]) -> Response<Incoming> {
+    let request = Request::post(format!("http://127.0.0.1:{port}{path}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .unwrap();
+    tokio::time::timeout(PATIENCE, client().request(request))
+        .await
+        .expect("response headers in time")
+        .expect("response")
+}
+
+async fn read_all(response: Response<Incoming>) -> Bytes {
+    tokio::time::timeout(PATIENCE, response.into_body().collect())
+        .await
+        .expect("body in time")
+        .expect("body")
+        .to_bytes()
+}
+
+async fn next_data(body: &mut Incoming) -> Option<Result<Bytes, String>> {
+    loop {
+        let frame = tokio::time::timeout(PATIENCE, body.frame())
+            .await
+            .expect("a frame in time")?;
+        match frame {
+            Ok(f) => {
+                if let Ok(data) = f.into_data() {
+                    return Some(Ok(data));
+                }
+            }
+            Err(e) => return Some(Err(e.to_string())),
+        }
+    }
+}
+
+fn proxy_arg(name: &str, port: u16) -> String {
+    format!("--proxy={name}=127.0.0.1:{port}")
+}
+
+/// Scrapes until `series` reaches `want` (the proxy records a request when its body ends).
+fn wait_for(exporter: &Exporter, series: &str, want: f64) -> String {
+    let until = Instant::now() + PATIENCE;
+    loop {
+        let metrics = exporter.metrics();
+        if value(&metrics, series) == Some(want) {
+            return metrics;
+        }
+        assert!(
+            Instant::now() < until,
+            "{series} never reached {want}:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn last_request(fake: &Fake) -> Seen {
+    fake.seen.lock().unwrap().last().cloned().unwrap()
+}
+
+const CHAT_STREAM_REQ: &str = "llama-server/v1-chat-completions-stream.request.json";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llama_server_traffic_passes_unchanged_and_is_measured() {
+    let fake = Fake::start(llama(Llama::default()));
+    let port = free_port();
+    let exporter = Exporter::start(&[
+        format!("--upstream=local={}", fake.url()),
+        proxy_arg("local", port),
+    ]);
+
+    // Streaming chat: SSE events in, the same bytes out, headers kept.
+    let request = fixture(CHAT_STREAM_REQ);
+    let response = post(port, "/v1/chat/completions", &request).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["server"], "llama.cpp");
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    assert_eq!(response.headers()["x-accel-buffering"], "no");
+    let body = read_all(response).await;
+    assert_eq!(
+        body,
+        fixture("llama-server/v1-chat-completions-stream.body")
+    );
+    assert_eq!(last_request(&fake).body, request);
+
+    // Native streaming completion (no [DONE]), and a plain JSON chat answer.
+    let request = fixture("llama-server/completion-stream.request.json");
+    let body = read_all(post(port, "/completion", &request).await).await;
+    assert_eq!(body, fixture("llama-server/completion-stream.body"));
+    let request = fixture("llama-server/v1-chat-completions.request.json");
+    let response = post(port, "/v1/chat/completions", &request).await;
+    assert_eq!(response.headers()["content-length"], "803");
+    assert_eq!(
+        read_all(response).await,
+        fixture("llama-server/v1-chat-completions.body")
+    );
+
+    // Not an inference route: passed on, not measured.
+    let response = post(port, "/tokenize", b"{}").await;
+    assert_eq!(response.status(), 404);
+    assert_eq!(
+        read_all(response).await,
+        fixture("llama-server/unknown-path-404.body")
+    );
+
+    let labels = "upstream=\"local\",model=\"tiny-random-llama.gguf\"";
+    let chat = format!("{labels},route=\"/v1/chat/completions\"");
+    let native = format!("{labels},route=\"/completion\"");
+    let metrics = wait_for(
+        &exporter,
+        &format!("llm_requests_total{{{native},status=\"success\",code=\"200\"}}"),
+        1.0,
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            &format!("llm_requests_total{{{chat},status=\"success\",code=\"200\"}}")
+        ),
+        Some(2.0),
+        "{metrics}"
+    );
+    // Streamed: 8 cached + 23 prompt tokens, 12 generated; plain: 52 and 24 (from usage).
+    assert_eq!(
+        value(&metrics, &format!("llm_prompt_tokens_total{{{chat}}}")),
+        Some(31.0 + 52.0)
+    );
+    assert_eq!(
+        value(&metrics, &format!("llm_tokens_generated_total{{{chat}}}")),
+        Some(12.0 + 24.0)
+    );
+    assert_eq!(
+        value(&metrics, &format!("llm_tokens_generated_total{{{native}}}")),
+        Some(8.0)
+    );
+    // TTFT and the queue estimate exist for the streamed request only.
+    assert_eq!(
+        value(
+            &metrics,
+            &format!("llm_time_to_first_token_seconds_count{{{chat}}}")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            &format!("llm_request_queue_time_seconds_count{{{chat}}}")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            &format!("llm_request_duration_seconds_count{{{chat}}}")
+        ),
+        Some(2.0)
+    );
+    // 12 content chunks in the recorded stream: 11 gaps.
+    assert_eq!(
+        value(
+            &metrics,
+            &format!("llm_inter_token_latency_seconds_count{{{chat}}}")
+        ),
+        Some(11.0)
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            &format!("llm_request_generation_tokens_bucket{{{chat},le=\"20\"}}")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            "llm_active_requests{upstream=\"local\",route=\"/v1/chat/completions\"}"
+        ),
+        Some(0.0)
+    );
+    assert!(!metrics.contains("/tokenize"));
+    // The first content token came no sooner than one event gap after the role chunk.
+    let ttft_sum = value(
+        &metrics,
+        &format!("llm_time_to_first_token_seconds_sum{{{chat}}}"),
+    )
+    .unwrap();
+    assert!(ttft_sum >= TOKEN_GAP.as_secs_f64(), "{ttft_sum}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ollama_traffic_passes_unchanged_and_is_measured() {
+    let fake = Fake::start(ollama(Ollama::default()));
+    let port = free_port();
+    let exporter = Exporter::start(&[
+        format!("--upstream=home={}", fake.url()),
+        proxy_arg("home", port),
+    ]);
+    // Ollama streams when `stream` is absent.
+    let request = b"{\"model\":\"llama3.2\",\"prompt\":\"Why is the sky blue?\"}";
+    let response = post(port, "/api/generate", request).await;
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+    assert_eq!(
+        read_all(response).await,
+        fixture("ollama/generate-stream.body")
+    );
+    assert_eq!(last_request(&fake).body, Bytes::from_static(request));
+    let request = b"{\"model\":\"llama3.2\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    assert_eq!(
+        read_all(post(port, "/api/chat", request).await).await,
+        fixture("ollama/chat-stream.body")
+    );
+    let request = b"{\"model\":\"llama3.2\",\"messages\":[],\"stream\":false}";
+    assert_eq!(
+        read_all(post(port, "/api/chat", request).await).await,
+        fixture("ollama/chat.body")
+    );
+    let request = b"{\"model\":\"nomic-embed-text\",\"input\":\"x\"}";
+    assert_eq!(
+        read_all(post(port, "/api/embed", request).await).await,
+        fixture("ollama/embed.body")
+    );
+
+    let chat = "upstream=\"home\",model=\"llama3.2:latest\",route=\"/api/chat\"";
+    let generate = "upstream=\"home\",model=\"llama3.2:latest\",route=\"/api/generate\"";
+    let embed = "upstream=\"home\",model=\"nomic-embed-text:latest\",route=\"/api/embed\"";
+    let metrics = wait_for(
+        &exporter,
+        &format!("llm_requests_total{{{embed},status=\"success\",code=\"200\"}}"),
+        1.0,
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            &format!("llm_requests_total{{{chat},status=\"success\",code=\"200\"}}")
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(&metrics, &format!("llm_prompt_tokens_total{{{generate}}}")),
+        Some(26.0)
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            &format!("llm_tokens_generated_total{{{generate}}}")
+        ),
+        Some(5.0)
+    );
+    assert_eq!(
+        value(&metrics, &format!("llm_tokens_generated_total{{{chat}}}")),
+        Some(30.0)
+    );
+    assert_eq!(
+        value(&metrics, &format!("llm_prompt_tokens_total{{{embed}}}")),
+        Some(8.0)
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            &format!("llm_inter_token_latency_seconds_count{{{generate}}}")
+        ),
+        Some(4.0)
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            &format!("llm_time_to_first_token_seconds_count{{{chat}}}")
+        ),
+        Some(1.0)
+    );
+}
+
+/// The upstream sends one event and then waits for the test; the client must already have it.
+/// A proxy that buffered the stream would deliver nothing and the test would fail on PATIENCE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_chunks_are_not_held_back() {
+    let gate = Arc::new(Semaphore::new(0));
+    let events = split_after(
+        &fixture("llama-server/v1-chat-completions-stream.body"),
+        b"\n\n",
+    );
+    let g = gate.clone();
+    let fake = Fake::start(Arc::new(move |_: &Seen| {
+        Answer::recorded_stream("v1-chat-completions-stream", Duration::ZERO).gated(g.clone())
+    }));
+    let port = free_port();
+    let _exporter = Exporter::start(&[
+        format!("--upstream=local={}", fake.url()),
+        "--upstream.backend=local=llama.cpp".into(),
+        proxy_arg("local", port),
+    ]);
+    let mut body = post(port, "/v1/chat/completions", &fixture(CHAT_STREAM_REQ))
+        .await
+        .into_body();
+    let mut received = Vec::new();
+    for event in &events {
+        let data = next_data(&mut body)
+            .await
+            .expect("an event")
+            .expect("no error");
+        // One upstream chunk, whole, before the upstream may send the next.
+        assert_eq!(&data, event);
+        received.extend_from_slice(&data);
+        gate.add_permits(1);
+    }
+    assert!(next_data(&mut body).await.is_none());
+    assert_eq!(
+        received,
+        fixture("llama-server/v1-chat-completions-stream.body")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_errors_and_mid_stream_errors_are_counted() {
+    let busy = Fake::start(ollama(Ollama {
+        mode: OllamaMode::QueueFull,
+        ..Default::default()
+    }));
+    let broken = Fake::start(Arc::new(|_: &Seen| {
+        Answer::ollama_stream("chat-stream-error", TOKEN_GAP)
+    }));
+    let (busy_port, broken_port) = (free_port(), free_port());
+    let exporter = Exporter::start(&[
+        format!("--upstream=busy={}", busy.url()),
+        format!("--upstream=broken={}", broken.url()),
+        proxy_arg("busy", busy_port),
+        proxy_arg("broken", broken_port),
+    ]);
+    let request = b"{\"model\":\"llama3.2\",\"messages\":[]}";
+    let response = post(busy_port, "/api/chat", request).await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        read_all(response).await,
+        fixture("ollama/queue-full-503.body")
+    );
+    let response = post(broken_port, "/api/chat", request).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        read_all(response).await,
+        fixture("ollama/chat-stream-error.body")
+    );
+
+    let metrics = wait_for(
+        &exporter,
+        "llm_request_errors_total{upstream=\"broken\",model=\"llama3.2:latest\",route=\"/api/chat\",kind=\"stream_error\"}",
+        1.0,
+    );
+    assert_eq!(
+        value(&metrics, "llm_request_errors_total{upstream=\"busy\",model=\"unknown\",route=\"/api/chat\",kind=\"upstream_status\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        value(&metrics, "llm_requests_total{upstream=\"busy\",model=\"unknown\",route=\"/api/chat\",status=\"error\",code=\"503\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&metrics, "llm_requests_total{upstream=\"broken\",model=\"llama3.2:latest\",route=\"/api/chat\",status=\"error\",code=\"200\"}"),
+        Some(1.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_mid_stream_is_counted_and_the_upstream_released() {
+    let gate = Arc::new(Semaphore::new(0));
+    let g = gate.clone();
+    let fake = Fake::start(Arc::new(move |_: &Seen| {
+        Answer::recorded_stream("v1-chat-completions-stream", Duration::ZERO).gated(g.clone())
+    }));
+    let port = free_port();
+    let exporter = Exporter::start(&[
+        format!("--upstream=local={}", fake.url()),
+        proxy_arg("local", port),
+    ]);
+    let mut body = post(port, "/v1/chat/completions", &fixture(CHAT_STREAM_REQ))
+        .await
+        .into_body();
+    next_data(&mut body).await.unwrap().unwrap();
+    drop(body);
+    // Let the upstream go on: the proxy's next write fails and it lets go of the upstream.
+    gate.add_permits(100);
+    wait_for(
+        &exporter,
+        // The model is known from the first chunk the client got.
+        "llm_request_errors_total{upstream=\"local\",model=\"tiny-random-llama.gguf\",route=\"/v1/chat/completions\",kind=\"client_disconnect\"}",
+        1.0,
+    );
+    let until = Instant::now() + PATIENCE;
+    while *fake.aborted_streams.lock().unwrap() == 0 {
+        assert!(
+            Instant::now() < until,
+            "the upstream stream was never released"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        value(
+            &exporter.metrics(),
+            "llm_active_requests{upstream=\"local\",route=\"/v1/chat/completions\"}"
+        ),
+        Some(0.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_silent_or_absent_upstream_never_hangs_the_client() {
+    let stalled = Fake::start(Arc::new(|_: &Seen| {
+        Answer::recorded_stream("v1-chat-completions-stream", TOKEN_GAP).stalling_after(3)
+    }));
+    let silent = Fake::start(Arc::new(|_: &Seen| Answer::Hang));
+    let (stalled_port, silent_port, down_port) = (free_port(), free_port(), free_port());
+    let exporter = Exporter::start(&[
+        format!("--upstream=stalled={}", stalled.url()),
+        format!("--upstream=silent={}", silent.url()),
+        format!("--upstream=down=http://127.0.0.1:{}", free_port()),
+        proxy_arg("stalled", stalled_port),
+        proxy_arg("silent", silent_port),
+        proxy_arg("down", down_port),
+        "--proxy.idle-timeout=300ms".into(),
+        "--proxy.header-timeout=300ms".into(),
+    ]);
+
+    // Three events arrive, then the upstream goes quiet: the client gets an error, not a hang.
+    let mut body = post(
+        stalled_port,
+        "/v1/chat/completions",
+        &fixture(CHAT_STREAM_REQ),
+    )
+    .await
+    .into_body();
+    let mut got = 0;
+    let ended_with_error = loop {
+        match next_data(&mut body).await {
+            Some(Ok(_)) => got += 1,
+            Some(Err(_)) => break true,
+            None => break false,
+        }
+    };
+    assert_eq!(got, 3);
+    assert!(ended_with_error, "a cut-off stream must not look complete");
+
+    let response = post(silent_port, "/api/chat", b"{}").await;
+    assert_eq!(response.status(), 504);
+    let response = post(down_port, "/api/chat", b"{}").await;
+    assert_eq!(response.status(), 502);
+    assert!(read_all(response)
+        .await
+        .starts_with(b"{\"error\":\"llm-exporter proxy:"));
+
+    let metrics = wait_for(
+        &exporter,
+        "llm_request_errors_total{upstream=\"stalled\",model=\"tiny-random-llama.gguf\",route=\"/v1/chat/completions\",kind=\"upstream_timeout\"}",
+        1.0,
+    );
+    assert_eq!(
+        value(&metrics, "llm_request_errors_total{upstream=\"silent\",model=\"unknown\",route=\"/api/chat\",kind=\"upstream_timeout\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        value(&metrics, "llm_request_errors_total{upstream=\"down\",model=\"unknown\",route=\"/api/chat\",kind=\"upstream_unreachable\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&metrics, "llm_requests_total{upstream=\"silent\",model=\"unknown\",route=\"/api/chat\",status=\"error\",code=\"504\"}"),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn a_busy_proxy_port_is_a_start_up_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_llm-exporter"))
+        .args([
+            "--upstream=a=http://127.0.0.1:1".to_string(),
+            proxy_arg("a", port),
+            format!("--web.listen-address=127.0.0.1:{}", free_port()),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen"));
+}
