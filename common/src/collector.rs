@@ -4,11 +4,11 @@
 
 use crate::log;
 use crate::metrics::MetricFamily;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub type CollectResult = anyhow::Result<Vec<MetricFamily>>;
@@ -135,19 +135,77 @@ impl Collectors {
         }
     }
 
-    /// Runs the selected collectors concurrently and returns their families merged by name and
-    /// sorted, followed by the per-collector success and duration series.
+    /// Runs the selected collectors and returns their families merged by name and sorted,
+    /// followed by the per-collector success and duration series.
+    ///
+    /// Async collectors each get a task. Blocking collectors share worker threads: one worker
+    /// takes them in turn from a queue, and whenever no result has arrived for `STALL`, another
+    /// worker joins, so a stuck collector delays only itself. One thread hand-off per scrape
+    /// instead of one per collector keeps a scrape cheap.
     pub async fn collect(&self, selection: &Selection, deadline: Duration) -> Vec<MetricFamily> {
-        let mut tasks = Vec::new();
-        for entry in &self.entries {
-            let selected = match selection {
+        let started = Instant::now();
+        let selected: Vec<&Entry> = self
+            .entries
+            .iter()
+            .filter(|entry| match selection {
                 Selection::All => true,
                 Selection::Only(names) => names.iter().any(|n| n == entry.name),
                 Selection::Except(names) => !names.iter().any(|n| n == entry.name),
-            };
-            if selected {
-                tasks.push((entry.name, spawn(entry, deadline)));
+            })
+            .collect();
+        let mut outcomes: Vec<Option<(Duration, CollectResult)>> =
+            selected.iter().map(|_| None).collect();
+
+        let done = Arc::new(Finished::default());
+        let mut queue: VecDeque<BlockingJob> = VecDeque::new();
+        for (index, entry) in selected.iter().enumerate() {
+            if entry.busy.swap(true, Ordering::AcqRel) {
+                outcomes[index] = Some((
+                    Duration::ZERO,
+                    Err(anyhow::anyhow!(
+                        "the previous collection is still running; not starting another"
+                    )),
+                ));
+                continue;
             }
+            match &entry.kind {
+                Kind::Async(collector) => spawn_async(
+                    index,
+                    collector.clone(),
+                    entry.busy.clone(),
+                    deadline,
+                    done.clone(),
+                ),
+                Kind::Blocking(collector) => queue.push_back(BlockingJob {
+                    index,
+                    collector: collector.clone(),
+                    busy: entry.busy.clone(),
+                }),
+            }
+        }
+        let queue = Arc::new(Mutex::new(queue));
+        if !lock(&queue).is_empty() {
+            spawn_worker(queue.clone(), done.clone());
+        }
+
+        let mut pending = outcomes.iter().filter(|o| o.is_none()).count();
+        while pending > 0 {
+            let remaining = deadline.saturating_sub(started.elapsed());
+            if remaining.is_zero() {
+                break;
+            }
+            let woken = tokio::time::timeout(remaining.min(STALL), done.notify.notified()).await;
+            for (index, elapsed, result) in lock(&done.results).drain(..) {
+                outcomes[index] = Some((elapsed, result));
+                pending -= 1;
+            }
+            if woken.is_err() && !lock(&queue).is_empty() {
+                spawn_worker(queue.clone(), done.clone());
+            }
+        }
+        // Collectors that never got a thread before the deadline must not run late.
+        for job in lock(&queue).drain(..) {
+            job.busy.store(false, Ordering::Release);
         }
 
         let mut by_name: BTreeMap<String, MetricFamily> = BTreeMap::new();
@@ -159,15 +217,10 @@ impl Collectors {
             format!("{}_collector_success", self.prefix),
             "Whether a collector succeeded.",
         );
-        for (name, task) in tasks {
-            let (elapsed, outcome) = match task.await {
-                Ok(result) => result,
-                Err(join_error) => (
-                    Duration::ZERO,
-                    Err(anyhow::anyhow!("collector task failed: {join_error}")),
-                ),
-            };
-            let ok = match outcome {
+        for (entry, outcome) in selected.iter().zip(outcomes) {
+            let (elapsed, result) =
+                outcome.unwrap_or_else(|| (started.elapsed(), Err(timeout_error(deadline))));
+            let ok = match result {
                 Ok(families) => {
                     for family in families {
                         merge_family(&mut by_name, family);
@@ -177,13 +230,13 @@ impl Collectors {
                 Err(err) => {
                     log::error(
                         "collector failed",
-                        &[("collector", name), ("err", &format!("{err:#}"))],
+                        &[("collector", entry.name), ("err", &format!("{err:#}"))],
                     );
                     false
                 }
             };
-            duration.push(&[("collector", name)], elapsed.as_secs_f64());
-            success.push(&[("collector", name)], if ok { 1.0 } else { 0.0 });
+            duration.push(&[("collector", entry.name)], elapsed.as_secs_f64());
+            success.push(&[("collector", entry.name)], if ok { 1.0 } else { 0.0 });
         }
         let mut families: Vec<MetricFamily> = by_name.into_values().collect();
         families.push(duration);
@@ -192,59 +245,84 @@ impl Collectors {
     }
 }
 
-fn spawn(entry: &Entry, deadline: Duration) -> tokio::task::JoinHandle<(Duration, CollectResult)> {
-    let busy = entry.busy.clone();
-    let start = Instant::now();
-    if busy.swap(true, Ordering::AcqRel) {
-        return tokio::spawn(async move {
-            (
-                start.elapsed(),
-                Err(anyhow::anyhow!(
-                    "the previous collection is still running; not starting another"
-                )),
-            )
-        });
-    }
-    match &entry.kind {
-        Kind::Async(collector) => {
-            let collector = collector.clone();
-            tokio::spawn(async move {
-                let result = tokio::time::timeout(deadline, collector.collect()).await;
-                busy.store(false, Ordering::Release);
-                (start.elapsed(), flatten_timeout(result, deadline))
-            })
-        }
-        Kind::Blocking(collector) => {
-            let collector = collector.clone();
-            let work = tokio::task::spawn_blocking(move || {
-                let result = collector.collect();
-                busy.store(false, Ordering::Release);
-                result
-            });
-            tokio::spawn(async move {
-                let result = match tokio::time::timeout(deadline, work).await {
-                    Ok(Ok(result)) => Ok(result),
-                    Ok(Err(join_error)) => {
-                        Ok(Err(anyhow::anyhow!("collector panicked: {join_error}")))
-                    }
-                    Err(elapsed) => Err(elapsed),
-                };
-                (start.elapsed(), flatten_timeout(result, deadline))
-            })
-        }
-    }
+/// How long the runner waits for the next blocking result before adding a worker thread.
+const STALL: Duration = Duration::from_millis(50);
+
+/// Results handed back by workers and async tasks. Workers wake the runner only when they run
+/// out of work, not after every collector: one wake-up per scrape instead of one per collector.
+#[derive(Default)]
+struct Finished {
+    results: Mutex<Vec<(usize, Duration, CollectResult)>>,
+    notify: tokio::sync::Notify,
 }
 
-fn flatten_timeout(
-    result: Result<CollectResult, tokio::time::error::Elapsed>,
+struct BlockingJob {
+    index: usize,
+    collector: Arc<dyn BlockingCollector>,
+    busy: Arc<AtomicBool>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A worker thread that runs queued blocking collectors until the queue is empty.
+fn spawn_worker(queue: Arc<Mutex<VecDeque<BlockingJob>>>, done: Arc<Finished>) {
+    tokio::task::spawn_blocking(move || loop {
+        let Some(job) = lock(&queue).pop_front() else {
+            done.notify.notify_one();
+            return;
+        };
+        let began = Instant::now();
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.collector.collect()))
+                .unwrap_or_else(|panic| {
+                    Err(anyhow::anyhow!(
+                        "collector panicked: {}",
+                        panic_message(panic.as_ref())
+                    ))
+                });
+        job.busy.store(false, Ordering::Release);
+        lock(&done.results).push((job.index, began.elapsed(), result));
+    });
+}
+
+/// An async collector in its own task, under the deadline; a panic is caught by the join.
+fn spawn_async(
+    index: usize,
+    collector: Arc<dyn Collector>,
+    busy: Arc<AtomicBool>,
     deadline: Duration,
-) -> CollectResult {
-    result.unwrap_or_else(|_| {
-        Err(anyhow::anyhow!(
-            "timed out after {:.3}s",
-            deadline.as_secs_f64()
-        ))
-    })
+    done: Arc<Finished>,
+) {
+    tokio::spawn(async move {
+        let began = Instant::now();
+        let inner = tokio::spawn(async move { collector.collect().await });
+        let abort = inner.abort_handle();
+        let result = match tokio::time::timeout(deadline, inner).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join_error)) => Err(anyhow::anyhow!("collector task failed: {join_error}")),
+            Err(_) => {
+                abort.abort();
+                Err(timeout_error(deadline))
+            }
+        };
+        busy.store(false, Ordering::Release);
+        lock(&done.results).push((index, began.elapsed(), result));
+        done.notify.notify_one();
+    });
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+fn timeout_error(deadline: Duration) -> anyhow::Error {
+    anyhow::anyhow!("timed out after {:.3}s", deadline.as_secs_f64())
 }
 
 /// Two collectors may emit the same family (never with the same label sets); their samples are
@@ -323,16 +401,16 @@ mod tests {
         let mut collectors = Collectors::new("demo");
         collectors.add_blocking(Fixed("a", 1.0));
         collectors.add_blocking(Failing);
-        collectors.add_blocking(Sleeping(Duration::from_secs(2)));
+        collectors.add_blocking(Sleeping(Duration::from_secs(3)));
         collectors.add(Panicking);
         collectors.add_blocking(Fixed("b", 2.0));
 
         let started = Instant::now();
         let families = collectors
-            .collect(&Selection::All, Duration::from_millis(200))
+            .collect(&Selection::All, Duration::from_millis(600))
             .await;
         assert!(
-            started.elapsed() < Duration::from_secs(1),
+            started.elapsed() < Duration::from_secs(2),
             "deadline not applied"
         );
 

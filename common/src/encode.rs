@@ -214,6 +214,10 @@ pub fn write_value(out: &mut String, value: f64) {
 }
 
 fn escape_help(out: &mut String, help: &str) {
+    if !help.contains(['\\', '\n']) {
+        out.push_str(help);
+        return;
+    }
     for c in help.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -224,6 +228,10 @@ fn escape_help(out: &mut String, help: &str) {
 }
 
 fn escape_openmetrics_help(out: &mut String, help: &str) {
+    if !help.contains(['\\', '\n', '"']) {
+        out.push_str(help);
+        return;
+    }
     for c in help.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -235,6 +243,10 @@ fn escape_openmetrics_help(out: &mut String, help: &str) {
 }
 
 fn escape_label_value(out: &mut String, value: &str) {
+    if !value.contains(['\\', '\n', '"']) {
+        out.push_str(value);
+        return;
+    }
     for c in value.chars() {
         match c {
             '\\' => out.push_str("\\\\"),

@@ -39,6 +39,7 @@ pub fn run(
         Err(CliOutcome::Error(message)) => return startup_error(&message),
     };
     log::init(options.log_level, options.log_format);
+    limit_malloc_arenas();
 
     let web = match &options.web_config_file {
         Some(path) => match web_config::WebConfig::load(path) {
@@ -86,6 +87,16 @@ pub fn run(
         server::serve(server, listeners, server::shutdown_signal()).await;
         ExitCode::SUCCESS
     })
+}
+
+/// glibc gives every thread that allocates its own arena; with a few worker threads that
+/// multiplies the resident memory of a process that needs a few MiB. Two arenas are plenty.
+fn limit_malloc_arenas() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes allocator tuning; called before other threads start.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }
 
 fn startup_error(message: &str) -> ExitCode {

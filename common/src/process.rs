@@ -98,11 +98,16 @@ pub fn process_metrics() -> Vec<MetricFamily> {
     families
 }
 
+/// Boot time from /proc/stat, read once: it does not change, and /proc/stat is costly to
+/// generate on hosts with many interrupts.
 fn boot_time() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    stat.lines()
-        .find_map(|l| l.strip_prefix("btime "))
-        .and_then(|v| v.trim().parse().ok())
+    static BOOT_TIME: std::sync::OnceLock<Option<f64>> = std::sync::OnceLock::new();
+    *BOOT_TIME.get_or_init(|| {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        stat.lines()
+            .find_map(|l| l.strip_prefix("btime "))
+            .and_then(|v| v.trim().parse().ok())
+    })
 }
 
 fn rlimit(resource: libc::__rlimit_resource_t) -> Option<f64> {

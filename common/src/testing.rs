@@ -250,12 +250,15 @@ mod tests {
     }
 }
 
+/// Label pairs sorted by name.
+pub type Labels = Vec<(String, String)>;
+
 /// One family of a parsed text-format exposition.
 #[derive(Clone, Debug, Default)]
 pub struct ParsedFamily {
     pub kind: String,
-    /// (sample name, labels sorted by name, value)
-    pub samples: Vec<(String, Vec<(String, String)>, f64)>,
+    /// (sample name, labels, value)
+    pub samples: Vec<(String, Labels, f64)>,
 }
 
 /// Parses the Prometheus text format 0.0.4 strictly enough for comparisons between exporters:

@@ -3,12 +3,19 @@
 
 use common::{CliOutcome, Settings};
 use regex_lite::Regex;
+use std::collections::HashMap;
+use std::sync::Mutex;
 
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct DeviceFilter {
     include: Option<Regex>,
     exclude: Option<Regex>,
+    /// Verdicts by name: device and mount names repeat every scrape, and regex-lite is slow.
+    verdicts: Mutex<HashMap<String, bool>>,
 }
+
+/// Enough for any real host; a host that churns names (containers) just refills it.
+const VERDICT_CACHE_LIMIT: usize = 4096;
 
 impl DeviceFilter {
     /// Reads `<prefix>-include` / `<prefix>-exclude` (or the given key names) from the settings.
@@ -36,11 +43,11 @@ impl DeviceFilter {
             ))),
             (Some(_), _) => Ok(DeviceFilter {
                 include,
-                exclude: None,
+                ..Default::default()
             }),
             _ => Ok(DeviceFilter {
-                include: None,
                 exclude,
+                ..Default::default()
             }),
         }
     }
@@ -48,15 +55,24 @@ impl DeviceFilter {
     #[cfg(test)]
     pub fn exclude(pattern: &str) -> Self {
         DeviceFilter {
-            include: None,
             exclude: Regex::new(pattern).ok(),
+            ..Default::default()
         }
     }
 
     pub fn ignored(&self, name: &str) -> bool {
-        if let Some(include) = &self.include {
-            return !include.is_match(name);
+        let mut verdicts = self.verdicts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(verdict) = verdicts.get(name) {
+            return *verdict;
         }
-        self.exclude.as_ref().is_some_and(|e| e.is_match(name))
+        let verdict = match &self.include {
+            Some(include) => !include.is_match(name),
+            None => self.exclude.as_ref().is_some_and(|e| e.is_match(name)),
+        };
+        if verdicts.len() >= VERDICT_CACHE_LIMIT {
+            verdicts.clear();
+        }
+        verdicts.insert(name.to_string(), verdict);
+        verdict
     }
 }

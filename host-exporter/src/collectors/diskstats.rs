@@ -159,6 +159,8 @@ impl BlockingCollector for Diskstats {
             })
             .collect();
         let mut info = MetricFamily::gauge("node_disk_info", "Info of /sys/block/<block_device>.");
+        // Without a udev database (containers, minimal hosts) skip a failing open per device.
+        let have_udev = self.paths.udev_data.is_dir();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let fields: Vec<&str> = line.split_whitespace().collect();
             if fields.len() < 14 {
@@ -178,7 +180,11 @@ impl BlockingCollector for Diskstats {
             {
                 family.push(&[("device", device)], value * scale);
             }
-            let udev = self.udev_properties(major, minor);
+            let udev = if have_udev {
+                self.udev_properties(major, minor)
+            } else {
+                Vec::new()
+            };
             let mut labels: Vec<(&str, &str)> =
                 vec![("device", device), ("major", major), ("minor", minor)];
             for (label, key) in UDEV_LABELS {

@@ -3,6 +3,7 @@
 //! statvfs on a dead NFS server or a wedged FUSE daemon blocks forever. As node_exporter does,
 //! each call gets `--collector.filesystem.mount-timeout`; a mount that does not answer in time is
 //! "stuck": it is reported with `device_error` 1 and not asked again until the stuck call returns.
+//! The calls run on one long-lived worker thread, replaced when it hangs.
 
 use crate::filter::DeviceFilter;
 use crate::paths::Paths;
@@ -51,6 +52,7 @@ pub struct Filesystem {
     stat: StatFn,
     /// Mount points whose statvfs has not returned yet.
     stuck: Arc<Mutex<HashSet<String>>>,
+    worker: Mutex<Option<StatWorker>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -91,6 +93,7 @@ impl Filesystem {
             mount_timeout,
             stat,
             stuck: Arc::new(Mutex::new(HashSet::new())),
+            worker: Mutex::new(None),
         }
     }
 
@@ -171,91 +174,102 @@ enum Outcome {
     Stuck,
 }
 
+/// One statvfs request: the mount point (for the stuck set), the path to ask, and a flag the
+/// worker sets when the call has returned.
+type Job = (String, PathBuf, Arc<AtomicBool>);
+
+/// A long-lived thread that runs statvfs calls one at a time, so a scrape does not pay for a
+/// new thread. When a call hangs the worker is abandoned; it exits once the call returns.
+struct StatWorker {
+    jobs: mpsc::Sender<Job>,
+    results: mpsc::Receiver<std::io::Result<FsStats>>,
+}
+
 impl Filesystem {
-    /// statvfs for each mount in order on a helper thread, waiting at most `mount_timeout` for
-    /// each. When one hangs, its thread is abandoned (it clears the stuck mark when the call
-    /// finally returns) and a fresh thread takes the remaining mounts.
-    fn stat_all(&self, targets: &[(String, PathBuf)]) -> Vec<Outcome> {
-        let mut outcomes: Vec<Outcome> = Vec::with_capacity(targets.len());
-        let mut next = 0;
-        while next < targets.len() {
-            let (tx, rx) = mpsc::channel::<(usize, std::io::Result<FsStats>)>();
-            let abandoned = Arc::new(AtomicBool::new(false));
-            let work: Vec<(usize, String, PathBuf)> = targets[next..]
-                .iter()
-                .enumerate()
-                .map(|(i, (m, p))| (next + i, m.clone(), p.clone()))
-                .collect();
-            let stat = self.stat.clone();
-            let stuck = self.stuck.clone();
-            let thread_abandoned = abandoned.clone();
-            let spawned = std::thread::Builder::new()
-                .name("statvfs".into())
-                .spawn(move || {
-                    for (index, mount_point, path) in work {
-                        let result = stat(&path);
-                        if thread_abandoned.load(Ordering::Acquire) {
-                            // The collector gave up on this call: the mount answers again.
-                            if let Ok(mut s) = stuck.lock() {
-                                s.remove(&mount_point);
-                            }
+    fn start_worker(&self) -> std::io::Result<StatWorker> {
+        let (jobs_tx, jobs_rx) = mpsc::channel::<Job>();
+        let (results_tx, results_rx) = mpsc::channel();
+        let stat = self.stat.clone();
+        let stuck = self.stuck.clone();
+        std::thread::Builder::new()
+            .name("statvfs".into())
+            .spawn(move || {
+                for (mount_point, path, finished) in jobs_rx {
+                    let result = stat(&path);
+                    {
+                        let mut stuck = stuck.lock().unwrap_or_else(|p| p.into_inner());
+                        finished.store(true, Ordering::Release);
+                        if stuck.remove(&mount_point) {
                             log::info(
                                 "stuck mount answered again",
                                 &[("mountpoint", &mount_point)],
                             );
-                            return;
-                        }
-                        if tx.send((index, result)).is_err() {
-                            return;
                         }
                     }
-                });
-            if let Err(e) = spawned {
-                log::error("cannot start statvfs thread", &[("err", &e.to_string())]);
-                while outcomes.len() < targets.len() {
-                    outcomes.push(Outcome::Error(std::io::Error::other("no thread")));
+                    if results_tx.send(result).is_err() {
+                        return;
+                    }
                 }
-                break;
+            })?;
+        Ok(StatWorker {
+            jobs: jobs_tx,
+            results: results_rx,
+        })
+    }
+
+    /// statvfs for each mount, waiting at most `mount_timeout` for each.
+    fn stat_all(&self, targets: &[(String, PathBuf)]) -> Vec<Outcome> {
+        let mut worker = self.worker.lock().unwrap_or_else(|p| p.into_inner());
+        let mut outcomes = Vec::with_capacity(targets.len());
+        for (mount_point, path) in targets {
+            if worker.is_none() {
+                match self.start_worker() {
+                    Ok(w) => *worker = Some(w),
+                    Err(e) => {
+                        outcomes.push(Outcome::Error(e));
+                        continue;
+                    }
+                }
             }
-            loop {
-                match rx.recv_timeout(self.mount_timeout) {
-                    Ok((_, result)) => {
-                        outcomes.push(match result {
-                            Ok(s) => Outcome::Stats(s),
-                            Err(e) => Outcome::Error(e),
-                        });
-                        next += 1;
-                        if next == targets.len() {
-                            break;
+            let Some(w) = worker.as_ref() else { continue };
+            let finished = Arc::new(AtomicBool::new(false));
+            if w.jobs
+                .send((mount_point.clone(), path.clone(), finished.clone()))
+                .is_err()
+            {
+                *worker = None;
+                outcomes.push(Outcome::Error(std::io::Error::other(
+                    "statvfs worker ended",
+                )));
+                continue;
+            }
+            match w.results.recv_timeout(self.mount_timeout) {
+                Ok(Ok(stats)) => outcomes.push(Outcome::Stats(stats)),
+                Ok(Err(e)) => outcomes.push(Outcome::Error(e)),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    {
+                        // Under the same lock as the worker's, so a call that returns right now
+                        // cannot leave the mount marked stuck for ever.
+                        let mut stuck = self.stuck.lock().unwrap_or_else(|p| p.into_inner());
+                        if !finished.load(Ordering::Acquire) {
+                            stuck.insert(mount_point.clone());
                         }
                     }
-                    Err(mpsc::RecvTimeoutError::Timeout) => {
-                        let mount_point = &targets[next].0;
-                        if let Ok(mut s) = self.stuck.lock() {
-                            s.insert(mount_point.clone());
-                        }
-                        abandoned.store(true, Ordering::Release);
-                        log::error(
-                            "statvfs did not answer in time; marking the mount as stuck",
-                            &[
-                                ("mountpoint", mount_point),
-                                ("timeout", &format!("{:?}", self.mount_timeout)),
-                            ],
-                        );
-                        outcomes.push(Outcome::Stuck);
-                        next += 1;
-                        break;
-                    }
-                    Err(mpsc::RecvTimeoutError::Disconnected) => {
-                        // The thread ended early (it cannot without sending); treat the rest as errors.
-                        while outcomes.len() < targets.len() {
-                            outcomes.push(Outcome::Error(std::io::Error::other(
-                                "statvfs thread ended",
-                            )));
-                        }
-                        next = targets.len();
-                        break;
-                    }
+                    log::error(
+                        "statvfs did not answer in time; marking the mount as stuck",
+                        &[
+                            ("mountpoint", mount_point),
+                            ("timeout", &format!("{:?}", self.mount_timeout)),
+                        ],
+                    );
+                    *worker = None;
+                    outcomes.push(Outcome::Stuck);
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    *worker = None;
+                    outcomes.push(Outcome::Error(std::io::Error::other(
+                        "statvfs worker ended",
+                    )));
                 }
             }
         }

@@ -1,0 +1,212 @@
+//! Benchmark: host-exporter and Debian's node_exporter side by side, limited to the same
+//! collectors, each scraped many times over one keep-alive connection. Prints median and p99
+//! scrape latency, CPU seconds per scrape, peak RSS, and our figures as ratios of theirs.
+//!
+//!     cargo build --release -p host-exporter
+//!     cargo run --release -p host-exporter --example bench_vs_node_exporter [-- SCRAPES]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const COLLECTORS: [&str; 13] = [
+    "cpu",
+    "meminfo",
+    "filesystem",
+    "netdev",
+    "diskstats",
+    "loadavg",
+    "pressure",
+    "stat",
+    "uname",
+    "time",
+    "hwmon",
+    "thermal_zone",
+    "rapl",
+];
+
+struct Figures {
+    median_ms: f64,
+    p99_ms: f64,
+    cpu_ms_per_scrape: f64,
+    peak_rss_mib: f64,
+    bytes: usize,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One GET on a kept-alive connection; returns the body length.
+fn scrape(reader: &mut BufReader<TcpStream>) -> usize {
+    reader
+        .get_mut()
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n")
+        .unwrap();
+    let mut content_length = None;
+    let mut chunked = false;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        let l = line.trim_end().to_ascii_lowercase();
+        if l.is_empty() {
+            break;
+        }
+        if let Some(v) = l.strip_prefix("content-length:") {
+            content_length = v.trim().parse::<usize>().ok();
+        }
+        if l.starts_with("transfer-encoding:") && l.contains("chunked") {
+            chunked = true;
+        }
+    }
+    if let Some(n) = content_length {
+        let mut body = vec![0; n];
+        reader.read_exact(&mut body).unwrap();
+        return n;
+    }
+    assert!(chunked, "neither content-length nor chunked");
+    let mut total = 0;
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        let size = usize::from_str_radix(line.trim(), 16).unwrap();
+        let mut chunk = vec![0; size + 2];
+        reader.read_exact(&mut chunk).unwrap();
+        total += size;
+        if size == 0 {
+            return total;
+        }
+    }
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = stat.rsplit_once(')').unwrap().1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    kib / 1024.0
+}
+
+fn measure(child: &Child, port: u16, scrapes: usize) -> Figures {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let stream = loop {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("exporter on {port} did not start: {e}"),
+        }
+    };
+    stream.set_nodelay(true).unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut bytes = 0;
+    for _ in 0..20 {
+        bytes = scrape(&mut reader);
+    }
+    let cpu_before = cpu_seconds(child.id());
+    let mut latencies = Vec::with_capacity(scrapes);
+    for _ in 0..scrapes {
+        let started = Instant::now();
+        scrape(&mut reader);
+        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let cpu = cpu_seconds(child.id()) - cpu_before;
+    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    Figures {
+        median_ms: latencies[latencies.len() / 2],
+        p99_ms: latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)],
+        cpu_ms_per_scrape: cpu * 1000.0 / scrapes as f64,
+        peak_rss_mib: peak_rss_mib(child.id()),
+        bytes,
+    }
+}
+
+fn main() {
+    let scrapes: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1000);
+    let ours_binary = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("host-exporter");
+    assert!(
+        ours_binary.exists(),
+        "build it first: cargo build --release -p host-exporter ({})",
+        ours_binary.display()
+    );
+
+    let node_port = free_port();
+    let mut node_args = vec![
+        format!("--web.listen-address=127.0.0.1:{node_port}"),
+        "--collector.disable-defaults".to_string(),
+        "--log.level=error".to_string(),
+    ];
+    node_args.extend(COLLECTORS.iter().map(|c| format!("--collector.{c}")));
+    let mut node = Command::new("prometheus-node-exporter")
+        .args(&node_args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("apt-get install prometheus-node-exporter");
+    let node_figures = measure(&node, node_port, scrapes);
+    let _ = node.kill();
+    let _ = node.wait();
+
+    let our_port = free_port();
+    let mut ours = Command::new(&ours_binary)
+        .arg(format!("--web.listen-address=127.0.0.1:{our_port}"))
+        .arg("--log.level=error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let our_figures = measure(&ours, our_port, scrapes);
+    let _ = ours.kill();
+    let _ = ours.wait();
+
+    println!(
+        "{scrapes} scrapes each, one keep-alive connection, collectors: {}",
+        COLLECTORS.join(",")
+    );
+    println!(
+        "{:<16} {:>10} {:>10} {:>14} {:>14} {:>10}",
+        "", "median ms", "p99 ms", "CPU ms/scrape", "peak RSS MiB", "bytes"
+    );
+    for (name, f) in [
+        ("node_exporter", &node_figures),
+        ("host-exporter", &our_figures),
+    ] {
+        println!(
+            "{:<16} {:>10.3} {:>10.3} {:>14.3} {:>14.1} {:>10}",
+            name, f.median_ms, f.p99_ms, f.cpu_ms_per_scrape, f.peak_rss_mib, f.bytes
+        );
+    }
+    println!(
+        "{:<16} {:>10.3} {:>10.3} {:>14.3} {:>14.3}",
+        "ratio (ours/NE)",
+        our_figures.median_ms / node_figures.median_ms,
+        our_figures.p99_ms / node_figures.p99_ms,
+        our_figures.cpu_ms_per_scrape / node_figures.cpu_ms_per_scrape,
+        our_figures.peak_rss_mib / node_figures.peak_rss_mib,
+    );
+}
