@@ -111,15 +111,21 @@ impl ExporterProcess {
     /// Starts `binary` listening on a free loopback port with `args`, and waits (up to 10 s) for
     /// `/-/ready`. Its stderr goes to a temporary file, read back by [`Self::stderr`].
     pub fn start(binary: &str, args: &[&str], envs: &[(&str, &str)]) -> ExporterProcess {
+        Self::start_command(binary, args, envs)
+    }
+
+    /// Like [`Self::start`], for a binary started through a wrapper (`setpriv`, `env`): the
+    /// listen address flag goes at the end of `args`.
+    pub fn start_command(program: &str, args: &[&str], envs: &[(&str, &str)]) -> ExporterProcess {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let stderr_path =
             std::env::temp_dir().join(format!("exporter-{}-{port}.log", std::process::id()));
         let stderr = std::fs::File::create(&stderr_path).expect("cannot create log file");
-        let mut command = Command::new(binary);
+        let mut command = Command::new(program);
         command
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .args(args)
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(stderr);
         for (k, v) in envs {
@@ -127,7 +133,7 @@ impl ExporterProcess {
         }
         let child = command
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
         let mut process = ExporterProcess {
             child,
             addr,
@@ -136,7 +142,7 @@ impl ExporterProcess {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(Some(status)) = process.child.try_wait() {
-                panic!("{binary} exited with {status}: {}", process.stderr());
+                panic!("{program} exited with {status}: {}", process.stderr());
             }
             if http_get(addr, "/-/ready", &[])
                 .map(|r| r.status == 200)
@@ -145,7 +151,7 @@ impl ExporterProcess {
                 return process;
             }
             if Instant::now() > deadline {
-                panic!("{binary} did not become ready: {}", process.stderr());
+                panic!("{program} did not become ready: {}", process.stderr());
             }
             std::thread::sleep(Duration::from_millis(20));
         }

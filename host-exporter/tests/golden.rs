@@ -179,3 +179,113 @@ fn collect_and_exclude_parameters_filter_collectors() {
         400
     );
 }
+
+fn run_with_stdin(program: &str, args: &[&str], input: &str) -> (i32, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} is needed: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn both_formats_are_valid_for_the_reference_parsers_and_promtool() {
+    let exporter = start_on("full", &[]);
+    let checker = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/check_exposition.py");
+    let checker = checker.to_str().unwrap();
+
+    let text = exporter.get("/metrics").text();
+    let (code, output) = run_with_stdin("python3", &[checker, "text"], &text);
+    assert_eq!(code, 0, "{output}");
+    // promtool lints node_exporter's own meminfo names (`MemTotal`) as camelCase, as it does for
+    // node_exporter; anything else it reports is a real problem.
+    let (code, output) = run_with_stdin("promtool", &["check", "metrics"], &text);
+    let problems: Vec<&str> = output
+        .lines()
+        .filter(|l| {
+            !(l.starts_with("node_memory_")
+                && l.ends_with("should be written in 'snake_case' not 'camelCase'"))
+        })
+        .collect();
+    assert!(code == 0 || code == 3, "promtool failed ({code}): {output}");
+    assert!(problems.is_empty(), "promtool check metrics: {problems:?}");
+
+    let openmetrics = common::testing::http_get(
+        exporter.addr,
+        "/metrics",
+        &[("Accept", "application/openmetrics-text; version=1.0.0")],
+    )
+    .unwrap();
+    assert!(openmetrics
+        .header("content-type")
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let (code, output) = run_with_stdin("python3", &[checker, "openmetrics"], &openmetrics.text());
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("node_cpu_seconds counter"), "{output}");
+}
+
+/// EACCES on a procfs file: the collector fails with the path and the reason in the log, the
+/// rest is served. Root reads any file, so as root the binary runs as nobody for this test.
+#[test]
+fn an_unreadable_file_fails_its_collector_with_a_clear_log_line() {
+    let dir = std::env::temp_dir().join(format!("host-eacces-{}", std::process::id()));
+    let proc_dir = dir.join("proc");
+    std::fs::create_dir_all(&proc_dir).unwrap();
+    for file in ["stat", "meminfo", "loadavg"] {
+        std::fs::copy(fixture("full").join("proc").join(file), proc_dir.join(file)).unwrap();
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&proc_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        proc_dir.join("loadavg"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+
+    let procfs = format!("--path.procfs={}", proc_dir.display());
+    let args = [
+        "--collector.disable-defaults",
+        "--collector.loadavg",
+        "--collector.meminfo",
+        &procfs,
+    ];
+    // SAFETY: geteuid has no preconditions.
+    let exporter = if unsafe { libc::geteuid() } == 0 {
+        let mut wrapped = vec!["--reuid=65534", "--regid=65534", "--clear-groups", BINARY];
+        wrapped.extend_from_slice(&args);
+        ExporterProcess::start_command("setpriv", &wrapped, &[])
+    } else {
+        ExporterProcess::start(BINARY, &args, &[])
+    };
+    let text = exporter.get("/metrics").text();
+    assert_eq!(success(&text, "loadavg"), Some(0.0), "{text}");
+    assert_eq!(success(&text, "meminfo"), Some(1.0));
+    let log = exporter.stderr();
+    assert!(
+        log.contains(&format!(
+            "{}/loadavg: Permission denied",
+            proc_dir.display()
+        )),
+        "{log}"
+    );
+    drop(exporter);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
