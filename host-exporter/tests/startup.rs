@@ -151,3 +151,20 @@ fn help_and_version() {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
 }
+
+#[test]
+fn listens_on_every_address_given() {
+    let second = common::testing::free_port();
+    let exporter = ExporterProcess::start(
+        BINARY,
+        &[&format!("--web.listen-address=[::1]:{second}")],
+        &[],
+    );
+    assert_eq!(exporter.get("/-/healthy").status, 200);
+    let v6: std::net::SocketAddr = format!("[::1]:{second}").parse().unwrap();
+    match common::testing::http_get(v6, "/-/healthy", &[]) {
+        Ok(r) => assert_eq!(r.status, 200),
+        // A host without IPv6 loopback cannot bind ::1 at all; then start-up would have failed.
+        Err(e) => panic!("second address not served: {e}"),
+    }
+}
