@@ -1,5 +1,5 @@
 //! Benchmark: host-exporter and Debian's node_exporter side by side, limited to the same
-//! collectors, each scraped many times over one keep-alive connection. Prints median and p99
+//! collectors, both running at once and scraped in turn, each over one keep-alive connection. Prints median and p99
 //! scrape latency, CPU seconds per scrape, peak RSS, and our figures as ratios of theirs.
 //!
 //!     cargo build --release -p host-exporter
@@ -104,36 +104,70 @@ fn peak_rss_mib(pid: u32) -> f64 {
     kib / 1024.0
 }
 
-fn measure(child: &Child, port: u16, scrapes: usize) -> Figures {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let stream = loop {
-        match TcpStream::connect(("127.0.0.1", port)) {
-            Ok(s) => break s,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => panic!("exporter on {port} did not start: {e}"),
+/// A started exporter with a kept-alive connection to it.
+struct Target {
+    child: Child,
+    reader: BufReader<TcpStream>,
+    latencies_ms: Vec<f64>,
+    cpu_before: f64,
+    bytes: usize,
+}
+
+impl Target {
+    fn start(program: &str, args: &[String], port: u16) -> Target {
+        let child = Command::new(program)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let stream = loop {
+            match TcpStream::connect(("127.0.0.1", port)) {
+                Ok(s) => break s,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(e) => panic!("{program} on {port} did not start: {e}"),
+            }
+        };
+        stream.set_nodelay(true).unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut bytes = 0;
+        for _ in 0..20 {
+            bytes = scrape(&mut reader);
         }
-    };
-    stream.set_nodelay(true).unwrap();
-    let mut reader = BufReader::new(stream);
-    let mut bytes = 0;
-    for _ in 0..20 {
-        bytes = scrape(&mut reader);
+        let cpu_before = cpu_seconds(child.id());
+        Target {
+            child,
+            reader,
+            latencies_ms: Vec::new(),
+            cpu_before,
+            bytes,
+        }
     }
-    let cpu_before = cpu_seconds(child.id());
-    let mut latencies = Vec::with_capacity(scrapes);
-    for _ in 0..scrapes {
+
+    fn scrape_timed(&mut self) {
         let started = Instant::now();
-        scrape(&mut reader);
-        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+        scrape(&mut self.reader);
+        self.latencies_ms
+            .push(started.elapsed().as_secs_f64() * 1000.0);
     }
-    let cpu = cpu_seconds(child.id()) - cpu_before;
-    latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    Figures {
-        median_ms: latencies[latencies.len() / 2],
-        p99_ms: latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)],
-        cpu_ms_per_scrape: cpu * 1000.0 / scrapes as f64,
-        peak_rss_mib: peak_rss_mib(child.id()),
-        bytes,
+
+    fn finish(mut self) -> Figures {
+        let cpu = cpu_seconds(self.child.id()) - self.cpu_before;
+        let peak = peak_rss_mib(self.child.id());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let n = self.latencies_ms.len();
+        self.latencies_ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        Figures {
+            median_ms: self.latencies_ms[n / 2],
+            p99_ms: self.latencies_ms[(n * 99 / 100).min(n - 1)],
+            cpu_ms_per_scrape: cpu * 1000.0 / n as f64,
+            peak_rss_mib: peak,
+            bytes: self.bytes,
+        }
     }
 }
 
@@ -162,27 +196,21 @@ fn main() {
         "--log.level=error".to_string(),
     ];
     node_args.extend(COLLECTORS.iter().map(|c| format!("--collector.{c}")));
-    let mut node = Command::new("prometheus-node-exporter")
-        .args(&node_args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("apt-get install prometheus-node-exporter");
-    let node_figures = measure(&node, node_port, scrapes);
-    let _ = node.kill();
-    let _ = node.wait();
-
+    let mut node = Target::start("prometheus-node-exporter", &node_args, node_port);
     let our_port = free_port();
-    let mut ours = Command::new(&ours_binary)
-        .arg(format!("--web.listen-address=127.0.0.1:{our_port}"))
-        .arg("--log.level=error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let our_figures = measure(&ours, our_port, scrapes);
-    let _ = ours.kill();
-    let _ = ours.wait();
+    let our_args = vec![
+        format!("--web.listen-address=127.0.0.1:{our_port}"),
+        "--log.level=error".to_string(),
+    ];
+    let mut ours = Target::start(ours_binary.to_str().unwrap(), &our_args, our_port);
+
+    // Alternate the two, so that whatever else the machine does weighs on both alike.
+    for _ in 0..scrapes {
+        node.scrape_timed();
+        ours.scrape_timed();
+    }
+    let node_figures = node.finish();
+    let our_figures = ours.finish();
 
     println!(
         "{scrapes} scrapes each, one keep-alive connection, collectors: {}",
