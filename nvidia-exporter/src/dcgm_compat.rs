@@ -136,12 +136,20 @@ pub fn families(
         .collect();
     for g in snapshot.gpus.iter().filter(|g| g.up) {
         for entity in entities(g) {
-            let labels = labels(g, &entity, snapshot, options);
-            let mut put = |name: &str, value: Option<f64>, extra: &[(&str, String)]| {
+            let owned = labels(g, &entity, snapshot, options);
+            let base: Vec<(&str, &str)> = owned
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let mut put = |name: &str, value: Option<f64>, extra: &[(&str, &str)]| {
                 if let (Some(v), Some(f)) = (value, out.get_mut(name)) {
-                    let mut all = labels.clone();
-                    all.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
-                    f.push(&all, v);
+                    if extra.is_empty() {
+                        f.push(&base, v);
+                    } else {
+                        let mut all = base.clone();
+                        all.extend_from_slice(extra);
+                        f.push(&all, v);
+                    }
                 }
             };
             let clock = |name: &str| {
@@ -201,12 +209,13 @@ pub fn families(
             }
             if let Some(last) = last_xid {
                 let xid = last.get(&g.identity.index).copied().unwrap_or(0);
+                let code = xid.to_string();
                 put(
                     "DCGM_FI_DEV_XID_ERRORS",
                     Some(xid as f64),
                     &[
-                        ("err_code", xid.to_string()),
-                        ("err_msg", xid_events::description(xid).to_string()),
+                        ("err_code", code.as_str()),
+                        ("err_msg", xid_events::description(xid)),
                     ],
                 );
             }

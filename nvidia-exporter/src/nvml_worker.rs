@@ -161,6 +161,7 @@ struct Live {
 fn run(shared: Arc<Shared>, config: WorkerConfig, xid: Arc<XidCounts>) {
     let mut live: Option<Live> = None;
     let mut last_down: Option<DownReason> = None;
+    let mut gpus_down: Vec<u32> = Vec::new();
     loop {
         {
             let mut state = lock(&shared.state);
@@ -176,6 +177,7 @@ fn run(shared: Arc<Shared>, config: WorkerConfig, xid: Arc<XidCounts>) {
         let mut inits = 0;
         let snapshot = take_sample(&config, &xid, &mut live, &mut errors, &mut inits);
         log_transition(&mut last_down, &snapshot);
+        log_gpu_transitions(&mut gpus_down, &snapshot);
         let snapshot = Arc::new(snapshot);
         let mut state = lock(&shared.state);
         for (key, n) in errors {
@@ -289,4 +291,25 @@ fn log_transition(last: &mut Option<DownReason>, snapshot: &Snapshot) {
         None => log::info("NVML is available", &[]),
     }
     *last = snapshot.down.clone();
+}
+
+/// One line when a GPU stops answering (GPU_IS_LOST) and one when it is back.
+fn log_gpu_transitions(down: &mut Vec<u32>, snapshot: &Snapshot) {
+    if snapshot.down.is_some() {
+        return;
+    }
+    for gpu in &snapshot.gpus {
+        let index = gpu.identity.index;
+        let was_down = down.contains(&index);
+        if !gpu.up && !was_down {
+            down.push(index);
+            log::error(
+                "GPU is not answering (lost or fallen off the bus); serving gpu_up 0 for it",
+                &[("gpu", &index.to_string()), ("uuid", &gpu.identity.uuid)],
+            );
+        } else if gpu.up && was_down {
+            down.retain(|&i| i != index);
+            log::info("GPU answers again", &[("gpu", &index.to_string())]);
+        }
+    }
 }

@@ -9,6 +9,7 @@
 use crate::snapshot::{
     GpuIdentity, GpuSample, Memory, MigInstance, Pcie, ProcessSample, RemappedRows,
 };
+use common::log;
 use nvml_wrapper::enum_wrappers::device::{
     Clock, EccCounter, MemoryError, PerformancePolicy, TemperatureSensor,
 };
@@ -20,6 +21,10 @@ use nvml_wrapper::{Device, Nvml};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Calls slower than this are logged at debug level, to find what makes a sample slow.
+const SLOW_CALL: Duration = Duration::from_millis(1);
 
 /// An initialised NVML with the identities of its GPUs.
 pub struct Session {
@@ -588,7 +593,20 @@ impl<'a> Calls<'a> {
         if self.lost || self.fatal.is_some() || self.unsupported.contains(&(self.gpu, function)) {
             return None;
         }
-        match f() {
+        let started = log::enabled(log::Level::Debug).then(Instant::now);
+        let result = f();
+        let took = started.map(|s| s.elapsed()).unwrap_or_default();
+        if took >= SLOW_CALL {
+            log::debug(
+                "slow NVML call",
+                &[
+                    ("function", function),
+                    ("gpu", &self.gpu.to_string()),
+                    ("ms", &format!("{:.3}", took.as_secs_f64() * 1000.0)),
+                ],
+            );
+        }
+        match result {
             Ok(value) => Some(value),
             Err(e) => {
                 self.record(function, e);

@@ -73,6 +73,10 @@ fn a_lost_gpu_goes_down_and_the_others_are_served() {
     assert!(!text.contains("gpu_power_watts{gpu=\"0\""));
     assert!(!text.contains("DCGM_FI_DEV_GPU_TEMP{gpu=\"0\""));
     assert!(text.contains("DCGM_FI_DEV_GPU_TEMP{gpu=\"1\""));
+    next_sample();
+    metrics(&exporter);
+    let log = exporter.stderr();
+    assert_eq!(log.matches("GPU is not answering").count(), 1, "{log}");
 }
 
 #[test]

@@ -2,9 +2,11 @@
 //! real exporter binary against it.
 #![allow(dead_code)]
 
+#[path = "../fake-nvml/compile.rs"]
+mod compile;
+
 use common::testing::ExporterProcess;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_nvidia-exporter");
@@ -25,41 +27,22 @@ pub fn scenario(name: &str) -> PathBuf {
     crate_dir().join(format!("tests/fake-nvml/scenarios/{name}.scn"))
 }
 
-/// Compiles `tests/fake-nvml/fake_nvml.c` once per test binary with the system C compiler
-/// (`$CC`, else `cc`), into the target's temporary directory.
+/// The fake library, compiled once per test binary into the target's temporary directory.
 pub fn fake_library(kind: Fake) -> PathBuf {
     static FULL: OnceLock<PathBuf> = OnceLock::new();
     static MISSING: OnceLock<PathBuf> = OnceLock::new();
+    let dir =
+        |variant: &str| Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fake-nvml-{variant}"));
     match kind {
-        Fake::Full => FULL.get_or_init(|| build("full", &[])).clone(),
+        Fake::Full => FULL
+            .get_or_init(|| compile::compile(&dir("full"), &[]))
+            .clone(),
         Fake::MissingSymbols => MISSING
-            .get_or_init(|| build("missing-symbols", &["-DFAKE_NVML_MISSING_SYMBOLS"]))
+            .get_or_init(|| {
+                compile::compile(&dir("missing-symbols"), &["-DFAKE_NVML_MISSING_SYMBOLS"])
+            })
             .clone(),
     }
-}
-
-fn build(variant: &str, defines: &[&str]) -> PathBuf {
-    let source = crate_dir().join("tests/fake-nvml/fake_nvml.c");
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fake-nvml-{variant}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let out = dir.join("libnvidia-ml.so.1");
-    // Test binaries run in parallel: build under a private name, then rename into place.
-    let tmp = dir.join(format!("libnvidia-ml.so.1.{}", std::process::id()));
-    let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let status = Command::new(&compiler)
-        .args([
-            "-shared", "-fPIC", "-O1", "-Wall", "-Wextra", "-Werror", "-pthread",
-        ])
-        .arg("-Wl,-z,nodelete")
-        .args(defines)
-        .arg("-o")
-        .arg(&tmp)
-        .arg(&source)
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run the C compiler {compiler}: {e}"));
-    assert!(status.success(), "building the fake libnvidia-ml failed");
-    std::fs::rename(&tmp, &out).unwrap();
-    out
 }
 
 /// Starts the exporter on the fake library with a scenario, a fixed host name for the DCGM
