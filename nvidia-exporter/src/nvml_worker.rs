@@ -162,6 +162,7 @@ fn run(shared: Arc<Shared>, config: WorkerConfig, xid: Arc<XidCounts>) {
     let mut live: Option<Live> = None;
     let mut last_down: Option<DownReason> = None;
     let mut gpus_down: Vec<u32> = Vec::new();
+    let mut refused: Option<DownReason> = None;
     loop {
         {
             let mut state = lock(&shared.state);
@@ -175,7 +176,26 @@ fn run(shared: Arc<Shared>, config: WorkerConfig, xid: Arc<XidCounts>) {
         // across an NVML call.
         let mut errors = ErrorCounts::new();
         let mut inits = 0;
-        let snapshot = take_sample(&config, &xid, &mut live, &mut errors, &mut inits);
+        // A panic (in nvml-wrapper or here) must not kill the worker: every later scrape would
+        // time out. The session it happened in is abandoned without running its destructors.
+        let sampled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            take_sample(
+                &config,
+                &xid,
+                &mut live,
+                &mut refused,
+                &mut errors,
+                &mut inits,
+            )
+        }));
+        let snapshot = sampled.unwrap_or_else(|_| {
+            std::mem::forget(live.take());
+            Snapshot::down(DownReason {
+                reason: "internal_error",
+                message: "the NVML sample panicked; NVML is re-initialised on the next scrape"
+                    .into(),
+            })
+        });
         log_transition(&mut last_down, &snapshot);
         log_gpu_transitions(&mut gpus_down, &snapshot);
         let snapshot = Arc::new(snapshot);
@@ -197,9 +217,13 @@ fn take_sample(
     config: &WorkerConfig,
     xid: &Arc<XidCounts>,
     live: &mut Option<Live>,
+    refused: &mut Option<DownReason>,
     errors: &mut ErrorCounts,
     inits: &mut u64,
 ) -> Snapshot {
+    if let Some(reason) = refused {
+        return Snapshot::down(reason.clone());
+    }
     // One retry: a sample that finds the driver reloaded re-initialises and samples again.
     for _attempt in 0..2 {
         if live.is_none() {
@@ -228,6 +252,16 @@ fn take_sample(
                         sampler: Sampler::default(),
                         _xid: watcher,
                     });
+                }
+                Err(e @ NvmlError::FailedToLoadSymbol(_)) => {
+                    // A library without nvmlInit_v2 or nvmlShutdown will not grow one: stop
+                    // loading it on every scrape (each load of such a library is leaked).
+                    let mut reason = down_reason(&e);
+                    reason
+                        .message
+                        .push_str(" (not retried; restart once the library is fixed)");
+                    *refused = Some(reason.clone());
+                    return Snapshot::down(reason);
                 }
                 Err(e) => return Snapshot::down(down_reason(&e)),
             }

@@ -74,6 +74,13 @@ pub fn open_session(
         builder.lib_path(path);
     }
     let nvml = builder.init()?;
+    // nvml-wrapper's Drop calls nvmlShutdown unchecked and panics when the library lacks it;
+    // such a library is refused (and leaked rather than dropped).
+    if let Err(e) = nvml.lib().nvmlShutdown.as_ref() {
+        let message = format!("nvmlShutdown: {e}");
+        std::mem::forget(nvml);
+        return Err(NvmlError::FailedToLoadSymbol(message));
+    }
     let driver_version = nvml.sys_driver_version().unwrap_or_default();
     let cuda_version = nvml
         .sys_cuda_driver_version()
@@ -669,5 +676,54 @@ pub fn error_code(e: &NvmlError) -> &'static str {
         NvmlError::NoData => "no_data",
         NvmlError::Unknown => "unknown",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mig_profiles_come_from_the_device_name() {
+        assert_eq!(mig_profile("NVIDIA H100 80GB HBM3 MIG 1g.10gb"), "1g.10gb");
+        assert_eq!(mig_profile("NVIDIA A100-SXM4-40GB MIG 3g.20gb "), "3g.20gb");
+        assert_eq!(mig_profile("NVIDIA H100 80GB HBM3"), "");
+    }
+
+    #[test]
+    fn unsupported_functions_are_asked_once_and_lost_gpus_stop_querying() {
+        let mut unsupported = HashSet::new();
+        let mut errors = ErrorCounts::new();
+        let mut asked = 0;
+        for _ in 0..3 {
+            let mut calls = Calls::new(0, &mut unsupported, &mut errors);
+            let got: Option<u32> = calls.call("nvmlDeviceGetFanSpeed_v2", || {
+                asked += 1;
+                Err(NvmlError::NotSupported)
+            });
+            assert_eq!(got, None);
+        }
+        assert_eq!(asked, 1);
+        assert_eq!(errors[&("nvmlDeviceGetFanSpeed_v2", "not_supported")], 1);
+
+        let mut calls = Calls::new(1, &mut unsupported, &mut errors);
+        assert_eq!(calls.call("a", || Err::<u32, _>(NvmlError::GpuLost)), None);
+        assert!(calls.lost);
+        assert_eq!(
+            calls.call("b", || Ok(1u32)),
+            None,
+            "no call after GPU_IS_LOST"
+        );
+
+        let mut calls = Calls::new(2, &mut unsupported, &mut errors);
+        assert_eq!(
+            calls.call("c", || Err::<u32, _>(NvmlError::LibRmVersionMismatch)),
+            None
+        );
+        assert!(matches!(calls.fatal, Some(NvmlError::LibRmVersionMismatch)));
+        // A transient error is counted but not cached.
+        let mut calls = Calls::new(3, &mut unsupported, &mut errors);
+        assert_eq!(calls.call("d", || Err::<u32, _>(NvmlError::Unknown)), None);
+        assert_eq!(calls.call("d", || Ok(7u32)), Some(7));
     }
 }

@@ -108,6 +108,14 @@ impl XidWatcher {
 fn watch(nvml: &Nvml, indices: &[u32], counts: &XidCounts, stop: &AtomicBool) {
     // Handles of the registered GPUs, to map an event back to its index without another call.
     let mut registered: Vec<(usize, u32)> = Vec::new();
+    // An EventSet's Drop calls nvmlEventSetFree unchecked (it panics when the symbol is missing).
+    if nvml.lib().nvmlEventSetFree.is_err() {
+        log::warn(
+            "XID events unavailable: the library lacks nvmlEventSetFree",
+            &[],
+        );
+        return;
+    }
     let mut set = match nvml.create_event_set() {
         Ok(set) => set,
         Err(e) => {
@@ -239,5 +247,29 @@ pub fn description(xid: u64) -> &'static str {
         119 => "GSP RPC Timeout",
         120 => "GSP Error",
         _ => "Unknown Error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_the_latest_xid_per_gpu() {
+        let counts = XidCounts::default();
+        counts.record(0, 13);
+        counts.record(0, 13);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        counts.record(0, 79);
+        counts.record(2, 48);
+        let all = counts.all();
+        assert_eq!(all[&(0, 13)].count, 2);
+        assert_eq!(all[&(0, 79)].count, 1);
+        let last = counts.last_per_gpu();
+        assert_eq!(last.get(&0), Some(&79));
+        assert_eq!(last.get(&2), Some(&48));
+        assert_eq!(last.get(&1), None);
+        assert_eq!(description(79), "GPU has fallen off the bus");
+        assert_eq!(description(0), "No Error");
     }
 }

@@ -206,3 +206,31 @@ fn bad_flag_values_are_refused_at_start() {
         assert!(stderr.contains(key), "{flag}: {stderr}");
     }
 }
+
+#[test]
+fn a_hang_before_the_first_sample_is_answered_in_time() {
+    let exporter = start(Fake::Full, "slow_init", &["--nvml.timeout=300ms"]);
+    let started = Instant::now();
+    let text = metrics(&exporter);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(value(&text, "nvidia_up "), Some(0.0));
+    assert!(
+        text.contains("nvidia_down_reason_info{reason=\"timeout\""),
+        "{text}"
+    );
+    assert!(!text.contains("gpu_up{"));
+}
+
+#[test]
+fn a_library_without_nvml_shutdown_is_refused_without_a_panic() {
+    let exporter = start(Fake::NoShutdown, "zero_gpus", &[]);
+    let text = metrics(&exporter);
+    assert_eq!(value(&text, "nvidia_up "), Some(0.0));
+    assert!(
+        text.contains("nvidia_down_reason_info{reason=\"symbol_not_found\""),
+        "{text}"
+    );
+    next_sample();
+    assert_eq!(value(&metrics(&exporter), "nvidia_up "), Some(0.0));
+    assert!(!exporter.stderr().contains("panicked"));
+}

@@ -30,7 +30,8 @@
  *   mig <gpu instance> <compute instance> <total> <used> <uuid> <name>   (enables MIG mode)
  *
  * Built with -DFAKE_NVML_MISSING_SYMBOLS it leaves out a few functions, to prove that a
- * missing symbol costs only its own series.
+ * missing symbol costs only its own series; -DFAKE_NVML_NO_SHUTDOWN leaves out nvmlShutdown,
+ * which nvml-wrapper's destructor would call unchecked.
  *
  * The library is linked with -z nodelete so that "once per process" state survives the
  * dlclose that nvml-wrapper does on shutdown.
@@ -399,6 +400,7 @@ nvmlReturn_t nvmlInitWithFlags(unsigned int flags) {
     return nvmlInit_v2();
 }
 
+#ifndef FAKE_NVML_NO_SHUTDOWN
 nvmlReturn_t nvmlShutdown(void) {
     pthread_mutex_lock(&lock);
     nvmlReturn_t r = init_count > 0 ? NVML_SUCCESS : NVML_ERROR_UNINITIALIZED;
@@ -406,6 +408,7 @@ nvmlReturn_t nvmlShutdown(void) {
     pthread_mutex_unlock(&lock);
     return r;
 }
+#endif
 
 const char *nvmlErrorString(nvmlReturn_t r) {
     (void)r;

@@ -17,6 +17,8 @@ pub enum Fake {
     Full,
     /// Built without a few symbols, to prove a missing symbol costs only its own series.
     MissingSymbols,
+    /// Built without nvmlShutdown, which nvml-wrapper's destructor calls unchecked.
+    NoShutdown,
 }
 
 pub fn crate_dir() -> PathBuf {
@@ -31,6 +33,7 @@ pub fn scenario(name: &str) -> PathBuf {
 pub fn fake_library(kind: Fake) -> PathBuf {
     static FULL: OnceLock<PathBuf> = OnceLock::new();
     static MISSING: OnceLock<PathBuf> = OnceLock::new();
+    static NO_SHUTDOWN: OnceLock<PathBuf> = OnceLock::new();
     let dir =
         |variant: &str| Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fake-nvml-{variant}"));
     match kind {
@@ -41,6 +44,9 @@ pub fn fake_library(kind: Fake) -> PathBuf {
             .get_or_init(|| {
                 compile::compile(&dir("missing-symbols"), &["-DFAKE_NVML_MISSING_SYMBOLS"])
             })
+            .clone(),
+        Fake::NoShutdown => NO_SHUTDOWN
+            .get_or_init(|| compile::compile(&dir("no-shutdown"), &["-DFAKE_NVML_NO_SHUTDOWN"]))
             .clone(),
     }
 }
