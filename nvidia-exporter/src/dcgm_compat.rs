@@ -25,7 +25,7 @@ pub struct DcgmOptions {
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// The families in dcgm-exporter's default-counters.csv order.
-const FAMILIES: [(&str, MetricType, &str); 19] = [
+const FAMILIES: [(&str, MetricType, &str); 24] = [
     (
         "DCGM_FI_DEV_SM_CLOCK",
         MetricType::Gauge,
@@ -121,6 +121,31 @@ const FAMILIES: [(&str, MetricType, &str); 19] = [
         MetricType::Gauge,
         "Whether remapping of rows has failed",
     ),
+    (
+        "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+        MetricType::Gauge,
+        "Ratio of time the graphics engine is active.",
+    ),
+    (
+        "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
+        MetricType::Gauge,
+        "Ratio of cycles the tensor (HMMA) pipe is active.",
+    ),
+    (
+        "DCGM_FI_PROF_DRAM_ACTIVE",
+        MetricType::Gauge,
+        "Ratio of cycles the device memory interface is active sending or receiving data.",
+    ),
+    (
+        "DCGM_FI_PROF_PCIE_TX_BYTES",
+        MetricType::Gauge,
+        "The rate of data transmitted over the PCIe bus - including both protocol headers and data payloads - in bytes per second.",
+    ),
+    (
+        "DCGM_FI_PROF_PCIE_RX_BYTES",
+        MetricType::Gauge,
+        "The rate of data received over the PCIe bus - including both protocol headers and data payloads - in bytes per second.",
+    ),
 ];
 
 /// `last_xid` is `None` when XID events are not watched; the XID family is then left out
@@ -204,6 +229,22 @@ pub fn families(
                 put(
                     "DCGM_FI_DEV_DEC_UTIL",
                     g.decoder_percent.map(f64::from),
+                    &[],
+                );
+            }
+            // Profiling values come from GPM on the whole GPU; per-instance GPM is not read.
+            if let (None, Some(gpm)) = (&entity.instance, &g.gpm) {
+                put("DCGM_FI_PROF_GR_ENGINE_ACTIVE", gpm.graphics_active, &[]);
+                put("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", gpm.tensor_active, &[]);
+                put("DCGM_FI_PROF_DRAM_ACTIVE", gpm.dram_active, &[]);
+                put(
+                    "DCGM_FI_PROF_PCIE_TX_BYTES",
+                    gpm.pcie_transmit_bytes_per_second,
+                    &[],
+                );
+                put(
+                    "DCGM_FI_PROF_PCIE_RX_BYTES",
+                    gpm.pcie_receive_bytes_per_second,
                     &[],
                 );
             }

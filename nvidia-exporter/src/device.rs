@@ -171,6 +171,27 @@ fn extras(snapshot: &Snapshot) -> Vec<MetricFamily> {
         "Whether a row remapping has failed (1) or not (0).",
     );
 
+    let gpm_help = " averaged since the previous sample, 0 to 1 (GPM, Hopper and newer).";
+    let mut graphics_active = Family::gauge(
+        "nvidia_graphics_engine_active_ratio",
+        &format!("Fraction of time the graphics/compute engine was active,{gpm_help}"),
+    );
+    let mut sm_active = Family::gauge(
+        "nvidia_sm_active_ratio",
+        &format!("Fraction of time SMs had at least one warp assigned,{gpm_help}"),
+    );
+    let mut sm_occupancy = Family::gauge(
+        "nvidia_sm_occupancy_ratio",
+        &format!("Resident warps as a fraction of the maximum,{gpm_help}"),
+    );
+    let mut tensor_active = Family::gauge(
+        "nvidia_tensor_active_ratio",
+        &format!("Fraction of time the tensor cores were active,{gpm_help}"),
+    );
+    let mut dram_active = Family::gauge(
+        "nvidia_dram_active_ratio",
+        &format!("Fraction of the memory bandwidth used,{gpm_help}"),
+    );
     let cuda = snapshot.cuda_version.as_str();
     for g in &snapshot.gpus {
         let id = &g.identity;
@@ -228,6 +249,13 @@ fn extras(snapshot: &Snapshot) -> Vec<MetricFamily> {
         for (kind, n) in &g.ecc_aggregate {
             ecc_aggregate.put(g, &[("type", kind)], Some(*n as f64));
         }
+        if let Some(gpm) = &g.gpm {
+            graphics_active.put(g, &[], gpm.graphics_active);
+            sm_active.put(g, &[], gpm.sm_active);
+            sm_occupancy.put(g, &[], gpm.sm_occupancy);
+            tensor_active.put(g, &[], gpm.tensor_active);
+            dram_active.put(g, &[], gpm.dram_active);
+        }
         let rows = &g.remapped_rows;
         remapped.put(
             g,
@@ -269,6 +297,11 @@ fn extras(snapshot: &Snapshot) -> Vec<MetricFamily> {
         remapped,
         remap_pending,
         remap_failure,
+        graphics_active,
+        sm_active,
+        sm_occupancy,
+        tensor_active,
+        dram_active,
     ]
     .into_iter()
     .map(|f| f.0)

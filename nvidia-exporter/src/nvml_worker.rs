@@ -288,6 +288,7 @@ fn take_sample(
                     &[("err", &e.to_string()), ("code", sampler::error_code(&e))],
                 );
                 // Dropping the session stops its event thread and shuts NVML down.
+                current.sampler.release(&current.session.nvml);
                 *live = None;
             }
         }

@@ -7,16 +7,19 @@
 //! can re-initialise. Every error is counted by function and code.
 
 use crate::snapshot::{
-    GpuIdentity, GpuSample, Memory, MigInstance, Pcie, ProcessSample, RemappedRows,
+    Gpm, GpuIdentity, GpuSample, Memory, MigInstance, Pcie, ProcessSample, RemappedRows,
 };
 use common::log;
 use nvml_wrapper::enum_wrappers::device::{
     Clock, EccCounter, MemoryError, PerformancePolicy, TemperatureSensor,
 };
 use nvml_wrapper::enums::device::{SampleValue, UsedGpuMemory};
+use nvml_wrapper::enums::gpm::GpmMetricId;
 use nvml_wrapper::error::NvmlError;
+use nvml_wrapper::gpm::gpm_metrics_get;
 use nvml_wrapper::struct_wrappers::device::FieldValueSample;
 use nvml_wrapper::structs::device::FieldId;
+use nvml_wrapper::GpmSample;
 use nvml_wrapper::{Device, Nvml};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
@@ -50,6 +53,9 @@ pub struct Sampler {
     process_names: HashMap<u32, String>,
     /// Per GPU, the newest process-utilisation timestamp seen, so NVML returns only newer ones.
     utilization_seen: HashMap<u32, u64>,
+    /// Per GPU, the previous GPM sample (a raw NVML handle, freed by [`Sampler::release`] or
+    /// when the next one replaces it): GPM metrics are computed between two samples.
+    gpm_previous: HashMap<u32, usize>,
 }
 
 /// Errors counted over the exporter's life, by (function, error code).
@@ -131,6 +137,11 @@ fn read_identity(nvml: &Nvml, index: u32, errors: &mut ErrorCounts) -> GpuIdenti
     identity.vbios_version = calls
         .call("nvmlDeviceGetVbiosVersion", || device.vbios_version())
         .unwrap_or_default();
+    // Without nvmlGpmSampleFree a GPM sample could not be freed (nvml-wrapper's Drop would panic).
+    identity.gpm_supported = nvml.lib().nvmlGpmSampleFree.is_ok()
+        && calls
+            .call("nvmlGpmQueryDeviceSupport", || device.gpm_support())
+            .unwrap_or(false);
     identity.supported_throttle_reasons = calls
         .call("nvmlDeviceGetSupportedClocksThrottleReasons", || {
             device.supported_throttle_reasons()
@@ -172,6 +183,14 @@ impl Sampler {
             });
             if let Some(device) = &device {
                 read_gpu(&mut calls, device, &mut gpu);
+                if identity.gpm_supported {
+                    let previous = self.gpm_previous.remove(&identity.index);
+                    let (gpm, next) = read_gpm(&mut calls, nvml, device, previous);
+                    gpu.gpm = gpm;
+                    if let Some(next) = next {
+                        self.gpm_previous.insert(identity.index, next);
+                    }
+                }
                 if plan.mig {
                     read_mig(&mut calls, device, &mut gpu);
                 }
@@ -216,6 +235,64 @@ impl Sampler {
         self.process_names.retain(|pid, _| seen_pids.contains(pid));
         Ok(gpus)
     }
+}
+
+impl Sampler {
+    /// Frees what the sampler holds inside NVML; call before the session shuts NVML down.
+    pub fn release(&mut self, nvml: &Nvml) {
+        for (_, raw) in self.gpm_previous.drain() {
+            // SAFETY: the handle came from `into_handle` on this NVML and was not freed since.
+            drop(unsafe { GpmSample::from_handle(nvml, raw as _) });
+        }
+    }
+}
+
+const GPM_METRICS: [GpmMetricId; 7] = [
+    GpmMetricId::GraphicsUtil,
+    GpmMetricId::SmUtil,
+    GpmMetricId::SmOccupancy,
+    GpmMetricId::AnyTensorUtil,
+    GpmMetricId::DramBwUtil,
+    GpmMetricId::PcieTxPerSec,
+    GpmMetricId::PcieRxPerSec,
+];
+
+/// Takes a GPM sample and computes the metrics since `previous`. Returns the metrics (none on
+/// the first sample) and the new sample's handle, to be kept for the next call.
+fn read_gpm(
+    calls: &mut Calls,
+    nvml: &Nvml,
+    device: &Device,
+    previous: Option<usize>,
+) -> (Option<Gpm>, Option<usize>) {
+    // SAFETY: handles in `previous` come from `into_handle` on this NVML and are freed once,
+    // when this value drops.
+    let previous = previous.map(|raw| unsafe { GpmSample::from_handle(nvml, raw as _) });
+    let Some(current) = calls.call("nvmlGpmSampleGet", || device.gpm_sample()) else {
+        return (None, None);
+    };
+    let gpm = previous.and_then(|previous| {
+        let results = calls.call("nvmlGpmMetricsGet", || {
+            gpm_metrics_get(nvml, &previous, &current, &GPM_METRICS)
+        })?;
+        let value = |i: usize| {
+            results
+                .get(i)
+                .and_then(|r| r.as_ref().ok())
+                .map(|r| r.value)
+        };
+        const MIB: f64 = 1024.0 * 1024.0;
+        Some(Gpm {
+            graphics_active: value(0).map(|p| p / 100.0),
+            sm_active: value(1).map(|p| p / 100.0),
+            sm_occupancy: value(2).map(|p| p / 100.0),
+            tensor_active: value(3).map(|p| p / 100.0),
+            dram_active: value(4).map(|p| p / 100.0),
+            pcie_transmit_bytes_per_second: value(5).map(|v| v * MIB),
+            pcie_receive_bytes_per_second: value(6).map(|v| v * MIB),
+        })
+    });
+    (gpm, Some(current.into_handle() as usize))
 }
 
 fn read_gpu(calls: &mut Calls, device: &Device, gpu: &mut GpuSample) {

@@ -19,6 +19,8 @@ pub struct GpuIdentity {
     pub vbios_version: String,
     /// Throttle reasons this GPU can report (NVML bitmask).
     pub supported_throttle_reasons: Option<u64>,
+    /// Whether the GPU has GPM performance counters (Hopper and newer).
+    pub gpm_supported: bool,
 }
 
 /// Why NVML could not be used at all.
@@ -71,6 +73,18 @@ pub struct ProcessSample {
     pub decoder_percent: Option<u32>,
 }
 
+/// GPM performance metrics averaged between two samples, as fractions (0..1) and bytes/s.
+#[derive(Clone, Debug, Default)]
+pub struct Gpm {
+    pub graphics_active: Option<f64>,
+    pub sm_active: Option<f64>,
+    pub sm_occupancy: Option<f64>,
+    pub tensor_active: Option<f64>,
+    pub dram_active: Option<f64>,
+    pub pcie_transmit_bytes_per_second: Option<f64>,
+    pub pcie_receive_bytes_per_second: Option<f64>,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct MigInstance {
     pub uuid: String,
@@ -114,6 +128,8 @@ pub struct GpuSample {
     /// The same over the GPU's lifetime.
     pub ecc_aggregate: Vec<(&'static str, u64)>,
     pub remapped_rows: RemappedRows,
+    /// From the second sample on, on GPUs with GPM.
+    pub gpm: Option<Gpm>,
     /// `None` when the process list could not be read (so that a failure never looks idle).
     pub processes: Option<Vec<ProcessSample>>,
     /// `Some(true)` when MIG mode is on.

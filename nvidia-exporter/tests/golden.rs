@@ -7,9 +7,15 @@ mod support;
 use std::time::{Duration, Instant};
 use support::{golden, metrics, next_sample, start, value, Fake};
 
-/// Scrapes until the XID the scenario injects has been counted (the event thread runs beside
-/// the sampler, so the first scrape may come before it).
+/// The second sample (GPM metrics need two), scraped again until the XID the scenario injects
+/// has been counted (the event thread runs beside the sampler).
 fn metrics_after_xid(exporter: &common::testing::ExporterProcess) -> String {
+    let first = metrics(exporter);
+    assert!(
+        !first.contains("DCGM_FI_PROF_GR_ENGINE_ACTIVE{"),
+        "GPM values need two samples"
+    );
+    next_sample();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let text = metrics(exporter);
@@ -25,6 +31,14 @@ fn fleet_with_dcgm_names() {
     let exporter = start(Fake::Full, "fleet", &[]);
     let text = metrics_after_xid(&exporter);
     golden("fleet_dcgm", &text);
+    assert_eq!(
+        value(&text, "DCGM_FI_PROF_PCIE_TX_BYTES{gpu=\"0\""),
+        Some(1024.0 * 1048576.0)
+    );
+    assert_eq!(
+        value(&text, "DCGM_FI_PROF_GR_ENGINE_ACTIVE{gpu=\"0\""),
+        Some(0.855)
+    );
     assert!(value(&text, "nvidia_xid_last_timestamp_seconds{gpu=\"1\"").unwrap() > 1.7e9);
 }
 

@@ -24,6 +24,8 @@
  *   unsupported <function>     that function answers NOT_SUPPORTED (3) on this GPU
  *   lost_after <n>             after n handle lookups every query answers GPU_IS_LOST (15)
  *   xid <code>                 delivered once through nvmlEventSetWait_v2
+ *   gpm <graphics %> <sm %> <sm occupancy %> <tensor %> <dram %> <pcie tx MiB/s> <pcie rx MiB/s>
+ *                              makes the GPU support GPM (Hopper+) with these metric values
  *   process <pid> <C|G|CG> <bytes> <sm %> <mem %> <enc %> <dec %> <gone after> <name>
  *                              gone after: the process exits after that many compute-process
  *                              queries on this GPU (0 = never)
@@ -165,6 +167,7 @@ struct gpu {
     unsigned int process_queries;
     mig_t migs[MAX_MIG];
     int n_migs;
+    double gpm[7]; /* graphics, sm, occupancy, tensor, dram (%), pcie tx, rx (MiB/s); <0: none */
 };
 
 typedef struct {
@@ -247,6 +250,7 @@ static int load_scenario(void) {
             g->n_procs = 0;
             g->process_queries = 0;
             g->n_migs = 0;
+            g->gpm[0] = -1;
             g->kind = 0;
             g->index = n_gpus++;
             g->lost_after = -1;
@@ -286,6 +290,7 @@ static int load_scenario(void) {
         else if (!strcmp(key, "unsupported") && g->n_unsupported < MAX_LIST) sscanf(line, "%*s %47s", g->unsupported[g->n_unsupported++]);
         else if (!strcmp(key, "lost_after")) sscanf(line, "%*s %d", &g->lost_after);
         else if (!strcmp(key, "xid")) sscanf(line, "%*s %d", &g->xid);
+        else if (!strcmp(key, "gpm")) sscanf(line, "%*s %lf %lf %lf %lf %lf %lf %lf", &g->gpm[0], &g->gpm[1], &g->gpm[2], &g->gpm[3], &g->gpm[4], &g->gpm[5], &g->gpm[6]);
         else if (!strcmp(key, "process") && g->n_procs < MAX_LIST) {
             process_t *p = &g->procs[g->n_procs];
             if (sscanf(line, "%*s %u %2s %llu %u %u %u %u %u", &p->pid, p->type, &p->bytes, &p->sm, &p->mem, &p->enc, &p->dec, &p->gone_after) == 8) {
@@ -918,3 +923,83 @@ nvmlReturn_t nvmlEventSetWait_v2(void *set, nvmlEventData_t *data, unsigned int 
     return NVML_ERROR_TIMEOUT;
 }
 #endif
+
+/* ---- GPM (Hopper+ performance metrics) ---- */
+
+typedef struct {
+    unsigned int version, isSupportedDevice;
+} nvmlGpmSupport_t;
+
+typedef struct {
+    gpu_t *gpu;
+} gpm_sample_t;
+
+typedef struct {
+    unsigned int metricId;
+    nvmlReturn_t nvmlReturn;
+    double value;
+    struct {
+        char *shortName, *longName, *unit;
+    } metricInfo;
+} nvmlGpmMetric_t;
+
+typedef struct {
+    unsigned int version, numMetrics;
+    gpm_sample_t *sample1, *sample2;
+    nvmlGpmMetric_t metrics[210];
+} nvmlGpmMetricsGet_t;
+
+nvmlReturn_t nvmlGpmQueryDeviceSupport(void *device, nvmlGpmSupport_t *support) {
+    GPU_ENTER("nvmlGpmQueryDeviceSupport");
+    if (support->version != 1) return NVML_ERROR_INVALID_ARGUMENT;
+    support->isSupportedDevice = g->gpm[0] >= 0;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlGpmSampleAlloc(gpm_sample_t **sample) {
+    nvmlReturn_t r = enter_global("nvmlGpmSampleAlloc");
+    if (r) return r;
+    *sample = calloc(1, sizeof **sample);
+    return *sample ? NVML_SUCCESS : NVML_ERROR_UNKNOWN;
+}
+
+nvmlReturn_t nvmlGpmSampleFree(gpm_sample_t *sample) {
+    free(sample);
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlGpmSampleGet(void *device, gpm_sample_t *sample) {
+    GPU_ENTER("nvmlGpmSampleGet");
+    if (g->gpm[0] < 0) return NVML_ERROR_NOT_SUPPORTED;
+    sample->gpu = g;
+    return NVML_SUCCESS;
+}
+
+nvmlReturn_t nvmlGpmMetricsGet(nvmlGpmMetricsGet_t *request) {
+    nvmlReturn_t r = enter_global("nvmlGpmMetricsGet");
+    if (r) return r;
+    if (request->version != 1 || request->numMetrics > 210 || !request->sample1 || !request->sample2 ||
+        !request->sample1->gpu || request->sample1->gpu != request->sample2->gpu)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    gpu_t *g = request->sample2->gpu;
+    static char name[] = "fake", unit[] = "%";
+    for (unsigned int i = 0; i < request->numMetrics; i++) {
+        nvmlGpmMetric_t *m = &request->metrics[i];
+        int slot = -1;
+        switch (m->metricId) {
+        case 1: slot = 0; break;  /* GRAPHICS_UTIL */
+        case 2: slot = 1; break;  /* SM_UTIL */
+        case 3: slot = 2; break;  /* SM_OCCUPANCY */
+        case 5: slot = 3; break;  /* ANY_TENSOR_UTIL */
+        case 10: slot = 4; break; /* DRAM_BW_UTIL */
+        case 20: slot = 5; break; /* PCIE_TX_PER_SEC */
+        case 21: slot = 6; break; /* PCIE_RX_PER_SEC */
+        }
+        m->nvmlReturn = slot < 0 ? NVML_ERROR_NOT_SUPPORTED : NVML_SUCCESS;
+        m->value = slot < 0 ? 0 : g->gpm[slot];
+        m->metricInfo.shortName = name;
+        m->metricInfo.longName = name;
+        m->metricInfo.unit = unit;
+    }
+    return NVML_SUCCESS;
+}
