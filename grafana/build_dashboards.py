@@ -1,0 +1,343 @@
+#!/usr/bin/env python3
+"""Writes the provisioned dashboards (grafana/dashboards/*.json) from one description.
+
+Run `python3 grafana/build_dashboards.py` after a change, and commit the JSON it writes;
+tools/check_stack.sh fails when the JSON in the repository differs from what this prints.
+Current panel types only (timeseries, stat, gauge, table, bargauge), a unit on every panel,
+the `$datasource` and `$instance` variables, `$__rate_interval` in every range.
+"""
+
+import json
+import os
+import sys
+
+DS = {"type": "prometheus", "uid": "${datasource}"}
+RI = "$__rate_interval"
+I = 'instance=~"$instance"'
+
+# Dashboards and their panels: (type, title, unit, [(expr, legend)], width, options)
+# Widths are on Grafana's 24-column grid; panels flow left to right, top to bottom.
+
+
+def ts(title, unit, targets, w=12, h=8, **kw):
+    return dict(type="timeseries", title=title, unit=unit, targets=targets, w=w, h=h, **kw)
+
+
+def stat(title, unit, targets, w=6, h=4, **kw):
+    return dict(type="stat", title=title, unit=unit, targets=targets, w=w, h=h, **kw)
+
+
+def gauge(title, unit, targets, w=6, h=6, **kw):
+    return dict(type="gauge", title=title, unit=unit, targets=targets, w=w, h=h, **kw)
+
+
+def table(title, unit, targets, w=24, h=8, **kw):
+    return dict(type="table", title=title, unit=unit, targets=targets, w=w, h=h, instant=True, **kw)
+
+
+def bars(title, unit, targets, w=12, h=8, **kw):
+    return dict(type="bargauge", title=title, unit=unit, targets=targets, w=w, h=h, **kw)
+
+
+def q(expr, legend=""):
+    return (expr, legend)
+
+
+DASHBOARDS = {
+    # Seed 000, "8.6.1 Dashboard settings": every panel it lists, on our names.
+    "local-ai-service": dict(
+        title="Local AI Service Dashboard",
+        tags=["llm", "seed"],
+        panels=[
+            ts("Request Rate", "reqps", [q(f'sum by (upstream, route) (rate(llm_requests_total{{{I}}}[{RI}]))', "{{upstream}} {{route}}")]),
+            ts("Response Time (p95)", "s", [q(f'histogram_quantile(0.95, sum by (upstream, route, le) (rate(llm_request_duration_seconds_bucket{{{I}}}[{RI}])))', "{{upstream}} {{route}}")]),
+            ts("AI Inference Duration", "s", [q(f'histogram_quantile(0.95, sum by (model, le) (rate(llm_request_duration_seconds_bucket{{{I}}}[{RI}])))', "{{model}}")]),
+            ts("System Resources", "percent", [
+                q(f'system_cpu_usage_percent{{{I}}}', "CPU {{instance}}"),
+                q(f'system_memory_usage_percent{{{I}}}', "Memory {{instance}}"),
+                q(f'system_gpu_usage_percent{{{I}}}', "GPU {{gpu}} {{instance}}"),
+            ], max=100),
+            ts("VRAM Usage", "gbytes", [q(f'system_vram_used_gb{{{I}}}', "VRAM used GPU {{gpu}} {{instance}}")]),
+            ts("Error Rate", "reqps", [q(f'sum by (upstream, route) (rate(llm_requests_total{{status="error",{I}}}[{RI}]))', "{{upstream}} {{route}}")]),
+        ],
+    ),
+    # Seed 001, "LLM Service Dashboard", plus the seed's service-health scorecard.
+    "llm-inference-service": dict(
+        title="LLM Inference Service",
+        tags=["llm", "seed"],
+        panels=[
+            stat("Availability (7d)", "percentunit", [q(f'upstream:llm_request_success:ratio_rate7d{{{I}}}', "{{upstream}}")], decimals=3),
+            stat("Latency p95 (7d)", "s", [q(f'upstream:llm_request_duration_seconds:p95_rate7d{{{I}}}', "{{upstream}}")]),
+            stat("Throughput", "reqps", [q(f'instance:llm_requests:rate5m{{{I}}}', "{{instance}}")]),
+            stat("Error budget burn (1h)", "percentunit", [q(f'1 - upstream:llm_request_success:ratio_rate1h{{{I}}}', "{{upstream}}")], decimals=2),
+            ts("Request Rate", "reqps", [q(f'sum by (upstream) (rate(llm_requests_total{{{I}}}[{RI}]))', "{{upstream}}")]),
+            ts("Request Duration (p50, p95, p99)", "s", [
+                q(f'histogram_quantile(0.50, sum by (le) (rate(llm_request_duration_seconds_bucket{{{I}}}[{RI}])))', "p50"),
+                q(f'histogram_quantile(0.95, sum by (le) (rate(llm_request_duration_seconds_bucket{{{I}}}[{RI}])))', "p95"),
+                q(f'histogram_quantile(0.99, sum by (le) (rate(llm_request_duration_seconds_bucket{{{I}}}[{RI}])))', "p99"),
+            ]),
+            ts("Tokens per Second", "short", [q(f'sum by (upstream) (rate(llm_tokens_generated_total{{{I}}}[{RI}]))', "{{upstream}} tokens/s")]),
+            ts("Active Slots", "short", [
+                q(f'sum by (upstream) (llm_slots_processing{{{I}}})', "Processing {{upstream}}"),
+                q(f'sum by (upstream) (llm_slots_available{{{I}}})', "Available {{upstream}}"),
+            ]),
+            ts("Error Rate", "reqps", [q(f'sum by (upstream, kind) (rate(llm_request_errors_total{{{I}}}[{RI}]))', "{{upstream}} {{kind}}")]),
+            ts("GPU Utilization", "percentunit", [q(f'gpu_utilization_ratio{{{I}}}', "GPU {{gpu}} {{instance}}")], max=1),
+            # The seed divided used by free; this is used / total (carve-out + GTT on an APU).
+            ts("GPU Memory Usage", "percentunit", [q(f'gpu_memory_used_bytes{{{I}}} / gpu_memory_total_bytes{{{I}}}', "GPU {{gpu}} {{instance}}")], max=1),
+        ],
+    ),
+    # Seed 004, "System Resources Dashboard", plus seed 002's disk I/O and network panels.
+    "system-resources": dict(
+        title="System Resources",
+        tags=["host", "seed"],
+        panels=[
+            ts("CPU Usage", "percent", [q(f'100 - (avg by (instance) (rate(node_cpu_seconds_total{{mode="idle",{I}}}[{RI}])) * 100)', "{{instance}}")], max=100),
+            ts("Memory Usage", "percent", [q(f'(node_memory_MemTotal_bytes{{{I}}} - node_memory_MemAvailable_bytes{{{I}}}) / node_memory_MemTotal_bytes{{{I}}} * 100', "{{instance}}")], max=100),
+            ts("Disk Usage", "percent", [q(f'100 - node_filesystem_avail_bytes{{fstype!~"tmpfs|ramfs|squashfs|overlay",{I}}} / node_filesystem_size_bytes{{fstype!~"tmpfs|ramfs|squashfs|overlay",{I}}} * 100', "{{instance}} {{mountpoint}}")], max=100),
+            ts("Disk I/O", "Bps", [
+                q(f'sum by (instance, device) (rate(node_disk_read_bytes_total{{{I}}}[{RI}]))', "read {{instance}} {{device}}"),
+                q(f'-sum by (instance, device) (rate(node_disk_written_bytes_total{{{I}}}[{RI}]))', "write {{instance}} {{device}}"),
+            ]),
+            ts("Network Traffic", "Bps", [
+                q(f'sum by (instance, device) (rate(node_network_receive_bytes_total{{device!="lo",{I}}}[{RI}]))', "in {{instance}} {{device}}"),
+                q(f'-sum by (instance, device) (rate(node_network_transmit_bytes_total{{device!="lo",{I}}}[{RI}]))', "out {{instance}} {{device}}"),
+            ]),
+            ts("Load per CPU", "short", [q(f'node_load1{{{I}}} / on (instance) count by (instance) (node_cpu_seconds_total{{mode="idle",{I}}})', "{{instance}}")]),
+            ts("Pressure (stalled time)", "percentunit", [
+                q(f'rate(node_pressure_cpu_waiting_seconds_total{{{I}}}[{RI}])', "cpu some {{instance}}"),
+                q(f'rate(node_pressure_memory_stalled_seconds_total{{{I}}}[{RI}])', "memory full {{instance}}"),
+                q(f'rate(node_pressure_io_stalled_seconds_total{{{I}}}[{RI}])', "io full {{instance}}"),
+            ]),
+            ts("Temperatures", "celsius", [q(f'node_hwmon_temp_celsius{{{I}}}', "{{instance}} {{chip}} {{sensor}}")]),
+        ],
+    ),
+    # Seed 004, "AI Services Monitoring".
+    "ai-services": dict(
+        title="AI Services Monitoring",
+        tags=["llm", "seed"],
+        panels=[
+            ts("AI Request Rate", "reqps", [q(f'sum by (model) (rate(llm_requests_total{{{I}}}[{RI}]))', "{{model}}")]),
+            ts("AI Response Time", "s", [q(f'histogram_quantile(0.95, sum by (model, le) (rate(llm_request_duration_seconds_bucket{{{I}}}[{RI}])))', "{{model}} 95th percentile")]),
+            ts("AI Error Rate", "reqps", [q(f'sum by (model, kind) (rate(llm_request_errors_total{{{I}}}[{RI}]))', "{{model}} {{kind}}")], w=24),
+        ],
+    ),
+    "gpus": dict(
+        title="GPUs (AMD and NVIDIA)",
+        tags=["gpu"],
+        panels=[
+            stat("GPUs up", "short", [q(f'sum(gpu_up{{{I}}})', "up")]),
+            stat("GPU power", "watt", [q(f'sum(gpu_power_watts{{{I}}})', "total")]),
+            stat("GPU memory used", "bytes", [q(f'sum(gpu_memory_used_bytes{{{I}}})', "used")]),
+            stat("XID errors (1h)", "short", [q(f'sum(increase(nvidia_xid_errors_total{{{I}}}[1h]))', "XIDs")]),
+            ts("Utilization", "percentunit", [q(f'gpu_utilization_ratio{{{I}}} * on (instance, gpu, id) group_left (vendor, model) gpu_info{{{I}}}', "{{instance}} GPU {{gpu}} {{model}}")], max=1),
+            ts("Memory used / total", "percentunit", [q(f'gpu_memory_used_bytes{{{I}}} / gpu_memory_total_bytes{{{I}}}', "{{instance}} GPU {{gpu}}")], max=1),
+            ts("Memory used", "bytes", [
+                q(f'gpu_memory_used_bytes{{{I}}}', "used {{instance}} GPU {{gpu}}"),
+                q(f'gpu_memory_total_bytes{{{I}}}', "total {{instance}} GPU {{gpu}}"),
+            ]),
+            # APU: a small VRAM carve-out plus GTT (system RAM the GPU maps) is what it uses.
+            ts("AMD memory pools (VRAM carve-out, GTT)", "bytes", [
+                q(f'amdgpu_memory_used_bytes{{{I}}}', "used {{pool}} {{instance}} GPU {{gpu}}"),
+                q(f'amdgpu_memory_total_bytes{{{I}}}', "total {{pool}} {{instance}} GPU {{gpu}}"),
+            ]),
+            ts("Temperature", "celsius", [q(f'gpu_temperature_celsius{{{I}}}', "{{instance}} GPU {{gpu}} {{sensor}}")]),
+            ts("Power", "watt", [q(f'gpu_power_watts{{{I}}}', "{{instance}} GPU {{gpu}}")]),
+            ts("Energy rate", "watt", [q(f'rate(gpu_energy_joules_total{{{I}}}[{RI}])', "{{instance}} GPU {{gpu}}")]),
+            ts("XID errors", "short", [q(f'increase(nvidia_xid_errors_total{{{I}}}[1h])', "{{instance}} GPU {{gpu}} XID {{xid}}")]),
+            # Per process: NVIDIA labels the process `name`, AMD `process`; shown alike.
+            table("GPU memory per process", "bytes", [
+                q(f'sum by (instance, id, pid, name) (nvidia_process_memory_used_bytes{{{I}}})', ""),
+                q(f'sum by (instance, id, pid, name) (label_replace(amdgpu_process_memory_bytes{{{I}}}, "name", "$1", "process", "(.*)"))', ""),
+            ]),
+        ],
+    ),
+    "llm-servers": dict(
+        title="LLM servers (llama.cpp and Ollama)",
+        tags=["llm"],
+        panels=[
+            stat("Servers up", "short", [q(f'sum(llm_up{{{I}}})', "up")]),
+            stat("Models loaded", "short", [q(f'sum(llm_models_loaded{{{I}}}) or sum(llm_model_loaded{{{I}}})', "loaded")]),
+            stat("Queue depth", "short", [q(f'sum(llm_queue_depth{{{I}}})', "queued")]),
+            stat("Active requests (proxy)", "short", [q(f'sum(llm_active_requests{{{I}}})', "active")]),
+            table("Server status", "short", [q(f'llm_up{{{I}}}', "")], w=12),
+            table("Loaded models", "bytes", [q(f'llm_model_memory_bytes{{{I}}}', "")], w=12),
+            ts("Slots", "short", [
+                q(f'llm_slots_total{{{I}}}', "total {{upstream}}"),
+                q(f'llm_slots_processing{{{I}}}', "processing {{upstream}}"),
+                q(f'llm_slots_available{{{I}}}', "available {{upstream}}"),
+            ]),
+            ts("Queue", "short", [
+                q(f'llm_queue_depth{{{I}}}', "queued {{upstream}}"),
+                q(f'llamacpp_requests_deferred{{{I}}}', "deferred (llama.cpp) {{upstream}}"),
+            ]),
+            ts("Time to first token", "s", [
+                q(f'histogram_quantile(0.50, sum by (upstream, le) (rate(llm_time_to_first_token_seconds_bucket{{{I}}}[{RI}])))', "p50 {{upstream}}"),
+                q(f'histogram_quantile(0.95, sum by (upstream, le) (rate(llm_time_to_first_token_seconds_bucket{{{I}}}[{RI}])))', "p95 {{upstream}}"),
+            ]),
+            ts("Generation speed", "short", [
+                q(f'sum by (upstream) (rate(llm_tokens_generated_total{{{I}}}[{RI}]))', "tokens/s (proxy) {{upstream}}"),
+                q(f'sum by (upstream) (rate(llamacpp_tokens_predicted_total{{{I}}}[{RI}]))', "tokens/s (llama.cpp) {{upstream}}"),
+                q(f'sum by (upstream) (rate(llm_prompt_tokens_total{{{I}}}[{RI}]))', "prompt tokens/s (proxy) {{upstream}}"),
+            ]),
+            ts("Inter-token latency (p95)", "s", [q(f'histogram_quantile(0.95, sum by (upstream, le) (rate(llm_inter_token_latency_seconds_bucket{{{I}}}[{RI}])))', "{{upstream}}")]),
+            ts("Context used per slot", "percentunit", [q(f'llm_slot_context_used_ratio{{{I}}}', "{{upstream}} slot {{slot}}")], max=1),
+            ts("Model memory in VRAM", "bytes", [q(f'llm_model_vram_bytes{{{I}}}', "{{upstream}} {{model}}")]),
+            ts("Ollama model keep-alive left", "s", [q(f'llm_model_expires_in_seconds{{{I}}}', "{{upstream}} {{model}}")]),
+            ts("Prompt cache hit ratio", "percentunit", [q(f'llm_prompt_cache_hit_ratio{{{I}}}', "{{upstream}}")], max=1),
+            ts("Requests by status", "reqps", [q(f'sum by (upstream, code) (rate(llm_requests_total{{{I}}}[{RI}]))', "{{upstream}} {{code}}")]),
+        ],
+    ),
+    "exporters-health": dict(
+        title="Exporters health",
+        tags=["meta"],
+        panels=[
+            table("Targets", "short", [q(f'up{{{I}}}', "")], w=12),
+            table("Exporter versions", "short", [q(f'host_exporter_build_info{{{I}}} or nvidia_exporter_build_info{{{I}}} or rocm_exporter_build_info{{{I}}} or llm_exporter_build_info{{{I}}}', "")], w=12),
+            ts("Scrape duration", "s", [q(f'scrape_duration_seconds{{{I}}}', "{{job}} {{instance}}")]),
+            ts("Samples per scrape", "short", [q(f'scrape_samples_scraped{{{I}}}', "{{job}} {{instance}}")]),
+            ts("Collector success", "short", [q(f'host_exporter_collector_success{{{I}}} or nvidia_exporter_collector_success{{{I}}} or rocm_exporter_collector_success{{{I}}} or llm_exporter_collector_success{{{I}}}', "{{job}} {{collector}}")], max=1),
+            ts("Collector duration", "s", [q(f'host_exporter_collector_duration_seconds{{{I}}} or nvidia_exporter_collector_duration_seconds{{{I}}} or rocm_exporter_collector_duration_seconds{{{I}}} or llm_exporter_collector_duration_seconds{{{I}}}', "{{job}} {{collector}}")]),
+            ts("Exporter memory (RSS)", "bytes", [q(f'process_resident_memory_bytes{{job=~"host|nvidia|rocm|llm",{I}}}', "{{job}} {{instance}}")]),
+            ts("Exporter CPU", "percentunit", [q(f'rate(process_cpu_seconds_total{{job=~"host|nvidia|rocm|llm",{I}}}[{RI}])', "{{job}} {{instance}}")]),
+            ts("GPU backends", "short", [
+                q(f'nvidia_up{{{I}}}', "NVML {{instance}}"),
+                q(f'rocm_up{{{I}}}', "ROCm {{backend}} {{instance}}"),
+            ], max=1),
+            ts("GPU sample age", "s", [q(f'rocm_sample_age_seconds{{{I}}} or nvidia_exporter_nvml_sample_age_seconds{{{I}}}', "{{job}} {{instance}}")]),
+            ts("Model server poll duration", "s", [q(f'llm_upstream_poll_duration_seconds{{{I}}}', "{{upstream}}")]),
+            ts("Model server restarts (1h)", "short", [q(f'increase(llm_upstream_restarts_total{{{I}}}[1h])', "{{upstream}}")]),
+        ],
+    ),
+}
+
+
+def variables():
+    return {
+        "list": [
+            {
+                "name": "datasource",
+                "label": "Data source",
+                "type": "datasource",
+                "query": "prometheus",
+                "current": {"text": "Prometheus", "value": "prometheus"},
+                "hide": 0,
+                "refresh": 1,
+                "regex": "",
+                "options": [],
+            },
+            {
+                "name": "instance",
+                "label": "Host",
+                "type": "query",
+                "datasource": DS,
+                "definition": 'label_values(up{job=~"host|nvidia|rocm|llm|llama-server"}, instance)',
+                "query": {
+                    "query": 'label_values(up{job=~"host|nvidia|rocm|llm|llama-server"}, instance)',
+                    "refId": "PrometheusVariableQueryEditor-VariableQuery",
+                },
+                "refresh": 2,
+                "multi": True,
+                "includeAll": True,
+                "allValue": ".+",
+                "current": {"text": "All", "value": "$__all"},
+                "sort": 1,
+                "hide": 0,
+                "regex": "",
+                "options": [],
+            },
+        ]
+    }
+
+
+def panel_json(pid, p, x, y):
+    refs = "ABCDEFGHIJ"
+    defaults = {"unit": p["unit"]}
+    if "max" in p:
+        defaults["min"] = 0
+        defaults["max"] = p["max"]
+    if "decimals" in p:
+        defaults["decimals"] = p["decimals"]
+    targets = []
+    for i, (expr, legend) in enumerate(p["targets"]):
+        t = {"refId": refs[i], "datasource": DS, "expr": expr, "legendFormat": legend, "range": not p.get("instant", False), "instant": p.get("instant", False)}
+        if p["type"] == "table":
+            t["format"] = "table"
+        targets.append(t)
+    out = {
+        "id": pid,
+        "type": p["type"],
+        "title": p["title"],
+        "datasource": DS,
+        "gridPos": {"x": x, "y": y, "w": p["w"], "h": p["h"]},
+        "fieldConfig": {"defaults": defaults, "overrides": []},
+        "targets": targets,
+    }
+    if p["type"] == "timeseries":
+        out["options"] = {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True}, "tooltip": {"mode": "multi", "sort": "desc"}}
+        defaults["custom"] = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10, "showPoints": "never", "spanNulls": False}
+    elif p["type"] in ("stat", "gauge", "bargauge"):
+        out["options"] = {"reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}}
+    elif p["type"] == "table":
+        out["options"] = {"showHeader": True}
+        out["transformations"] = [{"id": "merge", "options": {}}]
+    return out
+
+
+def dashboard(uid, d):
+    panels = []
+    x = y = row_h = 0
+    for i, p in enumerate(d["panels"], start=1):
+        if x + p["w"] > 24:
+            x, y, row_h = 0, y + row_h, 0
+        panels.append(panel_json(i, p, x, y))
+        x += p["w"]
+        row_h = max(row_h, p["h"])
+    return {
+        "uid": uid,
+        "title": d["title"],
+        "tags": d["tags"],
+        "schemaVersion": 39,
+        "version": 1,
+        "editable": False,
+        "graphTooltip": 1,
+        "time": {"from": "now-6h", "to": "now"},
+        "refresh": "30s",
+        "timezone": "browser",
+        "templating": variables(),
+        "annotations": {"list": []},
+        "links": [{"title": "Dashboards", "type": "dashboards", "asDropdown": True, "tags": [], "includeVars": True, "keepTime": True}],
+        "panels": panels,
+    }
+
+
+def render():
+    return {f"{uid}.json": json.dumps(dashboard(uid, d), indent=2, ensure_ascii=False) + "\n" for uid, d in DASHBOARDS.items()}
+
+
+def main():
+    out_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dashboards")
+    check = "--check" in sys.argv
+    stale = []
+    for name, text in render().items():
+        path = os.path.join(out_dir, name)
+        if check:
+            try:
+                current = open(path, encoding="utf-8").read()
+            except OSError:
+                current = None
+            if current != text:
+                stale.append(name)
+        else:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+    if check:
+        extra = sorted(set(n for n in os.listdir(out_dir) if n.endswith(".json")) - set(render()))
+        if stale or extra:
+            print(f"grafana/dashboards out of date: {stale} {extra}; run python3 grafana/build_dashboards.py", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
