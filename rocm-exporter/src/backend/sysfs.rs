@@ -1,5 +1,10 @@
 //! The direct backend: `/sys/class/drm/card*/device` of amdgpu devices and their amdgpu hwmon.
-//! No fork, a few dozen small reads per GPU.
+//! No fork; each sample reads only the ~17 files per GPU whose values change.
+//!
+//! When a card is first seen awake, a [`Plan`] is made for it: the values that do not change
+//! while the driver is loaded (identity, pool sizes, sensor labels, limits) are read once, and
+//! the list of changing files that exist is kept. Cards and plans are looked up again every
+//! [`REDISCOVER_AFTER`] (hot-plug, driver reload, a changed power cap).
 //!
 //! Every amdgpu sensor read wakes a runtime-suspended GPU (the driver calls
 //! `pm_runtime_get_sync`), so `power/runtime_status` is read first and a suspended GPU is
@@ -8,37 +13,51 @@
 //! garbage costs only its own value.
 
 use crate::apu;
-use crate::model::{Backend, Device, Failure, Reason, Snapshot};
+use crate::model::{Backend, Device, Failure, Pool, Reason, Snapshot};
 use common::gpu::normalize_pci_address;
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long the cards and their plans are reused before looking again.
+pub const REDISCOVER_AFTER: Duration = Duration::from_secs(10);
 
 /// File access, so that tests can inject errors a fixture tree cannot hold (EPERM as root).
 pub trait Files: Send + 'static {
     fn read(&self, path: &Path) -> io::Result<String>;
+
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
 }
 
 pub struct RealFiles;
 
 impl Files for RealFiles {
+    /// open, one read, close: a sysfs attribute arrives whole in its first read (at most a
+    /// page), so the size probe and the second read of `read_to_string` are skipped.
     fn read(&self, path: &Path) -> io::Result<String> {
-        std::fs::read_to_string(path)
-    }
-}
-
-pub struct SysfsBackend<F: Files = RealFiles> {
-    sysfs: PathBuf,
-    procfs: PathBuf,
-    files: F,
-    /// The last active read of each GPU, served while it is runtime-suspended.
-    last_active: HashMap<String, (Device, Instant)>,
-}
-
-impl SysfsBackend<RealFiles> {
-    pub fn new(sysfs: impl Into<PathBuf>, procfs: impl Into<PathBuf>) -> Self {
-        Self::with_files(sysfs, procfs, RealFiles)
+        let mut file = std::fs::File::open(path)?;
+        let mut buf = [0u8; 4096];
+        let mut len = 0;
+        loop {
+            let space = buf.len() - len;
+            match file.read(&mut buf[len..]) {
+                // A short read is the end of a small file; a full buffer cuts a file longer
+                // than any amdgpu attribute.
+                Ok(n) => {
+                    len += n;
+                    if n == 0 || n < space {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        String::from_utf8(buf[..len].to_vec())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"))
     }
 }
 
@@ -94,6 +113,71 @@ pub fn find_cards(sysfs: &Path) -> Vec<Card> {
     cards
 }
 
+/// A value that changes, and where it goes in the [`Device`].
+#[derive(Clone, Debug)]
+enum Sensor {
+    Busy,
+    Used(PoolName),
+    LinkSpeed,
+    LinkWidth,
+    /// Millidegrees.
+    Temperature(String),
+    /// Microwatts.
+    PowerAverage,
+    PowerInput,
+    /// Hertz.
+    Clock(String),
+    /// Millivolts.
+    Voltage(String),
+    FanRpm,
+    /// PWM duty out of this maximum.
+    FanPwm(f64),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum PoolName {
+    Vram,
+    VisVram,
+    Gtt,
+}
+
+impl PoolName {
+    fn of(self, device: &mut Device) -> &mut Pool {
+        match self {
+            PoolName::Vram => &mut device.memory.vram,
+            PoolName::VisVram => &mut device.memory.vis_vram,
+            PoolName::Gtt => &mut device.memory.gtt,
+        }
+    }
+}
+
+/// What to read for one card: the fixed values, read once, and the files that change.
+#[derive(Clone, Debug)]
+struct Plan {
+    fixed: Device,
+    /// Whether any fixed value could be read (a card with no changing files still answers).
+    fixed_answered: bool,
+    reads: Vec<(PathBuf, Sensor)>,
+}
+
+pub struct SysfsBackend<F: Files = RealFiles> {
+    sysfs: PathBuf,
+    procfs: PathBuf,
+    files: F,
+    /// The last active read of each GPU, served while it is runtime-suspended.
+    last_active: HashMap<String, (Device, Instant)>,
+    /// The cards, and when they were found.
+    discovered: Option<(Vec<Card>, Instant)>,
+    /// A plan per card seen awake since the cards were found, by PCI address.
+    plans: HashMap<String, Plan>,
+}
+
+impl SysfsBackend<RealFiles> {
+    pub fn new(sysfs: impl Into<PathBuf>, procfs: impl Into<PathBuf>) -> Self {
+        Self::with_files(sysfs, procfs, RealFiles)
+    }
+}
+
 impl<F: Files> SysfsBackend<F> {
     pub fn with_files(sysfs: impl Into<PathBuf>, procfs: impl Into<PathBuf>, files: F) -> Self {
         SysfsBackend {
@@ -101,6 +185,8 @@ impl<F: Files> SysfsBackend<F> {
             procfs: procfs.into(),
             files,
             last_active: HashMap::new(),
+            discovered: None,
+            plans: HashMap::new(),
         }
     }
 
@@ -141,6 +227,13 @@ impl<F: Files> SysfsBackend<F> {
         }
     }
 
+    /// `16.0 GT/s PCIe` → 16e9 transfers per second.
+    fn link_speed(&self, path: &Path) -> Option<f64> {
+        let text = self.text(path)?;
+        let gts: f64 = text.split_whitespace().next()?.parse().ok()?;
+        text.contains("GT/s").then_some(gts * 1e9)
+    }
+
     /// A DKMS amdgpu has its own version; an in-tree one is the kernel's.
     fn driver_version(&self) -> String {
         self.text(&self.sysfs.join("module/amdgpu/version"))
@@ -148,83 +241,17 @@ impl<F: Files> SysfsBackend<F> {
             .unwrap_or_default()
     }
 
-    fn read_card(&mut self, card: &Card) -> Device {
-        let dir = &card.device_dir;
-        let device_id = self.text(&dir.join("device"));
-        let mut device = Device {
-            id: card.pci_address.clone(),
-            card: Some(card.name.clone()),
-            model: device_id
-                .as_deref()
-                .map(apu::model_name)
-                .unwrap_or_default(),
-            device_id,
-            revision: self.text(&dir.join("revision")),
-            runtime_status: self.text(&dir.join("power/runtime_status")),
-            ..Default::default()
-        };
-        if device.runtime_status.as_deref() == Some("suspended") {
-            return self.suspended(device);
+    /// The cards, from the cache while it is recent and not empty; a new look drops the plans.
+    fn cards(&mut self) -> Vec<Card> {
+        if let Some((cards, when)) = &self.discovered {
+            if !cards.is_empty() && when.elapsed() < REDISCOVER_AFTER {
+                return cards.clone();
+            }
         }
-
-        let mut answered = false;
-        let mut num = |this: &Self, path: PathBuf| {
-            let v = this.number(&path);
-            answered |= v.is_some();
-            v
-        };
-        if let Some(name) = self.text(&dir.join("product_name")) {
-            device.model = name;
-        }
-        device.unique_id = self.text(&dir.join("unique_id"));
-        device.busy_percent = num(self, dir.join("gpu_busy_percent"));
-        for (pool, prefix) in [
-            (&mut device.memory.vram, "mem_info_vram"),
-            (&mut device.memory.vis_vram, "mem_info_vis_vram"),
-            (&mut device.memory.gtt, "mem_info_gtt"),
-        ] {
-            pool.total_bytes = num(self, dir.join(format!("{prefix}_total")));
-            pool.used_bytes = num(self, dir.join(format!("{prefix}_used")));
-        }
-        device.pcie.speed_transfers_per_second = self.link_speed(&dir.join("current_link_speed"));
-        device.pcie.max_speed_transfers_per_second = self.link_speed(&dir.join("max_link_speed"));
-        device.pcie.width = self.number(&dir.join("current_link_width"));
-        device.pcie.max_width = self.number(&dir.join("max_link_width"));
-
-        if let Some(hwmon) = self.amdgpu_hwmon(dir) {
-            answered |= self.read_hwmon(&hwmon, &mut device);
-        }
-        device.is_apu = apu::looks_like_apu(&device);
-        device.answered = answered;
-        if answered {
-            self.last_active
-                .insert(device.id.clone(), (device.clone(), Instant::now()));
-        }
-        device
-    }
-
-    /// A suspended GPU: the last active values if we have them, else its identity only.
-    fn suspended(&self, identity: Device) -> Device {
-        match self.last_active.get(&identity.id) {
-            Some((last, taken)) => Device {
-                runtime_status: identity.runtime_status,
-                answered: true,
-                values_taken: Some(*taken),
-                ..last.clone()
-            },
-            None => Device {
-                answered: true,
-                is_apu: identity.device_id.as_deref().is_some_and(apu::is_known_apu),
-                ..identity
-            },
-        }
-    }
-
-    /// `16.0 GT/s PCIe` → 16e9 transfers per second.
-    fn link_speed(&self, path: &Path) -> Option<f64> {
-        let text = self.text(path)?;
-        let gts: f64 = text.split_whitespace().next()?.parse().ok()?;
-        text.contains("GT/s").then_some(gts * 1e9)
+        let cards = find_cards(&self.sysfs);
+        self.discovered = Some((cards.clone(), Instant::now()));
+        self.plans.clear();
+        cards
     }
 
     /// The hwmon directory named `amdgpu` (its index changes across boots).
@@ -239,64 +266,167 @@ impl<F: Files> SysfsBackend<F> {
             .find(|d| self.text(&d.join("name")).as_deref() == Some("amdgpu"))
     }
 
-    /// Reads the hwmon sensors into `device`; true when at least one value was read.
-    fn read_hwmon(&self, hwmon: &Path, device: &mut Device) -> bool {
+    /// The identity a card shows without waking it: PCI config space, not amdgpu.
+    fn identity(&self, card: &Card) -> Device {
+        let dir = &card.device_dir;
+        let device_id = self.text(&dir.join("device"));
+        Device {
+            id: card.pci_address.clone(),
+            card: Some(card.name.clone()),
+            model: device_id
+                .as_deref()
+                .map(apu::model_name)
+                .unwrap_or_default(),
+            is_apu: device_id.as_deref().is_some_and(apu::is_known_apu),
+            device_id,
+            revision: self.text(&dir.join("revision")),
+            ..Default::default()
+        }
+    }
+
+    fn make_plan(&self, card: &Card) -> Plan {
+        let dir = &card.device_dir;
+        let mut fixed = self.identity(card);
+        let mut reads = Vec::new();
         let mut answered = false;
-        let mut num = |file: String| {
-            let v = self.number(&hwmon.join(file));
+        let mut fixed_number = |path: PathBuf| {
+            let v = self.number(&path);
             answered |= v.is_some();
             v
         };
-        let label = |file: String| self.text(&hwmon.join(file));
+        if let Some(name) = self.text(&dir.join("product_name")) {
+            fixed.model = name;
+        }
+        fixed.unique_id = self.text(&dir.join("unique_id"));
+        for (pool, prefix) in [
+            (PoolName::Vram, "mem_info_vram"),
+            (PoolName::VisVram, "mem_info_vis_vram"),
+            (PoolName::Gtt, "mem_info_gtt"),
+        ] {
+            pool.of(&mut fixed).total_bytes = fixed_number(dir.join(format!("{prefix}_total")));
+            reads.push((dir.join(format!("{prefix}_used")), Sensor::Used(pool)));
+        }
+        reads.push((dir.join("gpu_busy_percent"), Sensor::Busy));
+        reads.push((dir.join("current_link_speed"), Sensor::LinkSpeed));
+        reads.push((dir.join("current_link_width"), Sensor::LinkWidth));
+        fixed.pcie.max_speed_transfers_per_second = self.link_speed(&dir.join("max_link_speed"));
+        fixed.pcie.max_width = self.number(&dir.join("max_link_width"));
 
-        // temp1 edge, temp2 junction, temp3 mem; millidegrees.
-        for n in 1..=3 {
-            let default = ["edge", "junction", "mem"][n - 1];
-            let sensor = label(format!("temp{n}_label")).unwrap_or_else(|| default.into());
-            let sensor = if sensor == "mem" {
-                "memory".to_string()
-            } else {
-                sensor
-            };
-            if let Some(v) = num(format!("temp{n}_input")) {
-                device.temperatures.push((sensor.clone(), v / 1000.0));
+        if let Some(hwmon) = self.amdgpu_hwmon(dir) {
+            let label = |file: String| self.text(&hwmon.join(file));
+            // temp1 edge, temp2 junction, temp3 mem; millidegrees.
+            for (n, default) in [(1, "edge"), (2, "junction"), (3, "mem")] {
+                let mut sensor = label(format!("temp{n}_label")).unwrap_or_else(|| default.into());
+                if sensor == "mem" {
+                    sensor = "memory".into();
+                }
+                if let Some(v) = fixed_number(hwmon.join(format!("temp{n}_crit"))) {
+                    fixed
+                        .temperatures_critical
+                        .push((sensor.clone(), v / 1000.0));
+                }
+                reads.push((
+                    hwmon.join(format!("temp{n}_input")),
+                    Sensor::Temperature(sensor),
+                ));
             }
-            if let Some(v) = num(format!("temp{n}_crit")) {
-                device.temperatures_critical.push((sensor, v / 1000.0));
-            }
-        }
-        // Power in microwatts; most dGPUs have only one of average/input, Strix has both.
-        // Kernels before power1_label existed used the same sensor, which amdgpu calls PPT.
-        device.power_sensor = label("power1_label".into()).unwrap_or_else(|| "PPT".into());
-        device.power_average_watts = num("power1_average".into()).map(|v| v / 1e6);
-        device.power_input_watts = num("power1_input".into()).map(|v| v / 1e6);
-        device.power_cap_watts = num("power1_cap".into()).map(|v| v / 1e6);
-        // Clocks already in Hz.
-        for n in 1..=2 {
-            let default = ["sclk", "mclk"][n - 1];
-            if let Some(v) = num(format!("freq{n}_input")) {
+            // Kernels before power1_label existed used the same sensor, which amdgpu calls PPT.
+            fixed.power_sensor = label("power1_label".into()).unwrap_or_else(|| "PPT".into());
+            fixed.power_cap_watts = fixed_number(hwmon.join("power1_cap")).map(|v| v / 1e6);
+            // Most dGPUs have only one of average/input, Strix Halo has both.
+            reads.push((hwmon.join("power1_average"), Sensor::PowerAverage));
+            reads.push((hwmon.join("power1_input"), Sensor::PowerInput));
+            for (n, default) in [(1, "sclk"), (2, "mclk")] {
                 let clock = label(format!("freq{n}_label")).unwrap_or_else(|| default.into());
-                device.clocks_hz.push((clock, v));
+                reads.push((hwmon.join(format!("freq{n}_input")), Sensor::Clock(clock)));
             }
-        }
-        // Voltages in millivolts; vddnb only exists on APUs.
-        for n in 0..=1 {
-            let default = ["vddgfx", "vddnb"][n];
-            if let Some(v) = num(format!("in{n}_input")) {
+            // vddnb only exists on APUs.
+            for (n, default) in [(0, "vddgfx"), (1, "vddnb")] {
                 let rail = label(format!("in{n}_label")).unwrap_or_else(|| default.into());
-                device.voltages.push((rail, v / 1000.0));
+                reads.push((hwmon.join(format!("in{n}_input")), Sensor::Voltage(rail)));
             }
-        }
-        device.fan_rpm = num("fan1_input".into());
-        if let Some(pwm) = num("pwm1".into()) {
-            let max = self
+            reads.push((hwmon.join("fan1_input"), Sensor::FanRpm));
+            let pwm_max = self
                 .number(&hwmon.join("pwm1_max"))
                 .filter(|m| *m > 0.0)
                 .unwrap_or(255.0);
-            // A duty above the maximum is garbage, not a full-speed fan.
-            device.fan_pwm_ratio = (0.0..=max).contains(&pwm).then_some(pwm / max);
+            reads.push((hwmon.join("pwm1"), Sensor::FanPwm(pwm_max)));
         }
-        answered
+        // Only files that exist are read on every sample; a file that exists but fails (EPERM
+        // in a reset, garbage) stays in the plan and is skipped each time it fails.
+        reads.retain(|(path, _)| self.files.exists(path));
+        Plan {
+            fixed,
+            fixed_answered: answered,
+            reads,
+        }
+    }
+
+    fn read_card(&mut self, card: &Card) -> Device {
+        let runtime_status = self.text(&card.device_dir.join("power/runtime_status"));
+        if runtime_status.as_deref() == Some("suspended") {
+            return self.suspended(card, runtime_status);
+        }
+        if !self.plans.contains_key(&card.pci_address) {
+            let plan = self.make_plan(card);
+            self.plans.insert(card.pci_address.clone(), plan);
+        }
+        let plan = &self.plans[&card.pci_address];
+        let mut device = plan.fixed.clone();
+        device.runtime_status = runtime_status;
+        let mut answered = plan.fixed_answered && plan.reads.is_empty();
+        for (path, sensor) in &plan.reads {
+            let value = match sensor {
+                Sensor::LinkSpeed => self.link_speed(path),
+                _ => self.number(path),
+            };
+            let Some(v) = value else {
+                continue;
+            };
+            answered = true;
+            match sensor {
+                Sensor::Busy => device.busy_percent = Some(v),
+                Sensor::Used(pool) => pool.of(&mut device).used_bytes = Some(v),
+                Sensor::LinkSpeed => device.pcie.speed_transfers_per_second = Some(v),
+                Sensor::LinkWidth => device.pcie.width = Some(v),
+                Sensor::Temperature(sensor) => {
+                    device.temperatures.push((sensor.clone(), v / 1000.0))
+                }
+                Sensor::PowerAverage => device.power_average_watts = Some(v / 1e6),
+                Sensor::PowerInput => device.power_input_watts = Some(v / 1e6),
+                Sensor::Clock(clock) => device.clocks_hz.push((clock.clone(), v)),
+                Sensor::Voltage(rail) => device.voltages.push((rail.clone(), v / 1000.0)),
+                Sensor::FanRpm => device.fan_rpm = Some(v),
+                // A duty above the maximum is garbage, not a full-speed fan.
+                Sensor::FanPwm(max) => {
+                    device.fan_pwm_ratio = (0.0..=*max).contains(&v).then_some(v / max)
+                }
+            }
+        }
+        device.is_apu = apu::looks_like_apu(&device);
+        device.answered = answered;
+        if answered {
+            self.last_active
+                .insert(device.id.clone(), (device.clone(), Instant::now()));
+        }
+        device
+    }
+
+    /// A suspended GPU: the last active values if we have them, else its identity only.
+    fn suspended(&self, card: &Card, runtime_status: Option<String>) -> Device {
+        match self.last_active.get(&card.pci_address) {
+            Some((last, taken)) => Device {
+                runtime_status,
+                answered: true,
+                values_taken: Some(*taken),
+                ..last.clone()
+            },
+            None => Device {
+                runtime_status,
+                answered: true,
+                ..self.identity(card)
+            },
+        }
     }
 }
 
@@ -306,7 +436,7 @@ impl<F: Files> Backend for SysfsBackend<F> {
     }
 
     fn sample(&mut self) -> Result<Snapshot, Failure> {
-        let cards = find_cards(&self.sysfs);
+        let cards = self.cards();
         if cards.is_empty() {
             return Err(Failure::new(
                 Reason::NoDevices,
@@ -316,7 +446,7 @@ impl<F: Files> Backend for SysfsBackend<F> {
                 ),
             ));
         }
-        let devices = cards.iter().map(|c| self.read_card(c)).collect();
+        let devices = cards.iter().map(|card| self.read_card(card)).collect();
         Ok(Snapshot::new(devices, self.driver_version()))
     }
 }
