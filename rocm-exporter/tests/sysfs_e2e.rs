@@ -81,3 +81,116 @@ fn landing_page_and_health() {
     assert_eq!(status, 200);
     assert!(page.contains("rocm-exporter"));
 }
+
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A sysfs read that blocks (a wedged SMU) must not hang the scrape: the last good sample is
+/// served with its age, no second read is started, and the values come back once it unblocks.
+#[test]
+fn blocked_sysfs_read_serves_the_last_good_sample() {
+    let scratch = support::Scratch::new("blocked-sysfs");
+    let tree = scratch.path("sys");
+    copy_tree(&fixtures().join("sysfs/dgpu"), &tree);
+    let exporter = Exporter::start(
+        &[
+            "--backend=sysfs".to_string(),
+            format!("--path.sysfs={}", tree.display()),
+            "--sysfs.timeout=300ms".to_string(),
+            "--no-collector.processes".to_string(),
+        ],
+        &[],
+    );
+    let good = exporter.metrics();
+    assert_eq!(value(&good, "rocm_up{backend=\"sysfs\"}"), Some(1.0));
+
+    // A FIFO with no writer: opening it blocks, as a read from a wedged GPU does.
+    let busy = tree.join("class/drm/card0/device/gpu_busy_percent");
+    std::fs::remove_file(&busy).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&busy)
+        .status()
+        .unwrap();
+    assert!(made.success());
+
+    let started = std::time::Instant::now();
+    let stale = exporter.metrics();
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    assert_eq!(
+        value(&stale, "rocm_up{backend=\"sysfs\",reason=\"timeout\"}"),
+        Some(0.0),
+        "{stale}"
+    );
+    assert_eq!(
+        value(
+            &stale,
+            "gpu_utilization_ratio{gpu=\"0\",id=\"0000:03:00.0\"}"
+        ),
+        Some(0.37)
+    );
+    assert_eq!(
+        value(&stale, "gpu_up{gpu=\"0\",id=\"0000:03:00.0\"}"),
+        Some(0.0)
+    );
+    assert!(value(&stale, "rocm_sample_age_seconds").unwrap() >= 0.3);
+    let again = exporter.metrics();
+    assert_eq!(
+        value(&again, "rocm_up{backend=\"sysfs\",reason=\"busy\"}"),
+        Some(0.0),
+        "{again}"
+    );
+
+    // The read completes (opening the writer releases the blocked open) and the file is a
+    // plain one again for the reads after it.
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&busy).unwrap();
+    let replacement = scratch.path("gpu_busy_percent");
+    std::fs::write(&replacement, "60\n").unwrap();
+    std::fs::rename(&replacement, &busy).unwrap();
+    std::io::Write::write_all(&mut writer, b"55\n").unwrap();
+    drop(writer);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let fresh = loop {
+        let body = exporter.metrics();
+        if value(&body, "rocm_up{backend=\"sysfs\"}") == Some(1.0)
+            || std::time::Instant::now() > deadline
+        {
+            break body;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(
+        value(&fresh, "rocm_up{backend=\"sysfs\"}"),
+        Some(1.0),
+        "{fresh}"
+    );
+}
+
+#[test]
+fn bad_flags_stop_the_start_with_a_clear_error() {
+    for (flag, named) in [
+        ("--backend=nvml", "--backend"),
+        ("--rocm-smi.timeout=0s", "--rocm-smi.timeout"),
+        ("--sysfs.timeout=soon", "--sysfs.timeout"),
+        (
+            "--collector.processes.max-series=-1",
+            "--collector.processes.max-series",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rocm-exporter"))
+            .args(["--web.listen-address=127.0.0.1:0", flag])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{flag}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(named), "{flag}: {stderr}");
+    }
+}
