@@ -57,6 +57,8 @@ fn every_recorded_version_matches_its_golden_file() {
             "{fixture}"
         );
         assert_golden(golden, &body);
+        let (code, lint) = support::promtool_check(&body);
+        assert!(code == 0 && lint.trim().is_empty(), "{fixture}: {lint}");
     }
 }
 

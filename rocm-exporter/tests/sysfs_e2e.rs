@@ -194,3 +194,44 @@ fn bad_flags_stop_the_start_with_a_clear_error() {
         assert!(stderr.contains(named), "{flag}: {stderr}");
     }
 }
+
+#[test]
+fn exposition_passes_promtool() {
+    let exporter = Exporter::start(&sysfs_args("strix-halo", true), &[]);
+    let body = exporter.metrics();
+    let (code, output) = support::promtool_check(&body);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.trim().is_empty(), "promtool lint: {output}");
+    // And it does fail on a broken one, so the check means something.
+    assert_ne!(support::promtool_check("amdgpu_x{a=\"b} 1\n").0, 0);
+}
+
+/// A GPU that goes to sleep keeps its last values, marked suspended and aged, and its sensors
+/// are not read while it sleeps.
+#[test]
+fn gpu_going_to_sleep_keeps_its_last_values() {
+    let scratch = support::Scratch::new("sleep");
+    let tree = scratch.path("sys");
+    copy_tree(&fixtures().join("sysfs/dgpu"), &tree);
+    let exporter = Exporter::start(
+        &[
+            "--backend=sysfs".to_string(),
+            format!("--path.sysfs={}", tree.display()),
+            "--no-collector.processes".to_string(),
+        ],
+        &[],
+    );
+    let awake = exporter.metrics();
+    assert_eq!(value(&awake, "amdgpu_runtime_suspended{"), Some(0.0));
+
+    let device = tree.join("class/drm/card0/device");
+    std::fs::write(device.join("power/runtime_status"), "suspended\n").unwrap();
+    std::fs::write(device.join("gpu_busy_percent"), "99\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let asleep = exporter.metrics();
+    assert_eq!(value(&asleep, "amdgpu_runtime_suspended{"), Some(1.0));
+    assert_eq!(value(&asleep, "gpu_utilization_ratio{"), Some(0.37));
+    assert_eq!(value(&asleep, "gpu_up{"), Some(1.0));
+    assert_eq!(value(&asleep, "rocm_up{backend=\"sysfs\"}"), Some(1.0));
+    assert!(value(&asleep, "amdgpu_sample_age_seconds{").unwrap() >= 0.1);
+}
