@@ -83,7 +83,9 @@ Installed-Size: $installed_size
 Depends: $depends
 Section: net
 Priority: optional
-Description: Prometheus exporter: $description
+Description: Prometheus exporter $name
+ $description.
+ .
  $name serves Prometheus metrics over HTTP (see /usr/share/doc/$name).
  The package installs a hardened systemd unit running as the $name system
  user, enabled on install, with defaults in /etc/$name/config.toml and
@@ -93,5 +95,7 @@ CONTROL
 
 mkdir -p "$outdir"
 out="$outdir/${name}_${debversion}_${arch}.deb"
+# Reproducible: file times clamped to the last commit's (dpkg-deb honours SOURCE_DATE_EPOCH).
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct 2>/dev/null || date +%s)}
 dpkg-deb --root-owner-group -Zxz --build "$pkg" "$out" >/dev/null
 echo "$out"
