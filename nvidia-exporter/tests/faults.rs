@@ -5,7 +5,9 @@ mod support;
 
 use common::testing::ExporterProcess;
 use std::time::{Duration, Instant};
-use support::{fake_library, golden, metrics, next_sample, start, value, Fake, BINARY};
+use support::{
+    fake_library, golden, metrics, next_sample, start, start_with_env, value, Fake, BINARY,
+};
 
 #[test]
 fn no_library_serves_nvidia_up_0_and_keeps_retrying() {
@@ -184,6 +186,21 @@ fn dcgm_flags() {
     assert!(metrics(&on).contains("DCGM_FI_DEV_FB_USED{"));
     let off = start(Fake::Full, "lost", &["--compat.dcgm", "--no-compat.dcgm"]);
     assert!(!metrics(&off).contains("DCGM_FI_"));
+
+    // The same switch from the environment and from the TOML file.
+    let env_off = start_with_env(
+        Fake::Full,
+        "lost",
+        &[],
+        &[("NVIDIA_EXPORTER_COMPAT_DCGM", "false")],
+    );
+    assert!(!metrics(&env_off).contains("DCGM_FI_"));
+    let file = std::env::temp_dir().join(format!("nvx-dcgm-{}.toml", std::process::id()));
+    std::fs::write(&file, "[compat]\ndcgm = false\n").unwrap();
+    let file_flag = format!("--config.file={}", file.display());
+    let file_off = start(Fake::Full, "lost", &[&file_flag]);
+    assert!(!metrics(&file_off).contains("DCGM_FI_"));
+    std::fs::remove_file(&file).unwrap();
 }
 
 #[test]

@@ -54,19 +54,27 @@ pub fn fake_library(kind: Fake) -> PathBuf {
 /// Starts the exporter on the fake library with a scenario, a fixed host name for the DCGM
 /// label, and the given extra flags.
 pub fn start(kind: Fake, scenario_name: &str, args: &[&str]) -> ExporterProcess {
+    start_with_env(kind, scenario_name, args, &[])
+}
+
+/// [`start`] with extra environment variables.
+pub fn start_with_env(
+    kind: Fake,
+    scenario_name: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> ExporterProcess {
     let library = fake_library(kind);
     let library_flag = format!("--nvml.library={}", library.display());
     let scenario = scenario(scenario_name);
     let mut all = vec![library_flag.as_str()];
     all.extend_from_slice(args);
-    ExporterProcess::start(
-        BINARY,
-        &all,
-        &[
-            ("FAKE_NVML_SCENARIO", scenario.to_str().unwrap()),
-            ("NODE_NAME", "gpu-host-1"),
-        ],
-    )
+    let mut envs = vec![
+        ("FAKE_NVML_SCENARIO", scenario.to_str().unwrap()),
+        ("NODE_NAME", "gpu-host-1"),
+    ];
+    envs.extend_from_slice(env);
+    ExporterProcess::start(BINARY, &all, &envs)
 }
 
 pub fn metrics(exporter: &ExporterProcess) -> String {
