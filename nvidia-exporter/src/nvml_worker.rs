@@ -49,7 +49,8 @@ pub struct WorkerStats {
 struct State {
     last: Option<Arc<Snapshot>>,
     requested: bool,
-    in_flight: bool,
+    /// When the sample being taken was asked for; `None` when the worker is idle.
+    in_flight_since: Option<Instant>,
     /// Sequence number of the sample being taken; a timeout is counted once per sample.
     sample_seq: u64,
     timed_out_seq: u64,
@@ -93,7 +94,7 @@ impl NvmlWorker {
     /// A sample no older than `min_interval`, or, if NVML does not answer within `timeout`,
     /// the last one taken (or a "down" placeholder before the first one).
     pub async fn snapshot(&self) -> Served {
-        let receiver = {
+        let (receiver, wait) = {
             let mut state = lock(&self.shared.state);
             if let Some(last) = &state.last {
                 if last.taken_at.elapsed() < self.min_interval {
@@ -103,21 +104,30 @@ impl NvmlWorker {
                     };
                 }
             }
-            let (sender, receiver) = oneshot::channel();
-            state.waiters.push(sender);
-            if !state.in_flight {
-                state.in_flight = true;
-                state.requested = true;
-                state.sample_seq += 1;
-                self.shared.wake.notify_one();
-            }
-            receiver
-        };
-        if let Ok(Ok(snapshot)) = tokio::time::timeout(self.timeout, receiver).await {
-            return Served {
-                snapshot,
-                fresh: true,
+            // A call already stuck past the deadline: answer at once instead of waiting again.
+            let wait = match state.in_flight_since {
+                Some(since) => self.timeout.saturating_sub(since.elapsed()),
+                None => {
+                    state.in_flight_since = Some(Instant::now());
+                    state.requested = true;
+                    state.sample_seq += 1;
+                    self.shared.wake.notify_one();
+                    self.timeout
+                }
             };
+            let (sender, receiver) = oneshot::channel();
+            if !wait.is_zero() {
+                state.waiters.push(sender);
+            }
+            (receiver, wait)
+        };
+        if !wait.is_zero() {
+            if let Ok(Ok(snapshot)) = tokio::time::timeout(wait, receiver).await {
+                return Served {
+                    snapshot,
+                    fresh: true,
+                };
+            }
         }
         let mut state = lock(&self.shared.state);
         if state.timed_out_seq != state.sample_seq {
@@ -206,7 +216,7 @@ fn run(shared: Arc<Shared>, config: WorkerConfig, xid: Arc<XidCounts>) {
         state.stats.initializations += inits;
         state.stats.last_sample_duration = started.elapsed();
         state.last = Some(snapshot.clone());
-        state.in_flight = false;
+        state.in_flight_since = None;
         for waiter in state.waiters.drain(..) {
             let _ = waiter.send(snapshot.clone());
         }
