@@ -333,10 +333,8 @@ fn labels(
         ("gpu".to_string(), id.index.to_string()),
         ("UUID".to_string(), id.uuid.clone()),
         ("pci_bus_id".to_string(), id.pci_bus_id.clone()),
-        (
-            "device".to_string(),
-            format!("nvidia{}", id.minor_number.unwrap_or(id.index)),
-        ),
+        // dcgm-exporter names the device after DCGM's GPU id, which follows NVML's index.
+        ("device".to_string(), format!("nvidia{}", id.index)),
         ("modelName".to_string(), id.name.clone()),
     ];
     if let Some((profile, gi)) = &entity.instance {

@@ -195,6 +195,8 @@ fn extras(snapshot: &Snapshot) -> Vec<MetricFamily> {
     let cuda = snapshot.cuda_version.as_str();
     for g in &snapshot.gpus {
         let id = &g.identity;
+        // The N of /dev/nvidiaN.
+        let minor = id.minor_number.map(|m| m.to_string()).unwrap_or_default();
         info.put(
             g,
             &[
@@ -202,6 +204,7 @@ fn extras(snapshot: &Snapshot) -> Vec<MetricFamily> {
                 ("name", &id.name),
                 ("pci_bus_id", &id.pci_bus_id),
                 ("vbios_version", &id.vbios_version),
+                ("minor_number", &minor),
                 ("driver_version", &snapshot.driver_version),
                 ("cuda_version", cuda),
             ],
