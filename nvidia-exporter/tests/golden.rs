@@ -52,10 +52,21 @@ fn fleet_with_native_names_only() {
 
 #[test]
 fn zero_gpus() {
-    let exporter = start(Fake::Full, "zero_gpus", &[]);
-    let text = metrics(&exporter);
-    assert_eq!(value(&text, "nvidia_up "), Some(1.0));
-    golden("zero_gpus", &text);
+    // Without GPUs both naming modes serve the same exposition.
+    for flags in [&[][..], &["--no-compat.dcgm"][..]] {
+        let exporter = start(Fake::Full, "zero_gpus", flags);
+        let text = metrics(&exporter);
+        assert_eq!(value(&text, "nvidia_up "), Some(1.0));
+        golden("zero_gpus", &text);
+    }
+}
+
+#[test]
+fn missing_symbols_with_native_names_only() {
+    let exporter = start(Fake::MissingSymbols, "fleet", &["--no-compat.dcgm"]);
+    metrics(&exporter);
+    next_sample();
+    golden("missing_symbols_native", &metrics(&exporter));
 }
 
 #[test]
