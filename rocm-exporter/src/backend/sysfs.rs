@@ -15,8 +15,10 @@
 use crate::apu;
 use crate::model::{Backend, Device, Failure, Pool, Reason, Snapshot};
 use common::gpu::normalize_pci_address;
+use rustix::fd::OwnedFd;
+use rustix::fs::{Mode, OFlags};
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,12 @@ pub const REDISCOVER_AFTER: Duration = Duration::from_secs(10);
 pub trait Files: Send + 'static {
     fn read(&self, path: &Path) -> io::Result<String>;
 
+    /// Reads `name` inside an open directory; `path` is the same file by its full path.
+    fn read_at(&self, dir: &OwnedFd, name: &str, path: &Path) -> io::Result<String> {
+        let _ = (dir, name);
+        self.read(path)
+    }
+
     fn exists(&self, path: &Path) -> bool {
         path.exists()
     }
@@ -35,30 +43,50 @@ pub trait Files: Send + 'static {
 pub struct RealFiles;
 
 impl Files for RealFiles {
-    /// open, one read, close: a sysfs attribute arrives whole in its first read (at most a
-    /// page), so the size probe and the second read of `read_to_string` are skipped.
     fn read(&self, path: &Path) -> io::Result<String> {
-        let mut file = std::fs::File::open(path)?;
-        let mut buf = [0u8; 4096];
-        let mut len = 0;
-        loop {
-            let space = buf.len() - len;
-            match file.read(&mut buf[len..]) {
-                // A short read is the end of a small file; a full buffer cuts a file longer
-                // than any amdgpu attribute.
-                Ok(n) => {
-                    len += n;
-                    if n == 0 || n < space {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        String::from_utf8(buf[..len].to_vec())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"))
+        let file = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+        read_small(&file)
     }
+
+    fn read_at(&self, dir: &OwnedFd, name: &str, _path: &Path) -> io::Result<String> {
+        let file = rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+        read_small(&file)
+    }
+}
+
+/// One read: a sysfs attribute arrives whole in its first read (at most a page), so the size
+/// probe and the second read of `read_to_string` are skipped.
+fn read_small(file: &OwnedFd) -> io::Result<String> {
+    let mut buf = [0u8; 4096];
+    let mut len = 0;
+    loop {
+        let space = buf.len() - len;
+        match rustix::io::read(file, &mut buf[len..]) {
+            // A short read is the end of a small file; a full buffer cuts a file longer than
+            // any amdgpu attribute.
+            Ok(n) => {
+                len += n;
+                if n == 0 || n < space {
+                    break;
+                }
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    String::from_utf8(buf[..len].to_vec())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"))
+}
+
+/// An open directory to read files relative to; `None` when it could not be opened (the full
+/// path is used then).
+fn open_dir(path: &Path) -> Option<OwnedFd> {
+    rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()
 }
 
 /// One amdgpu DRM card found under `class/drm`.
@@ -151,13 +179,24 @@ impl PoolName {
     }
 }
 
+/// A changing file: in which of the plan's directories, its name there, its full path.
+#[derive(Debug)]
+struct Read {
+    dir: usize,
+    name: String,
+    path: PathBuf,
+    sensor: Sensor,
+}
+
 /// What to read for one card: the fixed values, read once, and the files that change.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct Plan {
     fixed: Device,
     /// Whether any fixed value could be read (a card with no changing files still answers).
     fixed_answered: bool,
-    reads: Vec<(PathBuf, Sensor)>,
+    /// The device directory and the amdgpu hwmon directory, kept open.
+    dirs: Vec<Option<OwnedFd>>,
+    reads: Vec<Read>,
 }
 
 pub struct SysfsBackend<F: Files = RealFiles> {
@@ -285,9 +324,13 @@ impl<F: Files> SysfsBackend<F> {
     }
 
     fn make_plan(&self, card: &Card) -> Plan {
+        const DEVICE: usize = 0;
+        const HWMON: usize = 1;
         let dir = &card.device_dir;
+        let hwmon = self.amdgpu_hwmon(dir);
+        let dir_paths = [Some(dir.clone()), hwmon.clone()];
         let mut fixed = self.identity(card);
-        let mut reads = Vec::new();
+        let mut wanted: Vec<(usize, String, Sensor)> = Vec::new();
         let mut answered = false;
         let mut fixed_number = |path: PathBuf| {
             let v = self.number(&path);
@@ -304,15 +347,15 @@ impl<F: Files> SysfsBackend<F> {
             (PoolName::Gtt, "mem_info_gtt"),
         ] {
             pool.of(&mut fixed).total_bytes = fixed_number(dir.join(format!("{prefix}_total")));
-            reads.push((dir.join(format!("{prefix}_used")), Sensor::Used(pool)));
+            wanted.push((DEVICE, format!("{prefix}_used"), Sensor::Used(pool)));
         }
-        reads.push((dir.join("gpu_busy_percent"), Sensor::Busy));
-        reads.push((dir.join("current_link_speed"), Sensor::LinkSpeed));
-        reads.push((dir.join("current_link_width"), Sensor::LinkWidth));
+        wanted.push((DEVICE, "gpu_busy_percent".into(), Sensor::Busy));
+        wanted.push((DEVICE, "current_link_speed".into(), Sensor::LinkSpeed));
+        wanted.push((DEVICE, "current_link_width".into(), Sensor::LinkWidth));
         fixed.pcie.max_speed_transfers_per_second = self.link_speed(&dir.join("max_link_speed"));
         fixed.pcie.max_width = self.number(&dir.join("max_link_width"));
 
-        if let Some(hwmon) = self.amdgpu_hwmon(dir) {
+        if let Some(hwmon) = &hwmon {
             let label = |file: String| self.text(&hwmon.join(file));
             // temp1 edge, temp2 junction, temp3 mem; millidegrees.
             for (n, default) in [(1, "edge"), (2, "junction"), (3, "mem")] {
@@ -325,45 +368,111 @@ impl<F: Files> SysfsBackend<F> {
                         .temperatures_critical
                         .push((sensor.clone(), v / 1000.0));
                 }
-                reads.push((
-                    hwmon.join(format!("temp{n}_input")),
-                    Sensor::Temperature(sensor),
-                ));
+                wanted.push((HWMON, format!("temp{n}_input"), Sensor::Temperature(sensor)));
             }
             // Kernels before power1_label existed used the same sensor, which amdgpu calls PPT.
             fixed.power_sensor = label("power1_label".into()).unwrap_or_else(|| "PPT".into());
             fixed.power_cap_watts = fixed_number(hwmon.join("power1_cap")).map(|v| v / 1e6);
             // Most dGPUs have only one of average/input, Strix Halo has both.
-            reads.push((hwmon.join("power1_average"), Sensor::PowerAverage));
-            reads.push((hwmon.join("power1_input"), Sensor::PowerInput));
+            wanted.push((HWMON, "power1_average".into(), Sensor::PowerAverage));
+            wanted.push((HWMON, "power1_input".into(), Sensor::PowerInput));
             for (n, default) in [(1, "sclk"), (2, "mclk")] {
                 let clock = label(format!("freq{n}_label")).unwrap_or_else(|| default.into());
-                reads.push((hwmon.join(format!("freq{n}_input")), Sensor::Clock(clock)));
+                wanted.push((HWMON, format!("freq{n}_input"), Sensor::Clock(clock)));
             }
             // vddnb only exists on APUs.
             for (n, default) in [(0, "vddgfx"), (1, "vddnb")] {
                 let rail = label(format!("in{n}_label")).unwrap_or_else(|| default.into());
-                reads.push((hwmon.join(format!("in{n}_input")), Sensor::Voltage(rail)));
+                wanted.push((HWMON, format!("in{n}_input"), Sensor::Voltage(rail)));
             }
-            reads.push((hwmon.join("fan1_input"), Sensor::FanRpm));
+            wanted.push((HWMON, "fan1_input".into(), Sensor::FanRpm));
             let pwm_max = self
                 .number(&hwmon.join("pwm1_max"))
                 .filter(|m| *m > 0.0)
                 .unwrap_or(255.0);
-            reads.push((hwmon.join("pwm1"), Sensor::FanPwm(pwm_max)));
+            wanted.push((HWMON, "pwm1".into(), Sensor::FanPwm(pwm_max)));
         }
         // Only files that exist are read on every sample; a file that exists but fails (EPERM
         // in a reset, garbage) stays in the plan and is skipped each time it fails.
-        reads.retain(|(path, _)| self.files.exists(path));
+        let reads = wanted
+            .into_iter()
+            .filter_map(|(dir, name, sensor)| {
+                let path = dir_paths[dir].as_ref()?.join(&name);
+                self.files.exists(&path).then_some(Read {
+                    dir,
+                    name,
+                    path,
+                    sensor,
+                })
+            })
+            .collect();
         Plan {
             fixed,
             fixed_answered: answered,
+            dirs: dir_paths
+                .iter()
+                .map(|p| p.as_deref().and_then(open_dir))
+                .collect(),
             reads,
         }
     }
 
+    /// A changing file's content, through the plan's open directory where there is one.
+    fn read_sensor(&self, plan: &Plan, read: &Read) -> Option<f64> {
+        let text = match &plan.dirs[read.dir] {
+            Some(dir) => self.files.read_at(dir, &read.name, &read.path),
+            None => self.files.read(&read.path),
+        };
+        let text = match text {
+            Ok(text) => text,
+            Err(e) => {
+                if e.kind() != io::ErrorKind::NotFound {
+                    common::log::debug(
+                        "cannot read sysfs file; value skipped",
+                        &[
+                            ("path", &read.path.display().to_string()),
+                            ("err", &e.to_string()),
+                        ],
+                    );
+                }
+                return None;
+            }
+        };
+        let text = text.trim();
+        let value = match read.sensor {
+            // `16.0 GT/s PCIe` → 16e9 transfers per second.
+            Sensor::LinkSpeed => text
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .filter(|_| text.contains("GT/s"))
+                .map(|gts| gts * 1e9),
+            _ => text.parse::<f64>().ok(),
+        };
+        if value.is_none() && !text.is_empty() {
+            common::log::debug(
+                "sysfs file is not a number; value skipped",
+                &[("path", &read.path.display().to_string())],
+            );
+        }
+        value.filter(|v| v.is_finite())
+    }
+
     fn read_card(&mut self, card: &Card) -> Device {
-        let runtime_status = self.text(&card.device_dir.join("power/runtime_status"));
+        let status_path = card.device_dir.join("power/runtime_status");
+        let device_dir = self
+            .plans
+            .get(&card.pci_address)
+            .and_then(|plan| plan.dirs[0].as_ref());
+        let runtime_status = match device_dir {
+            Some(dir) => self
+                .files
+                .read_at(dir, "power/runtime_status", &status_path)
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty()),
+            None => self.text(&status_path),
+        };
         if runtime_status.as_deref() == Some("suspended") {
             return self.suspended(card, runtime_status);
         }
@@ -375,16 +484,12 @@ impl<F: Files> SysfsBackend<F> {
         let mut device = plan.fixed.clone();
         device.runtime_status = runtime_status;
         let mut answered = plan.fixed_answered && plan.reads.is_empty();
-        for (path, sensor) in &plan.reads {
-            let value = match sensor {
-                Sensor::LinkSpeed => self.link_speed(path),
-                _ => self.number(path),
-            };
-            let Some(v) = value else {
+        for read in &plan.reads {
+            let Some(v) = self.read_sensor(plan, read) else {
                 continue;
             };
             answered = true;
-            match sensor {
+            match &read.sensor {
                 Sensor::Busy => device.busy_percent = Some(v),
                 Sensor::Used(pool) => pool.of(&mut device).used_bytes = Some(v),
                 Sensor::LinkSpeed => device.pcie.speed_transfers_per_second = Some(v),
