@@ -5,7 +5,13 @@
   check_stack.py metrics      every metric a rule or dashboard uses is emitted or recorded
   check_stack.py alerts       the issue's alert list, annotations, runbook sections
   check_stack.py compose      what the compose file must do beyond the schema
+  check_stack.py schema       the compose file against the compose-spec JSON schema
   check_stack.py names FILE   the metric names emitted, from the golden files (one per line)
+
+The compose-spec schema (tools/check_stack_compose_spec.json, Apache-2.0, see
+tools/check_stack_compose_spec.LICENSE) is the copy that PyPI check-jsonschema 0.39.0 vendors
+(builtin schema vendor.compose-spec); it is checked in so that validation needs only Debian's
+python3-jsonschema, offline.
 
 Each check prints what it found and exits 1 with the reasons when something is wrong.
 """
@@ -20,7 +26,7 @@ import tempfile
 
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.environ.get("CHECK_STACK_ROOT") or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPORTERS = ["host-exporter", "nvidia-exporter", "rocm-exporter", "llm-exporter"]
 
 # The alerts issue 6 asks for, by name: the seeds' and the additions.
@@ -491,6 +497,18 @@ def check_compose():
     return len(s)
 
 
+def check_schema():
+    import jsonschema
+    with open(os.path.join(ROOT, "tools/check_stack_compose_spec.json"), encoding="utf-8") as f:
+        schema = json.load(f)
+    doc = load_yaml(os.path.join(ROOT, "compose/compose.yaml"))
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    for e in cls(schema).iter_errors(doc):
+        fail(f"compose/compose.yaml {'/'.join(map(str, e.absolute_path))}: {e.message}")
+    return cls.__name__
+
+
 def main():
     what = sys.argv[1] if len(sys.argv) > 1 else ""
     if what == "dashboards":
@@ -505,6 +523,9 @@ def main():
     elif what == "compose":
         n = check_compose()
         finish(f"compose: {n} services, profiles, devices, volumes, healthchecks, secrets")
+    elif what == "schema":
+        v = check_schema()
+        finish(f"compose-spec schema ({v}): compose/compose.yaml is valid")
     elif what == "names":
         names = sorted(emitted_names())
         with open(sys.argv[2], "w") as f:

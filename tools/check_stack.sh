@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# All checks of the monitoring stack (issue 6): Prometheus config, rules and their unit tests,
+# Alertmanager config, routing and templates, the compose file (docker-compose and the
+# compose-spec schema), dashboards and provisioning, metric names against the exporters' golden
+# outputs, canaries that prove each check fails on a broken input, and a live end-to-end run of
+# the real exporters, Prometheus and Alertmanager on loopback. Exits non-zero on any failure.
+#
+#   tools/check_stack.sh             everything
+#   tools/check_stack.sh --offline   everything but the live run
+#
+# Needs (Debian): prometheus (promtool), prometheus-alertmanager (amtool), docker-compose,
+# python3-yaml, python3-jsonschema, a C compiler (cc, for the fake libnvidia-ml), cargo.
+# EXPORTER_BIN_DIR=DIR uses exporter binaries from DIR instead of `cargo build` (debug, in
+# ${CARGO_TARGET_DIR:-target}, which `cargo test --workspace` has usually built already).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+
+offline=0
+[ "${1:-}" = "--offline" ] && offline=1
+
+failed=()
+step() {  # step NAME COMMAND...: runs it, records a failure, goes on
+  local name="$1"; shift
+  echo "== $name"
+  if "$@"; then :; else failed+=("$name"); echo "FAIL $name" >&2; fi
+}
+
+for cmd in promtool amtool docker-compose; do
+  command -v "$cmd" >/dev/null || { echo "missing $cmd (apt-get install prometheus prometheus-alertmanager docker-compose)" >&2; exit 2; }
+done
+[ "$offline" = 1 ] || for cmd in prometheus prometheus-alertmanager cc cargo; do
+  command -v "$cmd" >/dev/null || { echo "missing $cmd (apt-get install prometheus prometheus-alertmanager gcc; cargo)" >&2; exit 2; }
+done
+
+# A Python with PyYAML and jsonschema: Debian's (python3-yaml, python3-jsonschema), else the
+# python3 on PATH, else pip installs the two into the user site.
+PY=""
+for p in /usr/bin/python3 "$(command -v python3 || true)"; do
+  if [ -x "$p" ] && "$p" -c 'import yaml, jsonschema' 2>/dev/null; then PY="$p"; break; fi
+done
+if [ -z "$PY" ]; then
+  python3 -m pip install --quiet --user --disable-pip-version-check pyyaml 'jsonschema<4.18' \
+    || python3 -m pip install --quiet --user --disable-pip-version-check --break-system-packages pyyaml 'jsonschema<4.18'
+  PY="$(command -v python3)"
+fi
+
+tmp="$(mktemp -d -t check-stack-XXXXXX)"
+trap 'rm -rf "$tmp"' EXIT
+
+# ---- Prometheus --------------------------------------------------------------------------
+step "promtool check config" promtool check config prometheus/prometheus.yml
+step "promtool check rules" promtool check rules --lint=all --lint-fatal prometheus/rules/*.yml
+step "promtool test rules" promtool test rules prometheus/tests/*.yml
+
+# ---- Alertmanager ------------------------------------------------------------------------
+step "amtool check-config" amtool check-config alertmanager/alertmanager.yml
+routes() {
+  local n=0 bad=0 expected labels
+  while IFS='|' read -r expected labels; do
+    expected="$(echo "$expected" | tr -d ' ')"
+    [ -z "$expected" ] || [ "${expected:0:1}" = "#" ] && continue
+    n=$((n + 1))
+    # shellcheck disable=SC2086
+    if ! amtool config routes test --config.file=alertmanager/alertmanager.yml \
+        --verify.receivers="$expected" $labels >/dev/null; then
+      echo "route test failed: $labels -> expected $expected, got $(amtool config routes test --config.file=alertmanager/alertmanager.yml $labels 2>/dev/null)" >&2
+      bad=1
+    fi
+  done < alertmanager/tests/routes.txt
+  [ "$n" -gt 0 ] || { echo "no route tests" >&2; return 1; }
+  # Every receiver has a route test that reaches it.
+  for r in $("$PY" -c 'import yaml; print(" ".join(r["name"] for r in yaml.safe_load(open("alertmanager/alertmanager.yml"))["receivers"]))'); do
+    grep -Eq "^[^#]*\b$r\b.*\|" alertmanager/tests/routes.txt || { echo "receiver $r has no route test" >&2; bad=1; }
+  done
+  [ "$bad" = 0 ] && echo "ok   $n route tests"
+}
+step "amtool config routes test" routes
+templates() {
+  local out
+  out="$(amtool template render --template.glob='alertmanager/templates/*.tmpl' \
+    --template.text='{{ template "llm.title" . }}|{{ template "llm.text" .Alerts }}')" || return 1
+  # amtool's example data has two alerts with labels; each must render its labels line.
+  [ "$(grep -c '^Labels: .*=' <<<"$out")" -ge 2 ] || { echo "templates render no labels: $out" >&2; return 1; }
+  echo "ok   notification templates render"
+}
+step "amtool template render" templates
+
+# ---- Compose -----------------------------------------------------------------------------
+compose_config() {
+  (cd compose && docker-compose -f compose.yaml config -q \
+    && docker-compose -f compose.yaml --profile monitoring --profile nvidia --profile rocm config -q) || return 1
+  local services
+  services="$(cd compose && docker-compose -f compose.yaml --profile monitoring config --services | sort | tr '\n' ' ')"
+  for s in alertmanager grafana host-exporter llm-exporter prometheus; do
+    grep -qw "$s" <<<"$services" || { echo "monitoring profile lacks $s: $services" >&2; return 1; }
+  done
+  echo "ok   docker-compose config (all profiles)"
+}
+step "docker-compose config" compose_config
+step "compose-spec schema" "$PY" tools/check_stack.py schema
+step "compose requirements" "$PY" tools/check_stack.py compose
+
+# ---- Dashboards, alerts, metric names ----------------------------------------------------
+step "dashboards generated" "$PY" grafana/build_dashboards.py --check
+step "dashboards" "$PY" tools/check_stack.py dashboards
+step "alerts and runbooks" "$PY" tools/check_stack.py alerts
+step "metric names" "$PY" tools/check_stack.py metrics
+
+# ---- Canaries: each check must fail on a broken copy ---------------------------------------
+canaries() {
+  local copy="$tmp/canary" bad=0
+  mkdir -p "$copy"
+  git ls-files -z | xargs -0 cp --parents -t "$copy" 2>/dev/null || true
+  cp -r prometheus alertmanager grafana compose docs tools "$copy/"
+  expect_fail() {  # expect_fail WHAT SETUP-COMMAND CHECK-COMMAND...
+    local what="$1" setup="$2"; shift 2
+    rm -rf "$copy.w" && cp -r "$copy" "$copy.w"
+    (cd "$copy.w" && eval "$setup")
+    if (cd "$copy.w" && CHECK_STACK_ROOT="$copy.w" "$@") >/dev/null 2>&1; then
+      echo "canary not caught: $what" >&2; bad=1
+    fi
+  }
+  # Controls: the unbroken copy passes every check the canaries use.
+  for c in "promtool test rules prometheus/tests/alerts_test.yml prometheus/tests/recording_test.yml" routes \
+      "$PY tools/check_stack.py schema" "$PY tools/check_stack.py compose" "$PY tools/check_stack.py dashboards" \
+      "$PY tools/check_stack.py metrics" "$PY tools/check_stack.py alerts"; do
+    # shellcheck disable=SC2086
+    (cd "$copy" && CHECK_STACK_ROOT="$copy" $c) >/dev/null 2>&1 || { echo "control failed on the unbroken copy: $c" >&2; bad=1; }
+  done
+  expect_fail "alert threshold changed" "sed -i 's/system_cpu_usage_percent > 80/system_cpu_usage_percent > 86/' prometheus/rules/alerts.yml" \
+    promtool test rules prometheus/tests/alerts_test.yml
+  expect_fail "critical relabelled warning" "sed -i 's/severity: critical}/severity: warning}/' prometheus/rules/alerts.yml" \
+    promtool test rules prometheus/tests/alerts_test.yml
+  expect_fail "recording rule changed" "sed -i 's|node_memory_MemAvailable_bytes{job=\"host\"} / 1024^3|node_memory_MemAvailable_bytes{job=\"host\"} / 1e9|' prometheus/rules/recording.yml" \
+    promtool test rules prometheus/tests/recording_test.yml
+  expect_fail "critical no longer pages" "sed -i 's/receiver: pager/receiver: chat/' alertmanager/alertmanager.yml" routes
+  expect_fail "unknown compose key" "sed -i 's/^  prometheus:/  prometheus:\n    bogus_key: 1/' compose/compose.yaml" "$PY" tools/check_stack.py schema
+  expect_fail "service without profile" "sed -i '0,/profiles: \[monitoring\]/s///' compose/compose.yaml" "$PY" tools/check_stack.py compose
+  expect_fail "dashboard query does not parse" "sed -i '0,/sum by (model) (rate(/s//sum by (model) (rate((/' grafana/dashboards/ai-services.json" "$PY" tools/check_stack.py dashboards
+  expect_fail "panel outside the grid" "sed -i '0,/\"w\": 12/s//\"w\": 30/' grafana/dashboards/gpus.json" "$PY" tools/check_stack.py dashboards
+  expect_fail "undeclared variable" "\"$PY\" -c 'p=\"grafana/dashboards/gpus.json\"; s=open(p).read(); open(p,\"w\").write(s.replace(\"\$instance\", \"\$host\", 1))'" "$PY" tools/check_stack.py dashboards
+  expect_fail "metric no exporter emits" "sed -i 's/llm_queue_depth > 100/llm_queue_length > 100/' prometheus/rules/alerts.yml" "$PY" tools/check_stack.py metrics
+  expect_fail "metric gone from golden files" "sed -i 's/^gpu_utilization_ratio{/gpu_busy_ratio{/' */tests/golden/*.prom" "$PY" tools/check_stack.py metrics
+  expect_fail "runbook section missing" "sed -i 's/^### GPUTooHot/### GPU temperature/' docs/runbooks.md" "$PY" tools/check_stack.py alerts
+  [ "$bad" = 0 ] && echo "ok   12 canaries: every check fails on its broken input"
+}
+step "canaries" canaries
+
+# ---- Live end-to-end run -------------------------------------------------------------------
+if [ "$offline" = 0 ]; then
+  live() {
+    local bin="${EXPORTER_BIN_DIR:-}"
+    if [ -z "$bin" ]; then
+      cargo build --locked -j1 -p host-exporter -p nvidia-exporter -p rocm-exporter -p llm-exporter || return 1
+      bin="${CARGO_TARGET_DIR:-$ROOT/target}/debug"
+    fi
+    "$PY" tools/check_stack_live.py --bin-dir "$bin"
+  }
+  step "live end-to-end run" live
+fi
+
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "check_stack: FAILED: ${failed[*]}" >&2
+  exit 1
+fi
+echo "check_stack: all checks passed"

@@ -1,0 +1,442 @@
+#!/usr/bin/env python3
+"""Live end-to-end run of the monitoring stack on loopback (called by tools/check_stack.sh).
+
+Starts, on free 127.0.0.1 ports and under a temporary directory:
+  - the four real exporter binaries on fixtures and fakes: host-exporter on its fixture /proc and
+    /sys tree, nvidia-exporter on the fake libnvidia-ml (built from its C source, "fleet"
+    scenario), rocm-exporter on the Strix Halo fake sysfs tree, llm-exporter polling a fake
+    llama-server and a fake Ollama (tools/check_stack_fake_llm.py) with its measuring proxy in
+    front of both, and requests sent through the proxies (some of them failing);
+  - Debian's Prometheus with the repository's prometheus.yml and rules (the file-SD target lists
+    pointed at loopback, intervals shortened to 1 s);
+  - Debian's Alertmanager with the repository's alertmanager.yml and templates (the secret files
+    and the receivers' endpoints pointed at a local webhook sink).
+Then asserts: every target is up; every query of every dashboard panel (and variable) returns
+data; every recording rule produces series; every metric name the stack uses that the golden
+files cannot show was scraped; one real alert (GPUXIDError, from the fake GPU's XID 79) travels
+Prometheus -> Alertmanager -> the pager and chat receivers with its labels and annotations; the
+critical-inhibits-warning rule suppresses a warning in the real Alertmanager.
+
+  check_stack_live.py --bin-dir DIR [--keep]
+
+Every process it starts is stopped by its PID before it exits, whatever happens.
+"""
+
+import argparse
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import check_stack  # noqa: E402
+
+INSTANCE = "live-host"
+procs = []
+failures = []
+
+
+def log(msg):
+    print(f"live: {msg}", flush=True)
+
+
+def fail(msg):
+    failures.append(msg)
+    print(f"live: FAIL {msg}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(name, argv, tmp, env=None):
+    logf = open(os.path.join(tmp, f"{name}.log"), "wb")
+    p = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                         start_new_session=True)
+    procs.append((name, p, logf))
+    return p
+
+
+def stop_all():
+    for name, p, logf in reversed(procs):
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.time() + 10
+    for name, p, logf in reversed(procs):
+        try:
+            p.wait(timeout=max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        logf.close()
+    procs.clear()
+
+
+def http(url, data=None, headers=None, timeout=10):
+    req = urllib.request.Request(url, data=data, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return r.status, r.read()
+
+
+def wait_for(what, fn, timeout):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            v = fn()
+            if v:
+                return v
+        except Exception as e:  # noqa: BLE001 - any error means "not yet"
+            last = e
+        time.sleep(0.5)
+    fail(f"timed out waiting for {what} ({last})")
+    return None
+
+
+def prom_query(base, expr):
+    url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    _, body = http(url)
+    out = json.loads(body)
+    if out.get("status") != "success":
+        raise RuntimeError(out)
+    return out["data"]["result"]
+
+
+class Sink(BaseHTTPRequestHandler):
+    received = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n)
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = body.decode(errors="replace")
+        Sink.received.append({"path": self.path, "headers": dict(self.headers), "body": payload})
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+
+def build_fake_nvml(tmp):
+    out = os.path.join(tmp, "fake-nvml", "libnvidia-ml.so.1")
+    os.makedirs(os.path.dirname(out))
+    src = os.path.join(ROOT, "nvidia-exporter/tests/fake-nvml/fake_nvml.c")
+    cc = os.environ.get("CC", "cc")
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-pthread", "-Wl,-z,nodelete", "-o", out, src], check=True)
+    return out
+
+
+def host_rootfs(tmp):
+    """A rootfs holding the fixture's mount points, so statvfs answers for them."""
+    root = os.path.join(tmp, "rootfs")
+    with open(os.path.join(ROOT, "host-exporter/tests/fixtures/full/proc/1/mountinfo")) as f:
+        for line in f:
+            mp = line.split()[4]
+            mp = re.sub(r"\\(\d{3})", lambda m: chr(int(m.group(1), 8)), mp)
+            os.makedirs(root + mp, exist_ok=True)
+    return root
+
+
+def prometheus_config(tmp, ports):
+    """The repository's prometheus.yml and rules; target lists on loopback; 1 s intervals."""
+    d = os.path.join(tmp, "prometheus")
+    os.makedirs(os.path.join(d, "targets"))
+    shutil.copytree(os.path.join(ROOT, "prometheus/rules"), os.path.join(d, "rules"))
+    cfg = check_stack.load_yaml(os.path.join(ROOT, "prometheus/prometheus.yml"))
+    cfg["global"].update({"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"})
+    with open(os.path.join(d, "prometheus.yml"), "w") as f:
+        yaml.safe_dump(cfg, f)
+    repo_targets = {os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "prometheus/targets/*.yml"))}
+    targets = {
+        "host.yml": [{"targets": [f"127.0.0.1:{ports['host']}"], "labels": {"instance": INSTANCE}}],
+        "nvidia.yml": [{"targets": [f"127.0.0.1:{ports['nvidia']}"], "labels": {"instance": INSTANCE}}],
+        "rocm.yml": [{"targets": [f"127.0.0.1:{ports['rocm']}"], "labels": {"instance": INSTANCE}}],
+        "llm.yml": [{"targets": [f"127.0.0.1:{ports['llm']}"], "labels": {"instance": INSTANCE}}],
+        "llama-server.yml": [{"targets": [f"127.0.0.1:{ports['llama']}"], "labels": {"instance": INSTANCE}}],
+        "prometheus.yml": [{"targets": [f"127.0.0.1:{ports['prometheus']}"]}],
+        "alertmanager.yml": [{"targets": [f"127.0.0.1:{ports['alertmanager']}"]}],
+    }
+    if set(targets) != repo_targets:
+        fail(f"the live run's target files {sorted(targets)} differ from prometheus/targets/ {sorted(repo_targets)}")
+    for name, groups in targets.items():
+        with open(os.path.join(d, "targets", name), "w") as f:
+            yaml.safe_dump(groups, f)
+    return os.path.join(d, "prometheus.yml")
+
+
+def alertmanager_config(tmp, sink):
+    """The repository's alertmanager.yml and templates; secrets and endpoints on the sink."""
+    d = os.path.join(tmp, "alertmanager")
+    shutil.copytree(os.path.join(ROOT, "alertmanager/templates"), os.path.join(d, "templates"))
+    secrets = os.path.join(tmp, "secrets")
+    os.makedirs(secrets)
+    values = {
+        "alertmanager_pagerduty_routing_key": "live-routing-key",
+        "alertmanager_slack_webhook_url": f"{sink}/slack",
+        "alertmanager_webhook_token": "live-token",
+    }
+    with open(os.path.join(ROOT, "alertmanager/alertmanager.yml")) as f:
+        text = f.read()
+    for name in re.findall(r"/run/secrets/(\w+)", text):
+        if name not in values:
+            fail(f"alertmanager.yml reads secret {name}, which the live run does not provide")
+    for name, v in values.items():
+        with open(os.path.join(secrets, name), "w") as f:
+            f.write(v)
+    text = text.replace("/run/secrets/", secrets + "/")
+    cfg = yaml.safe_load(text)
+    cfg["global"]["pagerduty_url"] = f"{sink}/pagerduty"
+    for r in cfg["receivers"]:
+        for w in r.get("webhook_configs", []):
+            w["url"] = f"{sink}/webhook"
+    with open(os.path.join(d, "alertmanager.yml"), "w") as f:
+        yaml.safe_dump(cfg, f)
+    return os.path.join(d, "alertmanager.yml")
+
+
+def send_traffic(ports, failing=True):
+    """Requests through llm-exporter's proxies: streamed and not, and some that fail (404)."""
+    lp, op = ports["proxy_llama"], ports["proxy_ollama"]
+    reqs = [
+        (lp, "/v1/chat/completions", {"model": "tiny", "messages": [{"role": "user", "content": "Count to five."}], "max_tokens": 12, "stream": True}),
+        (lp, "/v1/chat/completions", {"model": "tiny", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 12}),
+        (lp, "/completion", {"prompt": "Once", "n_predict": 12, "stream": True}),
+        (op, "/api/chat", {"model": "llama3.2", "messages": [{"role": "user", "content": "Hi"}]}),
+        (op, "/api/chat", {"model": "llama3.2", "messages": [{"role": "user", "content": "Hi"}], "stream": False}),
+        (op, "/api/generate", {"model": "llama3.2", "prompt": "Hi"}),
+    ]
+    if failing:
+        reqs += [(op, "/api/chat", {"model": "nope", "messages": []}), (lp, "/v1/chat/completions", {"model": "nope", "messages": []})]
+    for port, path, body in reqs:
+        try:
+            http(f"http://127.0.0.1:{port}{path}", json.dumps(body).encode(), {"Content-Type": "application/json"})
+        except urllib.error.HTTPError:
+            pass  # the failing ones
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin-dir", required=True)
+    ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="check-stack-live-")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    sink_server = None
+    try:
+        sink_server, ok = run(a.bin_dir, tmp)
+    finally:
+        stop_all()
+        if sink_server:
+            sink_server.shutdown()
+            sink_server.server_close()
+        if failures:
+            log(f"logs of the failed run are in {tmp}")
+        elif not a.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if failures:
+        print(f"FAIL live end-to-end run: {len(failures)} problem(s)", file=sys.stderr)
+        sys.exit(1)
+    print(f"ok   live end-to-end run: {ok}")
+
+
+def run(bin_dir, tmp):
+    names = ["host", "nvidia", "rocm", "llm", "llama", "ollama", "proxy_llama", "proxy_ollama",
+             "prometheus", "alertmanager", "sink"]
+    ports = {n: free_port() for n in names}
+    sink_server = ThreadingHTTPServer(("127.0.0.1", ports["sink"]), Sink)
+    sink_server.daemon_threads = True
+    threading.Thread(target=sink_server.serve_forever, daemon=True).start()
+    sink = f"http://127.0.0.1:{ports['sink']}"
+    b = lambda n: os.path.join(bin_dir, n)  # noqa: E731
+    for n in ("host-exporter", "nvidia-exporter", "rocm-exporter", "llm-exporter"):
+        if not os.access(b(n), os.X_OK):
+            fail(f"{b(n)} is not an executable")
+            return sink_server, ""
+
+    hf = os.path.join(ROOT, "host-exporter/tests/fixtures/full")
+    start("host-exporter", [b("host-exporter"), f"--web.listen-address=127.0.0.1:{ports['host']}",
+                            f"--path.procfs={hf}/proc", f"--path.sysfs={hf}/sys",
+                            f"--path.rootfs={host_rootfs(tmp)}", f"--path.udev.data={hf}/udev"], tmp)
+    start("nvidia-exporter", [b("nvidia-exporter"), f"--web.listen-address=127.0.0.1:{ports['nvidia']}",
+                              f"--nvml.library={build_fake_nvml(tmp)}"], tmp,
+          env={"FAKE_NVML_SCENARIO": os.path.join(ROOT, "nvidia-exporter/tests/fake-nvml/scenarios/fleet.scn"),
+               "NODE_NAME": INSTANCE})
+    rf = os.path.join(ROOT, "rocm-exporter/tests/fixtures")
+    start("rocm-exporter", [b("rocm-exporter"), f"--web.listen-address=127.0.0.1:{ports['rocm']}",
+                            "--backend=sysfs", f"--path.sysfs={rf}/sysfs/strix-halo", f"--path.procfs={rf}/proc"], tmp)
+    start("fake-llm", [sys.executable, os.path.join(ROOT, "tools/check_stack_fake_llm.py"),
+                       "--fixtures", os.path.join(ROOT, "llm-exporter/tests/fixtures"),
+                       "--llama-port", str(ports["llama"]), "--ollama-port", str(ports["ollama"])], tmp)
+    start("llm-exporter", [b("llm-exporter"), f"--web.listen-address=127.0.0.1:{ports['llm']}",
+                           f"--upstream=local=http://127.0.0.1:{ports['llama']}",
+                           f"--upstream=home=http://127.0.0.1:{ports['ollama']}",
+                           f"--proxy=local=127.0.0.1:{ports['proxy_llama']}",
+                           f"--proxy=home=127.0.0.1:{ports['proxy_ollama']}"], tmp)
+    am_cfg = alertmanager_config(tmp, sink)
+    start("alertmanager", ["prometheus-alertmanager", f"--config.file={am_cfg}",
+                           f"--web.listen-address=127.0.0.1:{ports['alertmanager']}",
+                           "--cluster.listen-address=", f"--storage.path={tmp}/am-data"], tmp)
+    prom_cfg = prometheus_config(tmp, ports)
+    prom = f"http://127.0.0.1:{ports['prometheus']}"
+    am = f"http://127.0.0.1:{ports['alertmanager']}"
+    start("prometheus", ["prometheus", f"--config.file={prom_cfg}", f"--web.listen-address=127.0.0.1:{ports['prometheus']}",
+                         f"--storage.tsdb.path={tmp}/prom-data", "--rules.alert.resend-delay=1s",
+                         "--web.enable-lifecycle"], tmp)
+
+    for n, port in (("host", ports["host"]), ("nvidia", ports["nvidia"]), ("rocm", ports["rocm"]), ("llm", ports["llm"])):
+        wait_for(f"{n} exporter /-/healthy", lambda port=port: http(f"http://127.0.0.1:{port}/-/healthy")[0] == 200, 20)
+    wait_for("the fake model servers", lambda: http(f"http://127.0.0.1:{ports['llama']}/health")[0] == 200, 10)
+    wait_for("prometheus /-/ready", lambda: http(f"{prom}/-/ready")[0] == 200, 30)
+    wait_for("alertmanager /-/ready", lambda: http(f"{am}/-/ready")[0] == 200, 30)
+    if failures:
+        return sink_server, ""
+
+    # Traffic in two bursts a few scrapes apart, so the proxy's counters rise between scrapes.
+    send_traffic(ports)
+    time.sleep(4)
+    send_traffic(ports)
+
+    # 1. Every target up.
+    def all_up():
+        _, body = http(f"{prom}/api/v1/targets?state=active")
+        t = json.loads(body)["data"]["activeTargets"]
+        jobs = {x["labels"]["job"] for x in t}
+        return len(t) >= 7 and jobs >= {"host", "nvidia", "rocm", "llm", "llama-server", "prometheus", "alertmanager"} \
+            and all(x["health"] == "up" for x in t) and t
+    targets = wait_for("every target up", all_up, 30)
+    if not targets:
+        _, body = http(f"{prom}/api/v1/targets")
+        for x in json.loads(body)["data"]["activeTargets"]:
+            if x["health"] != "up":
+                fail(f"target {x['labels']['job']} {x['scrapeUrl']}: {x['health']} {x['lastError']}")
+    time.sleep(3)
+    send_traffic(ports, failing=False)
+    time.sleep(4)
+
+    # 2. Every dashboard query returns data (and every variable query).
+    queries = []
+    for path, dash in check_stack.dashboards():
+        variables = {v["name"] for v in dash["templating"]["list"]}
+        for v in dash["templating"]["list"]:
+            if v.get("type") == "query":
+                queries.append((f"{os.path.basename(path)} variable {v['name']}", check_stack.variable_query(v)))
+        for p in check_stack.panels_of(dash):
+            for t in p.get("targets", []):
+                expr = t["expr"].replace("$__rate_interval", "1m").replace('"$instance"', f'"{INSTANCE}"')
+                queries.append((f"{os.path.basename(path)} '{p['title']}' {t['refId']}", check_stack.substitute(expr, variables)))
+    empty = []
+    for where, expr in queries:
+        try:
+            if not prom_query(prom, expr):
+                empty.append((where, expr))
+        except Exception as e:  # noqa: BLE001
+            fail(f"{where}: query error {e}: {expr}")
+    # Rates need a few samples: ask again before calling a query empty.
+    if empty:
+        time.sleep(5)
+        for where, expr in empty:
+            if not prom_query(prom, expr):
+                fail(f"dashboard query returns no data: {where}: {expr}")
+    log(f"{len(queries)} dashboard queries checked for data")
+
+    # 3. Every recording rule produces series.
+    records = sorted({r["record"] for _, r in check_stack.rules() if "record" in r})
+    for rec in records:
+        if not wait_for(f"recording rule {rec}", lambda rec=rec: prom_query(prom, rec), 20):
+            fail(f"recording rule {rec} produces no series")
+    log(f"{len(records)} recording rules produce series")
+
+    # 4. The names the golden files cannot show were really scraped.
+    _, body = http(f"{prom}/api/v1/label/__name__/values")
+    scraped = json.loads(body)["data"]
+    names_file = os.path.join(tmp, "scraped-names.txt")
+    with open(names_file, "w") as f:
+        f.write("\n".join(scraped) + "\n")
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools/check_stack.py"), "metrics", names_file],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        fail(f"metric names against the live scrape:\n{r.stdout}{r.stderr}")
+
+    # 5. One real alert: Prometheus -> Alertmanager -> pager and chat receivers.
+    def xid_in_am():
+        _, body = http(f"{am}/api/v2/alerts?" + urllib.parse.urlencode({"filter": 'alertname="GPUXIDError"'}))
+        return [x for x in json.loads(body) if x["labels"].get("xid") == "79"]
+    got = wait_for("GPUXIDError in Alertmanager", xid_in_am, 40)
+    if got:
+        x = got[0]
+        want_labels = {"alertname": "GPUXIDError", "severity": "critical", "job": "nvidia", "instance": INSTANCE,
+                       "gpu": "1", "id": "0000:65:00.0", "xid": "79"}
+        for k, v in want_labels.items():
+            if x["labels"].get(k) != v:
+                fail(f"GPUXIDError in Alertmanager: label {k}={x['labels'].get(k)!r}, want {v!r}")
+        ann = x["annotations"]
+        if ann.get("summary") != "NVIDIA XID error" or ann.get("runbook_url") != "docs/runbooks.md#gpuxiderror" \
+                or not ann.get("description", "").startswith(f"GPU 1 (0000:65:00.0) on {INSTANCE} reported XID 79"):
+            fail(f"GPUXIDError in Alertmanager: annotations {ann}")
+
+    def delivered():
+        pd = [r for r in Sink.received if r["path"] == "/pagerduty" and isinstance(r["body"], dict)
+              and r["body"].get("payload", {}).get("custom_details", {}).get("alertname") == "GPUXIDError"]
+        sl = [r for r in Sink.received if r["path"] == "/slack" and "GPUXIDError" in json.dumps(r["body"])]
+        return (pd, sl) if pd and sl else None
+    got = wait_for("GPUXIDError at the pager and chat receivers", delivered, 40)
+    if got:
+        pd, sl = got[0][0]["body"], got[1][0]["body"]
+        details = pd["payload"]["custom_details"]
+        if pd.get("routing_key") != "live-routing-key" or pd.get("event_action") != "trigger":
+            fail(f"pager notification: routing key / action {pd.get('routing_key')} {pd.get('event_action')}")
+        if pd["payload"].get("severity") != "critical" or details.get("summary") != "NVIDIA XID error":
+            fail(f"pager notification: severity/summary {pd['payload'].get('severity')} {details.get('summary')}")
+        for needle in (f"GPU 1 (0000:65:00.0) on {INSTANCE} reported XID 79", "Runbook: docs/runbooks.md#gpuxiderror",
+                       "xid=79", "gpu=1", f"instance={INSTANCE}", "severity=critical"):
+            if needle not in details.get("firing", ""):
+                fail(f"pager notification: {needle!r} not in {details.get('firing')!r}")
+        att = sl.get("attachments", [{}])[0]
+        if not att.get("title", "").startswith("[FIRING:") or "GPUXIDError (critical)" not in att.get("title", ""):
+            fail(f"chat notification: title {att.get('title')!r}")
+        if "reported XID 79" not in att.get("text", "") or "Runbook: docs/runbooks.md#gpuxiderror" not in att.get("text", ""):
+            fail(f"chat notification: text {att.get('text')!r}")
+        if any(r["path"] == "/webhook" and "GPUXIDError" in json.dumps(r["body"]) for r in Sink.received):
+            fail("a critical alert reached the default receiver")
+
+    # 6. The inhibition rule, in the real Alertmanager: a critical silences its warning.
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    pair = [{"labels": {"alertname": "LiveInhibitCheck", "severity": s, "instance": INSTANCE}, "startsAt": now,
+             "annotations": {"summary": "inhibition check"}} for s in ("critical", "warning")]
+    other = [{"labels": {"alertname": "LiveInhibitCheck", "severity": "warning", "instance": "other-host"}, "startsAt": now}]
+    http(f"{am}/api/v2/alerts", json.dumps(pair + other).encode(), {"Content-Type": "application/json"})
+
+    def inhibited():
+        _, body = http(f"{am}/api/v2/alerts?" + urllib.parse.urlencode({"filter": 'alertname="LiveInhibitCheck"'}))
+        got = {(x["labels"]["severity"], x["labels"]["instance"]): x["status"] for x in json.loads(body)}
+        return got if len(got) == 3 and got[("warning", INSTANCE)]["inhibitedBy"] else None
+    st = wait_for("the warning inhibited by its critical", inhibited, 15)
+    if st:
+        if st[("critical", INSTANCE)]["state"] != "active" or st[("warning", "other-host")]["state"] != "active":
+            fail(f"inhibition: the critical and the other host's warning must stay active: {st}")
+    return sink_server, f"{len(targets or [])} targets up, {len(queries)} dashboard queries and {len(records)} recording rules return data, GPUXIDError delivered to pager and chat, inhibition works"
+
+
+if __name__ == "__main__":
+    main()
