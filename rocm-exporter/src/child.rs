@@ -1,7 +1,8 @@
 //! Runs a helper program (rocm-smi) with a hard timeout. The child gets its own process group so
 //! that a timeout kills it and everything it started; its output is capped so that a runaway
 //! child cannot fill our memory. A child that survives SIGKILL (stuck in D state in the driver)
-//! is handed back to the caller, who must not start another until it is gone.
+//! is handed back to the caller, who must not start another until it is gone. A child still
+//! running when the exporter dies is killed by the kernel (parent-death signal).
 
 use std::io::{self, Read};
 use std::os::unix::process::CommandExt;
@@ -58,13 +59,23 @@ impl Runner {
 
     pub fn run(&self, command: &mut Command) -> Result<Output, RunError> {
         let started = Instant::now();
-        let mut child = command
+        command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .map_err(RunError::Spawn)?;
+            .process_group(0);
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent. It makes the
+        // kernel kill the child if the thread that started it dies (the exporter exits or is
+        // killed), so a hanging rocm-smi does not outlive us.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().map_err(RunError::Spawn)?;
         let stdout = read_in_background(child.stdout.take(), self.max_output);
         let stderr = read_in_background(child.stderr.take(), 64 << 10);
 

@@ -317,3 +317,31 @@ fn never_more_than_one_rocm_smi_in_flight() {
     rocm_exporter::child::kill_process_group(pid);
     assert!(wait_gone(pid));
 }
+
+#[test]
+fn a_hanging_rocm_smi_dies_with_the_exporter() {
+    let scratch = Scratch::new("dies-with");
+    let log = scratch.path("log");
+    let exporter = Exporter::start(
+        &args(&["--rocm-smi.timeout=60s", "--scrape.timeout=1s"]),
+        &[
+            ("FAKE_ROCM_SMI_MODE", "hang".to_string()),
+            ("FAKE_ROCM_SMI_LOG", log.display().to_string()),
+        ],
+    );
+    exporter.metrics();
+    let runs = std::fs::read_to_string(&log).unwrap();
+    let pid: u32 = runs.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(alive(pid));
+    drop(exporter); // SIGKILL to the exporter
+    assert!(wait_gone(pid), "rocm-smi outlived the exporter");
+    // What the fake started in the background is not our child; clean it up.
+    if let Ok(grandchild) = std::fs::read_to_string(scratch.path("log.grandchild")) {
+        if let Ok(pid) = grandchild.trim().parse::<i32>() {
+            // SAFETY: kill(2) on a process this test started; no memory involved.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}

@@ -235,3 +235,44 @@ fn gpu_going_to_sleep_keeps_its_last_values() {
     assert_eq!(value(&asleep, "rocm_up{backend=\"sysfs\"}"), Some(1.0));
     assert!(value(&asleep, "amdgpu_sample_age_seconds{").unwrap() >= 0.1);
 }
+
+/// The exporter's own flags also come from the environment and the TOML file, as the shared ones do.
+#[test]
+fn own_settings_from_environment_and_config_file() {
+    let scratch = support::Scratch::new("settings");
+    let config = scratch.path("rocm-exporter.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "backend = \"sysfs\"\n[path]\nsysfs = \"{}\"\n[collector]\nprocesses = false\n",
+            fixtures().join("sysfs/dgpu").display()
+        ),
+    )
+    .unwrap();
+    let from_file = Exporter::start(&[format!("--config.file={}", config.display())], &[]);
+    let body = from_file.metrics();
+    assert_eq!(
+        value(&body, "rocm_backend_info{backend=\"sysfs\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&body, "gpu_up{gpu=\"0\",id=\"0000:03:00.0\"}"),
+        Some(1.0)
+    );
+
+    let from_env = Exporter::start(
+        &["--no-collector.processes".to_string()],
+        &[
+            ("ROCM_EXPORTER_BACKEND", "sysfs".to_string()),
+            (
+                "ROCM_EXPORTER_PATH_SYSFS",
+                fixtures().join("sysfs/strix-halo").display().to_string(),
+            ),
+        ],
+    );
+    let body = from_env.metrics();
+    assert_eq!(
+        value(&body, "amdgpu_apu{gpu=\"0\",id=\"0000:c3:00.0\"}"),
+        Some(1.0)
+    );
+}
