@@ -5,10 +5,11 @@
 //! `DCGM_FI_DRIVER_VERSION`.
 //!
 //! With MIG on, dcgm-exporter reports each GPU instance instead of the GPU ("flex" mode): the
-//! framebuffer series are the instance's, GPU-wide values (clocks, temperature, power) repeat
-//! the parent's, and the utilisation fields are absent, as DCGM does not have them per instance.
+//! framebuffer and profiling (GPM) series are the instance's, GPU-wide values (clocks,
+//! temperature, power) repeat the parent's, and the utilisation fields are absent, as DCGM does
+//! not have them per instance.
 
-use crate::snapshot::{GpuSample, Memory, Snapshot};
+use crate::snapshot::{Gpm, GpuSample, Memory, Snapshot};
 use crate::xid_events;
 use common::metrics::{MetricFamily, MetricType};
 use std::collections::BTreeMap;
@@ -232,8 +233,8 @@ pub fn families(
                     &[],
                 );
             }
-            // Profiling values come from GPM on the whole GPU; per-instance GPM is not read.
-            if let (None, Some(gpm)) = (&entity.instance, &g.gpm) {
+            // Profiling values come from GPM, of the GPU or of the MIG GPU instance.
+            if let Some(gpm) = entity.gpm {
                 put("DCGM_FI_PROF_GR_ENGINE_ACTIVE", gpm.graphics_active, &[]);
                 put("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", gpm.tensor_active, &[]);
                 put("DCGM_FI_PROF_DRAM_ACTIVE", gpm.dram_active, &[]);
@@ -292,6 +293,7 @@ struct Entity<'a> {
     /// (profile, GPU instance id).
     instance: Option<(String, u32)>,
     memory: Option<&'a Memory>,
+    gpm: Option<&'a Gpm>,
 }
 
 fn entities(g: &GpuSample) -> Vec<Entity<'_>> {
@@ -310,6 +312,7 @@ fn entities(g: &GpuSample) -> Vec<Entity<'_>> {
             instances.push(Entity {
                 instance: Some((m.profile.clone(), gi)),
                 memory: m.memory.as_ref(),
+                gpm: m.gpm.as_ref(),
             });
         }
     }
@@ -317,6 +320,7 @@ fn entities(g: &GpuSample) -> Vec<Entity<'_>> {
         instances.push(Entity {
             instance: None,
             memory: g.memory.as_ref(),
+            gpm: g.gpm.as_ref(),
         });
     }
     instances

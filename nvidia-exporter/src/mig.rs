@@ -24,6 +24,23 @@ pub fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
         "nvidia_mig_memory_free_bytes",
         "Memory not in use in a MIG GPU instance, in bytes.",
     );
+    let gpm_help = ", in a MIG GPU instance, averaged since the previous sample, 0 to 1 (GPM).";
+    let mut graphics_active = MetricFamily::gauge(
+        "nvidia_mig_graphics_engine_active_ratio",
+        format!("Fraction of time the graphics/compute engine was active{gpm_help}"),
+    );
+    let mut sm_active = MetricFamily::gauge(
+        "nvidia_mig_sm_active_ratio",
+        format!("Fraction of time SMs had at least one warp assigned{gpm_help}"),
+    );
+    let mut tensor_active = MetricFamily::gauge(
+        "nvidia_mig_tensor_active_ratio",
+        format!("Fraction of time the tensor cores were active{gpm_help}"),
+    );
+    let mut dram_active = MetricFamily::gauge(
+        "nvidia_mig_dram_active_ratio",
+        format!("Fraction of the memory bandwidth used{gpm_help}"),
+    );
     for g in snapshot.gpus.iter().filter(|g| g.up) {
         let index = g.identity.index.to_string();
         let ids = [("gpu", index.as_str()), ("id", g.identity.id.as_str())];
@@ -52,17 +69,39 @@ pub fn families(snapshot: &Snapshot) -> Vec<MetricFamily> {
                 continue;
             }
             seen.push(gi.clone());
+            let labels = [
+                ("gpu", index.as_str()),
+                ("id", g.identity.id.as_str()),
+                ("gpu_instance_id", gi.as_str()),
+            ];
+            if let Some(gpm) = &m.gpm {
+                for (family, value) in [
+                    (&mut graphics_active, gpm.graphics_active),
+                    (&mut sm_active, gpm.sm_active),
+                    (&mut tensor_active, gpm.tensor_active),
+                    (&mut dram_active, gpm.dram_active),
+                ] {
+                    if let Some(v) = value {
+                        family.push(&labels, v);
+                    }
+                }
+            }
             if let Some(mem) = &m.memory {
-                let labels = [
-                    ("gpu", index.as_str()),
-                    ("id", g.identity.id.as_str()),
-                    ("gpu_instance_id", gi.as_str()),
-                ];
                 total.push(&labels, mem.total as f64);
                 used.push(&labels, mem.used as f64);
                 free.push(&labels, mem.free as f64);
             }
         }
     }
-    vec![enabled, info, total, used, free]
+    vec![
+        enabled,
+        info,
+        total,
+        used,
+        free,
+        graphics_active,
+        sm_active,
+        tensor_active,
+        dram_active,
+    ]
 }

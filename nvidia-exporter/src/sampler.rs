@@ -55,7 +55,8 @@ pub struct Sampler {
     utilization_seen: HashMap<u32, u64>,
     /// Per GPU, the previous GPM sample (a raw NVML handle, freed by [`Sampler::release`] or
     /// when the next one replaces it): GPM metrics are computed between two samples.
-    gpm_previous: HashMap<u32, usize>,
+    /// Keyed by GPU index and, for a MIG GPU instance, its id.
+    gpm_previous: HashMap<(u32, Option<u32>), usize>,
 }
 
 /// Errors counted over the exporter's life, by (function, error code).
@@ -184,15 +185,25 @@ impl Sampler {
             if let Some(device) = &device {
                 read_gpu(&mut calls, device, &mut gpu);
                 if identity.gpm_supported {
-                    let previous = self.gpm_previous.remove(&identity.index);
-                    let (gpm, next) = read_gpm(&mut calls, nvml, device, previous);
+                    let key = (identity.index, None);
+                    let previous = self.gpm_previous.remove(&key);
+                    let (gpm, next) = read_gpm(
+                        &mut calls,
+                        nvml,
+                        "nvmlGpmSampleGet",
+                        || device.gpm_sample(),
+                        previous,
+                    );
                     gpu.gpm = gpm;
                     if let Some(next) = next {
-                        self.gpm_previous.insert(identity.index, next);
+                        self.gpm_previous.insert(key, next);
                     }
                 }
                 if plan.mig {
                     read_mig(&mut calls, device, &mut gpu);
+                    if identity.gpm_supported {
+                        read_mig_gpm(&mut calls, nvml, device, &mut gpu, &mut self.gpm_previous);
+                    }
                 }
             }
             let (lost, fatal) = (calls.lost, calls.fatal.take());
@@ -259,16 +270,17 @@ const GPM_METRICS: [GpmMetricId; 7] = [
 
 /// Takes a GPM sample and computes the metrics since `previous`. Returns the metrics (none on
 /// the first sample) and the new sample's handle, to be kept for the next call.
-fn read_gpm(
+fn read_gpm<'nvml>(
     calls: &mut Calls,
-    nvml: &Nvml,
-    device: &Device,
+    nvml: &'nvml Nvml,
+    function: &'static str,
+    take: impl FnOnce() -> Result<GpmSample<'nvml>, NvmlError>,
     previous: Option<usize>,
 ) -> (Option<Gpm>, Option<usize>) {
     // SAFETY: handles in `previous` come from `into_handle` on this NVML and are freed once,
     // when this value drops.
     let previous = previous.map(|raw| unsafe { GpmSample::from_handle(nvml, raw as _) });
-    let Some(current) = calls.call("nvmlGpmSampleGet", || device.gpm_sample()) else {
+    let Some(current) = calls.call(function, take) else {
         return (None, None);
     };
     let gpm = previous.and_then(|previous| {
@@ -528,8 +540,10 @@ fn read_mig(calls: &mut Calls, device: &Device, gpu: &mut GpuSample) {
                 continue;
             }
         };
+        // MIG devices get their own keys in the not-supported cache: what a MIG device lacks
+        // says nothing about its parent.
         let name = calls
-            .call("nvmlDeviceGetName", || mig.name())
+            .call("nvmlDeviceGetName(MIG)", || mig.name())
             .unwrap_or_default();
         // SAFETY: the handle comes from NVML and stays valid while `nvml` lives; the two
         // functions only write one integer each. nvml-wrapper does not wrap them.
@@ -540,20 +554,71 @@ fn read_mig(calls: &mut Calls, device: &Device, gpu: &mut GpuSample) {
         };
         gpu.mig_instances.push(MigInstance {
             uuid: calls
-                .call("nvmlDeviceGetUUID", || mig.uuid())
+                .call("nvmlDeviceGetUUID(MIG)", || mig.uuid())
                 .unwrap_or_default(),
             gpu_instance_id: raw_id(&lib.nvmlDeviceGetGpuInstanceId),
             compute_instance_id: raw_id(&lib.nvmlDeviceGetComputeInstanceId),
             profile: mig_profile(&name),
             memory: calls
-                .call("nvmlDeviceGetMemoryInfo_v2", || mig.memory_info())
+                .call("nvmlDeviceGetMemoryInfo_v2(MIG)", || mig.memory_info())
                 .map(|m| Memory {
                     total: m.total,
                     reserved: m.reserved,
                     free: m.free,
                     used: m.used,
                 }),
+            gpm: None,
         });
+    }
+}
+
+/// GPM per MIG GPU instance (what DCGM reports as DCGM_FI_PROF_* on MIG entities).
+fn read_mig_gpm(
+    calls: &mut Calls,
+    nvml: &Nvml,
+    device: &Device,
+    gpu: &mut GpuSample,
+    previous: &mut HashMap<(u32, Option<u32>), usize>,
+) {
+    let index = gpu.identity.index;
+    let mut instances: Vec<u32> = gpu
+        .mig_instances
+        .iter()
+        .filter_map(|m| m.gpu_instance_id)
+        .collect();
+    instances.sort_unstable();
+    instances.dedup();
+    for gi in &instances {
+        let key = (index, Some(*gi));
+        let (gpm, next) = read_gpm(
+            calls,
+            nvml,
+            "nvmlGpmMigSampleGet",
+            || device.gpm_mig_sample(*gi),
+            previous.remove(&key),
+        );
+        for m in gpu
+            .mig_instances
+            .iter_mut()
+            .filter(|m| m.gpu_instance_id == Some(*gi))
+        {
+            m.gpm = gpm.clone();
+        }
+        if let Some(next) = next {
+            previous.insert(key, next);
+        }
+    }
+    // Free the samples of GPU instances that no longer exist.
+    let gone: Vec<(u32, Option<u32>)> = previous
+        .keys()
+        .filter(|(g, gi)| *g == index && gi.is_some_and(|gi| !instances.contains(&gi)))
+        .copied()
+        .collect();
+    for key in gone {
+        if let Some(raw) = previous.remove(&key) {
+            // SAFETY: as in `Sampler::release`.
+            drop(unsafe { GpmSample::from_handle(nvml, raw as _) });
+        }
     }
 }
 

@@ -93,6 +93,8 @@ pub struct MigInstance {
     /// The profile as NVML names it in the device name, e.g. `1g.10gb`.
     pub profile: String,
     pub memory: Option<Memory>,
+    /// GPM metrics of the GPU instance (from the second sample on, Hopper and newer).
+    pub gpm: Option<Gpm>,
 }
 
 /// Everything read from one GPU in one sample. `None` means "not available": not supported,

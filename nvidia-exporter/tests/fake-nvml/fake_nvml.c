@@ -975,6 +975,18 @@ nvmlReturn_t nvmlGpmSampleGet(void *device, gpm_sample_t *sample) {
     return NVML_SUCCESS;
 }
 
+nvmlReturn_t nvmlGpmMigSampleGet(void *device, unsigned int gpu_instance_id, gpm_sample_t *sample) {
+    GPU_ENTER("nvmlGpmMigSampleGet");
+    if (g->gpm[0] < 0) return NVML_ERROR_NOT_SUPPORTED;
+    for (int i = 0; i < g->n_migs; i++) {
+        if (g->migs[i].gi == gpu_instance_id) {
+            sample->gpu = g;
+            return NVML_SUCCESS;
+        }
+    }
+    return NVML_ERROR_NOT_FOUND;
+}
+
 nvmlReturn_t nvmlGpmMetricsGet(nvmlGpmMetricsGet_t *request) {
     nvmlReturn_t r = enter_global("nvmlGpmMetricsGet");
     if (r) return r;
