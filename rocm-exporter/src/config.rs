@@ -36,7 +36,7 @@ pub fn flags() -> Vec<Arg> {
         Arg::new("collector.processes.max-series")
             .long("collector.processes.max-series")
             .default_value("200")
-            .help("Most amdgpu_process_memory_bytes series; the largest users are kept"),
+            .help("Most amdgpu_process_* series; the largest memory users are kept"),
     ]
 }
 

@@ -1,5 +1,6 @@
-//! Per-process GPU memory from `/proc/<pid>/fdinfo`: which process holds how much VRAM and GTT
-//! on which GPU ("which model server holds 63 GiB of GTT?").
+//! Per-process GPU memory and engine time from `/proc/<pid>/fdinfo`: which process holds how
+//! much VRAM and GTT on which GPU ("which model server holds 63 GiB of GTT?") and keeps which
+//! engine busy.
 //!
 //! Only file descriptors that point into `/dev/dri/` are read. amdgpu prints, per DRM client,
 //! `drm-pdev` (the GPU), `drm-client-id` and `drm-memory-vram` / `drm-memory-gtt` (newer
@@ -25,6 +26,8 @@ pub struct Usage {
     pub id: String,
     pub vram_bytes: Option<f64>,
     pub gtt_bytes: Option<f64>,
+    /// Busy time by engine (`gfx`, `compute`, `dma`, `dec`, `enc`...), in seconds.
+    pub engine_seconds: BTreeMap<String, f64>,
 }
 
 impl ProcessesCollector {
@@ -71,7 +74,7 @@ fn scan_process(dir: &Path, pid: u32) -> Vec<Usage> {
     };
     // (GPU, client id) pairs already counted, and the sums per GPU.
     let mut seen = HashSet::new();
-    let mut per_gpu: BTreeMap<String, (Option<f64>, Option<f64>)> = BTreeMap::new();
+    let mut per_gpu: BTreeMap<String, Usage> = BTreeMap::new();
     for fd in fds.flatten() {
         let is_dri =
             std::fs::read_link(fd.path()).is_ok_and(|target| target.starts_with("/dev/dri/"));
@@ -90,8 +93,11 @@ fn scan_process(dir: &Path, pid: u32) -> Vec<Usage> {
             }
         }
         let sums = per_gpu.entry(client.pdev).or_default();
-        add(&mut sums.0, client.vram);
-        add(&mut sums.1, client.gtt);
+        add(&mut sums.vram_bytes, client.vram);
+        add(&mut sums.gtt_bytes, client.gtt);
+        for (engine, seconds) in client.engines {
+            *sums.engine_seconds.entry(engine).or_default() += seconds;
+        }
     }
     if per_gpu.is_empty() {
         return Vec::new();
@@ -101,12 +107,11 @@ fn scan_process(dir: &Path, pid: u32) -> Vec<Usage> {
         .unwrap_or_default();
     per_gpu
         .into_iter()
-        .map(|(id, (vram, gtt))| Usage {
+        .map(|(id, usage)| Usage {
             pid,
             process: process.clone(),
             id,
-            vram_bytes: vram,
-            gtt_bytes: gtt,
+            ..usage
         })
         .collect()
 }
@@ -123,6 +128,7 @@ struct Client {
     client_id: Option<String>,
     vram: Option<f64>,
     gtt: Option<f64>,
+    engines: Vec<(String, f64)>,
 }
 
 /// One amdgpu DRM client from an fdinfo file; `None` for other drivers or no GPU address.
@@ -131,6 +137,7 @@ fn parse_fdinfo(text: &str) -> Option<Client> {
     let mut pdev = None;
     let mut client_id = None;
     let (mut vram, mut gtt, mut resident_vram, mut resident_gtt) = (None, None, None, None);
+    let mut engines = Vec::new();
     for line in text.lines() {
         let Some((key, value)) = line.split_once(':') else {
             continue;
@@ -144,7 +151,15 @@ fn parse_fdinfo(text: &str) -> Option<Client> {
             "drm-memory-gtt" => gtt = bytes(value),
             "drm-resident-vram" => resident_vram = bytes(value),
             "drm-resident-gtt" => resident_gtt = bytes(value),
-            _ => {}
+            key => {
+                // `drm-engine-gfx: 9141052384 ns`; `drm-engine-capacity-*` is no time.
+                let engine = key
+                    .strip_prefix("drm-engine-")
+                    .filter(|e| !e.starts_with("capacity"));
+                if let (Some(engine), Some(ns)) = (engine, nanoseconds(value)) {
+                    engines.push((engine.to_string(), ns / 1e9));
+                }
+            }
         }
     }
     if driver != Some("amdgpu") {
@@ -155,7 +170,14 @@ fn parse_fdinfo(text: &str) -> Option<Client> {
         client_id,
         vram: vram.or(resident_vram),
         gtt: gtt.or(resident_gtt),
+        engines,
     })
+}
+
+/// `9141052384 ns` → nanoseconds; anything else → `None`.
+fn nanoseconds(value: &str) -> Option<f64> {
+    let number = value.strip_suffix("ns")?.trim();
+    number.parse::<u64>().ok().map(|n| n as f64)
 }
 
 /// `460800 KiB`, `2 MiB`, `4096` (bytes) → bytes; garbage → `None`.
@@ -185,34 +207,43 @@ pub fn families(mut usages: Vec<Usage>, max_series: usize) -> Vec<MetricFamily> 
         "amdgpu_process_memory_bytes",
         "GPU memory held by a process, by pool (vram, gtt), from /proc/<pid>/fdinfo.",
     );
+    let mut engine = MetricFamily::counter(
+        "amdgpu_process_engine_seconds_total",
+        "Time a process kept a GPU engine (gfx, compute, dma, dec, enc...) busy, from /proc/<pid>/fdinfo.",
+    );
     let mut omitted = 0usize;
     for usage in &usages {
-        let series: Vec<(&str, f64)> = [("vram", usage.vram_bytes), ("gtt", usage.gtt_bytes)]
+        let pools: Vec<(&str, f64)> = [("vram", usage.vram_bytes), ("gtt", usage.gtt_bytes)]
             .into_iter()
             .filter_map(|(pool, v)| v.map(|v| (pool, v)))
             .collect();
-        if memory.samples.len() + series.len() > max_series {
+        let series = pools.len() + usage.engine_seconds.len();
+        if memory.samples.len() + engine.samples.len() + series > max_series {
             omitted += 1;
             continue;
         }
         let pid = usage.pid.to_string();
-        for (pool, v) in series {
-            memory.push(
-                &[
-                    ("id", usage.id.as_str()),
-                    ("pid", pid.as_str()),
-                    ("process", usage.process.as_str()),
-                    ("pool", pool),
-                ],
-                v,
-            );
+        let labels = |key: &'static str, value: &str| {
+            [
+                ("id", usage.id.clone()),
+                ("pid", pid.clone()),
+                ("process", usage.process.clone()),
+                (key, value.to_string()),
+            ]
+        };
+        for (pool, v) in pools {
+            memory.push(&labels("pool", pool), v);
+        }
+        for (name, seconds) in &usage.engine_seconds {
+            engine.push(&labels("engine", name), *seconds);
         }
     }
     vec![
         memory,
+        engine,
         MetricFamily::gauge(
             "amdgpu_process_omitted",
-            "Process and GPU pairs left out of amdgpu_process_memory_bytes by --collector.processes.max-series.",
+            "Process and GPU pairs left out of the amdgpu_process_* series by --collector.processes.max-series.",
         )
         .with_value(omitted as f64),
     ]
@@ -240,6 +271,7 @@ mod tests {
                 id: "0000:c3:00.0".into(),
                 vram_bytes: Some(460800.0 * 1024.0),
                 gtt_bytes: Some(62914560.0 * 1024.0),
+                engine_seconds: [("gfx".to_string(), 9.141052384)].into(),
             }
         );
         assert_eq!(usages[1].process, "ollama");
@@ -253,12 +285,15 @@ mod tests {
     #[test]
     fn cap_keeps_the_largest_and_counts_the_rest() {
         let usages = scan(&proc()).unwrap();
-        let f = families(usages, 2);
+        // llama-server has three series (vram, gtt, gfx time): it fills the cap alone.
+        let f = families(usages, 3);
         assert_eq!(f[0].samples.len(), 2);
+        assert_eq!(f[1].samples.len(), 1);
         assert!(f[0].samples[0]
             .labels
             .contains(&("process".to_string(), "llama-server".to_string())));
-        assert_eq!(f[1].samples[0].value, 2.0);
+        assert_eq!(f[2].name, "amdgpu_process_omitted");
+        assert_eq!(f[2].samples[0].value, 2.0);
     }
 
     #[test]
@@ -275,6 +310,11 @@ mod tests {
         assert_eq!(c.pdev, "0000:c3:00.0");
         assert_eq!(c.vram, Some(1024.0 * 1024.0 * 1024.0));
         assert_eq!(bytes("12 TiB"), None);
+        let c = parse_fdinfo(
+            "drm-driver:\tamdgpu\ndrm-pdev:\t0000:03:00.0\ndrm-engine-compute:\t1500000000 ns\ndrm-engine-capacity-gfx:\t2\ndrm-engine-dma:\tsoon ns\n",
+        )
+        .unwrap();
+        assert_eq!(c.engines, vec![("compute".to_string(), 1.5)]);
     }
 
     #[test]
