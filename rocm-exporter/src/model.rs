@@ -111,6 +111,8 @@ pub enum Reason {
     BadOutput,
     /// rocm-smi could not be started for another reason (permissions...).
     SpawnFailed,
+    /// The backend panicked: a bug of ours, reported rather than wedging the sampler.
+    Internal,
 }
 
 impl Reason {
@@ -126,6 +128,7 @@ impl Reason {
             Reason::ExitStatus => "exit_status",
             Reason::BadOutput => "bad_output",
             Reason::SpawnFailed => "spawn_failed",
+            Reason::Internal => "internal_error",
         }
     }
 }

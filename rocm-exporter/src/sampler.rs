@@ -87,7 +87,12 @@ impl Sampler {
             .name(format!("{name}-sampler"))
             .spawn(move || {
                 while incoming.recv().is_ok() {
-                    let result = backend.sample();
+                    // A panic would leave the collection "in flight" for ever; report it instead.
+                    let result =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| backend.sample()))
+                            .unwrap_or_else(|_| {
+                                Err(Failure::new(Reason::Internal, "the backend panicked"))
+                            });
                     record(&worker, name, result);
                 }
             });
@@ -295,5 +300,27 @@ mod tests {
         assert_eq!(fourth.errors.get(&Reason::Timeout), Some(&1));
         assert_eq!(fourth.timeouts, 1);
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    struct Panicking(usize);
+    impl Backend for Panicking {
+        fn name(&self) -> &'static str {
+            "panicking"
+        }
+        fn sample(&mut self) -> Result<Snapshot, Failure> {
+            self.0 += 1;
+            if self.0 == 1 {
+                panic!("a bug");
+            }
+            Ok(one_gpu())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_backend_is_reported_and_the_next_collection_runs() {
+        let sampler = Sampler::start(Panicking(0), Duration::from_secs(2));
+        let first = sampler.read().await;
+        assert_eq!(first.failure.unwrap().reason, Reason::Internal);
+        assert!(sampler.read().await.is_fresh());
     }
 }

@@ -249,10 +249,6 @@ fn hang_is_killed_and_the_last_good_sample_is_served_with_its_age() {
         value(&stale, "gpu_power_watts{gpu=\"0\",id=\"0000:83:00.0\"}"),
         Some(36.0)
     );
-    assert_eq!(
-        value(&stale, "rocm_collect_timeouts_total{backend=\"rocm-smi\"}"),
-        Some(1.0)
-    );
     // The whole process group was killed: rocm-smi and what it started.
     let child: u32 = std::fs::read_to_string(&log)
         .unwrap()
@@ -279,6 +275,21 @@ fn hang_is_killed_and_the_last_good_sample_is_served_with_its_age() {
     let recovered = exporter.metrics();
     assert_eq!(
         value(&recovered, "rocm_up{backend=\"rocm-smi\"}"),
+        Some(1.0)
+    );
+    // The killed run was counted before the next one could start.
+    assert_eq!(
+        value(
+            &recovered,
+            "rocm_collect_timeouts_total{backend=\"rocm-smi\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &recovered,
+            "rocm_collect_errors_total{backend=\"rocm-smi\",reason=\"timeout\"}"
+        ),
         Some(1.0)
     );
     assert!(exporter.wait_for_log(&["collection recovered"]).is_some());
