@@ -8,7 +8,7 @@ Starts, on free 127.0.0.1 ports and under a temporary directory:
     llama-server and a fake Ollama (tools/check_stack_fake_llm.py) with its measuring proxy in
     front of both, and requests sent through the proxies (some of them failing);
   - Debian's Prometheus with the repository's prometheus.yml and rules (the file-SD target lists
-    pointed at loopback, intervals shortened to 1 s);
+    pointed at loopback, intervals shortened to 1-2 s);
   - Debian's Alertmanager with the repository's alertmanager.yml and templates (the secret files
     and the receivers' endpoints pointed at a local webhook sink).
 Then asserts: every target is up; every query of every dashboard panel (and variable) returns
@@ -164,7 +164,7 @@ def prometheus_config(tmp, ports):
     os.makedirs(os.path.join(d, "targets"))
     shutil.copytree(os.path.join(ROOT, "prometheus/rules"), os.path.join(d, "rules"))
     cfg = check_stack.load_yaml(os.path.join(ROOT, "prometheus/prometheus.yml"))
-    cfg["global"].update({"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"})
+    cfg["global"].update({"scrape_interval": "2s", "scrape_timeout": "2s", "evaluation_interval": "1s"})
     with open(os.path.join(d, "prometheus.yml"), "w") as f:
         yaml.safe_dump(cfg, f)
     repo_targets = {os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "prometheus/targets/*.yml"))}
