@@ -83,3 +83,52 @@ fn missing_symbols_cost_only_their_own_series() {
     assert!(!text.contains("nvidia_encoder_utilization_ratio{"));
     assert!(text.contains("nvidia_decoder_utilization_ratio{"));
 }
+
+/// `promtool check metrics` (Debian package `prometheus`): our own names pass its lint; in DCGM
+/// mode the only complaints are about dcgm-exporter's names, which are kept as they are on
+/// purpose (upper case, `modelName`/`UUID` labels, counters without `_total`).
+#[test]
+fn promtool_accepts_the_exposition() {
+    let check = |body: &str| -> (bool, String) {
+        use std::io::Write;
+        let mut child = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("promtool (Debian package prometheus) is needed");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(body.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+
+    let native = start(Fake::Full, "fleet", &["--no-compat.dcgm"]);
+    metrics(&native);
+    next_sample();
+    let (ok, text) = check(&metrics(&native));
+    assert!(ok && text.trim().is_empty(), "{text}");
+
+    let dcgm = start(Fake::Full, "fleet", &[]);
+    let (_, text) = check(&metrics(&dcgm));
+    assert!(
+        !text.trim().is_empty(),
+        "expected lint notes on the DCGM names"
+    );
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            line.starts_with("DCGM_FI_"),
+            "unexpected promtool complaint: {line}"
+        );
+    }
+}
