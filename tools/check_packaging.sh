@@ -27,6 +27,9 @@
 # tarballs to $CARGO_TARGET_DIR/packaging/.
 set -uo pipefail
 
+# The whole script is one compound command, read before it runs: editing the file during a run
+# cannot change what the run does.
+{
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 target_dir=${CARGO_TARGET_DIR:-$root/target}
@@ -83,12 +86,24 @@ if ! python3 -c 'import yaml, jsonschema, kubernetes_validate' 2>/dev/null; then
   exit 1
 fi
 
+# dpkg with a wait for its lock (someone else's apt run), 120 s at most.
+dpkg_locked() {
+  local i rc
+  for i in $(seq 1 60); do
+    dpkg "$@"; rc=$?
+    [ "$rc" -eq 2 ] || return "$rc"
+    grep -q 'lock' "$work/dpkg.log" 2>/dev/null || return "$rc"
+    sleep 2
+  done
+  return "$rc"
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-# Extra flags an exporter needs to start at all outside its packaged config (llm-exporter
-# refuses to start without an upstream).
+# Extra flags an exporter needs to start without its packaged config (the static binary run:
+# llm-exporter refuses to start without an upstream).
 start_flags() {
   case "$1" in
     llm-exporter) echo "--upstream=local=http://127.0.0.1:9" ;;
@@ -124,6 +139,60 @@ stop_pid() {
   wait "$pid" 2>/dev/null
   for p in "${started_pids[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
   started_pids=("${keep[@]}")
+}
+
+# check_maintainer_scripts NAME DEB: what postinst/prerm/postrm ask of systemd, with and without
+# a running systemd (recorded calls, nothing executed).
+check_maintainer_scripts() {
+  local name=$1 deb=$2 ms=$work/maint-$1 t ok=1
+  rm -rf "$ms"; mkdir -p "$ms/bin"
+  dpkg-deb -e "$deb" "$ms/DEBIAN"
+  for t in deb-systemd-helper deb-systemd-invoke systemctl adduser addgroup deluser delgroup getent rmdir; do
+    printf '#!/bin/sh\necho "%s $*" >> "%s/calls"\n[ "%s" != getent ]\n' "$t" "$ms" "$t" > "$ms/bin/$t"
+    chmod +x "$ms/bin/$t"
+  done
+  run_ms() { # with-systemd(0/1) script args...
+    local sd=$1; shift
+    : > "$ms/calls"
+    if [ "$sd" = 1 ]; then
+      unshare -m sh -c 'mount -t tmpfs none /run/systemd 2>/dev/null || mount -t tmpfs none /run || exit 99
+        mkdir -p /run/systemd/system && PATH="$0:$PATH" exec sh "$@"' "$ms/bin" "$ms/DEBIAN/$@" >/dev/null 2>&1
+    else
+      PATH="$ms/bin:$PATH" sh "$ms/DEBIAN/$@" >/dev/null 2>&1
+    fi
+  }
+  expect() { # label pattern...: every pattern is among the recorded calls
+    local label=$1 p; shift
+    for p in "$@"; do
+      grep -qx -- "$p" "$ms/calls" || { echo "     $label: no call '$p'; calls were:"; sed 's/^/     | /' "$ms/calls"; ok=0; }
+    done
+  }
+  absent() {
+    local label=$1 p; shift
+    for p in "$@"; do
+      grep -q -- "$p" "$ms/calls" && { echo "     $label: unexpected call matching '$p'"; ok=0; }
+    done
+  }
+  if ! command -v unshare >/dev/null || ! unshare -m true 2>/dev/null; then
+    note "$name: maintainer scripts under systemd not checked (no unshare -m here)"
+    return
+  fi
+  run_ms 1 postinst configure; expect "postinst configure (systemd)" \
+    "addgroup --system --quiet $name" \
+    "deb-systemd-helper enable $name.service" "systemctl --system daemon-reload" \
+    "deb-systemd-invoke start $name.service"
+  grep -q "^adduser --system .* $name\$" "$ms/calls" || { echo "     postinst: no system user created"; ok=0; }
+  run_ms 1 postinst configure 0.0.9; expect "postinst upgrade (systemd)" "deb-systemd-invoke restart $name.service"
+  run_ms 0 postinst configure; expect "postinst configure (no systemd)" "deb-systemd-helper enable $name.service"
+  absent "postinst configure (no systemd)" "^systemctl" "^deb-systemd-invoke"
+  run_ms 1 prerm remove; expect "prerm remove (systemd)" "deb-systemd-invoke stop $name.service"
+  run_ms 1 postrm remove; expect "postrm remove" "deb-systemd-helper mask $name.service"
+  run_ms 1 postrm purge; expect "postrm purge" "deb-systemd-helper purge $name.service" "deb-systemd-helper unmask $name.service"
+  if [ "$ok" = 1 ]; then
+    pass "$name: maintainer scripts: enable + start on install, restart on upgrade, stop on remove, purge state (with systemd); enable only (without)"
+  else
+    fail "$name: maintainer scripts"
+  fi
 }
 
 # ------------------------------------------------------------------ exporters
@@ -230,11 +299,16 @@ for name in "${exporters[@]}"; do
     dpkg-deb -I "$deb" conffiles 2>/dev/null | grep -qx "/etc/$name/config.toml" || { echo "     config.toml is not a conffile"; ok=0; }
     [ "$ok" = 1 ] && pass "$name: package contents (binary, unit, conffiles)" || fail "$name: package contents"
 
+    # The maintainer scripts' systemd branch, which this machine (no running systemd) cannot
+    # reach through dpkg: run the package's own scripts in a private mount namespace where
+    # /run/systemd/system exists, with the tools they call replaced by recorders.
+    check_maintainer_scripts "$name" "$deb"
+
     # Snapshot of what a package may touch, to compare after purge.
     snapshot() { find /etc /usr /var/lib/systemd /opt -xdev 2>/dev/null | LC_ALL=C sort; }
     snapshot > "$work/before"
     installed_pkgs+=("$name")
-    if ! dpkg -i "$deb" > "$work/dpkg.log" 2>&1; then
+    if ! dpkg_locked -i "$deb" > "$work/dpkg.log" 2>&1; then
       cat "$work/dpkg.log"; fail "$name: dpkg -i"
     else
       pass "$name: dpkg -i"
@@ -263,11 +337,11 @@ for name in "${exporters[@]}"; do
       fi
       out=$(systemd-analyze verify "/usr/lib/systemd/system/$name.service" 2>&1); rc=$?
       if [ "$rc" -eq 0 ] && [ -z "$out" ]; then pass "$name: installed unit verifies"; else echo "$out"; fail "$name: installed unit verify"; fi
-      # The installed exporter, as its user, with the packaged default config.
+      # The installed exporter, as its user, with the packaged default config (only the
+      # listen address moved to a free loopback port).
       port=$(free_port)
-      # shellcheck disable=SC2046
       runuser -u "$name" -- "/usr/bin/$name" --config.file="/etc/$name/config.toml" \
-        --web.listen-address="127.0.0.1:$port" $(start_flags "$name") > "$work/run.log" 2>&1 &
+        --web.listen-address="127.0.0.1:$port" > "$work/run.log" 2>&1 &
       pid=$!; started_pids+=("$pid")
       if wait_scrape "http://127.0.0.1:$port/metrics" "$work/run.log" "$pid" "$name"; then
         pass "$name: installed exporter runs as $name with /etc/$name/config.toml and answers /metrics ($(grep -vc '^#' "$work/scrape") samples)"
@@ -276,13 +350,13 @@ for name in "${exporters[@]}"; do
       fi
       stop_pid "$pid"
       # Remove: config and user stay (as documented), the binary and unit go.
-      if dpkg -r "$name" > "$work/dpkg.log" 2>&1 && [ ! -e "/usr/bin/$name" ] && [ -f "/etc/$name/config.toml" ] && getent passwd "$name" >/dev/null; then
+      if dpkg_locked -r "$name" > "$work/dpkg.log" 2>&1 && [ ! -e "/usr/bin/$name" ] && [ -f "/etc/$name/config.toml" ] && getent passwd "$name" >/dev/null; then
         pass "$name: dpkg -r removes the binary, keeps the configuration and the user"
       else
         cat "$work/dpkg.log"; fail "$name: dpkg -r"
       fi
       # Purge: nothing left.
-      if dpkg --purge "$name" > "$work/dpkg.log" 2>&1; then
+      if dpkg_locked --purge "$name" > "$work/dpkg.log" 2>&1; then
         left=()
         for path in $(echo "$contents" | grep -v '/$') /etc/$name /usr/share/doc/$name \
           /etc/systemd/system/$name.service /etc/systemd/system/multi-user.target.wants/$name.service; do
@@ -427,3 +501,5 @@ note "artifacts in $out_dir:"
 ls -l "$out_dir" 2>/dev/null | awk 'NR>1 {printf "     %8d KiB  %s\n", $5/1024, $9}'
 echo "$passes passed, $failures failed"
 [ "$failures" -eq 0 ]
+exit
+}
