@@ -171,6 +171,7 @@ fn watch(nvml: &Nvml, indices: &[u32], counts: &XidCounts, stop: &AtomicBool) {
     if registered.is_empty() {
         return;
     }
+    let mut warned = false;
     while !stop.load(Ordering::Acquire) {
         match set.wait(WAIT_MS) {
             Ok(event) => {
@@ -188,11 +189,22 @@ fn watch(nvml: &Nvml, indices: &[u32], counts: &XidCounts, stop: &AtomicBool) {
                 }
             }
             Err(NvmlError::Timeout) => {}
-            Err(e) => {
-                // A missing symbol or a dead session will not get better by retrying here;
-                // the worker starts a new thread with the next session.
-                log::warn("XID event thread stopped", &[("err", &e.to_string())]);
+            Err(e @ NvmlError::FailedToLoadSymbol(_)) => {
+                log::warn("XID events unavailable", &[("err", &e.to_string())]);
                 return;
+            }
+            Err(e) if crate::sampler::ends_session(&e) => {
+                // The worker starts a new thread with the next session.
+                log::debug("XID event thread stopped", &[("err", &e.to_string())]);
+                return;
+            }
+            Err(e) => {
+                // E.g. one GPU lost: keep watching the others, without spinning.
+                if !warned {
+                    log::warn("waiting for XID events failed", &[("err", &e.to_string())]);
+                    warned = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(u64::from(WAIT_MS)));
             }
         }
     }
