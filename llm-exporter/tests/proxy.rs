@@ -442,6 +442,8 @@ async fn a_stalled_silent_or_absent_upstream_never_hangs_the_client() {
         proxy_arg("down", down_port),
         "--proxy.idle-timeout=300ms".into(),
         "--proxy.header-timeout=300ms".into(),
+        // Scrapes also poll these upstreams; the silent one would hold each scrape 5 s.
+        "--upstream.timeout=300ms".into(),
     ]);
 
     // Three events arrive, then the upstream goes quiet: the client gets an error, not a hang.

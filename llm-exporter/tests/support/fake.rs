@@ -234,6 +234,8 @@ impl Fake {
                     let Ok((stream, _)) = listener.accept().await else {
                         continue;
                     };
+                    // Without it, Nagle and delayed ACKs hold small stream chunks ~40 ms.
+                    let _ = stream.set_nodelay(true);
                     let (s, h, a) = (s.clone(), h.clone(), a.clone());
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(move |req| {
@@ -326,7 +328,9 @@ async fn answer(
                         if let Some(gate) = &gate {
                             gate.acquire().await.unwrap().forget();
                         }
-                        tokio::time::sleep(gap).await;
+                        if !gap.is_zero() {
+                            tokio::time::sleep(gap).await;
+                        }
                     }
                     if tx.send(Ok(Frame::data(event))).await.is_err() {
                         *aborted.lock().unwrap() += 1;
