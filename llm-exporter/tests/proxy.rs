@@ -244,12 +244,19 @@ async fn ollama_traffic_passes_unchanged_and_is_measured() {
         fixture("ollama/embed.body")
     );
 
+    let request = b"{\"model\":\"llama3.2\",\"messages\":[],\"stream\":true,\"stream_options\":{\"include_usage\":true}}";
+    assert_eq!(
+        read_all(post(port, "/v1/chat/completions", request).await).await,
+        fixture("ollama/v1-chat-completions-stream.body")
+    );
+
+    let openai = "upstream=\"home\",model=\"llama3.2:latest\",route=\"/v1/chat/completions\"";
     let chat = "upstream=\"home\",model=\"llama3.2:latest\",route=\"/api/chat\"";
     let generate = "upstream=\"home\",model=\"llama3.2:latest\",route=\"/api/generate\"";
     let embed = "upstream=\"home\",model=\"nomic-embed-text:latest\",route=\"/api/embed\"";
     let metrics = wait_for(
         &exporter,
-        &format!("llm_requests_total{{{embed},status=\"success\",code=\"200\"}}"),
+        &format!("llm_requests_total{{{openai},status=\"success\",code=\"200\"}}"),
         1.0,
     );
     assert_eq!(
@@ -291,6 +298,14 @@ async fn ollama_traffic_passes_unchanged_and_is_measured() {
             &format!("llm_time_to_first_token_seconds_count{{{chat}}}")
         ),
         Some(1.0)
+    );
+    // Ollama's /v1 has no timings: the counts come from the include_usage chunk.
+    let openai_value = |name: &str| value(&metrics, &format!("{name}{{{openai}}}"));
+    assert_eq!(openai_value("llm_tokens_generated_total"), Some(3.0));
+    assert_eq!(openai_value("llm_prompt_tokens_total"), Some(26.0));
+    assert_eq!(
+        openai_value("llm_inter_token_latency_seconds_count"),
+        Some(2.0)
     );
 }
 

@@ -429,3 +429,135 @@ fn reexport(parsed: &[prom_text::Family], base: &[(&str, &str); 2]) -> Vec<Metri
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: [(&str, &str); 2] = [("upstream", "u"), ("model", "m")];
+
+    /// Generation A (2024 to May 2025) as the reference quotes it, with C++ `%g` numbers.
+    const GEN_A: &str = "# HELP llamacpp:prompt_tokens_total Number of prompt tokens processed.\n# TYPE llamacpp:prompt_tokens_total counter\nllamacpp:prompt_tokens_total 1.23457e+06\n# HELP llamacpp:n_busy_slots_per_decode Average number of busy slots per llama_decode() call\n# TYPE llamacpp:n_busy_slots_per_decode counter\nllamacpp:n_busy_slots_per_decode 1.5\n# HELP llamacpp:prompt_tokens_seconds Average prompt throughput in tokens/s.\n# TYPE llamacpp:prompt_tokens_seconds gauge\nllamacpp:prompt_tokens_seconds 424.925\n# HELP llamacpp:kv_cache_usage_ratio KV-cache usage. 1 means 100 percent usage.\n# TYPE llamacpp:kv_cache_usage_ratio gauge\nllamacpp:kv_cache_usage_ratio 0.25\n# HELP llamacpp:requests_deferred Number of requests deferred.\n# TYPE llamacpp:requests_deferred gauge\nllamacpp:requests_deferred 3\n";
+
+    /// Generation C's optional labelled family.
+    const SPEC: &str = "# HELP llamacpp:spec_decode_num_accepted_tokens_per_pos_total Accepted tokens per draft position\n# TYPE llamacpp:spec_decode_num_accepted_tokens_per_pos_total counter\nllamacpp:spec_decode_num_accepted_tokens_per_pos_total{position=\"0\"} 812\n";
+
+    fn find<'a>(families: &'a [MetricFamily], name: &str) -> Option<&'a MetricFamily> {
+        families.iter().find(|f| f.name == name)
+    }
+
+    #[test]
+    fn generation_a_by_name() {
+        let out = reexport(&prom_text::parse(GEN_A).unwrap(), &BASE);
+        let prompt = find(&out, "llamacpp_prompt_tokens_total").unwrap();
+        assert_eq!(prompt.kind, MetricType::Counter);
+        assert_eq!(prompt.samples[0].value, 1_234_570.0);
+        assert_eq!(
+            prompt.samples[0].labels,
+            vec![
+                ("upstream".into(), "u".into()),
+                ("model".into(), "m".into())
+            ]
+        );
+        // Typed counter without _total: an average, so a gauge.
+        assert_eq!(
+            find(&out, "llamacpp_n_busy_slots_per_decode").unwrap().kind,
+            MetricType::Gauge
+        );
+        assert_eq!(
+            find(&out, "llamacpp_kv_cache_usage_ratio").unwrap().samples[0].value,
+            0.25
+        );
+        assert!(find(&out, "llamacpp_prompt_tokens_seconds").is_none());
+        assert_eq!(find(&out, "llm_queue_depth").unwrap().samples[0].value, 3.0);
+        // Generation A has no cached-token counter: no hit ratio rather than a wrong one.
+        assert!(find(&out, "llm_prompt_cache_hit_ratio").is_none());
+    }
+
+    #[test]
+    fn labelled_families_keep_their_labels() {
+        let out = reexport(&prom_text::parse(SPEC).unwrap(), &BASE);
+        let family = find(
+            &out,
+            "llamacpp_spec_decode_num_accepted_tokens_per_pos_total",
+        )
+        .unwrap();
+        assert_eq!(family.samples[0].labels[2], ("position".into(), "0".into()));
+    }
+
+    fn reply_with_marker(marker: Option<&str>) -> Reply {
+        let mut headers = hyper::HeaderMap::new();
+        if let Some(m) = marker {
+            headers.insert("process-start-time-unix", m.parse().unwrap());
+        }
+        Reply {
+            status: StatusCode::OK,
+            headers,
+            body: bytes::Bytes::new(),
+        }
+    }
+
+    #[test]
+    fn restarts_from_marker_or_counters_going_back() {
+        let body = |n: u64| {
+            prom_text::parse(&format!(
+                "# TYPE llamacpp:n_decode_total counter\nllamacpp:n_decode_total {n}\n"
+            ))
+            .unwrap()
+        };
+        let memory = Mutex::new(Memory::default());
+        assert!(!restart_seen(&reply_with_marker(None), &body(100), &memory));
+        assert!(!restart_seen(&reply_with_marker(None), &body(150), &memory));
+        assert!(restart_seen(&reply_with_marker(None), &body(3), &memory));
+        // With the marker, the marker decides.
+        assert!(!restart_seen(
+            &reply_with_marker(Some("7")),
+            &body(5),
+            &memory
+        ));
+        assert!(!restart_seen(
+            &reply_with_marker(Some("7")),
+            &body(0),
+            &memory
+        ));
+        assert!(restart_seen(
+            &reply_with_marker(Some("8")),
+            &body(0),
+            &memory
+        ));
+    }
+
+    #[test]
+    fn slots_in_every_recorded_and_older_shape() {
+        let busy: Vec<Slot> = serde_json::from_str(include_str!(
+            "../../tests/fixtures/llama-server/slots-busy.body"
+        ))
+        .unwrap();
+        let out = slot_families(&busy, &BASE);
+        assert_eq!(
+            find(&out, "llm_slots_processing").unwrap().samples[0].value,
+            2.0
+        );
+        // Slot 0: 21 prompt tokens + 15 decoded of 256.
+        let used = find(&out, "llm_slot_context_used_ratio").unwrap();
+        assert_eq!(used.samples[0].value, 36.0 / 256.0);
+        // 2024 builds: `state` instead of `is_processing`, `next_token` an object.
+        let old: Vec<Slot> = serde_json::from_str(
+            r#"[{"id":0,"n_ctx":100,"state":1,"n_prompt_tokens":10,"next_token":{"n_decoded":5}},{"id":1,"n_ctx":100,"state":0}]"#,
+        )
+        .unwrap();
+        let out = slot_families(&old, &BASE);
+        assert_eq!(
+            find(&out, "llm_slots_processing").unwrap().samples[0].value,
+            1.0
+        );
+        assert_eq!(
+            find(&out, "llm_slots_available").unwrap().samples[0].value,
+            1.0
+        );
+        assert_eq!(
+            find(&out, "llm_slot_context_used_ratio").unwrap().samples[0].value,
+            0.15
+        );
+    }
+}

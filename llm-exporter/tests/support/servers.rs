@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use super::fake::{fixture, Answer, Handler, Seen};
+use super::fake::{fixture, split_after, Answer, Handler, Seen};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
@@ -245,6 +245,18 @@ pub fn ollama(cfg: Ollama) -> Handler {
             ("POST", "/api/chat") if streaming => Answer::ollama_stream("chat-stream", TOKEN_GAP),
             ("POST", "/api/chat") => Answer::ollama_json("chat"),
             ("POST", "/api/embed") => Answer::ollama_json("embed"),
+            // The OpenAI-compatible stream, with `stream_options.include_usage` set.
+            ("POST", "/v1/chat/completions") => Answer::Stream {
+                status: 200,
+                headers: vec![
+                    ("Content-Type".into(), "text/event-stream".into()),
+                    ("Date".into(), "Mon, 23 Nov 2026 09:00:00 GMT".into()),
+                ],
+                events: split_after(&fixture("ollama/v1-chat-completions-stream.body"), b"\n\n"),
+                gap: TOKEN_GAP,
+                gate: None,
+                stall_after: None,
+            },
             _ => Answer::ollama(404, "text/plain", Bytes::from_static(b"404 page not found")),
         }
     })
