@@ -229,7 +229,12 @@ impl Extras {
             let suspended = status == "suspended";
             self.suspended.push(&ids, if suspended { 1.0 } else { 0.0 });
         }
-        self.age.push(&ids, age);
+        // A GPU asleep since before our first read has no values, so no age either.
+        let asleep_without_values =
+            d.runtime_status.as_deref() == Some("suspended") && d.values_taken.is_none();
+        if !asleep_without_values {
+            self.age.push(&ids, age);
+        }
     }
 
     fn into_families(self) -> Vec<MetricFamily> {

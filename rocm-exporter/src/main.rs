@@ -4,7 +4,7 @@
 use common::cli::{CollectorSpec, ExporterSpec};
 use rocm_exporter::backend::rocm_smi::RocmSmiBackend;
 use rocm_exporter::backend::sysfs::SysfsBackend;
-use rocm_exporter::backend::Choice;
+use rocm_exporter::backend::Source;
 use rocm_exporter::config::{self, Config};
 use rocm_exporter::gpu_collector::GpuCollector;
 use rocm_exporter::processes::ProcessesCollector;
@@ -51,24 +51,14 @@ fn main() -> ExitCode {
 
 /// Picks the backend (`auto`: sysfs where amdgpu devices are found) and starts its sampler.
 fn start_backend(config: &Config) -> Sampler {
-    let choice = config.backend.resolve(&config.sysfs);
-    common::log::info(
-        "reading AMD GPUs",
-        &[(
-            "backend",
-            if choice == Choice::Sysfs {
-                "sysfs"
-            } else {
-                "rocm-smi"
-            },
-        )],
-    );
-    match choice {
-        Choice::Sysfs => Sampler::start(
+    let source = config.backend.resolve(&config.sysfs);
+    common::log::info("reading AMD GPUs", &[("backend", source.name())]);
+    match source {
+        Source::Sysfs => Sampler::start(
             SysfsBackend::new(&config.sysfs, &config.procfs),
             config.scrape_wait(config.sysfs_timeout),
         ),
-        _ => Sampler::start(
+        Source::RocmSmi => Sampler::start(
             RocmSmiBackend::new(&config.rocm_smi_path, config.rocm_smi_timeout),
             config.scrape_wait(config.rocm_smi_timeout),
         ),

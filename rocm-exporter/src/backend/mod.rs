@@ -24,11 +24,28 @@ impl Choice {
     }
 
     /// `auto` takes sysfs when it finds an amdgpu device under `sysfs`, rocm-smi otherwise.
-    pub fn resolve(self, sysfs: &Path) -> Choice {
+    pub fn resolve(self, sysfs: &Path) -> Source {
         match self {
-            Choice::Auto if sysfs::find_cards(sysfs).is_empty() => Choice::RocmSmi,
-            Choice::Auto => Choice::Sysfs,
-            other => other,
+            Choice::Sysfs => Source::Sysfs,
+            Choice::RocmSmi => Source::RocmSmi,
+            Choice::Auto if sysfs::find_cards(sysfs).is_empty() => Source::RocmSmi,
+            Choice::Auto => Source::Sysfs,
+        }
+    }
+}
+
+/// The backend actually used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Sysfs,
+    RocmSmi,
+}
+
+impl Source {
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Sysfs => "sysfs",
+            Source::RocmSmi => "rocm-smi",
         }
     }
 }
@@ -42,15 +59,15 @@ mod tests {
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sysfs");
         assert_eq!(
             Choice::Auto.resolve(&fixtures.join("strix-halo")),
-            Choice::Sysfs
+            Source::Sysfs
         );
         assert_eq!(
             Choice::Auto.resolve(&fixtures.join("nvidia-only")),
-            Choice::RocmSmi
+            Source::RocmSmi
         );
         assert_eq!(
             Choice::RocmSmi.resolve(&fixtures.join("dgpu")),
-            Choice::RocmSmi
+            Source::RocmSmi
         );
         assert!(Choice::parse("nvml").is_err());
     }
