@@ -35,6 +35,9 @@ const DISCRETE: &[(&str, &str)] = &[
     ("0x744c", "Radeon RX 7900 XT/XTX (Navi 31)"),
     ("0x73df", "Radeon RX 6700/6700 XT (Navi 22)"),
     ("0x738c", "Instinct MI100"),
+    ("0x6861", "Radeon Pro WX 9100 (Vega 10 XT)"),
+    ("0x687f", "Radeon RX Vega 56/64 (Vega 10)"),
+    ("0x66af", "Radeon VII (Vega 20)"),
     ("0x740c", "Instinct MI250X/MI250"),
     ("0x74a1", "Instinct MI300X"),
 ];

@@ -39,6 +39,7 @@ fn replay(fixture: &str, mode: &str) -> Exporter {
 fn every_recorded_version_matches_its_golden_file() {
     for (fixture, golden) in [
         ("rx6700xt-rocm-4.3.0.json", "rocm-smi-4.3.0-rx6700xt"),
+        ("vega10xt-rocm-5.x.json", "rocm-smi-5.x-vega10xt"),
         ("mi100-rocm-5.7.1.json", "rocm-smi-5.7.1-mi100"),
         ("mi100-rocm-6.0.2.json", "rocm-smi-6.0.2-mi100"),
         ("rx6700xt-rocm-6.1.2.json", "rocm-smi-6.1.2-rx6700xt"),
