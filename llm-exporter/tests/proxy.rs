@@ -401,10 +401,21 @@ async fn upstream_errors_and_mid_stream_errors_are_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_leaves_mid_stream_is_counted_and_the_upstream_released() {
+    // A long generation: the role chunk, then the first content event again and again.
+    let recorded = split_after(
+        &fixture("llama-server/v1-chat-completions-stream.body"),
+        b"\n\n",
+    );
+    let mut events = vec![recorded[0].clone()];
+    events.extend(std::iter::repeat_n(recorded[1].clone(), 2000));
     let gate = Arc::new(Semaphore::new(0));
     let g = gate.clone();
     let fake = Fake::start(Arc::new(move |_: &Seen| {
-        Answer::recorded_stream("v1-chat-completions-stream", Duration::ZERO).gated(g.clone())
+        let mut answer = Answer::recorded_stream("v1-chat-completions-stream", TOKEN_GAP);
+        if let Answer::Stream { events: e, .. } = &mut answer {
+            *e = events.clone();
+        }
+        answer.gated(g.clone())
     }));
     let port = free_port();
     let exporter = Exporter::start(&[
@@ -416,8 +427,9 @@ async fn a_client_that_leaves_mid_stream_is_counted_and_the_upstream_released() 
         .into_body();
     next_data(&mut body).await.unwrap().unwrap();
     drop(body);
-    // Let the upstream go on: the proxy's next write fails and it lets go of the upstream.
-    gate.add_permits(100);
+    // Let the upstream go on: the proxy's next writes fail and it lets go of the upstream,
+    // whose own writes then fail long before the 2000 events are out.
+    gate.add_permits(10_000);
     wait_for(
         &exporter,
         // The model is known from the first chunk the client got.
