@@ -264,7 +264,7 @@ pub fn families(
             if let Some(m) = entity.memory {
                 put("DCGM_FI_DEV_FB_FREE", Some(mib(m.free)), &[]);
                 put("DCGM_FI_DEV_FB_USED", Some(mib(m.used)), &[]);
-                put("DCGM_FI_DEV_FB_RESERVED", Some(mib(m.reserved)), &[]);
+                put("DCGM_FI_DEV_FB_RESERVED", m.reserved.map(mib), &[]);
                 put("DCGM_FI_DEV_FB_TOTAL", Some(mib(m.total)), &[]);
             }
             let rows = &g.remapped_rows;

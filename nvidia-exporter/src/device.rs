@@ -211,8 +211,11 @@ fn extras(snapshot: &Snapshot) -> Vec<MetricFamily> {
             Some(1.0),
         );
         if let Some(m) = &g.memory {
-            reserved.put(g, &[], Some(m.reserved as f64));
-            allocated.put(g, &[], Some(m.used as f64));
+            // Without the reserved part (v1 call) NVML's used is not the allocated memory.
+            if let Some(r) = m.reserved {
+                reserved.put(g, &[], Some(r as f64));
+                allocated.put(g, &[], Some(m.used as f64));
+            }
         }
         mem_util.put(g, &[], ratio(g.memory_utilization_percent));
         encoder.put(g, &[], ratio(g.encoder_percent));

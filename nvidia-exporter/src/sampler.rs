@@ -314,14 +314,7 @@ fn read_gpu(calls: &mut Calls, device: &Device, gpu: &mut GpuSample) {
         gpu.utilization_percent = Some(u.gpu);
         gpu.memory_utilization_percent = Some(u.memory);
     }
-    gpu.memory = calls
-        .call("nvmlDeviceGetMemoryInfo_v2", || device.memory_info())
-        .map(|m| Memory {
-            total: m.total,
-            reserved: m.reserved,
-            free: m.free,
-            used: m.used,
-        });
+    gpu.memory = memory(calls, device, "nvmlDeviceGetMemoryInfo_v2");
     gpu.temperature_celsius = calls.call("nvmlDeviceGetTemperature", || {
         device.temperature(TemperatureSensor::Gpu)
     });
@@ -472,6 +465,56 @@ fn read_gpu(calls: &mut Calls, device: &Device, gpu: &mut GpuSample) {
     read_fields(calls, device, gpu);
 }
 
+/// Memory in bytes: `nvmlDeviceGetMemoryInfo_v2` (with the reserved part), or on drivers older
+/// than R510, which lack it, the v1 function nvml-wrapper does not wrap (used then includes
+/// the reserved memory, which is unknown).
+fn memory(calls: &mut Calls, device: &Device, function: &'static str) -> Option<Memory> {
+    let lib = device.nvml().lib();
+    if lib.nvmlDeviceGetMemoryInfo_v2.is_ok() {
+        return calls
+            .call(function, || device.memory_info())
+            .map(|m| Memory {
+                total: m.total,
+                reserved: Some(m.reserved),
+                free: m.free,
+                used: m.used,
+            });
+    }
+    /// `nvmlMemory_t`: three unsigned long longs.
+    #[repr(C)]
+    #[derive(Default)]
+    struct MemoryV1 {
+        total: u64,
+        free: u64,
+        used: u64,
+    }
+    let v1 = if function.ends_with("(MIG)") {
+        "nvmlDeviceGetMemoryInfo(MIG)"
+    } else {
+        "nvmlDeviceGetMemoryInfo"
+    };
+    calls
+        .call(v1, || {
+            let f = lib
+                .nvmlDeviceGetMemoryInfo
+                .as_ref()
+                .map_err(|e| NvmlError::FailedToLoadSymbol(e.to_string()))?;
+            let mut m = MemoryV1::default();
+            // SAFETY: a valid device handle and a struct with nvmlMemory_t's layout.
+            let code = unsafe { f(device.handle(), &mut m as *mut MemoryV1 as *mut _) };
+            match code {
+                0 => Ok(m),
+                e => Err(NvmlError::from(e)),
+            }
+        })
+        .map(|m| Memory {
+            total: m.total,
+            reserved: None,
+            free: m.free,
+            used: m.used,
+        })
+}
+
 /// Memory temperature, remapped rows and the free-running PCIe byte counters come from one
 /// field-values call (the PCIe throughput call would block for 20 ms per direction).
 fn read_fields(calls: &mut Calls, device: &Device, gpu: &mut GpuSample) {
@@ -559,14 +602,7 @@ fn read_mig(calls: &mut Calls, device: &Device, gpu: &mut GpuSample) {
             gpu_instance_id: raw_id(&lib.nvmlDeviceGetGpuInstanceId),
             compute_instance_id: raw_id(&lib.nvmlDeviceGetComputeInstanceId),
             profile: mig_profile(&name),
-            memory: calls
-                .call("nvmlDeviceGetMemoryInfo_v2(MIG)", || mig.memory_info())
-                .map(|m| Memory {
-                    total: m.total,
-                    reserved: m.reserved,
-                    free: m.free,
-                    used: m.used,
-                }),
+            memory: memory(calls, &mig, "nvmlDeviceGetMemoryInfo_v2(MIG)"),
             gpm: None,
         });
     }

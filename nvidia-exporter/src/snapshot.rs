@@ -35,7 +35,8 @@ pub struct DownReason {
 #[derive(Clone, Debug, Default)]
 pub struct Memory {
     pub total: u64,
-    pub reserved: u64,
+    /// Absent with the v1 call of drivers before R510, whose `used` includes it.
+    pub reserved: Option<u64>,
     pub free: u64,
     pub used: u64,
 }

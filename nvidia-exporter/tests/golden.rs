@@ -82,6 +82,14 @@ fn missing_symbols_cost_only_their_own_series() {
     assert_eq!(value(&text, counted), Some(3.0));
     assert!(!text.contains("nvidia_encoder_utilization_ratio{"));
     assert!(text.contains("nvidia_decoder_utilization_ratio{"));
+    // Without nvmlDeviceGetMemoryInfo_v2 (drivers before R510) memory comes from the v1 call,
+    // whose used includes the reserved part: the reserved and allocated series are absent.
+    assert_eq!(
+        value(&text, "gpu_memory_used_bytes{gpu=\"0\""),
+        Some((566231040u64 + 42949672960) as f64)
+    );
+    assert!(!text.contains("nvidia_memory_reserved_bytes{gpu=\"0\""));
+    assert!(!text.contains("nvidia_memory_allocated_bytes{gpu=\"0\""));
 }
 
 /// `promtool check metrics` (Debian package `prometheus`): our own names pass its lint; in DCGM

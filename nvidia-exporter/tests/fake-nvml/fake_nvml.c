@@ -530,6 +530,30 @@ nvmlReturn_t nvmlDeviceGetUtilizationRates(void *device, nvmlUtilization_t *u) {
     return NVML_SUCCESS;
 }
 
+typedef struct {
+    unsigned long long total, free, used;
+} nvmlMemory_t;
+
+/* The v1 call of drivers before R510: no reserved field, used includes it. */
+nvmlReturn_t nvmlDeviceGetMemoryInfo(void *device, nvmlMemory_t *mem) {
+    nvmlReturn_t r = enter_global("nvmlDeviceGetMemoryInfo");
+    if (r) return r;
+    mig_t *m = as_mig(device);
+    if (m) {
+        mem->total = m->total;
+        mem->used = m->used;
+        mem->free = m->total - m->used;
+        return NVML_SUCCESS;
+    }
+    GPU_ENTER("nvmlDeviceGetMemoryInfo");
+    REQUIRE(g->mem_total);
+    mem->total = g->mem_total;
+    mem->used = g->mem_reserved + g->mem_used;
+    mem->free = g->mem_total - mem->used;
+    return NVML_SUCCESS;
+}
+
+#ifndef FAKE_NVML_MISSING_SYMBOLS
 nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(void *device, nvmlMemory_v2_t *mem) {
     nvmlReturn_t r = enter_global("nvmlDeviceGetMemoryInfo_v2");
     if (r) return r;
@@ -550,6 +574,7 @@ nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(void *device, nvmlMemory_v2_t *mem) {
     mem->free = g->mem_total - g->mem_reserved - g->mem_used;
     return NVML_SUCCESS;
 }
+#endif
 
 nvmlReturn_t nvmlDeviceGetTemperature(void *device, int sensor, unsigned int *temp) {
     GPU_ENTER("nvmlDeviceGetTemperature");
