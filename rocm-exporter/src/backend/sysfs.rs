@@ -1,5 +1,5 @@
 //! The direct backend: `/sys/class/drm/card*/device` of amdgpu devices and their amdgpu hwmon.
-//! No fork; each sample reads only the ~17 files per GPU whose values change.
+//! No fork; each sample reads only the ~16 files per GPU whose values change.
 //!
 //! When a card is first seen awake, a [`Plan`] is made for it: the values that do not change
 //! while the driver is loaded (identity, pool sizes, sensor labels, limits) are read once, and
