@@ -535,3 +535,45 @@ fn a_busy_proxy_port_is_a_start_up_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen"));
 }
+
+/// The client gives up while the upstream has not even sent its headers: hyper drops the
+/// request's future, and the request must still leave `llm_active_requests` and be counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_before_the_headers_is_counted_and_not_left_active() {
+    let silent = Fake::start(Arc::new(|_: &Seen| Answer::Hang));
+    let port = free_port();
+    let exporter = Exporter::start(&[
+        format!("--upstream=silent={}", silent.url()),
+        "--upstream.backend=silent=ollama".into(),
+        proxy_arg("silent", port),
+        "--upstream.timeout=300ms".into(),
+    ]);
+    let request = Request::post(format!("http://127.0.0.1:{port}/api/chat"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(b"{\"model\":\"llama3.2\"}")))
+        .unwrap();
+    let pending = tokio::spawn(client().request(request));
+    // The request reached the upstream: it is in flight.
+    let until = Instant::now() + PATIENCE;
+    while silent.paths().is_empty() {
+        assert!(
+            Instant::now() < until,
+            "the request never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let active = "llm_active_requests{upstream=\"silent\",route=\"/api/chat\"}";
+    assert_eq!(value(&exporter.metrics(), active), Some(1.0));
+    // The client leaves: its connection closes with no response.
+    pending.abort();
+    let metrics = wait_for(
+        &exporter,
+        "llm_request_errors_total{upstream=\"silent\",model=\"unknown\",route=\"/api/chat\",kind=\"client_disconnect\"}",
+        1.0,
+    );
+    assert_eq!(value(&metrics, active), Some(0.0), "{metrics}");
+    assert_eq!(
+        value(&metrics, "llm_requests_total{upstream=\"silent\",model=\"unknown\",route=\"/api/chat\",status=\"error\",code=\"499\"}"),
+        Some(1.0)
+    );
+}

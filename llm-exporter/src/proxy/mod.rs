@@ -173,12 +173,57 @@ async fn serve(listener: tokio::net::TcpListener, target: Arc<Target>) {
     }
 }
 
+/// The status recorded for a request whose client left before any response was sent (nginx's
+/// "client closed request"); no client ever receives it.
+pub const CLIENT_CLOSED: u16 = 499;
+
+/// Holds an inference request's place in `llm_active_requests` until someone else takes over
+/// recording it (an answer made here, or the response body). hyper drops `forward` when the
+/// client goes away before the response headers exist; the guard then records the request as a
+/// client disconnect, so the gauge never leaks.
+struct InFlight<'a> {
+    target: &'a Target,
+    route: Option<&'static str>,
+    started: Instant,
+}
+
+impl<'a> InFlight<'a> {
+    fn start(target: &'a Target, route: Option<&'static str>, started: Instant) -> Self {
+        if let Some(route) = route {
+            target.metrics.started(&target.name, route);
+        }
+        InFlight {
+            target,
+            route,
+            started,
+        }
+    }
+
+    /// Someone else records the end of the request from now on.
+    fn disarm(mut self) {
+        self.route = None;
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(route) = self.route.take() {
+            self.target.metrics.finished(Finished {
+                upstream: self.target.name.clone(),
+                route,
+                code: CLIENT_CLOSED,
+                error: Some(ErrorKind::ClientDisconnect),
+                duration: self.started.elapsed().as_secs_f64(),
+                ..Default::default()
+            });
+        }
+    }
+}
+
 async fn forward(target: &Target, req: Request<Incoming>) -> Response<ProxyBody> {
     let started = Instant::now();
     let route = route::inference_route(req.method(), req.uri().path());
-    if let Some(route) = route {
-        target.metrics.started(&target.name, route);
-    }
+    let in_flight = InFlight::start(target, route, started);
     let finished = |code: u16, error: Option<ErrorKind>| Finished {
         upstream: target.name.clone(),
         route: route.unwrap_or(""),
@@ -196,6 +241,7 @@ async fn forward(target: &Target, req: Request<Incoming>) -> Response<ProxyBody>
     let uri: Uri = match format!("{}{}", target.base_url, path).parse() {
         Ok(uri) => uri,
         Err(_) => {
+            in_flight.disarm();
             return local(
                 target,
                 route,
@@ -203,7 +249,7 @@ async fn forward(target: &Target, req: Request<Incoming>) -> Response<ProxyBody>
                 finished(400, Some(ErrorKind::UpstreamStatus)),
                 StatusCode::BAD_REQUEST,
                 "bad request path",
-            )
+            );
         }
     };
     let mut upstream_req = Request::new(body);
@@ -231,6 +277,7 @@ async fn forward(target: &Target, req: Request<Incoming>) -> Response<ProxyBody>
                 "proxy: upstream request failed",
                 &[("upstream", &target.name), ("err", &error_chain(&e))],
             );
+            in_flight.disarm();
             return local(
                 target,
                 route,
@@ -245,6 +292,7 @@ async fn forward(target: &Target, req: Request<Incoming>) -> Response<ProxyBody>
                 "proxy: no response headers in time",
                 &[("upstream", &target.name)],
             );
+            in_flight.disarm();
             return local(
                 target,
                 route,
@@ -256,6 +304,8 @@ async fn forward(target: &Target, req: Request<Incoming>) -> Response<ProxyBody>
         }
     };
 
+    // From here the response body records the request, however it ends.
+    in_flight.disarm();
     let (mut parts, body) = response.into_parts();
     let record = route.map(|_| {
         let ok = parts.status.is_success();
