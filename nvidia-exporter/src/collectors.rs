@@ -25,12 +25,12 @@ impl Collector for Gpu {
             let mut families = status::families(&served, &self.worker.stats(), self.timeout_secs);
             families.extend(device::families(&served.snapshot));
             if let Some(options) = &self.dcgm {
-                let last_xid = self.xid_events.then(|| self.worker.xid.last_per_gpu());
-                families.extend(dcgm_compat::families(
-                    &served.snapshot,
-                    options,
-                    last_xid.as_ref(),
-                ));
+                let last_xid = if self.xid_events {
+                    self.worker.xid.last_per_watched_gpu()
+                } else {
+                    Default::default()
+                };
+                families.extend(dcgm_compat::families(&served.snapshot, options, &last_xid));
             }
             Ok(families)
         })

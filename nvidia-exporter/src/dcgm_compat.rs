@@ -149,12 +149,12 @@ const FAMILIES: [(&str, MetricType, &str); 24] = [
     ),
 ];
 
-/// `last_xid` is `None` when XID events are not watched; the XID family is then left out
-/// rather than claiming "no error".
+/// `last_xid` holds the GPUs whose XID events are watched (0 where none was seen); the XID
+/// series of any other GPU is left out rather than claiming "no error".
 pub fn families(
     snapshot: &Snapshot,
     options: &DcgmOptions,
-    last_xid: Option<&BTreeMap<u32, u64>>,
+    last_xid: &BTreeMap<u32, u64>,
 ) -> Vec<MetricFamily> {
     let mut out: BTreeMap<&str, MetricFamily> = FAMILIES
         .iter()
@@ -249,8 +249,7 @@ pub fn families(
                     &[],
                 );
             }
-            if let Some(last) = last_xid {
-                let xid = last.get(&g.identity.index).copied().unwrap_or(0);
+            if let Some(&xid) = last_xid.get(&g.identity.index) {
                 let code = xid.to_string();
                 put(
                     "DCGM_FI_DEV_XID_ERRORS",

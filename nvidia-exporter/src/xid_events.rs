@@ -9,8 +9,8 @@ use nvml_wrapper::bitmasks::event::EventTypes;
 use nvml_wrapper::enums::event::XidError;
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::Nvml;
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -24,13 +24,42 @@ pub struct XidRecord {
     pub last_seen: f64,
 }
 
-/// XID occurrences by (GPU index, XID code).
+/// XID occurrences by (GPU index, XID code), and which GPUs an event thread is watching now.
 #[derive(Default)]
 pub struct XidCounts {
     by_gpu_and_code: Mutex<BTreeMap<(u32, u64), XidRecord>>,
+    /// GPU indices registered for XID events, by watcher. Keyed by watcher so that an old
+    /// thread that exits late cannot clear what a newer session's thread watches.
+    watched: Mutex<BTreeMap<u64, BTreeSet<u32>>>,
+    next_watcher: AtomicU64,
 }
 
 impl XidCounts {
+    fn set_watched(&self, watcher: u64, gpus: BTreeSet<u32>) {
+        self.watched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(watcher, gpus);
+    }
+
+    fn clear_watched(&self, watcher: u64) {
+        self.watched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&watcher);
+    }
+
+    /// GPUs whose XIDs are being watched right now. Only for these does "no XID" mean anything.
+    pub fn watched(&self) -> BTreeSet<u32> {
+        self.watched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .flatten()
+            .copied()
+            .collect()
+    }
+
     pub fn record(&self, gpu: u32, xid: u64) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -55,10 +84,16 @@ impl XidCounts {
             .clone()
     }
 
-    /// The most recent XID per GPU (what `DCGM_FI_DEV_XID_ERRORS` reports).
-    pub fn last_per_gpu(&self) -> BTreeMap<u32, u64> {
-        let mut last: BTreeMap<u32, (f64, u64)> = BTreeMap::new();
+    /// The most recent XID per watched GPU, 0 where none was seen (what
+    /// `DCGM_FI_DEV_XID_ERRORS` reports). GPUs nobody watches are left out.
+    pub fn last_per_watched_gpu(&self) -> BTreeMap<u32, u64> {
+        let watched = self.watched();
+        let mut last: BTreeMap<u32, (f64, u64)> =
+            watched.iter().map(|&g| (g, (f64::MIN, 0))).collect();
         for ((gpu, xid), record) in self.all() {
+            if !watched.contains(&gpu) {
+                continue;
+            }
             let e = last.entry(gpu).or_insert((record.last_seen, xid));
             if record.last_seen >= e.0 {
                 *e = (record.last_seen, xid);
@@ -69,14 +104,30 @@ impl XidCounts {
 }
 
 /// The running event thread of one NVML session; dropping it asks the thread to stop (it is
-/// not joined, so a wedged wait cannot block the worker).
+/// not joined, so a wedged wait cannot block the worker) and stops reporting its GPUs as
+/// watched at once.
 pub struct XidWatcher {
     stop: Arc<AtomicBool>,
+    id: u64,
+    counts: Arc<XidCounts>,
 }
 
 impl Drop for XidWatcher {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
+        self.counts.clear_watched(self.id);
+    }
+}
+
+/// Clears the thread's watched GPUs however it ends, a panic included.
+struct WatchedGuard<'a> {
+    counts: &'a XidCounts,
+    id: u64,
+}
+
+impl Drop for WatchedGuard<'_> {
+    fn drop(&mut self) {
+        self.counts.clear_watched(self.id);
     }
 }
 
@@ -89,11 +140,19 @@ impl XidWatcher {
         let stop = Arc::new(AtomicBool::new(false));
         let indices: Vec<u32> = gpus.iter().map(|g| g.index).collect();
         let flag = stop.clone();
+        let id = counts.next_watcher.fetch_add(1, Ordering::Relaxed);
+        let thread_counts = counts.clone();
         let spawned = std::thread::Builder::new()
             .name("nvml-xid-events".into())
-            .spawn(move || watch(&nvml, &indices, &counts, &flag));
+            .spawn(move || {
+                let _guard = WatchedGuard {
+                    counts: &thread_counts,
+                    id,
+                };
+                watch(&nvml, &indices, &thread_counts, &flag, id)
+            });
         match spawned {
-            Ok(_) => Some(XidWatcher { stop }),
+            Ok(_) => Some(XidWatcher { stop, id, counts }),
             Err(e) => {
                 log::error(
                     "cannot start the XID event thread",
@@ -105,13 +164,21 @@ impl XidWatcher {
     }
 }
 
-fn watch(nvml: &Nvml, indices: &[u32], counts: &XidCounts, stop: &AtomicBool) {
+fn watch(nvml: &Nvml, indices: &[u32], counts: &XidCounts, stop: &AtomicBool, id: u64) {
     // Handles of the registered GPUs, to map an event back to its index without another call.
     let mut registered: Vec<(usize, u32)> = Vec::new();
     // An EventSet's Drop calls nvmlEventSetFree unchecked (it panics when the symbol is missing).
     if nvml.lib().nvmlEventSetFree.is_err() {
         log::warn(
             "XID events unavailable: the library lacks nvmlEventSetFree",
+            &[],
+        );
+        return;
+    }
+    // Without the wait nothing is watched; registering anyway would claim "no XID".
+    if nvml.lib().nvmlEventSetWait_v2.is_err() {
+        log::warn(
+            "XID events unavailable: the library lacks nvmlEventSetWait_v2",
             &[],
         );
         return;
@@ -171,6 +238,10 @@ fn watch(nvml: &Nvml, indices: &[u32], counts: &XidCounts, stop: &AtomicBool) {
     if registered.is_empty() {
         return;
     }
+    if stop.load(Ordering::Acquire) {
+        return;
+    }
+    counts.set_watched(id, registered.iter().map(|&(_, i)| i).collect());
     let mut warned = false;
     while !stop.load(Ordering::Acquire) {
         match set.wait(WAIT_MS) {
@@ -210,7 +281,8 @@ fn watch(nvml: &Nvml, indices: &[u32], counts: &XidCounts, stop: &AtomicBool) {
     }
 }
 
-/// `nvidia_xid_errors_total` and `nvidia_xid_last_timestamp_seconds`.
+/// `nvidia_xid_errors_total` and `nvidia_xid_last_timestamp_seconds`, for the GPUs watched
+/// now: while nobody watches a GPU its count is not kept up to date.
 pub fn families(counts: &XidCounts, gpus: &[Arc<GpuIdentity>]) -> Vec<MetricFamily> {
     let mut total = MetricFamily::counter(
         "nvidia_xid_errors_total",
@@ -220,7 +292,11 @@ pub fn families(counts: &XidCounts, gpus: &[Arc<GpuIdentity>]) -> Vec<MetricFami
         "nvidia_xid_last_timestamp_seconds",
         "Unix time of the latest XID error of this code.",
     );
+    let watched = counts.watched();
     for ((gpu, xid), record) in counts.all() {
+        if !watched.contains(&gpu) {
+            continue;
+        }
         let id = gpus
             .iter()
             .find(|g| g.index == gpu)
@@ -277,10 +353,19 @@ mod tests {
         let all = counts.all();
         assert_eq!(all[&(0, 13)].count, 2);
         assert_eq!(all[&(0, 79)].count, 1);
-        let last = counts.last_per_gpu();
+        // Nobody watches yet: no GPU may claim "no XID" (or any XID).
+        assert!(counts.last_per_watched_gpu().is_empty());
+        assert!(families(&counts, &[]).iter().all(|f| f.is_empty()));
+        counts.set_watched(7, [0, 1, 2].into());
+        let last = counts.last_per_watched_gpu();
         assert_eq!(last.get(&0), Some(&79));
         assert_eq!(last.get(&2), Some(&48));
-        assert_eq!(last.get(&1), None);
+        assert_eq!(last.get(&1), Some(&0), "watched without an XID");
+        // Another watcher ending does not clear this one's GPUs; this one ending does.
+        counts.clear_watched(8);
+        assert_eq!(counts.watched().len(), 3);
+        counts.clear_watched(7);
+        assert!(counts.last_per_watched_gpu().is_empty());
         assert_eq!(description(79), "GPU has fallen off the bus");
         assert_eq!(description(0), "No Error");
     }

@@ -90,6 +90,8 @@ fn missing_symbols_cost_only_their_own_series() {
     );
     assert!(!text.contains("nvidia_memory_reserved_bytes{gpu=\"0\""));
     assert!(!text.contains("nvidia_memory_allocated_bytes{gpu=\"0\""));
+    // Without nvmlEventSetWait_v2 no GPU is watched: no XID series claims "no error".
+    assert!(!text.contains("DCGM_FI_DEV_XID_ERRORS{"), "{text}");
 }
 
 /// `promtool check metrics` (Debian package `prometheus`): our own names pass its lint; in DCGM
