@@ -193,6 +193,31 @@ fn api_key_from_a_file_is_sent_and_never_shown() {
 }
 
 #[test]
+fn an_empty_slot_list_is_not_read_as_no_free_slot() {
+    let fake = Fake::start(llama(Llama {
+        mode: LlamaMode::EmptySlots,
+        ..Default::default()
+    }));
+    let exporter = Exporter::start(&[arg("upstream", "local", &fake.url())]);
+    let metrics = exporter.metrics();
+    assert_eq!(
+        value(&metrics, "llm_up{upstream=\"local\",backend=\"llama.cpp\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(fake.paths().iter().any(|p| p == "/slots"));
+    for family in [
+        "llm_slots_available{",
+        "llm_slots_processing{",
+        "llm_slot_context_used_ratio{",
+    ] {
+        assert!(!metrics.contains(family), "{family} in:\n{metrics}");
+    }
+    // The slot count from /props is still there.
+    assert!(metrics.contains("llm_slots_total{"), "{metrics}");
+}
+
+#[test]
 fn restarts_are_detected_by_the_start_marker() {
     let fake = Fake::start(llama(Llama {
         start_marker: Some("1000"),

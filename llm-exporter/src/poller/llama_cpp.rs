@@ -320,6 +320,11 @@ pub fn model_size() -> MetricFamily {
 }
 
 fn slot_families(slots: &[Slot], base: &[(&str, &str); 2]) -> Vec<MetricFamily> {
+    // An empty list says nothing about free slots (a server answering `[]` is not full): no
+    // series then, rather than `llm_slots_available 0`, which would fire NoAvailableSlots.
+    if slots.is_empty() {
+        return Vec::new();
+    }
     let busy = slots.iter().filter(|s| s.busy()).count() as f64;
     let total = slots.len() as f64;
     let mut used = MetricFamily::gauge(
@@ -525,6 +530,11 @@ mod tests {
             &body(0),
             &memory
         ));
+    }
+
+    #[test]
+    fn an_empty_slot_list_gives_no_slot_series() {
+        assert!(slot_families(&[], &BASE).is_empty());
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub enum LlamaMode {
     TruncatedProps,
     /// 500 on every path but `/health` and `/`.
     ServerError,
+    /// `/slots` answers an empty array (its recorded headers, body `[]`).
+    EmptySlots,
     /// Never answers.
     Hang,
 }
@@ -127,6 +129,9 @@ pub fn llama(cfg: Llama) -> Handler {
             }
             ("GET", "/props") => Answer::recorded(cfg.props),
             ("GET", "/slots") if disabled => Answer::recorded("slots-disabled"),
+            ("GET", "/slots") if cfg.mode == LlamaMode::EmptySlots => {
+                Answer::recorded(cfg.slots).with_body(Bytes::from_static(b"[]"))
+            }
             ("GET", "/slots") => Answer::recorded(cfg.slots),
             ("GET", "/metrics") if disabled => Answer::recorded("metrics-disabled"),
             ("GET", "/metrics") => {
