@@ -14,6 +14,11 @@ mod snapshot;
 mod status;
 mod xid_events;
 
+/// Builds the fake libnvidia-ml for the unit tests that need a real NVML session.
+#[cfg(test)]
+#[path = "../tests/fake-nvml/compile.rs"]
+mod fake_nvml;
+
 use common::cli::{CollectorSpec, ExporterSpec};
 use common::CliOutcome;
 use std::process::ExitCode;

@@ -198,14 +198,7 @@ fn run(shared: Arc<Shared>, config: WorkerConfig, xid: Arc<XidCounts>) {
                 &mut inits,
             )
         }));
-        let snapshot = sampled.unwrap_or_else(|_| {
-            std::mem::forget(live.take());
-            Snapshot::down(DownReason {
-                reason: "internal_error",
-                message: "the NVML sample panicked; NVML is re-initialised on the next scrape"
-                    .into(),
-            })
-        });
+        let snapshot = sampled.unwrap_or_else(|_| abandon(&mut live));
         log_transition(&mut last_down, &snapshot);
         log_gpu_transitions(&mut gpus_down, &snapshot);
         let snapshot = Arc::new(snapshot);
@@ -221,6 +214,26 @@ fn run(shared: Arc<Shared>, config: WorkerConfig, xid: Arc<XidCounts>) {
             let _ = waiter.send(snapshot.clone());
         }
     }
+}
+
+/// After a panic inside a sample. The session is leaked without its destructors (they call
+/// NVML unchecked and may be what panicked), but its XID thread is told to stop first: left
+/// running, it would count every XID a second time beside the next session's thread.
+fn abandon(live: &mut Option<Live>) -> Snapshot {
+    if let Some(Live {
+        session,
+        sampler,
+        _xid: watcher,
+    }) = live.take()
+    {
+        drop(watcher);
+        std::mem::forget(sampler);
+        std::mem::forget(session);
+    }
+    Snapshot::down(DownReason {
+        reason: "internal_error",
+        message: "the NVML sample panicked; NVML is re-initialised on the next scrape".into(),
+    })
 }
 
 fn take_sample(
@@ -356,5 +369,61 @@ fn log_gpu_transitions(down: &mut Vec<u32>, snapshot: &Snapshot) {
             down.retain(|&i| i != index);
             log::info("GPU answers again", &[("gpu", &index.to_string())]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Threads of this process with the given name (as `/proc` shows it, at most 15 bytes).
+    fn threads_named(name: &str) -> usize {
+        std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|comm| comm.trim_end() == name)
+            .count()
+    }
+
+    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn a_panic_stops_the_xid_thread_of_the_abandoned_session() {
+        let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = std::env::temp_dir().join(format!("nvx-unit-{}", std::process::id()));
+        let library = crate::fake_nvml::compile(&dir, &[]);
+        // Only this test loads the fake library in this process.
+        std::env::set_var(
+            "FAKE_NVML_SCENARIO",
+            manifest.join("tests/fake-nvml/scenarios/lost.scn"),
+        );
+        let mut errors = ErrorCounts::new();
+        let session = sampler::open_session(Some(library.as_os_str()), &mut errors).unwrap();
+        let xid = Arc::new(XidCounts::default());
+        let watcher = XidWatcher::start(session.nvml.clone(), &session.identities, xid.clone());
+        assert!(watcher.is_some());
+        let mut live = Some(Live {
+            session,
+            sampler: Sampler::default(),
+            _xid: watcher,
+        });
+        wait_for("the XID thread to watch", || !xid.watched().is_empty());
+        assert_eq!(threads_named("nvml-xid-events"), 1);
+
+        let snapshot = abandon(&mut live);
+        assert!(live.is_none());
+        assert_eq!(snapshot.down.unwrap().reason, "internal_error");
+        // Stopped, not merely forgotten: no GPU is reported watched, and the thread ends.
+        assert!(xid.watched().is_empty());
+        wait_for("the XID thread to end", || {
+            threads_named("nvml-xid-events") == 0
+        });
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
