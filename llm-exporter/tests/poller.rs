@@ -313,12 +313,42 @@ fn an_upstream_that_comes_back_is_detected_again() {
         value(&first, "llm_up{upstream=\"later\",backend=\"unknown\"}"),
         Some(0.0)
     );
-    let _fake = Fake::start_on(port, ollama(Ollama::default()));
+    let fake = Fake::start_on(port, ollama(Ollama::default()));
     let second = exporter.metrics();
     assert_eq!(
         value(&second, "llm_up{upstream=\"later\",backend=\"ollama\"}"),
         Some(1.0),
         "{second}"
+    );
+
+    // Ollama goes away: the series keeps its backend, so `llm_up{backend="ollama"} == 0` (the
+    // OllamaDown alert) fires, while the exporter looks again for whatever comes back.
+    // Every scrape of the outage, not only the first (the alert waits 1m).
+    fake.stop();
+    for _ in 0..3 {
+        let third = exporter.metrics();
+        assert_eq!(
+            value(&third, "llm_up{upstream=\"later\",backend=\"ollama\"}"),
+            Some(0.0),
+            "{third}"
+        );
+        assert_eq!(
+            value(
+                &third,
+                "llm_down_reason{upstream=\"later\",reason=\"down\"}"
+            ),
+            Some(1.0)
+        );
+        assert!(!third.contains("backend=\"unknown\""), "{third}");
+    }
+
+    // A llama-server takes the port: detected afresh, not taken for the old Ollama.
+    let _llama = Fake::start_on(port, llama(Llama::default()));
+    let fourth = exporter.metrics();
+    assert_eq!(
+        value(&fourth, "llm_up{upstream=\"later\",backend=\"llama.cpp\"}"),
+        Some(1.0),
+        "{fourth}"
     );
 }
 

@@ -131,6 +131,9 @@ pub fn json<T: serde::de::DeserializeOwned>(
 struct UpstreamState {
     upstream: Upstream,
     detected: Mutex<Option<Backend>>,
+    /// The backend last seen, kept for the `backend` label while the upstream is re-detected:
+    /// an Ollama that went down stays `llm_up{backend="ollama"} 0`, which the alert watches.
+    last_backend: Mutex<Option<Backend>>,
     llama: Mutex<llama_cpp::Memory>,
     ollama: Mutex<ollama::Memory>,
     restarts: Mutex<u64>,
@@ -156,6 +159,7 @@ impl Poller {
                 Arc::new(UpstreamState {
                     upstream: Upstream::new(config.clone()),
                     detected: Mutex::new(detected),
+                    last_backend: Mutex::new(detected),
                     llama: Mutex::new(llama_cpp::Memory::default()),
                     ollama: Mutex::new(ollama::Memory::default()),
                     restarts: Mutex::new(0),
@@ -226,6 +230,9 @@ async fn poll_one(state: &UpstreamState, timeout: Duration) -> Vec<MetricFamily>
     if known.is_none() {
         *lock(&state.detected) = backend;
     }
+    if backend.is_some() {
+        *lock(&state.last_backend) = backend;
+    }
     // When an auto-detected upstream stops answering, look again next time: the port may be
     // served by the other backend after a restart.
     if configured == BackendChoice::Auto
@@ -246,7 +253,10 @@ async fn poll_one(state: &UpstreamState, timeout: Duration) -> Vec<MetricFamily>
     }
     log_transition(state, &name, polled.failure.as_ref());
 
-    let backend_label = backend.map(Backend::label).unwrap_or("unknown");
+    let backend_label = backend
+        .or(*lock(&state.last_backend))
+        .map(Backend::label)
+        .unwrap_or("unknown");
     let mut families = polled.families;
     let up = labels(&[("upstream", &name), ("backend", backend_label)]);
     families.push(

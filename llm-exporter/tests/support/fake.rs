@@ -207,6 +207,13 @@ pub struct Fake {
     handler: Arc<Mutex<Handler>>,
     /// Streams the fake could not finish because the client went away.
     pub aborted_streams: Arc<Mutex<u32>>,
+    /// Ends the fake's runtime: the listener and every open connection close.
+    stop: Mutex<
+        Option<(
+            tokio::sync::oneshot::Sender<()>,
+            std::thread::JoinHandle<()>,
+        )>,
+    >,
 }
 
 impl Fake {
@@ -223,7 +230,8 @@ impl Fake {
         let handler = Arc::new(Mutex::new(handler));
         let aborted = Arc::new(Mutex::new(0));
         let (s, h, a) = (seen.clone(), handler.clone(), aborted.clone());
-        std::thread::spawn(move || {
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -231,7 +239,11 @@ impl Fake {
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
                 loop {
-                    let Ok((stream, _)) = listener.accept().await else {
+                    let accepted = tokio::select! {
+                        accepted = listener.accept() => accepted,
+                        _ = &mut stop_rx => return,
+                    };
+                    let Ok((stream, _)) = accepted else {
                         continue;
                     };
                     // Without it, Nagle and delayed ACKs hold small stream chunks ~40 ms.
@@ -254,6 +266,16 @@ impl Fake {
             seen,
             handler,
             aborted_streams: aborted,
+            stop: Mutex::new(Some((stop_tx, thread))),
+        }
+    }
+
+    /// Stops serving, as a server that exits: its port refuses connections from now on, and
+    /// kept-alive connections are closed (dropping the runtime drops their tasks).
+    pub fn stop(&self) {
+        if let Some((tx, thread)) = self.stop.lock().unwrap().take() {
+            let _ = tx.send(());
+            let _ = thread.join();
         }
     }
 
