@@ -6,7 +6,8 @@ mod support;
 use common::testing::ExporterProcess;
 use std::time::{Duration, Instant};
 use support::{
-    fake_library, golden, metrics, next_sample, start, start_with_env, value, Fake, BINARY,
+    assert_no_panic, assert_no_panic_in, fake_library, golden, metrics, next_sample, start,
+    start_with_env, value, Fake, BINARY,
 };
 
 #[test]
@@ -41,6 +42,7 @@ fn no_library_serves_nvidia_up_0_and_keeps_retrying() {
     assert_eq!(value(&text, "nvidia_up "), Some(1.0), "{text}");
     assert!(!text.contains("nvidia_down_reason_info{"));
     std::fs::remove_dir_all(&dir).unwrap();
+    assert_no_panic(&exporter);
 }
 
 #[test]
@@ -55,16 +57,31 @@ fn driver_not_loaded_is_a_reason_not_a_crash() {
         "{text}"
     );
     assert!(!text.contains("gpu_up{"));
+    assert_no_panic(&exporter);
+}
+
+/// Each fault scenario is checked in both naming modes: DCGM names on (the default, golden
+/// `<name>`) and off (`<name>_native`).
+const MODES: [(&[&str], &str); 2] = [(&[], ""), (&["--no-compat.dcgm"], "_native")];
+
+fn flags<'a>(mode: &[&'a str], more: &[&'a str]) -> Vec<&'a str> {
+    mode.iter().chain(more).copied().collect()
 }
 
 #[test]
 fn a_lost_gpu_goes_down_and_the_others_are_served() {
-    let exporter = start(Fake::Full, "lost", &["--no-collector.xid"]);
+    for (mode, suffix) in MODES {
+        a_lost_gpu(mode, suffix);
+    }
+}
+
+fn a_lost_gpu(mode: &[&str], suffix: &str) {
+    let exporter = start(Fake::Full, "lost", &flags(mode, &["--no-collector.xid"]));
     let first = metrics(&exporter);
     assert_eq!(value(&first, "gpu_up{gpu=\"0\""), Some(1.0));
     next_sample();
     let text = metrics(&exporter);
-    golden("gpu_lost", &text);
+    golden(&format!("gpu_lost{suffix}"), &text);
     assert_eq!(value(&text, "nvidia_up "), Some(1.0));
     assert_eq!(value(&text, "gpu_up{gpu=\"0\""), Some(0.0));
     assert_eq!(value(&text, "gpu_up{gpu=\"1\""), Some(1.0));
@@ -74,16 +91,26 @@ fn a_lost_gpu_goes_down_and_the_others_are_served() {
     );
     assert!(!text.contains("gpu_power_watts{gpu=\"0\""));
     assert!(!text.contains("DCGM_FI_DEV_GPU_TEMP{gpu=\"0\""));
-    assert!(text.contains("DCGM_FI_DEV_GPU_TEMP{gpu=\"1\""));
+    assert_eq!(
+        text.contains("DCGM_FI_DEV_GPU_TEMP{gpu=\"1\""),
+        mode.is_empty()
+    );
     next_sample();
     metrics(&exporter);
     let log = exporter.stderr();
     assert_eq!(log.matches("GPU is not answering").count(), 1, "{log}");
+    assert_no_panic(&exporter);
 }
 
 #[test]
 fn a_wedged_call_is_answered_in_time_with_the_last_sample() {
-    let exporter = start(Fake::Full, "slow", &["--nvml.timeout=1s"]);
+    for (mode, suffix) in MODES {
+        a_wedged_call(mode, suffix);
+    }
+}
+
+fn a_wedged_call(mode: &[&str], suffix: &str) {
+    let exporter = start(Fake::Full, "slow", &flags(mode, &["--nvml.timeout=1s"]));
     let first = metrics(&exporter);
     assert_eq!(value(&first, "nvidia_up "), Some(1.0));
     next_sample();
@@ -93,7 +120,7 @@ fn a_wedged_call_is_answered_in_time_with_the_last_sample() {
     let text = metrics(&exporter);
     let took = started.elapsed();
     assert!(took < Duration::from_secs(3), "scrape took {took:?}");
-    golden("slow_call", &text);
+    golden(&format!("slow_call{suffix}"), &text);
     assert_eq!(value(&text, "nvidia_up "), Some(0.0));
     assert!(text.contains("nvidia_down_reason_info{reason=\"timeout\""));
     assert_eq!(
@@ -118,11 +145,18 @@ fn a_wedged_call_is_answered_in_time_with_the_last_sample() {
         Some(1.0)
     );
     assert_eq!(value(&again, "nvidia_up "), Some(0.0));
+    assert_no_panic(&exporter);
 }
 
 #[test]
 fn a_driver_reload_reinitialises_nvml() {
-    let exporter = start(Fake::Full, "reload", &["--no-collector.xid"]);
+    for (mode, suffix) in MODES {
+        a_driver_reload(mode, suffix);
+    }
+}
+
+fn a_driver_reload(mode: &[&str], suffix: &str) {
+    let exporter = start(Fake::Full, "reload", &flags(mode, &["--no-collector.xid"]));
     let first = metrics(&exporter);
     assert_eq!(
         value(&first, "nvidia_exporter_nvml_initializations_total "),
@@ -130,7 +164,7 @@ fn a_driver_reload_reinitialises_nvml() {
     );
     next_sample();
     let text = metrics(&exporter);
-    golden("driver_reload", &text);
+    golden(&format!("driver_reload{suffix}"), &text);
     assert_eq!(value(&text, "nvidia_up "), Some(1.0));
     assert_eq!(
         value(&text, "nvidia_exporter_nvml_initializations_total "),
@@ -144,10 +178,19 @@ fn a_driver_reload_reinitialises_nvml() {
         Some(1.0)
     );
     assert!(exporter.stderr().contains("re-initialising"));
+    assert_no_panic(&exporter);
 }
 
 #[test]
 fn processes_are_capped_and_removed_when_they_exit() {
+    let native = start(
+        Fake::Full,
+        "processes",
+        &["--processes.top-n=2", "--no-compat.dcgm"],
+    );
+    golden("processes_top2_native", &metrics(&native));
+    assert_no_panic(&native);
+
     let exporter = start(Fake::Full, "processes", &["--processes.top-n=2"]);
     let first = metrics(&exporter);
     golden("processes_top2", &first);
@@ -170,6 +213,8 @@ fn processes_are_capped_and_removed_when_they_exit() {
     let text = metrics(&uncapped);
     assert!(text.contains("pid=\"400\""));
     assert!(!text.contains("pid=\"500\""), "exited process still served");
+    assert_no_panic(&exporter);
+    assert_no_panic(&uncapped);
 }
 
 #[test]
@@ -208,6 +253,9 @@ fn dcgm_flags() {
     let file_off = start(Fake::Full, "lost", &[&file_flag]);
     assert!(!metrics(&file_off).contains("DCGM_FI_"));
     std::fs::remove_file(&file).unwrap();
+    for exporter in [&lower, &none, &on, &off, &env_off, &file_off] {
+        assert_no_panic(exporter);
+    }
 }
 
 #[test]
@@ -228,6 +276,7 @@ fn bad_flag_values_are_refused_at_start() {
         assert!(!out.status.success(), "{flag} accepted");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(key), "{flag}: {stderr}");
+        assert_no_panic_in(&stderr);
     }
 }
 
@@ -243,6 +292,7 @@ fn a_hang_before_the_first_sample_is_answered_in_time() {
         "{text}"
     );
     assert!(!text.contains("gpu_up{"));
+    assert_no_panic(&exporter);
 }
 
 #[test]
@@ -256,5 +306,5 @@ fn a_library_without_nvml_shutdown_is_refused_without_a_panic() {
     );
     next_sample();
     assert_eq!(value(&metrics(&exporter), "nvidia_up "), Some(0.0));
-    assert!(!exporter.stderr().contains("panicked"));
+    assert_no_panic(&exporter);
 }

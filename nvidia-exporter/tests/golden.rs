@@ -5,7 +5,7 @@
 mod support;
 
 use std::time::{Duration, Instant};
-use support::{golden, metrics, next_sample, start, value, Fake};
+use support::{assert_no_panic, golden, metrics, next_sample, start, value, Fake};
 
 /// The second sample (GPM metrics need two), scraped again until the XID the scenario injects
 /// has been counted (the event thread runs beside the sampler).
@@ -40,6 +40,7 @@ fn fleet_with_dcgm_names() {
         Some(0.855)
     );
     assert!(value(&text, "nvidia_xid_last_timestamp_seconds{gpu=\"1\"").unwrap() > 1.7e9);
+    assert_no_panic(&exporter);
 }
 
 #[test]
@@ -48,6 +49,7 @@ fn fleet_with_native_names_only() {
     let text = metrics_after_xid(&exporter);
     assert!(!text.contains("DCGM_FI_"));
     golden("fleet_native", &text);
+    assert_no_panic(&exporter);
 }
 
 #[test]
@@ -58,6 +60,7 @@ fn zero_gpus() {
         let text = metrics(&exporter);
         assert_eq!(value(&text, "nvidia_up "), Some(1.0));
         golden("zero_gpus", &text);
+        assert_no_panic(&exporter);
     }
 }
 
@@ -67,6 +70,7 @@ fn missing_symbols_with_native_names_only() {
     metrics(&exporter);
     next_sample();
     golden("missing_symbols_native", &metrics(&exporter));
+    assert_no_panic(&exporter);
 }
 
 #[test]
@@ -92,6 +96,7 @@ fn missing_symbols_cost_only_their_own_series() {
     assert!(!text.contains("nvidia_memory_allocated_bytes{gpu=\"0\""));
     // Without nvmlEventSetWait_v2 no GPU is watched: no XID series claims "no error".
     assert!(!text.contains("DCGM_FI_DEV_XID_ERRORS{"), "{text}");
+    assert_no_panic(&exporter);
 }
 
 /// `promtool check metrics` (Debian package `prometheus`): our own names pass its lint; in DCGM
@@ -141,4 +146,6 @@ fn promtool_accepts_the_exposition() {
             "unexpected promtool complaint: {line}"
         );
     }
+    assert_no_panic(&native);
+    assert_no_panic(&dcgm);
 }
