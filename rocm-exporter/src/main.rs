@@ -8,8 +8,9 @@ use rocm_exporter::backend::Source;
 use rocm_exporter::config::{self, Config};
 use rocm_exporter::gpu_collector::GpuCollector;
 use rocm_exporter::processes::ProcessesCollector;
-use rocm_exporter::sampler::Sampler;
+use rocm_exporter::sampler::{Refresh, Sampler};
 use std::process::ExitCode;
+use std::time::Duration;
 
 static SPEC: ExporterSpec = ExporterSpec {
     name: "rocm-exporter",
@@ -57,10 +58,17 @@ fn start_backend(config: &Config) -> Sampler {
         Source::Sysfs => Sampler::start(
             SysfsBackend::new(&config.sysfs, &config.procfs),
             config.scrape_wait(config.sysfs_timeout),
+            Refresh::Wait,
         ),
         Source::RocmSmi => Sampler::start(
             RocmSmiBackend::new(&config.rocm_smi_path, config.rocm_smi_timeout),
             config.scrape_wait(config.rocm_smi_timeout),
+            // rocm-smi takes seconds: scrapes never wait for it once there is a sample. A run
+            // is killed at its timeout and reaped within the runner's 1 s grace; past that
+            // (plus a margin) the worker itself is wedged.
+            Refresh::Background {
+                overdue: config.rocm_smi_timeout + Duration::from_secs(2),
+            },
         ),
     }
 }

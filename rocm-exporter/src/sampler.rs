@@ -1,8 +1,9 @@
 //! Keeps a backend off the request path: the backend runs on its own thread, one collection at a
-//! time; a scrape asks for a fresh sample and waits for it at most `wait`. When the backend is
-//! slow, wedged or failing, the scrape is answered from the last good sample, with its age and
-//! the reason it is not fresh. Because there is one worker thread, a collection that never
-//! returns can never be joined by a second one.
+//! time, so a collection that never returns can never be joined by a second one. How a scrape
+//! gets its sample depends on the backend's [`Refresh`]: it waits (at most `wait`) for a sample
+//! taken for it, or, for a backend that takes seconds, it answers at once from the last sample
+//! and starts a refresh in the background. When the backend is slow, wedged or failing, the
+//! scrape is answered from the last good sample, with its age and the reason it is not fresh.
 
 use crate::model::{Backend, Failure, Reason, Snapshot};
 use std::collections::BTreeMap;
@@ -19,8 +20,11 @@ pub struct Reading {
     pub snapshot: Option<Arc<Snapshot>>,
     /// When `snapshot` was taken.
     pub taken: Option<Instant>,
-    /// `None` when `snapshot` was taken for this scrape; otherwise why it was not.
+    /// `None` when the latest collection succeeded; otherwise why it failed (or why none
+    /// finished in time).
     pub failure: Option<Failure>,
+    /// Whether `snapshot` was taken for this scrape (its age is then reported as 0).
+    pub current: bool,
     /// Failed collections by reason, since start.
     pub errors: BTreeMap<Reason, u64>,
     /// Collections that ran into their timeout, since start.
@@ -34,7 +38,7 @@ impl Reading {
 
     /// Seconds since the snapshot served was taken; 0 when it was taken for this scrape.
     pub fn age_seconds(&self, now: Instant) -> Option<f64> {
-        if self.is_fresh() {
+        if self.current && self.is_fresh() {
             return Some(0.0);
         }
         self.taken
@@ -65,16 +69,30 @@ impl Shared {
     }
 }
 
+/// How scrapes get their sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refresh {
+    /// Every scrape waits (at most `wait`) for a sample taken for it: for a backend that
+    /// answers in microseconds (sysfs).
+    Wait,
+    /// Once a good sample exists, a scrape starts a refresh in the background (unless one is
+    /// running) and answers at once from the last sample with its age: for a backend that takes
+    /// seconds (rocm-smi). Only a scrape with no sample at all waits (at most `wait`). A
+    /// collection running for longer than `overdue` is reported as a timeout.
+    Background { overdue: Duration },
+}
+
 pub struct Sampler {
     backend: &'static str,
     shared: Arc<Shared>,
     requests: mpsc::Sender<()>,
     wait: Duration,
+    refresh: Refresh,
 }
 
 impl Sampler {
     /// Starts the worker thread. `wait` is how long a scrape waits for a fresh sample.
-    pub fn start(mut backend: impl Backend, wait: Duration) -> Self {
+    pub fn start(mut backend: impl Backend, wait: Duration, refresh: Refresh) -> Self {
         let name = backend.name();
         let (finished, _) = watch::channel(0u64);
         let shared = Arc::new(Shared {
@@ -108,6 +126,7 @@ impl Sampler {
             shared,
             requests,
             wait,
+            refresh,
         }
     }
 
@@ -115,14 +134,22 @@ impl Sampler {
         self.backend
     }
 
-    /// Asks for a fresh sample unless one is already being taken, waits for it at most `wait`,
-    /// and returns what there is.
+    /// Starts a collection unless one is already running, then returns what the scrape gets:
+    /// under [`Refresh::Wait`], or while there is no good sample yet, it waits for the
+    /// collection at most `wait`; under [`Refresh::Background`] with a sample, at once.
     pub async fn read(&self) -> Reading {
         let started = Instant::now();
         let target = {
             let mut state = self.shared.lock();
-            match state.in_flight_since {
-                Some(since) => Err(since),
+            // The answer is what was there when the scrape came, before the refresh it starts.
+            let answer = match self.refresh {
+                Refresh::Background { overdue } if state.last_good.is_some() => {
+                    Some(self.without_waiting(&state, started, overdue))
+                }
+                _ => None,
+            };
+            let target = match state.in_flight_since {
+                Some(since) => Err((since, state.finished + 1)),
                 None => {
                     state.in_flight_since = Some(started);
                     let target = state.finished + 1;
@@ -131,48 +158,88 @@ impl Sampler {
                     }
                     Ok(target)
                 }
+            };
+            if let Some(answer) = answer {
+                return answer;
             }
+            target
         };
         let waited = match target {
-            Ok(target) => {
-                let mut finished = self.shared.finished.subscribe();
-                let done = tokio::time::timeout(self.wait, finished.wait_for(|n| *n >= target))
-                    .await
-                    .is_ok_and(|r| r.is_ok());
-                if done {
-                    Ok(())
-                } else {
-                    Err(Failure::new(
-                        Reason::Timeout,
-                        format!(
-                            "the {} collection did not finish within {:?}",
-                            self.backend, self.wait
-                        ),
-                    ))
-                }
-            }
-            Err(since) => Err(Failure::new(
-                Reason::Busy,
-                format!(
-                    "a {} collection started {:.1}s ago is still running; not starting another",
-                    self.backend,
-                    started.saturating_duration_since(since).as_secs_f64()
-                ),
-            )),
+            Ok(target) => self.wait_for(target).await.map_err(|()| {
+                Failure::new(
+                    Reason::Timeout,
+                    format!(
+                        "the {} collection did not finish within {:?}",
+                        self.backend, self.wait
+                    ),
+                )
+            }),
+            // With nothing to serve, join the running collection rather than start another.
+            Err((since, target)) if matches!(self.refresh, Refresh::Background { .. }) => self
+                .wait_for(target)
+                .await
+                .map_err(|()| busy(self.backend, started, since)),
+            Err((since, _)) => Err(busy(self.backend, started, since)),
         };
         let state = self.shared.lock();
-        let failure = match waited {
-            Ok(()) => state.last_failure.clone(),
-            Err(f) => Some(f),
+        let (failure, current) = match waited {
+            Ok(()) => (state.last_failure.clone(), true),
+            Err(f) => (Some(f), false),
         };
         Reading {
             snapshot: state.last_good.as_ref().map(|(s, _)| s.clone()),
             taken: state.last_good.as_ref().map(|(_, t)| *t),
             failure,
+            current,
             errors: state.errors.clone(),
             timeouts: state.timeouts,
         }
     }
+
+    /// Waits at most `wait` for the collection numbered `target` to finish.
+    async fn wait_for(&self, target: u64) -> Result<(), ()> {
+        let mut finished = self.shared.finished.subscribe();
+        let done = tokio::time::timeout(self.wait, finished.wait_for(|n| *n >= target)).await;
+        match done {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(()),
+        }
+    }
+
+    /// The last good sample with the outcome of the latest finished collection; a collection
+    /// still running past `overdue` counts as a timeout (the child runner kills it before then,
+    /// so this means the worker itself is wedged).
+    fn without_waiting(&self, state: &State, now: Instant, overdue: Duration) -> Reading {
+        let failure = match state.in_flight_since {
+            Some(since) if now.saturating_duration_since(since) > overdue => Some(Failure::new(
+                Reason::Timeout,
+                format!(
+                    "a {} collection started {:.1}s ago has not finished",
+                    self.backend,
+                    now.saturating_duration_since(since).as_secs_f64()
+                ),
+            )),
+            _ => state.last_failure.clone(),
+        };
+        Reading {
+            snapshot: state.last_good.as_ref().map(|(s, _)| s.clone()),
+            taken: state.last_good.as_ref().map(|(_, t)| *t),
+            failure,
+            current: false,
+            errors: state.errors.clone(),
+            timeouts: state.timeouts,
+        }
+    }
+}
+
+fn busy(backend: &str, now: Instant, since: Instant) -> Failure {
+    Failure::new(
+        Reason::Busy,
+        format!(
+            "a {backend} collection started {:.1}s ago is still running; not starting another",
+            now.saturating_duration_since(since).as_secs_f64()
+        ),
+    )
 }
 
 /// Stores a finished collection, logs when the outcome changes (one line per change, not one
@@ -275,7 +342,7 @@ mod tests {
             release: Arc::new(Mutex::new(release_rx)),
             calls: calls.clone(),
         };
-        let sampler = Sampler::start(backend, Duration::from_millis(200));
+        let sampler = Sampler::start(backend, Duration::from_millis(200), Refresh::Wait);
 
         let first = sampler.read().await;
         assert!(first.is_fresh());
@@ -318,9 +385,105 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_backend_is_reported_and_the_next_collection_runs() {
-        let sampler = Sampler::start(Panicking(0), Duration::from_secs(2));
+        let sampler = Sampler::start(Panicking(0), Duration::from_secs(2), Refresh::Wait);
         let first = sampler.read().await;
         assert_eq!(first.failure.unwrap().reason, Reason::Internal);
         assert!(sampler.read().await.is_fresh());
+    }
+
+    #[tokio::test]
+    async fn background_refresh_answers_at_once_with_the_last_sample_and_its_age() {
+        let (release_tx, release_rx) = mpsc::channel();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let backend = Scripted {
+            steps: Arc::new(Mutex::new(vec![
+                Some(Ok(one_gpu())),
+                None,
+                Some(Err(Failure::new(Reason::BadOutput, "garbage"))),
+            ])),
+            release: Arc::new(Mutex::new(release_rx)),
+            calls: calls.clone(),
+        };
+        let refresh = Refresh::Background {
+            overdue: Duration::from_secs(60),
+        };
+        let sampler = Sampler::start(backend, Duration::from_secs(5), refresh);
+
+        // No sample yet: the first scrape waits for one.
+        let first = sampler.read().await;
+        assert!(first.is_fresh());
+        assert_eq!(first.age_seconds(Instant::now()), Some(0.0));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+
+        // The next collection blocks; scrapes do not wait for it, keep up 1 (the last run
+        // succeeded), report the real age, and never report busy nor start a second run.
+        for _ in 0..3 {
+            let started = Instant::now();
+            let r = sampler.read().await;
+            assert!(started.elapsed() < Duration::from_millis(100));
+            assert!(r.failure.is_none(), "{:?}", r.failure);
+            assert!(r.age_seconds(Instant::now()).unwrap() >= 0.03);
+            assert_eq!(r.snapshot.unwrap().devices.len(), 1);
+        }
+        // Give the worker time to pick up any (wrongly) queued request before counting.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+        // Once the blocked run finishes with a failure, scrapes say so, still at once.
+        release_tx.send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let after = sampler.read().await;
+        assert_eq!(after.failure.unwrap().reason, Reason::Timeout);
+        assert!(after.snapshot.is_some());
+    }
+
+    #[tokio::test]
+    async fn background_refresh_reports_a_collection_past_overdue_as_a_timeout() {
+        let (_release_tx, release_rx) = mpsc::channel();
+        let backend = Scripted {
+            steps: Arc::new(Mutex::new(vec![Some(Ok(one_gpu())), None])),
+            release: Arc::new(Mutex::new(release_rx)),
+            calls: Arc::new(AtomicUsize::new(0)),
+        };
+        let refresh = Refresh::Background {
+            overdue: Duration::from_millis(100),
+        };
+        let sampler = Sampler::start(backend, Duration::from_secs(5), refresh);
+        assert!(sampler.read().await.is_fresh());
+        assert!(sampler.read().await.failure.is_none());
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let wedged = sampler.read().await;
+        assert_eq!(wedged.failure.unwrap().reason, Reason::Timeout);
+    }
+
+    #[tokio::test]
+    async fn without_a_sample_a_second_scrape_joins_the_running_collection() {
+        let (release_tx, release_rx) = mpsc::channel();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let backend = Scripted {
+            steps: Arc::new(Mutex::new(vec![None, Some(Ok(one_gpu()))])),
+            release: Arc::new(Mutex::new(release_rx)),
+            calls: calls.clone(),
+        };
+        let refresh = Refresh::Background {
+            overdue: Duration::from_secs(60),
+        };
+        let sampler = Arc::new(Sampler::start(backend, Duration::from_secs(5), refresh));
+        let a = tokio::spawn({
+            let s = sampler.clone();
+            async move { s.read().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let b = tokio::spawn({
+            let s = sampler.clone();
+            async move { s.read().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        release_tx.send(()).unwrap();
+        let (a, b) = (a.await.unwrap(), b.await.unwrap());
+        // Both saw the end of the one run (which failed here), neither saw "busy".
+        assert_eq!(a.failure.unwrap().reason, Reason::Timeout);
+        assert_eq!(b.failure.unwrap().reason, Reason::Timeout);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 }

@@ -210,6 +210,18 @@ fn wait_gone(pid: u32) -> bool {
     !alive(pid)
 }
 
+/// Scrapes until `done` holds for the exposition (at most `within`); returns the last one.
+fn scrape_until(exporter: &Exporter, within: Duration, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let body = exporter.metrics();
+        if done(&body) || Instant::now() > deadline {
+            return body;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn hang_is_killed_and_the_last_good_sample_is_served_with_its_age() {
     let scratch = Scratch::new("hang");
@@ -228,18 +240,21 @@ fn hang_is_killed_and_the_last_good_sample_is_served_with_its_age() {
     assert_eq!(value(&good, "rocm_up{backend=\"rocm-smi\"}"), Some(1.0));
     assert_eq!(value(&good, "rocm_sample_age_seconds"), Some(0.0));
 
+    // The next scrape starts the hanging run in the background and answers at once from the
+    // good sample; once the run is killed at its timeout, scrapes report it.
     std::fs::write(&mode, "hang").unwrap();
     let started = Instant::now();
-    let stale = exporter.metrics();
+    let first = exporter.metrics();
     assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "the scrape hung"
+        started.elapsed() < Duration::from_secs(1),
+        "the scrape waited for rocm-smi"
     );
-    assert_eq!(
-        value(&stale, "rocm_up{backend=\"rocm-smi\",reason=\"timeout\"}"),
-        Some(0.0),
-        "{stale}"
-    );
+    assert_eq!(value(&first, "rocm_up{backend=\"rocm-smi\"}"), Some(1.0));
+    let timeout = "rocm_up{backend=\"rocm-smi\",reason=\"timeout\"}";
+    let stale = scrape_until(&exporter, Duration::from_secs(10), |b| {
+        value(b, timeout).is_some()
+    });
+    assert_eq!(value(&stale, timeout), Some(0.0), "{stale}");
     // The last good sample, marked stale.
     assert!(value(&stale, "rocm_sample_age_seconds").unwrap() >= 0.5);
     assert_eq!(
@@ -250,6 +265,22 @@ fn hang_is_killed_and_the_last_good_sample_is_served_with_its_age() {
         value(&stale, "gpu_power_watts{gpu=\"0\",id=\"0000:83:00.0\"}"),
         Some(36.0)
     );
+    // One clear log line for the timeout, however many scrapes see it.
+    assert!(exporter
+        .wait_for_log(&[
+            "level=warn",
+            "reason=timeout",
+            "did not finish within 500ms"
+        ])
+        .is_some());
+    exporter.metrics();
+    let timeouts_logged = exporter
+        .log_lines()
+        .iter()
+        .filter(|l| l.contains("collection failed") && l.contains("reason=timeout"))
+        .count();
+    assert_eq!(timeouts_logged, 1, "{:?}", exporter.log_lines());
+
     // The whole process group was killed: rocm-smi and what it started.
     let child: u32 = std::fs::read_to_string(&log)
         .unwrap()
@@ -261,39 +292,106 @@ fn hang_is_killed_and_the_last_good_sample_is_served_with_its_age() {
         .unwrap()
         .parse()
         .unwrap();
+    assert!(wait_gone(child), "rocm-smi survived its timeout");
+    std::fs::write(&mode, "normal").unwrap();
     let grandchild: u32 = std::fs::read_to_string(scratch.path("log.grandchild"))
         .unwrap()
         .trim()
         .parse()
         .unwrap();
-    assert!(wait_gone(child), "rocm-smi survived its timeout");
     assert!(
         wait_gone(grandchild),
         "rocm-smi's child survived the timeout"
     );
 
-    std::fs::write(&mode, "normal").unwrap();
-    let recovered = exporter.metrics();
-    assert_eq!(
-        value(&recovered, "rocm_up{backend=\"rocm-smi\"}"),
-        Some(1.0)
-    );
-    // The killed run was counted before the next one could start.
-    assert_eq!(
-        value(
-            &recovered,
-            "rocm_collect_timeouts_total{backend=\"rocm-smi\"}"
-        ),
-        Some(1.0)
-    );
+    // A run started after the switch back succeeds; a hanging one started before it is killed
+    // first (never two at once), so this takes at most about one timeout.
+    let up = "rocm_up{backend=\"rocm-smi\"}";
+    let recovered = scrape_until(&exporter, Duration::from_secs(10), |b| {
+        value(b, up) == Some(1.0)
+    });
+    assert_eq!(value(&recovered, up), Some(1.0), "{recovered}");
+    // Each hanging run was counted as a timeout before the next one could start.
+    let hanging_runs = std::fs::read_to_string(&log).unwrap().lines().count() as f64 - 2.0;
+    let timeouts = value(
+        &recovered,
+        "rocm_collect_timeouts_total{backend=\"rocm-smi\"}",
+    )
+    .unwrap();
+    assert!(timeouts >= 1.0 && timeouts <= hanging_runs, "{recovered}");
     assert_eq!(
         value(
             &recovered,
             "rocm_collect_errors_total{backend=\"rocm-smi\",reason=\"timeout\"}"
         ),
-        Some(1.0)
+        Some(timeouts)
     );
     assert!(exporter.wait_for_log(&["collection recovered"]).is_some());
+}
+
+/// The target: a scrape never waits for a slow rocm-smi once there is a sample.
+#[test]
+fn a_slow_rocm_smi_is_refreshed_in_the_background() {
+    let scratch = Scratch::new("slow");
+    let log = scratch.path("log");
+    let exporter = Exporter::start(
+        &args(&[]),
+        &[
+            ("FAKE_ROCM_SMI_FIXTURE", recorded("mi100-rocm-6.0.2.json")),
+            ("FAKE_ROCM_SMI_MODE", "slow:2".to_string()),
+            ("FAKE_ROCM_SMI_LOG", log.display().to_string()),
+        ],
+    );
+    // The very first scrape has nothing to serve and waits for the first run.
+    let first = exporter.metrics();
+    assert_eq!(value(&first, "rocm_up{backend=\"rocm-smi\"}"), Some(1.0));
+    assert_eq!(value(&first, "rocm_sample_age_seconds"), Some(0.0));
+
+    // Then every scrape answers at once, up 1, with the real age, from two scrapers at once.
+    let window = Instant::now();
+    // The second scraper is offset by 50 ms: common runs one `gpu` collection at a time, so
+    // two requests within the same millisecond would see the collector itself as still busy.
+    let scrapers: Vec<_> = (0..2)
+        .map(|n| {
+            let address = exporter.address.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50 * n));
+                (0..5)
+                    .map(|_| {
+                        let started = Instant::now();
+                        let (status, body) = support::get(&address, "/metrics");
+                        assert_eq!(status, 200);
+                        std::thread::sleep(Duration::from_millis(100));
+                        (started.elapsed() - Duration::from_millis(100), body)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for scraper in scrapers {
+        for (took, body) in scraper.join().unwrap() {
+            assert!(took < Duration::from_secs(1), "a scrape took {took:?}");
+            assert_eq!(
+                value(&body, "rocm_up{backend=\"rocm-smi\"}"),
+                Some(1.0),
+                "{body}"
+            );
+            assert!(!body.contains("reason=\"busy\""), "{body}");
+            assert_eq!(
+                value(&body, "gpu_up{gpu=\"0\",id=\"0000:83:00.0\"}"),
+                Some(1.0)
+            );
+            assert!(value(&body, "rocm_sample_age_seconds").unwrap() > 0.0);
+        }
+    }
+    // One run at a time, each taking 2 s: the first one plus one background refresh per 2 s
+    // of scraping (one in about half a second of scrapes, unless the machine is very loaded).
+    let window = window.elapsed().as_secs_f64();
+    let runs = std::fs::read_to_string(&log).unwrap().lines().count();
+    assert!(
+        runs >= 2 && runs <= 2 + (window / 2.0) as usize,
+        "{runs} rocm-smi runs in {window:.1}s"
+    );
 }
 
 #[test]
