@@ -1,8 +1,10 @@
-//! Scrape latency and memory of the real binary on the sysfs backend with 8 fake GPUs.
+//! Scrape latency and memory of the real binary on the sysfs backend with 8 fake GPUs, or on
+//! the rocm-smi backend with a fake rocm-smi that takes seconds per run.
 //!
-//!     cargo build --release -p rocm-exporter --examples
+//!     cargo build --release -p rocm-exporter --bins --examples
 //!     target/release/examples/bench [--scrapes N] [--gpus N] [--bin PATH] [--with-processes]
 //!                                   [--fixture tests/fixtures/sysfs/dgpu]
+//!     target/release/examples/bench --rocm-smi-delay 2 [--scrapes N] [--interval-ms MS]
 //!
 //! Set TMPDIR=/dev/shm to keep the fake tree in memory, as sysfs is.
 //!
@@ -10,6 +12,11 @@
 //! starts `rocm-exporter --backend=sysfs` on a free loopback port, scrapes /metrics over HTTP
 //! (one connection per scrape, as Prometheus does after an idle interval) and prints the median,
 //! p99 and maximum scrape time and the exporter's resident memory (VmRSS, peak VmHWM).
+//!
+//! With `--rocm-smi-delay S` it starts `--backend=rocm-smi` on `tests/fixtures/fake-rocm-smi`
+//! in its `slow:S` mode (each run sleeps S seconds, then prints the recorded MI100 output) and
+//! times the first scrape (which has to wait for a run) apart from the rest (which must not),
+//! scraping every `--interval-ms` (default 10) so that background refreshes happen meanwhile.
 
 use rocm_exporter::backend::sysfs::SysfsBackend;
 use rocm_exporter::model::Backend;
@@ -25,6 +32,8 @@ fn main() {
     let mut binary: Option<PathBuf> = None;
     let mut with_processes = false;
     let mut fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sysfs/dgpu");
+    let mut rocm_smi_delay: Option<f64> = None;
+    let mut interval = Duration::from_millis(10);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -38,6 +47,20 @@ fn main() {
             "--bin" => binary = args.next().map(PathBuf::from),
             "--with-processes" => with_processes = true,
             "--fixture" => fixture = args.next().map(PathBuf::from).expect("--fixture DIR"),
+            "--rocm-smi-delay" => {
+                rocm_smi_delay = Some(
+                    args.next()
+                        .and_then(|v| v.parse().ok())
+                        .expect("--rocm-smi-delay SECONDS"),
+                )
+            }
+            "--interval-ms" => {
+                interval = Duration::from_millis(
+                    args.next()
+                        .and_then(|v| v.parse().ok())
+                        .expect("--interval-ms MS"),
+                )
+            }
             other => panic!("unknown argument {other}"),
         }
     }
@@ -55,6 +78,11 @@ fn main() {
         binary.display()
     );
 
+    if let Some(delay) = rocm_smi_delay {
+        bench_rocm_smi(&binary, delay, scrapes, interval);
+        return;
+    }
+
     let tree = std::env::temp_dir().join(format!("rocm-exporter-bench-{}", std::process::id()));
     build_tree(&fixture, &tree, gpus);
 
@@ -70,11 +98,7 @@ fn main() {
         .collect();
     collect_times.sort();
 
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    let address = format!("127.0.0.1:{port}");
+    let address = free_address();
     let mut command = Command::new(&binary);
     command
         .arg(format!("--web.listen-address={address}"))
@@ -88,11 +112,7 @@ fn main() {
     }
     let mut child = command.spawn().expect("start the exporter");
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(&address).is_err() {
-        assert!(Instant::now() < deadline, "exporter did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_listening(&address);
     let first = scrape(&address);
     let gpu_series = first.lines().filter(|l| l.starts_with("gpu_up{")).count();
     assert_eq!(gpu_series, gpus, "expected {gpus} GPUs in:\n{first}");
@@ -149,6 +169,98 @@ fn main() {
     let _ = child.kill();
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&tree);
+}
+
+/// The rocm-smi backend with a rocm-smi that takes `delay` seconds per run: the first scrape
+/// waits for a run, every later one must answer from the last sample without waiting.
+fn bench_rocm_smi(binary: &Path, delay: f64, scrapes: usize, interval: Duration) {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let runs = std::env::temp_dir().join(format!("rocm-exporter-bench-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&runs);
+    let address = free_address();
+    let mut child = Command::new(binary)
+        .arg(format!("--web.listen-address={address}"))
+        .arg("--backend=rocm-smi")
+        .arg(format!(
+            "--rocm-smi.path={}",
+            fixtures.join("fake-rocm-smi").display()
+        ))
+        .arg("--no-collector.processes")
+        .arg("--log.level=warn")
+        .env(
+            "FAKE_ROCM_SMI_FIXTURE",
+            fixtures.join("rocm-smi/mi100-rocm-6.0.2.json"),
+        )
+        .env("FAKE_ROCM_SMI_MODE", format!("slow:{delay}"))
+        .env("FAKE_ROCM_SMI_LOG", &runs)
+        .env_remove("FAKE_ROCM_SMI_MODE_FILE")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the exporter");
+    wait_listening(&address);
+
+    let started = Instant::now();
+    let first = scrape(&address);
+    let first_took = started.elapsed();
+    assert!(first.contains("rocm_up{backend=\"rocm-smi\"} 1"), "{first}");
+
+    let mut times = Vec::with_capacity(scrapes);
+    let mut oldest = 0.0f64;
+    let window = Instant::now();
+    for _ in 0..scrapes {
+        let started = Instant::now();
+        let body = scrape(&address);
+        times.push(started.elapsed());
+        assert!(body.contains("rocm_up{backend=\"rocm-smi\"} 1"), "{body}");
+        let age = body
+            .lines()
+            .find_map(|l| l.strip_prefix("rocm_sample_age_seconds{backend=\"rocm-smi\"} "))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN);
+        oldest = oldest.max(age);
+        std::thread::sleep(interval);
+    }
+    let window = window.elapsed();
+    times.sort();
+    let at = |q: f64| times[((times.len() as f64 - 1.0) * q).round() as usize];
+    let count = std::fs::read_to_string(&runs)
+        .map(|r| r.lines().count())
+        .unwrap_or(0);
+    println!(
+        "rocm-exporter rocm-smi backend, fake rocm-smi taking {delay} s per run, {scrapes} scrapes every {} ms over {:.1} s",
+        interval.as_millis(),
+        window.as_secs_f64()
+    );
+    println!(
+        "first scrape (no sample yet, waits for a run): {:.3} ms",
+        ms(first_took)
+    );
+    println!(
+        "scrape latency after it: median {:.3} ms, p99 {:.3} ms, max {:.3} ms; oldest sample served {oldest:.2} s; rocm-smi runs {count}",
+        ms(at(0.5)),
+        ms(at(0.99)),
+        ms(times[times.len() - 1])
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&runs);
+}
+
+fn free_address() -> String {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    format!("127.0.0.1:{port}")
+}
+
+fn wait_listening(address: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(address).is_err() {
+        assert!(Instant::now() < deadline, "exporter did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn ms(d: Duration) -> f64 {
