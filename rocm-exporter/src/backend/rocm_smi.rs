@@ -441,9 +441,11 @@ fn number_before(text: &str, unit: &str) -> Option<f64> {
     let lower = text.to_ascii_lowercase();
     let before = &lower[..lower.find(unit)?];
     let trimmed = before.trim_end();
+    // Start after the last other char, by its own length: it can be multi-byte ("\u{FFFD}").
     let start = trimmed
-        .rfind(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .map_or(0, |i| i + 1);
+        .char_indices()
+        .rfind(|(_, c)| !(c.is_ascii_digit() || *c == '.'))
+        .map_or(0, |(i, c)| i + c.len_utf8());
     trimmed[start..].parse().ok()
 }
 
@@ -569,6 +571,15 @@ mod tests {
         assert_eq!(gts("1 (16.0GT/s x16)"), Some(16e9));
         assert_eq!(lanes("1 (16.0GT/s x16)"), Some(16.0));
         assert_eq!(lanes("garbage"), None);
+    }
+
+    #[test]
+    fn a_multi_byte_char_before_the_number_does_not_panic() {
+        assert_eq!(mhz("\u{FFFD}800Mhz"), Some(800e6));
+        assert_eq!(mhz("(é1200Mhz)"), Some(1200e6));
+        assert_eq!(gts("1 (\u{FFFD}16.0GT/s \u{FFFD}x16)"), Some(16e9));
+        assert_eq!(mhz("\u{FFFD}Mhz"), None);
+        assert_eq!(lanes("16GT/s x\u{FFFD}"), None);
     }
 
     #[test]
