@@ -393,6 +393,42 @@ impl Settings {
             .unwrap_or_default())
     }
 
+    /// A setting the file gives as an array of tables (`[[key]]`), each table as its keys and
+    /// scalar values; `None` when the file does not give `key` that way, or when a flag or the
+    /// environment sets `key` (they win over the file, as for every setting).
+    pub fn tables(&self, key: &str) -> Result<Option<Vec<BTreeMap<String, String>>>, CliOutcome> {
+        if self.explicit(key) {
+            return Ok(None);
+        }
+        let Some(toml::Value::Array(items)) = self.file.get(key) else {
+            return Ok(None);
+        };
+        if !items.iter().any(|i| i.is_table()) {
+            return Ok(None);
+        }
+        items
+            .iter()
+            .map(|item| {
+                let table = item.as_table().ok_or_else(|| {
+                    self.invalid(key, &item.to_string(), "expected [[tables]] only")
+                })?;
+                table
+                    .iter()
+                    .map(|(k, v)| {
+                        toml_scalar(v).map(|s| (k.clone(), s)).ok_or_else(|| {
+                            self.invalid(
+                                key,
+                                &v.to_string(),
+                                &format!("'{k}' takes a single value"),
+                            )
+                        })
+                    })
+                    .collect()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
     /// A boolean switch.
     pub fn flag(&self, key: &str) -> Result<bool, CliOutcome> {
         if !self.explicit(key) {
@@ -665,6 +701,34 @@ mod tests {
         assert!(error(&[&path]).contains("web.listen-adress"));
         std::fs::write(&file, "not = [valid toml").unwrap();
         assert!(error(&[&path]).contains("not valid TOML"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn arrays_of_tables_from_the_file() {
+        let dir = std::env::temp_dir().join(format!("cli-tables-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("demo.toml");
+        std::fs::write(
+            &file,
+            "[[path.procfs]]\nname = \"a\"\nport = 1\n[[path.procfs]]\nname = \"b\"\n",
+        )
+        .unwrap();
+        let path = format!("--config.file={}", file.display());
+        let (_, s) = run(&[&path]).unwrap();
+        let tables = s.tables("path.procfs").unwrap().unwrap();
+        assert_eq!(tables.len(), 2);
+        assert_eq!(tables[0]["name"], "a");
+        assert_eq!(tables[0]["port"], "1");
+        assert_eq!(tables[1]["name"], "b");
+        assert!(s.tables("web.telemetry-path").unwrap().is_none());
+        // A flag wins over the file.
+        let (_, s) = run(&[&path, "--path.procfs=/x"]).unwrap();
+        assert!(s.tables("path.procfs").unwrap().is_none());
+        // Values must be single values.
+        std::fs::write(&file, "[[path.procfs]]\nname = [\"a\"]\n").unwrap();
+        let (_, s) = run(&[&path]).unwrap();
+        assert!(s.tables("path.procfs").is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

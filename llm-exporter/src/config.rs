@@ -1,6 +1,16 @@
 //! The exporter's own flags, and how they become a list of upstreams. Every per-upstream setting
 //! is a repeatable `NAME=VALUE` flag, so that the same settings also work from the environment
-//! and from TOML as arrays of strings (`[upstream] url = ["local=http://127.0.0.1:8080"]`).
+//! and from TOML as arrays of strings (`[upstream] url = ["local=http://127.0.0.1:8080"]`). The
+//! TOML file may instead describe each upstream in one `[[upstream]]` table:
+//!
+//! ```toml
+//! [[upstream]]
+//! name = "llama"
+//! url = "http://127.0.0.1:8080"
+//! backend = "llama.cpp"              # auto (default), llama.cpp or ollama
+//! api-key-file = "/etc/llm-exporter/llama.key"
+//! proxy = "127.0.0.1:8081"           # listen address of a measuring proxy in front of it
+//! ```
 
 use clap::{Arg, ArgAction};
 use common::{CliOutcome, Settings};
@@ -89,6 +99,7 @@ pub fn args() -> Vec<Arg> {
             "proxy",
             "Serve a measuring reverse proxy for upstream NAME, NAME=LISTEN_ADDR; repeatable",
         ),
+        repeatable("upstream.proxy", "Same as --proxy (for the TOML [upstream] table)"),
         Arg::new("upstream.timeout")
             .long("upstream.timeout")
             .default_value("5s")
@@ -160,9 +171,81 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// The keys an `[[upstream]]` table may hold, and the flag each stands for.
+const TABLE_KEYS: &[(&str, &str)] = &[
+    ("backend", "upstream.backend"),
+    ("api-key-file", "upstream.api-key-file"),
+    ("proxy", "proxy"),
+];
+
+/// One per-upstream setting as given: where it came from (for errors) and its value.
+struct Given {
+    key: &'static str,
+    raw: String,
+    value: String,
+}
+
+/// The `[[upstream]]` tables of the config file: the upstreams they name, and their
+/// per-upstream settings by upstream name.
+fn upstream_tables(
+    settings: &Settings,
+    upstreams: &mut Vec<UpstreamConfig>,
+    given: &mut BTreeMap<String, Vec<Given>>,
+) -> Result<(), CliOutcome> {
+    let Some(tables) = settings.tables("upstream")? else {
+        return Ok(());
+    };
+    for table in tables {
+        let shown = format!("{table:?}");
+        let invalid = |why: &str| settings.invalid("upstream", &shown, why);
+        if let Some(unknown) = table.keys().find(|k| {
+            !matches!(k.as_str(), "name" | "url") && !TABLE_KEYS.iter().any(|(t, _)| t == k)
+        }) {
+            return Err(invalid(&format!(
+                "unknown key '{unknown}' in [[upstream]] (name, url, backend, api-key-file, proxy)"
+            )));
+        }
+        let name = table
+            .get("name")
+            .ok_or_else(|| invalid("[[upstream]] needs a name"))?;
+        let url = table
+            .get("url")
+            .ok_or_else(|| invalid("[[upstream]] needs a url"))?;
+        let (name, url) = split_pair(&format!("{name}={url}")).map_err(|e| invalid(&e))?;
+        let base_url = parse_base_url(&url).map_err(|e| invalid(&e))?;
+        if upstreams.iter().any(|u| u.name == name) {
+            return Err(invalid("this upstream name is used twice"));
+        }
+        for (field, key) in TABLE_KEYS {
+            if let Some(value) = table.get(*field) {
+                given.entry(name.clone()).or_default().push(Given {
+                    key,
+                    raw: format!("{field} = {value:?} in [[upstream]] '{name}'"),
+                    value: value.trim().to_string(),
+                });
+            }
+        }
+        upstreams.push(UpstreamConfig {
+            name,
+            base_url,
+            backend: BackendChoice::Auto,
+            api_key: None,
+            proxy_listen: None,
+        });
+    }
+    Ok(())
+}
+
 pub fn load(settings: &Settings) -> Result<Config, CliOutcome> {
     let mut upstreams: Vec<UpstreamConfig> = Vec::new();
+    // Per-upstream settings from the [[upstream]] tables and the NAME=VALUE flags, by name.
+    let mut given: BTreeMap<String, Vec<Given>> = BTreeMap::new();
+    upstream_tables(settings, &mut upstreams, &mut given)?;
+    let from_tables = !upstreams.is_empty();
     for key in ["upstream", "upstream.url"] {
+        if key == "upstream" && from_tables {
+            continue;
+        }
         for raw in settings.values(key)?.into_iter().filter(|v| !v.is_empty()) {
             let (name, url) = split_pair(&raw).map_err(|e| settings.invalid(key, &raw, &e))?;
             let base_url = parse_base_url(&url).map_err(|e| settings.invalid(key, &raw, &e))?;
@@ -179,8 +262,12 @@ pub fn load(settings: &Settings) -> Result<Config, CliOutcome> {
         }
     }
 
-    let per_upstream = |key: &str| -> Result<BTreeMap<String, (String, String)>, CliOutcome> {
-        let mut out = BTreeMap::new();
+    for (key, flag) in [
+        ("upstream.backend", "upstream.backend"),
+        ("upstream.api-key-file", "upstream.api-key-file"),
+        ("proxy", "proxy"),
+        ("upstream.proxy", "proxy"),
+    ] {
         for raw in settings.values(key)?.into_iter().filter(|v| !v.is_empty()) {
             let (name, value) = split_pair(&raw).map_err(|e| settings.invalid(key, &raw, &e))?;
             if !upstreams.iter().any(|u| u.name == name) {
@@ -190,35 +277,39 @@ pub fn load(settings: &Settings) -> Result<Config, CliOutcome> {
                     &format!("no upstream named '{name}' (add --upstream {name}=URL)"),
                 ));
             }
-            if out.insert(name, (raw.clone(), value)).is_some() {
-                return Err(settings.invalid(key, &raw, "given twice for this upstream"));
-            }
+            given.entry(name).or_default().push(Given {
+                key: flag,
+                raw,
+                value,
+            });
         }
-        Ok(out)
-    };
-    let backends = per_upstream("upstream.backend")?;
-    let key_files = per_upstream("upstream.api-key-file")?;
-    let proxies = per_upstream("proxy")?;
+    }
 
     for upstream in &mut upstreams {
-        if let Some((raw, value)) = backends.get(&upstream.name) {
-            upstream.backend =
-                parse_backend(value).map_err(|e| settings.invalid("upstream.backend", raw, &e))?;
-        }
-        if let Some((raw, path)) = key_files.get(&upstream.name) {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                settings.invalid("upstream.api-key-file", raw, &format!("cannot read: {e}"))
-            })?;
-            let key = text.trim();
-            if key.is_empty() {
-                return Err(settings.invalid("upstream.api-key-file", raw, "the file is empty"));
+        let settings_of = given.remove(&upstream.name).unwrap_or_default();
+        for (i, g) in settings_of.iter().enumerate() {
+            if settings_of[..i].iter().any(|earlier| earlier.key == g.key) {
+                return Err(settings.invalid(g.key, &g.raw, "given twice for this upstream"));
             }
-            upstream.api_key = Some(key.to_string());
-        }
-        if let Some((raw, listen)) = proxies.get(&upstream.name) {
-            common::server::parse_listen_address(listen)
-                .map_err(|e| settings.invalid("proxy", raw, &e))?;
-            upstream.proxy_listen = Some(listen.clone());
+            let invalid = |why: &str| settings.invalid(g.key, &g.raw, why);
+            match g.key {
+                "upstream.backend" => {
+                    upstream.backend = parse_backend(&g.value).map_err(|e| invalid(&e))?;
+                }
+                "upstream.api-key-file" => {
+                    let text = std::fs::read_to_string(&g.value)
+                        .map_err(|e| invalid(&format!("cannot read: {e}")))?;
+                    let key = text.trim();
+                    if key.is_empty() {
+                        return Err(invalid("the file is empty"));
+                    }
+                    upstream.api_key = Some(key.to_string());
+                }
+                _ => {
+                    common::server::parse_listen_address(&g.value).map_err(|e| invalid(&e))?;
+                    upstream.proxy_listen = Some(g.value.clone());
+                }
+            }
         }
     }
 

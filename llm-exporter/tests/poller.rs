@@ -420,3 +420,152 @@ fn upstreams_from_the_toml_config_file() {
     assert!(!fake.paths().iter().any(|p| p == "/"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A POST through a proxy on loopback, with `Connection: close`; the status and body.
+fn post_through(port: u16, path: &str, headers: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_string())
+}
+
+#[test]
+fn upstream_tables_in_the_toml_config_file() {
+    let guarded = Fake::start(llama(Llama {
+        api_key: Some("t0ml-key"),
+        ..Default::default()
+    }));
+    let home = Fake::start(ollama(Ollama::default()));
+    let dir = std::env::temp_dir().join(format!("llm-exporter-tables-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("llama.key");
+    std::fs::write(&key_file, "t0ml-key\n").unwrap();
+    let proxy_port = free_port();
+    let file = dir.join("llm.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[upstream]]\nname = \"llama\"\nurl = \"{}\"\nbackend = \"llama.cpp\"\napi-key-file = \"{}\"\nproxy = \"127.0.0.1:{proxy_port}\"\n\n[[upstream]]\nname = \"home\"\nurl = \"{}\"\n",
+            guarded.url(),
+            key_file.display(),
+            home.url()
+        ),
+    )
+    .unwrap();
+    let exporter = Exporter::start(&[format!("--config.file={}", file.display())]);
+    let metrics = exporter.metrics();
+    assert_eq!(
+        value(&metrics, "llm_up{upstream=\"llama\",backend=\"llama.cpp\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    // Auto-detected: no backend in its table.
+    assert_eq!(
+        value(&metrics, "llm_up{upstream=\"home\",backend=\"ollama\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    // The key from the file went out as a bearer token; a fixed backend needs no detection.
+    let sent = guarded.seen.lock().unwrap().clone();
+    let slots = sent.iter().find(|s| s.path == "/slots").unwrap();
+    assert_eq!(slots.headers["authorization"], "Bearer t0ml-key");
+    assert!(!sent.iter().any(|s| s.path == "/"));
+    // The proxy listens where the table says and measures what passes.
+    let (status, _) = post_through(
+        proxy_port,
+        "/v1/chat/completions",
+        "Authorization: Bearer t0ml-key\r\n",
+        "{\"messages\":[]}",
+    );
+    assert_eq!(status, 200);
+    let metrics = exporter.metrics();
+    assert_eq!(
+        value(&metrics, "llm_requests_total{upstream=\"llama\",model=\"tiny-random-llama.gguf\",route=\"/v1/chat/completions\",status=\"success\",code=\"200\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("t0ml-key") && !exporter.log().contains("t0ml-key"));
+
+    // Mistakes in a table are start-up errors that name the setting.
+    let refused = |text: &str, expect: &str| {
+        std::fs::write(&file, text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_llm-exporter"))
+            .arg(format!("--config.file={}", file.display()))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{text} started");
+        assert!(stderr.contains(expect), "{text}: {stderr}");
+    };
+    refused("[[upstream]]\nurl = \"http://x:1\"\n", "needs a name");
+    refused("[[upstream]]\nname = \"a\"\n", "needs a url");
+    refused(
+        "[[upstream]]\nname = \"a\"\nurl = \"http://x:1\"\nmodel = \"m\"\n",
+        "unknown key 'model'",
+    );
+    refused(
+        "[[upstream]]\nname = \"a\"\nurl = \"http://x:1\"\nbackend = \"vllm\"\n",
+        "--upstream.backend",
+    );
+    refused(
+        "[[upstream]]\nname = \"a\"\nurl = \"http://x:1\"\n[[upstream]]\nname = \"a\"\nurl = \"http://y:1\"\n",
+        "twice",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The shipped example, with its commented backend and proxy lines switched on, starts and works.
+#[test]
+fn the_shipped_config_example_is_valid() {
+    let llama_fake = Fake::start(llama(Llama::default()));
+    let ollama_fake = Fake::start(ollama(Ollama::default()));
+    let proxy_port = free_port();
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../packaging/etc/llm-exporter/config.toml"
+    ))
+    .unwrap();
+    let text = shipped
+        .replace("# backend = [", "backend = [")
+        .replace("# proxy = [", "proxy = [")
+        .replace("http://127.0.0.1:8080", &llama_fake.url())
+        .replace("http://127.0.0.1:11434", &ollama_fake.url())
+        .replace("127.0.0.1:8081", &format!("127.0.0.1:{proxy_port}"));
+    assert!(text.contains("\nproxy = [") && text.contains("\nbackend = ["));
+    let dir = std::env::temp_dir().join(format!("llm-exporter-shipped-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("config.toml");
+    std::fs::write(&file, &text).unwrap();
+    let exporter = Exporter::start(&[format!("--config.file={}", file.display())]);
+    let metrics = exporter.metrics();
+    assert_eq!(
+        value(&metrics, "llm_up{upstream=\"llama\",backend=\"llama.cpp\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        value(&metrics, "llm_up{upstream=\"ollama\",backend=\"ollama\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    let (status, _) = post_through(proxy_port, "/completion", "", "{\"prompt\":\"x\"}");
+    assert_eq!(status, 200);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
