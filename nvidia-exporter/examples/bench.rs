@@ -8,9 +8,12 @@
 //!
 //! It compiles the fake library with `$CC`/`cc`, or uses the one `$BENCH_FAKE_NVML` names.
 //!
-//! Two runs: with the default `--nvml.min-interval=500ms` (back-to-back scrapes mostly reuse
-//! one sample, as concurrent scrapes do), and with `--nvml.min-interval=0s`, where every scrape
-//! takes a fresh NVML sample of all 8 GPUs and their processes.
+//! Three runs: back to back with the default `--nvml.min-interval=500ms` (scrapes mostly reuse
+//! one sample, as concurrent scrapes do); back to back with `--nvml.min-interval=0s` (a fresh
+//! NVML sample of all 8 GPUs and their processes for almost every scrape, taken while the
+//! scrape waits); and paced like Prometheus, one scrape every 100 ms with
+//! `--nvml.min-interval=0s`, where the worker learns the cadence and takes each scrape's fresh
+//! sample just before it arrives (at most 300 scrapes; the first few sample on demand).
 
 #[path = "../tests/fake-nvml/compile.rs"]
 mod compile;
@@ -60,8 +63,17 @@ fn main() {
             &scenario,
             min_interval,
             scrapes,
+            None,
         );
     }
+    run(
+        &binary,
+        library.as_deref(),
+        &scenario,
+        "0s",
+        scrapes.min(300),
+        Some(Duration::from_millis(100)),
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -71,6 +83,7 @@ fn run(
     scenario: &std::path::Path,
     min_interval: &str,
     scrapes: usize,
+    pace: Option<Duration>,
 ) {
     let mut args = vec![format!("--nvml.min-interval={min_interval}")];
     if let Some(library) = library {
@@ -89,27 +102,53 @@ fn run(
     }
     assert!(body.contains("nvidia_up 1"), "exporter not up:\n{body}");
     let mut latencies = Vec::with_capacity(scrapes);
+    let mut ages = Vec::with_capacity(scrapes);
+    let mut next = Instant::now();
     for _ in 0..scrapes {
+        if let Some(pace) = pace {
+            // A fixed schedule, as Prometheus keeps, whatever each scrape took.
+            next += pace;
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
         let started = Instant::now();
         let response = http_get(exporter.addr, "/metrics", &[]).unwrap();
         latencies.push(started.elapsed());
         assert_eq!(response.status, 200);
         body = response.text();
+        ages.extend(sample_age(&body));
     }
+    ages.sort_by(f64::total_cmp);
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
     let series = body.lines().filter(|l| !l.starts_with('#')).count();
     let (rss, peak) = memory_kib(exporter.child.id());
+    let mode = match pace {
+        Some(p) => format!("every {} ms", p.as_millis()),
+        None => "back to back".to_string(),
+    };
     println!(
-        "--nvml.min-interval={min_interval:<6} median {:>8.3} ms  p99 {:>8.3} ms  max {:>8.3} ms  | {} series, {} KiB body | RSS {:.1} MiB (peak {:.1} MiB)",
+        "{mode:<13} --nvml.min-interval={min_interval:<6} median {:>8.3} ms  p99 {:>8.3} ms  max {:>8.3} ms  | sample age median {:.1} ms | {} series, {} KiB body | RSS {:.1} MiB (peak {:.1} MiB) | samples {}",
         ms(pct(0.5)),
         ms(pct(0.99)),
         ms(*latencies.last().unwrap()),
+        ages.get(ages.len() / 2).copied().unwrap_or(f64::NAN) * 1000.0,
         series,
         body.len() / 1024,
         rss as f64 / 1024.0,
         peak as f64 / 1024.0,
+        body.lines()
+            .filter(|l| l.starts_with("nvidia_exporter_nvml_samples_total{"))
+            .map(|l| l.replace("nvidia_exporter_nvml_samples_total", ""))
+            .collect::<Vec<_>>()
+            .join(" "),
     );
+}
+
+/// `nvidia_exporter_nvml_sample_age_seconds` of a scrape.
+fn sample_age(body: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix("nvidia_exporter_nvml_sample_age_seconds "))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 fn ms(d: Duration) -> f64 {

@@ -2,6 +2,12 @@
 //! worker for a sample and waits at most `timeout`; if NVML is wedged the scrape is answered with
 //! the last good sample and its age, and no second call is started while one is in flight.
 //!
+//! The worker learns when scrapes come (the smallest interval between recent ones) and takes
+//! the next sample just before the next scrape is due, so a scrape normally finds a fresh
+//! sample and answers at once instead of waiting for the driver. Without a known cadence (the
+//! first scrapes), or when a scrape finds no fresh sample, it samples on demand; when scrapes
+//! stop, so does sampling (one prefetch per scrape at most).
+//!
 //! The worker also owns the NVML session: it initialises NVML on demand (retrying on every
 //! sample while the library or driver is missing, logging only when the state changes),
 //! re-initialises after a driver reload, and starts the XID event thread for each session.
@@ -11,6 +17,7 @@ use crate::snapshot::{DownReason, Snapshot};
 use crate::xid_events::{XidCounts, XidWatcher};
 use common::log;
 use nvml_wrapper::error::NvmlError;
+use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -43,6 +50,84 @@ pub struct WorkerStats {
     pub initializations: u64,
     pub timeouts: u64,
     pub last_sample_duration: Duration,
+    /// Samples taken because a scrape found none fresh enough.
+    pub scrape_samples: u64,
+    /// Samples taken ahead of an expected scrape.
+    pub prefetch_samples: u64,
+}
+
+/// Scrape calls closer together than this are one scrape (the collectors of one scrape, or
+/// two scrapers at the same moment), whatever `--nvml.min-interval` is.
+const MERGE_FLOOR: Duration = Duration::from_millis(50);
+/// Scrape arrivals remembered to learn the cadence.
+const ARRIVALS: usize = 5;
+/// No prefetch once this many intervals passed without a scrape.
+const MISSED_INTERVALS: u32 = 3;
+
+/// When scrapes come, and whether the sample for the next one was already started.
+#[derive(Default)]
+struct Cadence {
+    arrivals: VecDeque<Instant>,
+    /// The scrape arrival a prefetch was started after: at most one prefetch per scrape, so
+    /// nothing is sampled in the background once scraping stops.
+    prefetched_after: Option<Instant>,
+}
+
+impl Cadence {
+    /// Records a scrape call; true when it starts a new scrape.
+    fn note(&mut self, now: Instant, merge: Duration) -> bool {
+        if let Some(&last) = self.arrivals.back() {
+            if now.saturating_duration_since(last) < merge.max(MERGE_FLOOR) {
+                return false;
+            }
+        }
+        if self.arrivals.len() == ARRIVALS {
+            self.arrivals.pop_front();
+        }
+        self.arrivals.push_back(now);
+        true
+    }
+
+    /// The smallest interval between recent scrapes: with two Prometheus servers, the time to
+    /// the next scrape of either.
+    fn interval(&self) -> Option<Duration> {
+        self.arrivals
+            .iter()
+            .zip(self.arrivals.iter().skip(1))
+            .map(|(a, b)| b.saturating_duration_since(*a))
+            .min()
+    }
+
+    /// When to start the sample for the next expected scrape: its expected arrival less the
+    /// last sample's duration and a margin. `None`: no cadence known yet, already started for
+    /// this scrape, or scraping seems to have stopped.
+    fn prefetch_at(&self, now: Instant, sample_duration: Duration) -> Option<Instant> {
+        let interval = self.interval()?;
+        let last = *self.arrivals.back()?;
+        if self.prefetched_after == Some(last)
+            || now.saturating_duration_since(last) > interval * MISSED_INTERVALS
+        {
+            return None;
+        }
+        let lead = sample_duration + margin(interval);
+        Some(
+            (last + interval)
+                .checked_sub(lead)
+                .unwrap_or(last)
+                .max(last),
+        )
+    }
+}
+
+/// Slack for scheduling jitter: 5% of the interval, within 5-250 ms.
+fn margin(interval: Duration) -> Duration {
+    (interval / 20).clamp(Duration::from_millis(5), Duration::from_millis(250))
+}
+
+#[derive(Clone, Copy)]
+enum Trigger {
+    Scrape,
+    Prefetch,
 }
 
 #[derive(Default)]
@@ -56,6 +141,9 @@ struct State {
     timed_out_seq: u64,
     waiters: Vec<oneshot::Sender<Arc<Snapshot>>>,
     stats: WorkerStats,
+    cadence: Cadence,
+    /// The latest sample was prefetched and no scrape has been served from it yet.
+    prefetch_unused: bool,
 }
 
 struct Shared {
@@ -96,10 +184,20 @@ impl NvmlWorker {
     pub async fn snapshot(&self) -> Served {
         let (receiver, wait) = {
             let mut state = lock(&self.shared.state);
-            if let Some(last) = &state.last {
-                if last.taken_at.elapsed() < self.min_interval {
+            if state.cadence.note(Instant::now(), self.min_interval) {
+                // The worker plans the next prefetch from this arrival.
+                self.shared.wake.notify_one();
+            }
+            if let Some(last) = state.last.clone() {
+                let age = last.taken_at.elapsed();
+                // A sample prefetched for this scrape may be older than min_interval (the
+                // margin, a late scrape) but is still the one meant for it.
+                let prefetched =
+                    state.prefetch_unused && state.cadence.interval().is_some_and(|i| age < i / 2);
+                if age < self.min_interval || prefetched {
+                    state.prefetch_unused = false;
                     return Served {
-                        snapshot: last.clone(),
+                        snapshot: last,
                         fresh: true,
                     };
                 }
@@ -174,13 +272,7 @@ fn run(shared: Arc<Shared>, config: WorkerConfig, xid: Arc<XidCounts>) {
     let mut gpus_down: Vec<u32> = Vec::new();
     let mut refused: Option<DownReason> = None;
     loop {
-        {
-            let mut state = lock(&shared.state);
-            while !state.requested {
-                state = shared.wake.wait(state).unwrap_or_else(|p| p.into_inner());
-            }
-            state.requested = false;
-        }
+        let trigger = next_trigger(&shared);
         let started = Instant::now();
         // Errors are counted into a local map and merged after, so the lock is never held
         // across an NVML call.
@@ -208,10 +300,46 @@ fn run(shared: Arc<Shared>, config: WorkerConfig, xid: Arc<XidCounts>) {
         }
         state.stats.initializations += inits;
         state.stats.last_sample_duration = started.elapsed();
+        match trigger {
+            Trigger::Scrape => state.stats.scrape_samples += 1,
+            Trigger::Prefetch => state.stats.prefetch_samples += 1,
+        }
+        state.prefetch_unused = matches!(trigger, Trigger::Prefetch);
         state.last = Some(snapshot.clone());
         state.in_flight_since = None;
         for waiter in state.waiters.drain(..) {
             let _ = waiter.send(snapshot.clone());
+        }
+    }
+}
+
+/// Waits until a scrape asks for a sample, or until it is time to prefetch one.
+fn next_trigger(shared: &Shared) -> Trigger {
+    let mut state = lock(&shared.state);
+    loop {
+        if state.requested {
+            state.requested = false;
+            return Trigger::Scrape;
+        }
+        let now = Instant::now();
+        let at = state
+            .cadence
+            .prefetch_at(now, state.stats.last_sample_duration);
+        match at {
+            Some(at) if at <= now => {
+                // Scrapes arriving now wait for this sample instead of starting another.
+                state.cadence.prefetched_after = state.cadence.arrivals.back().copied();
+                state.in_flight_since = Some(now);
+                state.sample_seq += 1;
+                return Trigger::Prefetch;
+            }
+            Some(at) => {
+                state = match shared.wake.wait_timeout(state, at - now) {
+                    Ok((s, _)) => s,
+                    Err(p) => p.into_inner().0,
+                }
+            }
+            None => state = shared.wake.wait(state).unwrap_or_else(|p| p.into_inner()),
         }
     }
 }
@@ -391,6 +519,43 @@ mod tests {
             assert!(Instant::now() < deadline, "timed out waiting for {what}");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    #[test]
+    fn the_cadence_is_the_smallest_recent_interval() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut c = Cadence::default();
+        assert!(c.note(t0, ms(500)));
+        // The other collectors of the same scrape.
+        assert!(!c.note(t0 + ms(2), ms(500)));
+        assert_eq!(c.interval(), None, "one scrape: no cadence");
+        assert_eq!(c.prefetch_at(t0, ms(100)), None);
+        assert!(c.note(t0 + ms(10_000), ms(500)));
+        // A second Prometheus, scraping 4 s after the first one.
+        assert!(c.note(t0 + ms(14_000), ms(500)));
+        assert_eq!(c.interval(), Some(ms(4_000)));
+        // min_interval 0 still merges the collectors of one scrape.
+        assert!(!c.note(t0 + ms(14_001), Duration::ZERO));
+    }
+
+    #[test]
+    fn one_prefetch_per_scrape_just_before_the_next_one() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut c = Cadence::default();
+        c.note(t0, ms(500));
+        c.note(t0 + ms(1_000), ms(500));
+        let last = t0 + ms(1_000);
+        // Expected at 2000 ms, less the 150 ms a sample takes and a 50 ms margin.
+        assert_eq!(c.prefetch_at(last, ms(150)), Some(t0 + ms(1_800)));
+        // A sample longer than the interval: start at once.
+        assert_eq!(c.prefetch_at(last, ms(5_000)), Some(last));
+        c.prefetched_after = Some(last);
+        assert_eq!(c.prefetch_at(last, ms(150)), None, "already prefetched");
+        // Scraping stopped: no sampling in the background.
+        c.prefetched_after = None;
+        assert_eq!(c.prefetch_at(last + ms(3_500), ms(150)), None);
     }
 
     #[test]

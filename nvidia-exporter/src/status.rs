@@ -52,6 +52,13 @@ pub fn families(served: &Served, stats: &WorkerStats, timeout_secs: f64) -> Vec<
         )
         .with_value(stats.last_sample_duration.as_secs_f64()),
     );
+    let mut samples = MetricFamily::counter(
+        "nvidia_exporter_nvml_samples_total",
+        "NVML samples taken: on demand by a scrape that found none fresh, or ahead of the next expected scrape (prefetch).",
+    );
+    samples.push(&[("trigger", "scrape")], stats.scrape_samples as f64);
+    samples.push(&[("trigger", "prefetch")], stats.prefetch_samples as f64);
+    families.push(samples);
     families.push(
         MetricFamily::counter(
             "nvidia_exporter_nvml_timeouts_total",

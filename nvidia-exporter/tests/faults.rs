@@ -308,3 +308,68 @@ fn a_library_without_nvml_shutdown_is_refused_without_a_panic() {
     assert_eq!(value(&metrics(&exporter), "nvidia_up "), Some(0.0));
     assert_no_panic(&exporter);
 }
+
+#[test]
+fn the_next_sample_is_taken_before_the_next_scrape() {
+    // A sample takes ~150 ms; scrapes come every 300 ms, as from Prometheus.
+    let exporter = start(
+        Fake::Full,
+        "prefetch",
+        &["--nvml.min-interval=50ms", "--no-collector.xid"],
+    );
+    let interval = Duration::from_millis(300);
+    let mut next = Instant::now();
+    let mut scrape = || {
+        next += interval;
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        let started = Instant::now();
+        let text = metrics(&exporter);
+        (started.elapsed(), text)
+    };
+    let (first, _) = scrape();
+    assert!(
+        first >= Duration::from_millis(150),
+        "first scrape samples on demand"
+    );
+    for _ in 0..3 {
+        scrape();
+    }
+    // From now on each scrape finds the sample taken for it.
+    for _ in 0..4 {
+        let (took, text) = scrape();
+        assert!(took < Duration::from_millis(100), "scrape took {took:?}");
+        let age = value(&text, "nvidia_exporter_nvml_sample_age_seconds ").unwrap();
+        assert!(age < 0.3, "sample age {age}");
+        assert_eq!(value(&text, "nvidia_up "), Some(1.0));
+    }
+    let samples = |text: &str| {
+        value(
+            text,
+            "nvidia_exporter_nvml_samples_total{trigger=\"scrape\"}",
+        )
+        .unwrap()
+            + value(
+                text,
+                "nvidia_exporter_nvml_samples_total{trigger=\"prefetch\"}",
+            )
+            .unwrap()
+    };
+    let (_, before) = scrape();
+    assert!(
+        value(
+            &before,
+            "nvidia_exporter_nvml_samples_total{trigger=\"prefetch\"}"
+        )
+        .unwrap()
+            >= 4.0,
+        "{before}"
+    );
+
+    // Nobody scrapes for 2 s (over 6 intervals): at most the one sample prepared for the
+    // scrape that did not come, then nothing; the next scrape adds its own.
+    std::thread::sleep(Duration::from_secs(2));
+    let after = metrics(&exporter);
+    let taken = samples(&after) - samples(&before);
+    assert!(taken <= 2.0, "{taken} samples while nobody scraped");
+    assert_no_panic(&exporter);
+}
