@@ -5,13 +5,13 @@
 use common::cli::{CollectorSpec, CommonOptions, ExporterSpec};
 use common::log::{Level, LogFormat};
 use common::server::{bind, serve, Server};
-use common::testing::{http_get, HttpResponse};
+use common::testing::{check_exposition, http_get, promtool_check_metrics, HttpResponse};
 use common::web_config::WebConfig;
 use common::{BlockingCollector, CollectResult, Collectors, MetricFamily};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 static SPEC: ExporterSpec = ExporterSpec {
@@ -138,60 +138,6 @@ fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
     http_get(addr, path, headers).expect("request failed")
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// Runs tools/check_exposition.py (the prometheus_client parsers) on a body.
-fn python_parse(format: &str, body: &str) -> Result<String, String> {
-    let mut child = Command::new("python3")
-        .arg(repo_root().join("tools/check_exposition.py"))
-        .arg(format)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 is needed for the exposition checks");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
-fn promtool_check_metrics(body: &str) -> (i32, String) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus) is needed");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
-
 #[test]
 fn text_format_by_default_valid_for_parser_and_promtool() {
     let server = start();
@@ -202,7 +148,7 @@ fn text_format_by_default_valid_for_parser_and_promtool() {
         Some("text/plain; version=0.0.4; charset=utf-8")
     );
     let body = r.text();
-    let families = python_parse("text", &body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+    let families = check_exposition("text", &body).unwrap_or_else(|e| panic!("{e}\n{body}"));
     assert!(families.contains("demo_requests counter 2"), "{families}");
     assert!(
         families.contains("demo_exporter_build_info gauge 1"),
@@ -211,7 +157,7 @@ fn text_format_by_default_valid_for_parser_and_promtool() {
     let (code, output) = promtool_check_metrics(&body);
     assert_eq!(code, 0, "promtool check metrics: {output}\n{body}");
     // An invalid body is caught by the same checks: they can fail.
-    assert!(python_parse("text", "demo_x{a=\"b} 1\n").is_err());
+    assert!(check_exposition("text", "demo_x{a=\"b} 1\n").is_err());
     assert_ne!(promtool_check_metrics("demo_x{a=\"b} 1\n").0, 0);
 }
 
@@ -226,14 +172,14 @@ fn openmetrics_when_the_scraper_asks_for_it() {
     );
     let body = r.text();
     assert!(body.ends_with("# EOF\n"));
-    let families = python_parse("openmetrics", &body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+    let families = check_exposition("openmetrics", &body).unwrap_or_else(|e| panic!("{e}\n{body}"));
     assert!(families.contains("demo_requests counter 2"), "{families}");
     assert!(
         families.contains("demo_exporter_collector_success gauge 1"),
         "{families}"
     );
     assert!(
-        python_parse("openmetrics", body.trim_end_matches("# EOF\n")).is_err(),
+        check_exposition("openmetrics", body.trim_end_matches("# EOF\n")).is_err(),
         "a missing EOF must be caught"
     );
 }

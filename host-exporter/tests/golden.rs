@@ -1,7 +1,9 @@
 //! Golden end-to-end tests in node_exporter's style: the real binary on a checked-in /proc and
 //! /sys tree, scraped over HTTP, compared with a checked-in exposition.
 
-use common::testing::{assert_golden, stable_exposition, ExporterProcess};
+use common::testing::{
+    assert_golden, check_exposition, promtool_check_metrics, stable_exposition, ExporterProcess,
+};
 use std::path::{Path, PathBuf};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_host-exporter");
@@ -180,42 +182,16 @@ fn collect_and_exclude_parameters_filter_collectors() {
     );
 }
 
-fn run_with_stdin(program: &str, args: &[&str], input: &str) -> (i32, String) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(program)
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program} is needed: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
-
 #[test]
 fn both_formats_are_valid_for_the_reference_parsers_and_promtool() {
     let exporter = start_on("full", &[]);
-    let checker = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tools/check_exposition.py");
-    let checker = checker.to_str().unwrap();
-
     let text = exporter.get("/metrics").text();
-    let (code, output) = run_with_stdin("python3", &[checker, "text"], &text);
-    assert_eq!(code, 0, "{output}");
+    if let Err(e) = check_exposition("text", &text) {
+        panic!("{e}");
+    }
     // promtool lints node_exporter's own meminfo names (`MemTotal`) as camelCase, as it does for
     // node_exporter; anything else it reports is a real problem.
-    let (code, output) = run_with_stdin("promtool", &["check", "metrics"], &text);
+    let (code, output) = promtool_check_metrics(&text);
     let problems: Vec<&str> = output
         .lines()
         .filter(|l| {
@@ -236,8 +212,8 @@ fn both_formats_are_valid_for_the_reference_parsers_and_promtool() {
         .header("content-type")
         .unwrap()
         .starts_with("application/openmetrics-text"));
-    let (code, output) = run_with_stdin("python3", &[checker, "openmetrics"], &openmetrics.text());
-    assert_eq!(code, 0, "{output}");
+    let output =
+        check_exposition("openmetrics", &openmetrics.text()).unwrap_or_else(|e| panic!("{e}"));
     assert!(output.contains("node_cpu_seconds counter"), "{output}");
 }
 
