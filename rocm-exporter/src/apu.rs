@@ -57,12 +57,27 @@ pub fn is_known_apu(device_id: &str) -> bool {
 
 /// A readable name for a PCI device id, or `AMD GPU 0x....` when we do not know it.
 pub fn model_name(device_id: &str) -> String {
+    known_name(device_id).unwrap_or_else(|| format!("AMD GPU {}", normalise_id(device_id)))
+}
+
+fn known_name(device_id: &str) -> Option<String> {
     let id = normalise_id(device_id);
     APUS.iter()
         .chain(DISCRETE)
         .find(|(known, _)| *known == id)
         .map(|(_, name)| name.to_string())
-        .unwrap_or_else(|| format!("AMD GPU {id}"))
+}
+
+/// The `model` label, the same in both backends for the same GPU: the name of its device id
+/// where we know one (both backends read the device id), else the backend's own name (rocm-smi's
+/// `Card Series`, a server card's sysfs `product_name`: only one backend has each), else
+/// `AMD GPU 0x....`.
+pub fn model(device_id: Option<&str>, own_name: Option<&str>) -> String {
+    device_id
+        .and_then(known_name)
+        .or_else(|| own_name.map(str::to_string))
+        .or_else(|| device_id.map(model_name))
+        .unwrap_or_default()
 }
 
 /// The APU test, from the strongest evidence to the weakest: a known APU device id; a `vddnb`
@@ -179,5 +194,17 @@ mod tests {
         assert_eq!(model_name("0x1586"), "Radeon 8060S Graphics (Strix Halo)");
         assert_eq!(model_name("0X744C"), "Radeon RX 7900 XT/XTX (Navi 31)");
         assert_eq!(model_name("0x1234"), "AMD GPU 0x1234");
+        // The table wins over a backend's own name, so both backends agree where it knows one.
+        assert_eq!(
+            model(Some("0x744c"), Some("Radeon RX 7900 XTX")),
+            "Radeon RX 7900 XT/XTX (Navi 31)"
+        );
+        assert_eq!(
+            model(Some("0x7551"), Some("Radeon AI PRO R9700")),
+            "Radeon AI PRO R9700"
+        );
+        assert_eq!(model(Some("0x7551"), None), "AMD GPU 0x7551");
+        assert_eq!(model(None, Some("Phoenix3")), "Phoenix3");
+        assert_eq!(model(None, None), "");
     }
 }

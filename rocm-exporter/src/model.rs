@@ -70,6 +70,22 @@ pub struct Device {
     pub pcie: PcieLink,
 }
 
+/// A unique id as sysfs writes it (`%016llx`: 16 lower-case hex digits, no `0x`). rocm-smi
+/// prints the same number as `0x...` without leading zeros; both are brought to the sysfs form
+/// so that the label names the same GPU the same way. `None` for anything that is not such a
+/// number (`N/A`, garbage, empty).
+pub fn normalize_unique_id(text: &str) -> Option<String> {
+    let t = text.trim();
+    let hex = t
+        .strip_prefix("0x")
+        .or_else(|| t.strip_prefix("0X"))
+        .unwrap_or(t);
+    let value = u64::from_str_radix(hex, 16)
+        .ok()
+        .filter(|_| !hex.starts_with('+'))?;
+    Some(format!("{value:016x}"))
+}
+
 /// Everything one collection produced.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
@@ -154,4 +170,28 @@ impl Failure {
 pub trait Backend: Send + 'static {
     fn name(&self) -> &'static str;
     fn sample(&mut self) -> Result<Snapshot, Failure>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_ids_take_the_sysfs_form() {
+        assert_eq!(
+            normalize_unique_id("0x2150e7d042a1124").as_deref(),
+            Some("02150e7d042a1124")
+        );
+        assert_eq!(
+            normalize_unique_id("0x79CCD55167A2124A").as_deref(),
+            Some("79ccd55167a2124a")
+        );
+        assert_eq!(
+            normalize_unique_id("3a1b2c3d4e5f6071\n").as_deref(),
+            Some("3a1b2c3d4e5f6071")
+        );
+        for bad in ["N/A", "", "0x", "+12", "0x11112222333344445", "zz"] {
+            assert_eq!(normalize_unique_id(bad), None, "{bad}");
+        }
+    }
 }

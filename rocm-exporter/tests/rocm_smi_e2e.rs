@@ -96,6 +96,48 @@ fn both_backends_name_the_same_gpu_the_same_way() {
         ),
         value(&smi, apu)
     );
+    // So are the identity labels: the APU from the Strix Halo tree, the RX 7900 XTX
+    // (0000:03:00.0, unique id 0x3a1b2c3d4e5f6071 in rocm-smi) from the dGPU tree.
+    let dgpu = Exporter::start(
+        &[
+            "--backend=sysfs".to_string(),
+            format!("--path.sysfs={}", fixtures().join("sysfs/dgpu").display()),
+            "--no-collector.processes".to_string(),
+        ],
+        &[],
+    )
+    .metrics();
+    for (from_sysfs, id) in [(&sysfs, "0000:c3:00.0"), (&dgpu, "0000:03:00.0")] {
+        for (family, keys) in [
+            ("gpu_info", &["vendor", "model"][..]),
+            ("amdgpu_info", &["device_id", "revision", "unique_id"][..]),
+        ] {
+            let smi_labels = info_labels(&smi, family, id, keys);
+            assert_eq!(info_labels(from_sysfs, family, id, keys), smi_labels);
+            assert!(smi_labels
+                .iter()
+                .any(|(k, _)| k == "device_id" || k == "model"));
+        }
+    }
+}
+
+/// The given labels of the `family` sample for PCI address `id`, in the order given; absent
+/// labels are left out.
+fn info_labels(body: &str, family: &str, id: &str, keys: &[&str]) -> Vec<(String, String)> {
+    let prefix = format!("{family}{{");
+    let id_label = format!("id=\"{id}\"");
+    let line = body
+        .lines()
+        .find(|l| l.starts_with(&prefix) && l.contains(&id_label))
+        .unwrap_or_else(|| panic!("no {family} for {id} in:\n{body}"));
+    let labels = &line[prefix.len()..line.rfind('}').unwrap()];
+    keys.iter()
+        .filter_map(|key| {
+            let start = labels.find(&format!("{key}=\""))? + key.len() + 2;
+            let end = start + labels[start..].find('"')?;
+            Some((key.to_string(), labels[start..end].to_string()))
+        })
+        .collect()
 }
 
 /// Each failure: rocm_up 0 with its reason, one log line saying why, the scrape still served.

@@ -13,7 +13,7 @@
 
 use crate::apu;
 use crate::child::{Output, RunError, Runner};
-use crate::model::{Backend, Device, Failure, Reason, Snapshot};
+use crate::model::{normalize_unique_id, Backend, Device, Failure, Reason, Snapshot};
 use common::gpu::normalize_pci_address;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -339,13 +339,11 @@ fn parse_card(index: u32, f: &Fields) -> Device {
                 .flatten()
         })
         .map(|id| format!("0x{:0>4}", id.trim_start_matches("0x")));
-    let model = f
+    let own_name = f
         .text("card series")
         .filter(|s| !s.starts_with("0x"))
-        .or_else(|| f.text("device name"))
-        .map(str::to_string)
-        .or_else(|| device_id.as_deref().map(apu::model_name))
-        .unwrap_or_default();
+        .or_else(|| f.text("device name"));
+    let model = apu::model(device_id.as_deref(), own_name);
     let mut device = Device {
         id: f
             .text("pci bus")
@@ -355,7 +353,7 @@ fn parse_card(index: u32, f: &Fields) -> Device {
         model,
         device_id,
         revision: f.text("device rev").map(str::to_string),
-        unique_id: f.text("unique id").map(str::to_string),
+        unique_id: f.text("unique id").and_then(normalize_unique_id),
         gfx_version: f.text("gfx version").map(str::to_string),
         answered: true,
         busy_percent: f.number("gpu use (%)"),
@@ -495,7 +493,8 @@ mod tests {
         assert_eq!(s.devices.len(), 2);
         let d = &s.devices[0];
         assert_eq!(d.id, "0000:1e:00.0");
-        assert_eq!(d.model, "Arcturus GL-XL [Instinct MI100]");
+        assert_eq!(d.model, "Instinct MI100");
+        assert_eq!(d.unique_id, None, "N/A is no id");
         assert_eq!(d.power_average_watts, Some(39.0));
         assert_eq!(d.power_input_watts, None);
         assert!(d.clocks_hz.contains(&("sclk".to_string(), 300e6)));
@@ -514,6 +513,15 @@ mod tests {
         assert_eq!(d.power_input_watts, Some(7.222));
         assert_eq!(d.power_sensor, "PPT");
         assert!(d.is_apu);
+    }
+
+    #[test]
+    fn unique_ids_in_the_sysfs_form() {
+        let s = run(&fixture("mi100-rocm-6.0.2.json"), "", 0).unwrap();
+        assert_eq!(s.devices[0].unique_id.as_deref(), Some("79ccd55167a2124a"));
+        // "0x2150e7d042a1124": rocm-smi drops the leading zero sysfs keeps.
+        let s = run(&fixture("vega10xt-rocm-5.x.json"), "", 0).unwrap();
+        assert_eq!(s.devices[0].unique_id.as_deref(), Some("02150e7d042a1124"));
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! garbage costs only its own value.
 
 use crate::apu;
-use crate::model::{Backend, Device, Failure, Pool, Reason, Snapshot};
+use crate::model::{normalize_unique_id, Backend, Device, Failure, Pool, Reason, Snapshot};
 use common::gpu::normalize_pci_address;
 use rustix::fd::OwnedFd;
 use rustix::fs::{Mode, OFlags};
@@ -312,10 +312,7 @@ impl<F: Files> SysfsBackend<F> {
         Device {
             id: card.pci_address.clone(),
             card: Some(card.name.clone()),
-            model: device_id
-                .as_deref()
-                .map(apu::model_name)
-                .unwrap_or_default(),
+            model: apu::model(device_id.as_deref(), None),
             is_apu: device_id.as_deref().is_some_and(apu::is_known_apu),
             device_id,
             revision: self.text(&dir.join("revision")),
@@ -338,9 +335,11 @@ impl<F: Files> SysfsBackend<F> {
             v
         };
         if let Some(name) = self.text(&dir.join("product_name")) {
-            fixed.model = name;
+            fixed.model = apu::model(fixed.device_id.as_deref(), Some(&name));
         }
-        fixed.unique_id = self.text(&dir.join("unique_id"));
+        fixed.unique_id = self
+            .text(&dir.join("unique_id"))
+            .and_then(|id| normalize_unique_id(&id));
         for (pool, prefix) in [
             (PoolName::Vram, "mem_info_vram"),
             (PoolName::VisVram, "mem_info_vis_vram"),
