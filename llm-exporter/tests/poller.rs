@@ -569,3 +569,55 @@ fn the_shipped_config_example_is_valid() {
     assert_eq!(status, 200);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A web page where a model server should be: every upstream reports `llm_up 0` with reason
+/// `error`, the unparsable bodies are counted, and nothing panics.
+#[test]
+fn an_html_page_instead_of_a_model_server() {
+    let page = || {
+        Fake::start(llama(Llama {
+            mode: LlamaMode::Html,
+            ..Default::default()
+        }))
+    };
+    let (auto, as_llama, as_ollama) = (page(), page(), page());
+    let exporter = Exporter::start(&[
+        arg("upstream", "auto", &auto.url()),
+        arg("upstream", "as-llama", &as_llama.url()),
+        arg("upstream", "as-ollama", &as_ollama.url()),
+        arg("upstream.backend", "as-llama", "llama.cpp"),
+        arg("upstream.backend", "as-ollama", "ollama"),
+    ]);
+    let metrics = exporter.metrics();
+    for (name, backend) in [
+        ("auto", "unknown"),
+        ("as-llama", "llama.cpp"),
+        ("as-ollama", "ollama"),
+    ] {
+        assert_eq!(
+            value(
+                &metrics,
+                &format!("llm_up{{upstream=\"{name}\",backend=\"{backend}\"}}")
+            ),
+            Some(0.0),
+            "{name}: {metrics}"
+        );
+        assert_eq!(
+            value(
+                &metrics,
+                &format!("llm_down_reason{{upstream=\"{name}\",reason=\"error\"}}")
+            ),
+            Some(1.0),
+            "{name}: {metrics}"
+        );
+    }
+    for name in ["as-llama", "as-ollama"] {
+        assert!(
+            metrics.contains(&format!(
+                "llm_upstream_format_errors_total{{upstream=\"{name}\","
+            )),
+            "{name}: {metrics}"
+        );
+    }
+    assert!(!exporter.log().contains("panicked"), "{}", exporter.log());
+}

@@ -577,3 +577,235 @@ async fn a_client_that_leaves_before_the_headers_is_counted_and_not_left_active(
         Some(1.0)
     );
 }
+
+/// Reads a body to its end or its first error: the data received, and whether it ended cleanly.
+async fn read_until_end_or_error(response: Response<Incoming>) -> (Vec<u8>, bool) {
+    let mut body = response.into_body();
+    let mut got = Vec::new();
+    loop {
+        match next_data(&mut body).await {
+            Some(Ok(data)) => got.extend_from_slice(&data),
+            Some(Err(_)) => return (got, false),
+            None => return (got, true),
+        }
+    }
+}
+
+/// The upstream dies three events into a stream: the client gets those three events and then a
+/// broken body (never a clean end that would look complete), and the request counts as
+/// `upstream_broken`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_cut_by_the_upstream_reaches_the_client_cut_and_is_counted() {
+    let fake = Fake::start(Arc::new(|_: &Seen| {
+        Answer::recorded_stream("v1-chat-completions-stream", TOKEN_GAP).cut_after(3)
+    }));
+    let port = free_port();
+    let exporter = Exporter::start(&[
+        format!("--upstream=local={}", fake.url()),
+        "--upstream.backend=local=llama.cpp".into(),
+        proxy_arg("local", port),
+    ]);
+    let response = post(port, "/v1/chat/completions", &fixture(CHAT_STREAM_REQ)).await;
+    assert_eq!(response.status(), 200);
+    let (got, clean) = read_until_end_or_error(response).await;
+    let events = split_after(
+        &fixture("llama-server/v1-chat-completions-stream.body"),
+        b"\n\n",
+    );
+    assert_eq!(got, events[..3].concat());
+    assert!(!clean, "a cut stream must not end like a complete one");
+    let labels =
+        "upstream=\"local\",model=\"tiny-random-llama.gguf\",route=\"/v1/chat/completions\"";
+    let metrics = wait_for(
+        &exporter,
+        &format!("llm_request_errors_total{{{labels},kind=\"upstream_broken\"}}"),
+        1.0,
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            &format!("llm_requests_total{{{labels},status=\"error\",code=\"200\"}}")
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            "llm_active_requests{upstream=\"local\",route=\"/v1/chat/completions\"}"
+        ),
+        Some(0.0)
+    );
+    assert!(!exporter.log().contains("panicked"), "{}", exporter.log());
+}
+
+/// llama-server reports an error after the first result as `data: {"error":{…}}` and ends the
+/// stream without `[DONE]` (reference §1): passed on unchanged, counted as `stream_error`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_llama_server_error_event_mid_stream_is_passed_on_and_counted() {
+    let recorded = split_after(
+        &fixture("llama-server/v1-chat-completions-stream.body"),
+        b"\n\n",
+    );
+    let mut events = recorded[..3].to_vec();
+    events.push(Bytes::from_static(
+        b"data: {\"error\":{\"code\":500,\"message\":\"Failed to decode the batch\",\"type\":\"server_error\"}}\n\n",
+    ));
+    let sent = events.concat();
+    let fake = Fake::start(Arc::new(move |_: &Seen| {
+        let mut answer = Answer::recorded_stream("v1-chat-completions-stream", TOKEN_GAP);
+        if let Answer::Stream { events: e, .. } = &mut answer {
+            *e = events.clone();
+        }
+        answer
+    }));
+    let port = free_port();
+    let exporter = Exporter::start(&[
+        format!("--upstream=local={}", fake.url()),
+        proxy_arg("local", port),
+    ]);
+    let response = post(port, "/v1/chat/completions", &fixture(CHAT_STREAM_REQ)).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(read_all(response).await, sent);
+    let labels =
+        "upstream=\"local\",model=\"tiny-random-llama.gguf\",route=\"/v1/chat/completions\"";
+    let metrics = wait_for(
+        &exporter,
+        &format!("llm_request_errors_total{{{labels},kind=\"stream_error\"}}"),
+        1.0,
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            &format!("llm_requests_total{{{labels},status=\"error\",code=\"200\"}}")
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    // The content before the error still gave a first token.
+    assert_eq!(
+        value(
+            &metrics,
+            &format!("llm_time_to_first_token_seconds_count{{{labels}}}")
+        ),
+        Some(1.0)
+    );
+}
+
+/// 401 (no API key) and 500 reach the client exactly as the upstream sent them, and count as
+/// `upstream_status` with their code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_401_and_500_pass_through_unchanged_and_are_counted() {
+    let guarded = Fake::start(llama(Llama {
+        api_key: Some("k3y"),
+        ..Default::default()
+    }));
+    let failing = Fake::start(llama(Llama {
+        mode: support::servers::LlamaMode::ServerError,
+        ..Default::default()
+    }));
+    let (guarded_port, failing_port) = (free_port(), free_port());
+    let exporter = Exporter::start(&[
+        format!("--upstream=guarded={}", guarded.url()),
+        format!("--upstream=failing={}", failing.url()),
+        "--upstream.backend=guarded=llama.cpp".into(),
+        "--upstream.backend=failing=llama.cpp".into(),
+        proxy_arg("guarded", guarded_port),
+        proxy_arg("failing", failing_port),
+    ]);
+    let request = fixture("llama-server/v1-chat-completions.request.json");
+    let response = post(guarded_port, "/v1/chat/completions", &request).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/json; charset=utf-8"
+    );
+    assert_eq!(
+        read_all(response).await,
+        fixture("llama-server/apikey-metrics-nokey.body")
+    );
+    let response = post(failing_port, "/v1/chat/completions", &request).await;
+    assert_eq!(response.status(), 500);
+    assert_eq!(
+        read_all(response).await,
+        Bytes::from_static(
+            b"{\"error\":{\"message\":\"internal error\",\"type\":\"server_error\",\"code\":500}}"
+        )
+    );
+    let metrics = wait_for(
+        &exporter,
+        "llm_requests_total{upstream=\"failing\",model=\"unknown\",route=\"/v1/chat/completions\",status=\"error\",code=\"500\"}",
+        1.0,
+    );
+    for upstream in ["guarded", "failing"] {
+        assert_eq!(
+            value(&metrics, &format!("llm_request_errors_total{{upstream=\"{upstream}\",model=\"unknown\",route=\"/v1/chat/completions\",kind=\"upstream_status\"}}")),
+            Some(1.0),
+            "{metrics}"
+        );
+    }
+    assert_eq!(
+        value(&metrics, "llm_requests_total{upstream=\"guarded\",model=\"unknown\",route=\"/v1/chat/completions\",status=\"error\",code=\"401\"}"),
+        Some(1.0)
+    );
+}
+
+/// nginx's answer when a request is over `client_max_body_size`.
+const NGINX_413: &[u8] = b"<html>\r\n<head><title>413 Request Entity Too Large</title></head>\r\n<body>\r\n<center><h1>413 Request Entity Too Large</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
+
+/// The proxy sets no size limit of its own and never buffers a request: a large body reaches the
+/// upstream byte for byte, and where the upstream (or a proxy before it) has a limit, its 413
+/// reaches the client unchanged and is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_request_passes_unchanged_and_an_upstream_413_reaches_the_client() {
+    const LIMIT: usize = 1 << 20;
+    let limited = Fake::start(Arc::new(|seen: &Seen| {
+        if seen.body.len() > LIMIT {
+            Answer::Full {
+                status: 413,
+                headers: vec![
+                    ("Server".into(), "nginx".into()),
+                    ("Content-Type".into(), "text/html".into()),
+                ],
+                body: Bytes::from_static(NGINX_413),
+            }
+        } else {
+            Answer::recorded("v1-chat-completions")
+        }
+    }));
+    let port = free_port();
+    let exporter = Exporter::start(&[
+        format!("--upstream=limited={}", limited.url()),
+        "--upstream.backend=limited=llama.cpp".into(),
+        proxy_arg("limited", port),
+    ]);
+    // Just under the limit: 1 MiB of prompt, passed whole.
+    let content = "a".repeat(LIMIT - 100);
+    let request = format!("{{\"messages\":[{{\"role\":\"user\",\"content\":\"{content}\"}}]}}");
+    let response = post(port, "/v1/chat/completions", request.as_bytes()).await;
+    assert_eq!(response.status(), 200);
+    read_all(response).await;
+    assert_eq!(last_request(&limited).body, request.as_bytes());
+    // 8 MiB: the upstream refuses it.
+    let content = "b".repeat(8 << 20);
+    let request = format!("{{\"messages\":[{{\"role\":\"user\",\"content\":\"{content}\"}}]}}");
+    let response = post(port, "/v1/chat/completions", request.as_bytes()).await;
+    assert_eq!(response.status(), 413);
+    assert_eq!(read_all(response).await, Bytes::from_static(NGINX_413));
+    assert_eq!(last_request(&limited).body.len(), request.len());
+    let metrics = wait_for(
+        &exporter,
+        "llm_requests_total{upstream=\"limited\",model=\"unknown\",route=\"/v1/chat/completions\",status=\"error\",code=\"413\"}",
+        1.0,
+    );
+    assert_eq!(
+        value(&metrics, "llm_request_errors_total{upstream=\"limited\",model=\"unknown\",route=\"/v1/chat/completions\",kind=\"upstream_status\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        value(&metrics, "llm_requests_total{upstream=\"limited\",model=\"tiny-random-llama.gguf\",route=\"/v1/chat/completions\",status=\"success\",code=\"200\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+}

@@ -37,6 +37,8 @@ pub enum Answer {
     },
     /// Events sent one per chunk, `gap` apart. With a gate, every event after the first waits
     /// for a permit. With `stall_after`, the stream stops after that many events and never ends.
+    /// With `cut_after`, the connection is dropped after that many events, mid-body (no last
+    /// chunk), as when the server process dies.
     Stream {
         status: u16,
         headers: Vec<(String, String)>,
@@ -44,6 +46,7 @@ pub enum Answer {
         gap: Duration,
         gate: Option<Arc<Semaphore>>,
         stall_after: Option<usize>,
+        cut_after: Option<usize>,
     },
     /// Never answer.
     Hang,
@@ -70,6 +73,7 @@ impl Answer {
             gap,
             gate: None,
             stall_after: None,
+            cut_after: None,
         }
     }
 
@@ -99,6 +103,7 @@ impl Answer {
             gap,
             gate: None,
             stall_after: None,
+            cut_after: None,
         }
     }
 
@@ -125,6 +130,14 @@ impl Answer {
     pub fn stalling_after(mut self, n: usize) -> Answer {
         if let Answer::Stream { stall_after, .. } = &mut self {
             *stall_after = Some(n);
+        }
+        self
+    }
+
+    /// The stream sends `n` events and then the connection breaks.
+    pub fn cut_after(mut self, n: usize) -> Answer {
+        if let Answer::Stream { cut_after, .. } = &mut self {
+            *cut_after = Some(n);
         }
         self
     }
@@ -297,7 +310,7 @@ impl Fake {
     }
 }
 
-type FakeBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+type FakeBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
 async fn answer(
     req: Request<Incoming>,
@@ -328,7 +341,11 @@ async fn answer(
             status,
             headers,
             body,
-        } => respond(status, &headers, Full::new(body).boxed()),
+        } => respond(
+            status,
+            &headers,
+            Full::new(body).map_err(|never| match never {}).boxed(),
+        ),
         Answer::Stream {
             status,
             headers,
@@ -336,11 +353,18 @@ async fn answer(
             gap,
             gate,
             stall_after,
+            cut_after,
         } => {
-            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, Infallible>>(1);
+            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(1);
             let aborted = aborted.clone();
             tokio::spawn(async move {
                 for (i, event) in events.into_iter().enumerate() {
+                    if cut_after == Some(i) {
+                        // A body error makes hyper drop the connection without the last chunk.
+                        let cut = std::io::Error::other("the fake server died mid-stream");
+                        let _ = tx.send(Err(cut)).await;
+                        return;
+                    }
                     if stall_after == Some(i) {
                         // Keep the connection open and silent until the client gives up.
                         tx.closed().await;
@@ -382,15 +406,15 @@ fn respond(status: u16, headers: &[(String, String)], body: FakeBody) -> Respons
 }
 
 /// An mpsc receiver as a body: each message is one frame, sent as one HTTP chunk.
-struct ChannelBody(mpsc::Receiver<Result<Frame<Bytes>, Infallible>>);
+struct ChannelBody(mpsc::Receiver<Result<Frame<Bytes>, std::io::Error>>);
 
 impl hyper::body::Body for ChannelBody {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = std::io::Error;
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         self.0.poll_recv(cx)
     }
 }

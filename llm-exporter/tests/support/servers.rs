@@ -28,9 +28,15 @@ pub enum LlamaMode {
     ServerError,
     /// `/slots` answers an empty array (its recorded headers, body `[]`).
     EmptySlots,
+    /// Every path answers 200 with an HTML page, as a web server or captive portal on the port.
+    Html,
     /// Never answers.
     Hang,
 }
+
+/// A web server's default page: neither llama-server's nor Ollama's answer to anything.
+pub const HTML_PAGE: &[u8] =
+    b"<!DOCTYPE html>\n<html>\n<head>\n<title>Welcome to nginx!</title>\n</head>\n<body>\n<h1>Welcome to nginx!</h1>\n</body>\n</html>\n";
 
 #[derive(Clone)]
 pub struct Llama {
@@ -104,6 +110,13 @@ pub fn llama(cfg: Llama) -> Handler {
             }
             LlamaMode::ServerError if path != "/health" && path != "/" => {
                 return llama_error(500, "internal error", "server_error");
+            }
+            LlamaMode::Html => {
+                return Answer::Full {
+                    status: 200,
+                    headers: vec![("Content-Type".into(), "text/html".into())],
+                    body: Bytes::from_static(HTML_PAGE),
+                };
             }
             _ => {}
         }
@@ -261,6 +274,7 @@ pub fn ollama(cfg: Ollama) -> Handler {
                 gap: TOKEN_GAP,
                 gate: None,
                 stall_after: None,
+                cut_after: None,
             },
             _ => Answer::ollama(404, "text/plain", Bytes::from_static(b"404 page not found")),
         }
