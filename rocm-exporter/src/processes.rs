@@ -180,10 +180,14 @@ fn nanoseconds(value: &str) -> Option<f64> {
     number.parse::<u64>().ok().map(|n| n as f64)
 }
 
-/// `460800 KiB`, `2 MiB`, `4096` (bytes) → bytes; garbage → `None`.
+/// `460800 KiB`, `2 MiB`, `4096` (bytes) → bytes; garbage → `None`, and so are `NaN`, `inf`
+/// and negative numbers, which f64 parsing accepts but no memory size can be.
 fn bytes(value: &str) -> Option<f64> {
     let mut parts = value.split_whitespace();
     let number: f64 = parts.next()?.parse().ok()?;
+    if !number.is_finite() || number < 0.0 {
+        return None;
+    }
     let factor = match parts.next() {
         None => 1.0,
         Some("KiB") => 1024.0,
@@ -191,7 +195,7 @@ fn bytes(value: &str) -> Option<f64> {
         Some("GiB") => 1024.0 * 1024.0 * 1024.0,
         Some(_) => return None,
     };
-    Some(number * factor)
+    Some(number * factor).filter(|b| b.is_finite())
 }
 
 /// Largest users first; at most `max_series` series (two per process and GPU).
@@ -320,5 +324,29 @@ mod tests {
     #[test]
     fn missing_procfs_is_an_error() {
         assert!(scan(Path::new("/nonexistent")).is_err());
+    }
+
+    #[test]
+    fn sizes_that_are_no_sizes_are_skipped() {
+        assert_eq!(bytes("460800 KiB"), Some(460800.0 * 1024.0));
+        assert_eq!(bytes("0"), Some(0.0));
+        for bad in [
+            "NaN KiB",
+            "nan",
+            "inf",
+            "-inf MiB",
+            "-4096",
+            "-0.5 KiB",
+            "1e308 GiB",
+        ] {
+            assert_eq!(bytes(bad), None, "{bad}");
+        }
+        let client = parse_fdinfo(
+            "drm-driver:\tamdgpu\ndrm-pdev:\t0000:c3:00.0\ndrm-memory-vram:\tNaN KiB\ndrm-memory-gtt:\t-8 KiB\ndrm-resident-gtt:\t4 KiB\n",
+        )
+        .unwrap();
+        assert_eq!(client.vram, None);
+        // A bad drm-memory-gtt falls back to drm-resident-gtt like a missing one.
+        assert_eq!(client.gtt, Some(4096.0));
     }
 }
