@@ -95,8 +95,12 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Sorts by PCI address and keeps one device per address (the lowest rocm-smi index): two
+    /// entries with one address would give duplicate series, and Prometheus rejects the whole
+    /// scrape for that.
     pub fn new(mut devices: Vec<Device>, driver_version: String) -> Self {
-        devices.sort_by(|a, b| a.id.cmp(&b.id));
+        devices.sort_by(|a, b| a.id.cmp(&b.id).then(a.smi_index.cmp(&b.smi_index)));
+        devices.dedup_by(|later, first| later.id == first.id);
         Snapshot {
             devices,
             driver_version,

@@ -591,6 +591,24 @@ mod tests {
     }
 
     #[test]
+    fn one_device_per_pci_address() {
+        let top: Value = serde_json::from_str(
+            r#"{"card1": {"PCI Bus": "0000:83:00.0", "GPU use (%)": "7"},
+                "card0": {"PCI Bus": "0000:83:00.0", "GPU use (%)": "5"},
+                "card2": {"PCI Bus": "0000:03:00.0", "GPU use (%)": "1"}}"#,
+        )
+        .unwrap();
+        let s = parse(top.as_object().unwrap());
+        let ids: Vec<(&str, Option<u32>)> = s
+            .devices
+            .iter()
+            .map(|d| (d.id.as_str(), d.smi_index))
+            .collect();
+        assert_eq!(ids, [("0000:03:00.0", Some(2)), ("0000:83:00.0", Some(0))]);
+        assert_eq!(s.devices[1].busy_percent, Some(5.0));
+    }
+
+    #[test]
     fn missing_bus_and_secondary_die_values() {
         let top: Value = serde_json::from_str(
             r#"{"card3": {"Average Graphics Package Power (W)": "N/A (Secondary die)", "GPU use (%)": 5}}"#,
