@@ -92,6 +92,48 @@ mod tests {
         assert!((s.sum - 3.65).abs() < 1e-9);
     }
 
+    /// The lists as the reference (llm.md §3.1 vLLM, §3.2 OpenTelemetry GenAI) writes them,
+    /// typed in from there rather than derived, so a changed bound fails here.
+    const VLLM_TTFT: &[f64] = &[
+        0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+        20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
+    ];
+    const VLLM_ITL: &[f64] = &[
+        0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+        20.0, 40.0, 80.0,
+    ];
+    const OTEL_SERVER_TTFT: &[f64] = &[
+        0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    ];
+    const OTEL_SERVER_TPOT: &[f64] = &[
+        0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
+    ];
+    const OTEL_DURATION: &[f64] = &[
+        0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+    ];
+
+    #[test]
+    fn bucket_bounds_are_exactly_the_vllm_and_otel_lists() {
+        assert_eq!(TTFT_SECONDS, VLLM_TTFT);
+        assert_eq!(&TTFT_SECONDS[..OTEL_SERVER_TTFT.len()], OTEL_SERVER_TTFT);
+        assert_eq!(ITL_SECONDS, VLLM_ITL);
+        assert_eq!(&ITL_SECONDS[..OTEL_SERVER_TPOT.len()], OTEL_SERVER_TPOT);
+        // OTel's request duration, then three more doublings for long local generations.
+        assert_eq!(&DURATION_SECONDS[..OTEL_DURATION.len()], OTEL_DURATION);
+        assert_eq!(
+            &DURATION_SECONDS[OTEL_DURATION.len()..],
+            &[163.84, 327.68, 655.36]
+        );
+        // vLLM's 1-2-5 token series, to a million.
+        assert_eq!(
+            TOKENS,
+            &[
+                1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4,
+                1e5, 2e5, 5e5, 1e6
+            ]
+        );
+    }
+
     #[test]
     fn bucket_sets_ascend() {
         for set in [TTFT_SECONDS, ITL_SECONDS, DURATION_SECONDS, TOKENS] {

@@ -809,3 +809,67 @@ async fn a_large_request_passes_unchanged_and_an_upstream_413_reaches_the_client
         "{metrics}"
     );
 }
+
+/// Prompts and keys pass through the proxy to the upstream, and never show in the exporter's log
+/// (at debug level) or its /metrics, whatever the outcome: success, upstream error, unreachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prompts_and_keys_never_reach_logs_or_metrics() {
+    const PROMPT: &str = "PROMPT-CANARY-the-secret-plan-7f3a";
+    const KEY: &str = "KEY-CANARY-sk-91c2";
+    let good = Fake::start(llama(Llama::default()));
+    let failing = Fake::start(llama(Llama {
+        mode: support::servers::LlamaMode::ServerError,
+        ..Default::default()
+    }));
+    let (good_port, failing_port, down_port) = (free_port(), free_port(), free_port());
+    let exporter = Exporter::start(&[
+        format!("--upstream=good={}", good.url()),
+        format!("--upstream=failing={}", failing.url()),
+        format!("--upstream=down=http://127.0.0.1:{}", free_port()),
+        proxy_arg("good", good_port),
+        proxy_arg("failing", failing_port),
+        proxy_arg("down", down_port),
+        "--log.level=debug".into(),
+        "--log.format=json".into(),
+    ]);
+    let request = format!(
+        "{{\"model\":\"m\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"{PROMPT}\"}}]}}"
+    );
+    for (port, path) in [
+        (good_port, "/v1/chat/completions"),
+        (good_port, "/completion"),
+        (failing_port, "/v1/chat/completions"),
+        (down_port, "/api/chat"),
+    ] {
+        let request = Request::post(format!("http://127.0.0.1:{port}{path}?q={PROMPT}"))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {KEY}"))
+            .header("x-api-key", KEY)
+            .body(Full::new(Bytes::from(request.clone())))
+            .unwrap();
+        let response = tokio::time::timeout(PATIENCE, client().request(request))
+            .await
+            .expect("in time")
+            .expect("a response");
+        read_all(response).await;
+    }
+    // The upstream got them (the proxy passes requests unchanged).
+    let seen = last_request(&good);
+    assert!(std::str::from_utf8(&seen.body).unwrap().contains(PROMPT));
+    assert_eq!(seen.headers["authorization"], format!("Bearer {KEY}"));
+    let metrics = wait_for(
+        &exporter,
+        "llm_request_errors_total{upstream=\"down\",model=\"unknown\",route=\"/api/chat\",kind=\"upstream_unreachable\"}",
+        1.0,
+    );
+    let log = exporter.log();
+    for canary in [PROMPT, KEY, "CANARY"] {
+        assert!(
+            !metrics.contains(canary),
+            "{canary} in /metrics:\n{metrics}"
+        );
+        assert!(!log.contains(canary), "{canary} in the log:\n{log}");
+    }
+    // The log did record the failures, so it was looked at, not empty.
+    assert!(log.contains("upstream"), "{log}");
+}
