@@ -17,6 +17,7 @@ use crate::model::{normalize_unique_id, Backend, Device, Failure, Reason, Snapsh
 use common::gpu::normalize_pci_address;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::process::{Child, Command};
 use std::time::Duration;
 
@@ -46,6 +47,9 @@ pub struct RocmSmiBackend {
     /// A killed rocm-smi that has not gone away (D state in the driver). While it exists no new
     /// one is started: a stuck child cannot be killed, and stacking more would only add to it.
     stuck: Option<Child>,
+    /// Extra environment for the child (tests steer the fake rocm-smi this way rather than
+    /// through the process environment, which other tests share).
+    env: Vec<(OsString, OsString)>,
 }
 
 impl RocmSmiBackend {
@@ -58,7 +62,14 @@ impl RocmSmiBackend {
             path: path.into(),
             runner,
             stuck: None,
+            env: Vec::new(),
         }
+    }
+
+    /// Sets a variable in rocm-smi's environment.
+    pub fn with_env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
     }
 
     fn still_stuck(&mut self) -> Option<u32> {
@@ -85,7 +96,11 @@ impl Backend for RocmSmiBackend {
                 format!("the rocm-smi killed earlier (pid {pid}) is still not gone, probably stuck in the driver; not starting another"),
             ));
         }
-        let result = self.runner.run(Command::new(&self.path).args(ARGS));
+        let mut command = Command::new(&self.path);
+        command
+            .args(ARGS)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        let result = self.runner.run(&mut command);
         match result {
             Err(RunError::Unreaped(child)) => {
                 let pid = child.id();
@@ -631,21 +646,21 @@ mod tests {
         let mode = dir.join("mode");
         std::fs::write(&mode, "hang").unwrap();
         let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-        // The child inherits our environment; these variables only steer the fake.
-        std::env::set_var("FAKE_ROCM_SMI_LOG", &log);
-        std::env::set_var("FAKE_ROCM_SMI_MODE_FILE", &mode);
-        std::env::set_var(
-            "FAKE_ROCM_SMI_FIXTURE",
-            fixtures.join("rocm-smi/radeon-780m-rocm-6.2.4.json"),
-        );
         // A kill that does nothing plays a child stuck in D state.
         let runner = Runner {
             kill_grace: Duration::from_millis(100),
             kill_group: ignore,
             ..Runner::new(Duration::from_millis(200))
         };
+        // Only the child gets these: set_var would race with tests running meanwhile.
         let mut backend =
-            RocmSmiBackend::with_runner(fixtures.join("fake-rocm-smi").to_string_lossy(), runner);
+            RocmSmiBackend::with_runner(fixtures.join("fake-rocm-smi").to_string_lossy(), runner)
+                .with_env("FAKE_ROCM_SMI_LOG", &log)
+                .with_env("FAKE_ROCM_SMI_MODE_FILE", &mode)
+                .with_env(
+                    "FAKE_ROCM_SMI_FIXTURE",
+                    fixtures.join("rocm-smi/radeon-780m-rocm-6.2.4.json"),
+                );
         assert_eq!(backend.sample().unwrap_err().reason, Reason::Timeout);
         assert_eq!(backend.sample().unwrap_err().reason, Reason::Stuck);
         assert_eq!(backend.sample().unwrap_err().reason, Reason::Stuck);
