@@ -305,7 +305,16 @@ pub fn parse_rfc3339(s: &str) -> Option<f64> {
                 _ => return None,
             };
             let (h, m) = rest[1..].split_once(':')?;
-            sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60)
+            // Exactly `hh:mm`: a longer number would overflow the arithmetic below.
+            let two_digits = |x: &str| x.len() == 2 && x.bytes().all(|b| b.is_ascii_digit());
+            if !two_digits(h) || !two_digits(m) {
+                return None;
+            }
+            let (h, m) = (h.parse::<i64>().ok()?, m.parse::<i64>().ok()?);
+            if h > 23 || m > 59 {
+                return None;
+            }
+            sign * (h * 3600 + m * 60)
         }
     };
     let days = days_from_civil(year, month, day);
@@ -343,5 +352,16 @@ mod tests {
         assert_eq!(parse_rfc3339("yesterday"), None);
         assert_eq!(parse_rfc3339("2024-13-04T14:38:31Z"), None);
         assert_eq!(parse_rfc3339("2024-06-04T14:38:31+7"), None);
+        // Hostile offsets are refused, not overflowed.
+        assert_eq!(
+            parse_rfc3339("2024-06-04T14:38:31+9223372036854775807:00"),
+            None
+        );
+        assert_eq!(
+            parse_rfc3339("2024-06-04T14:38:31-00:9223372036854775807"),
+            None
+        );
+        assert_eq!(parse_rfc3339("2024-06-04T14:38:31+99:00"), None);
+        assert_eq!(parse_rfc3339("2024-06-04T14:38:31+-1:00"), None);
     }
 }

@@ -182,11 +182,14 @@ impl ProxyMetrics {
             }
         }
         if let Some(n) = f.prompt_tokens {
-            *state.prompt_tokens.entry(key.clone()).or_insert(0) += n;
+            // A server may report any number: saturate rather than overflow.
+            let total = state.prompt_tokens.entry(key.clone()).or_insert(0);
+            *total = total.saturating_add(n);
             observe(&mut state.prompt_hist, &key, histogram::TOKENS, n as f64);
         }
         if let Some(n) = f.generated_tokens {
-            *state.generated_tokens.entry(key.clone()).or_insert(0) += n;
+            let total = state.generated_tokens.entry(key.clone()).or_insert(0);
+            *total = total.saturating_add(n);
             observe(&mut state.generated_hist, &key, histogram::TOKENS, n as f64);
         }
     }
@@ -292,6 +295,28 @@ mod tests {
             duration: 0.5,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn hostile_token_counts_saturate() {
+        let m = ProxyMetrics::new(4);
+        for _ in 0..2 {
+            m.started(&Arc::from("u"), "/api/chat");
+            m.finished(Finished {
+                prompt_tokens: Some(u64::MAX),
+                generated_tokens: Some(u64::MAX - 1),
+                ..finished("a")
+            });
+        }
+        let families = m.families();
+        let value = |name: &str| {
+            families
+                .iter()
+                .find(|f| f.name == name)
+                .map(|f| f.samples[0].value)
+        };
+        assert_eq!(value("llm_prompt_tokens_total"), Some(u64::MAX as f64));
+        assert_eq!(value("llm_tokens_generated_total"), Some(u64::MAX as f64));
     }
 
     #[test]

@@ -254,7 +254,8 @@ impl Observer {
         if let Some(t) = &chunk.timings {
             let prompt = match (t.prompt_n, t.cache_n) {
                 (None, None) => None,
-                (p, c) => Some(p.unwrap_or(0) + c.unwrap_or(0)),
+                // Hostile numbers saturate rather than overflow.
+                (p, c) => Some(p.unwrap_or(0).saturating_add(c.unwrap_or(0))),
             };
             self.timings = (prompt, t.predicted_n);
             if let Some(ms) = t.prompt_ms {
@@ -266,7 +267,10 @@ impl Observer {
                 Some(chunk.prompt_eval_count.unwrap_or(0)),
                 Some(chunk.eval_count.unwrap_or(0)),
             );
-            let ns = chunk.load_duration.unwrap_or(0) + chunk.prompt_eval_duration.unwrap_or(0);
+            let ns = chunk
+                .load_duration
+                .unwrap_or(0)
+                .saturating_add(chunk.prompt_eval_duration.unwrap_or(0));
             self.server_prefill = Some(ns as f64 / 1e9);
         } else if chunk.done.is_none() && chunk.prompt_eval_count.is_some() {
             // /api/embed: no `done`, only the prompt count.
@@ -382,6 +386,29 @@ mod tests {
         let o = run(Framing::Json, &fixture("ollama/chat.body"), b"\n");
         assert_eq!(o.tokens(), (Some(169), Some(15)));
         let o = run(Framing::Json, b"{\"truncated\": [1,2", b"\n");
+        assert_eq!(o.tokens(), (None, None));
+    }
+
+    #[test]
+    fn hostile_numbers_saturate_instead_of_overflowing() {
+        let max = u64::MAX;
+        let body = format!(
+            "data: {{\"choices\":[{{\"delta\":{{\"content\":\"x\"}}}}],\"timings\":{{\"prompt_n\":{max},\"cache_n\":{max},\"predicted_n\":{max},\"prompt_ms\":1e308}}}}\n\n"
+        );
+        let o = run(Framing::Sse, body.as_bytes(), b"\n\n");
+        assert_eq!(o.tokens(), (Some(max), Some(max)));
+        let line = format!(
+            "{{\"model\":\"m\",\"done\":true,\"prompt_eval_count\":{max},\"eval_count\":{max},\"load_duration\":{max},\"prompt_eval_duration\":{max}}}\n"
+        );
+        let o = run(Framing::Ndjson, line.as_bytes(), b"\n");
+        assert_eq!(o.tokens(), (Some(max), Some(max)));
+        assert!(o.server_prefill.unwrap() > 1.8e10);
+        // Beyond u64: not the JSON we expect, so nothing is counted, and nothing breaks.
+        let o = run(
+            Framing::Ndjson,
+            b"{\"done\":true,\"eval_count\":1e400,\"prompt_eval_count\":-1}\n",
+            b"\n",
+        );
         assert_eq!(o.tokens(), (None, None));
     }
 
