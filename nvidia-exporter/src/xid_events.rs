@@ -8,7 +8,7 @@ use common::metrics::MetricFamily;
 use nvml_wrapper::bitmasks::event::EventTypes;
 use nvml_wrapper::enums::event::XidError;
 use nvml_wrapper::error::NvmlError;
-use nvml_wrapper::Nvml;
+use nvml_wrapper::{EventSet, Nvml};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -165,8 +165,6 @@ impl XidWatcher {
 }
 
 fn watch(nvml: &Nvml, indices: &[u32], counts: &XidCounts, stop: &AtomicBool, id: u64) {
-    // Handles of the registered GPUs, to map an event back to its index without another call.
-    let mut registered: Vec<(usize, u32)> = Vec::new();
     // An EventSet's Drop calls nvmlEventSetFree unchecked (it panics when the symbol is missing).
     if nvml.lib().nvmlEventSetFree.is_err() {
         log::warn(
@@ -183,61 +181,9 @@ fn watch(nvml: &Nvml, indices: &[u32], counts: &XidCounts, stop: &AtomicBool, id
         );
         return;
     }
-    let mut set = match nvml.create_event_set() {
-        Ok(set) => set,
-        Err(e) => {
-            log::warn("XID events unavailable", &[("err", &e.to_string())]);
-            return;
-        }
-    };
-    for &index in indices {
-        let Ok(device) = nvml.device_by_index(index) else {
-            continue;
-        };
-        let supported = device
-            .supported_event_types()
-            .map(|t| t.contains(EventTypes::CRITICAL_XID_ERROR))
-            .unwrap_or(false);
-        if !supported {
-            continue;
-        }
-        match device.register_events(EventTypes::CRITICAL_XID_ERROR, set) {
-            Ok(s) => {
-                set = s;
-                // SAFETY: only compared as a number, never dereferenced.
-                registered.push((unsafe { device.handle() } as usize, index));
-            }
-            Err(e) => {
-                // A failed registration frees the set; start again with the GPUs that worked.
-                log::warn(
-                    "cannot watch XID events on a GPU",
-                    &[("gpu", &index.to_string()), ("err", &e.to_string())],
-                );
-                let Ok(fresh) = nvml.create_event_set() else {
-                    return;
-                };
-                set = fresh;
-                let mut kept = Vec::new();
-                for &(handle, i) in &registered {
-                    if let Ok(d) = nvml.device_by_index(i) {
-                        if let Ok(s) = d.register_events(EventTypes::CRITICAL_XID_ERROR, set) {
-                            set = s;
-                            kept.push((handle, i));
-                            continue;
-                        }
-                    }
-                    let Ok(again) = nvml.create_event_set() else {
-                        return;
-                    };
-                    set = again;
-                }
-                registered = kept;
-            }
-        }
-    }
-    if registered.is_empty() {
+    let Some((mut set, mut registered)) = register(nvml, indices) else {
         return;
-    }
+    };
     if stop.load(Ordering::Acquire) {
         return;
     }
@@ -269,8 +215,26 @@ fn watch(nvml: &Nvml, indices: &[u32], counts: &XidCounts, stop: &AtomicBool, id
                 log::debug("XID event thread stopped", &[("err", &e.to_string())]);
                 return;
             }
+            Err(NvmlError::GpuLost) => {
+                // A lost GPU can fail every wait on the set: watch the others in a new set
+                // (registering the lost one fails, so it is left out).
+                log::warn(
+                    "a GPU watched for XID events is lost; watching the others",
+                    &[],
+                );
+                let indices: Vec<u32> = registered.iter().map(|&(_, i)| i).collect();
+                let Some((fresh, kept)) = register(nvml, &indices) else {
+                    return;
+                };
+                if kept.len() == registered.len() {
+                    // Nothing was left out: do not spin on a set that keeps failing.
+                    std::thread::sleep(std::time::Duration::from_millis(u64::from(WAIT_MS)));
+                }
+                set = fresh;
+                registered = kept;
+                counts.set_watched(id, registered.iter().map(|&(_, i)| i).collect());
+            }
             Err(e) => {
-                // E.g. one GPU lost: keep watching the others, without spinning.
                 if !warned {
                     log::warn("waiting for XID events failed", &[("err", &e.to_string())]);
                     warned = true;
@@ -279,6 +243,63 @@ fn watch(nvml: &Nvml, indices: &[u32], counts: &XidCounts, stop: &AtomicBool, id
             }
         }
     }
+}
+
+/// An event set with XID events registered on every GPU of `indices` that supports them, and
+/// the (handle, index) of those GPUs; `None` when no GPU could be registered.
+fn register<'n>(nvml: &'n Nvml, indices: &[u32]) -> Option<(EventSet<'n>, Vec<(usize, u32)>)> {
+    // Handles of the registered GPUs, to map an event back to its index without another call.
+    let mut registered: Vec<(usize, u32)> = Vec::new();
+    let mut set = match nvml.create_event_set() {
+        Ok(set) => set,
+        Err(e) => {
+            log::warn("XID events unavailable", &[("err", &e.to_string())]);
+            return None;
+        }
+    };
+    for &index in indices {
+        let Ok(device) = nvml.device_by_index(index) else {
+            continue;
+        };
+        let supported = device
+            .supported_event_types()
+            .map(|t| t.contains(EventTypes::CRITICAL_XID_ERROR))
+            .unwrap_or(false);
+        if !supported {
+            continue;
+        }
+        match device.register_events(EventTypes::CRITICAL_XID_ERROR, set) {
+            Ok(s) => {
+                set = s;
+                // SAFETY: only compared as a number, never dereferenced.
+                registered.push((unsafe { device.handle() } as usize, index));
+            }
+            Err(e) => {
+                // A failed registration frees the set; start again with the GPUs that worked.
+                log::warn(
+                    "cannot watch XID events on a GPU",
+                    &[("gpu", &index.to_string()), ("err", &e.to_string())],
+                );
+                set = nvml.create_event_set().ok()?;
+                let mut kept = Vec::new();
+                for &(handle, i) in &registered {
+                    if let Ok(d) = nvml.device_by_index(i) {
+                        if let Ok(s) = d.register_events(EventTypes::CRITICAL_XID_ERROR, set) {
+                            set = s;
+                            kept.push((handle, i));
+                            continue;
+                        }
+                    }
+                    set = nvml.create_event_set().ok()?;
+                }
+                registered = kept;
+            }
+        }
+    }
+    if registered.is_empty() {
+        return None;
+    }
+    Some((set, registered))
 }
 
 /// `nvidia_xid_errors_total` and `nvidia_xid_last_timestamp_seconds`, for the GPUs watched

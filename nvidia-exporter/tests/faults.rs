@@ -373,3 +373,35 @@ fn the_next_sample_is_taken_before_the_next_scrape() {
     assert!(taken <= 2.0, "{taken} samples while nobody scraped");
     assert_no_panic(&exporter);
 }
+
+#[test]
+fn an_xid_is_counted_on_one_gpu_while_another_is_lost() {
+    // GPU 0 is lost at the second sample; GPU 1 reports XID 43 about a second later, while
+    // every wait on an event set holding GPU 0 answers GPU_IS_LOST.
+    let exporter = start(Fake::Full, "lost_xid", &[]);
+    metrics(&exporter);
+    next_sample();
+    let text = metrics(&exporter);
+    assert_eq!(value(&text, "gpu_up{gpu=\"0\""), Some(0.0));
+    assert_eq!(value(&text, "gpu_up{gpu=\"1\""), Some(1.0));
+    let counted = |text: &str| {
+        text.lines().any(|l| {
+            l.starts_with("nvidia_xid_errors_total{gpu=\"1\",")
+                && l.contains("xid=\"43\"")
+                && l.ends_with(" 1")
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut text = metrics(&exporter);
+    while !counted(&text) && Instant::now() < deadline {
+        next_sample();
+        text = metrics(&exporter);
+    }
+    assert!(counted(&text), "{text}");
+    assert!(
+        text.contains("DCGM_FI_DEV_XID_ERRORS{gpu=\"1\"") && text.contains("err_code=\"43\""),
+        "{text}"
+    );
+    assert!(exporter.stderr().contains("watching the others"));
+    assert_no_panic(&exporter);
+}

@@ -23,7 +23,9 @@
  *   remap <correctable> <uncorrectable> <pending> <failure>
  *   unsupported <function>     that function answers NOT_SUPPORTED (3) on this GPU
  *   lost_after <n>             after n handle lookups every query answers GPU_IS_LOST (15)
- *   xid <code>                 delivered once through nvmlEventSetWait_v2
+ *   xid <code> [<delay ms>]    delivered once through nvmlEventSetWait_v2, no earlier than
+ *                              <delay ms> after the scenario was loaded; while a GPU in the
+ *                              event set is lost, the wait answers GPU_IS_LOST instead
  *   gpm <graphics %> <sm %> <sm occupancy %> <tensor %> <dram %> <pcie tx MiB/s> <pcie rx MiB/s>
  *                              makes the GPU support GPM (Hopper+) with these metric values
  *   process <pid> <C|G|CG> <bytes> <sm %> <mem %> <enc %> <dec %> <gone after> <name>
@@ -161,7 +163,7 @@ struct gpu {
     int n_unsupported;
     int lost_after; /* -1: never */
     unsigned int handle_lookups;
-    int xid, xid_delivered;
+    int xid, xid_delivered, xid_delay_ms;
     process_t procs[MAX_LIST];
     int n_procs;
     unsigned int process_queries;
@@ -187,6 +189,13 @@ static unsigned int count_calls;
 static int reload_pending, reload_done; /* reload_done survives re-init: once per process */
 static slow_t slows[MAX_LIST];
 static int n_slows;
+static struct timespec loaded_at;
+
+__attribute__((unused)) static long long ms_since_load(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (now.tv_sec - loaded_at.tv_sec) * 1000LL + (now.tv_nsec - loaded_at.tv_nsec) / 1000000LL;
+}
 
 static void copy_str(char *dst, size_t cap, const char *src) {
     snprintf(dst, cap, "%s", src);
@@ -223,6 +232,7 @@ static int load_scenario(void) {
     FILE *f = fopen(path, "r");
     if (!f) return NVML_ERROR_DRIVER_NOT_LOADED;
     reset_state();
+    clock_gettime(CLOCK_MONOTONIC, &loaded_at);
     char line[512], key[64];
     gpu_t *g = NULL;
     while (fgets(line, sizeof line, f)) {
@@ -247,6 +257,7 @@ static int load_scenario(void) {
             g->handle_lookups = 0;
             g->xid = 0;
             g->xid_delivered = 0;
+            g->xid_delay_ms = 0;
             g->n_procs = 0;
             g->process_queries = 0;
             g->n_migs = 0;
@@ -289,7 +300,7 @@ static int load_scenario(void) {
         else if (!strcmp(key, "remap")) sscanf(line, "%*s %u %u %u %u", &g->remap[0], &g->remap[1], &g->remap[2], &g->remap[3]);
         else if (!strcmp(key, "unsupported") && g->n_unsupported < MAX_LIST) sscanf(line, "%*s %47s", g->unsupported[g->n_unsupported++]);
         else if (!strcmp(key, "lost_after")) sscanf(line, "%*s %d", &g->lost_after);
-        else if (!strcmp(key, "xid")) sscanf(line, "%*s %d", &g->xid);
+        else if (!strcmp(key, "xid")) sscanf(line, "%*s %d %d", &g->xid, &g->xid_delay_ms);
         else if (!strcmp(key, "gpm")) sscanf(line, "%*s %lf %lf %lf %lf %lf %lf %lf", &g->gpm[0], &g->gpm[1], &g->gpm[2], &g->gpm[3], &g->gpm[4], &g->gpm[5], &g->gpm[6]);
         else if (!strcmp(key, "process") && g->n_procs < MAX_LIST) {
             process_t *p = &g->procs[g->n_procs];
@@ -925,15 +936,21 @@ nvmlReturn_t nvmlEventSetWait_v2(void *set, nvmlEventData_t *data, unsigned int 
     if (r) return r;
     event_set_t *s = set;
     gpu_t *hit = NULL;
+    int lost = 0;
+    long long now_ms = ms_since_load();
     pthread_mutex_lock(&lock);
-    for (int i = 0; i < s->n && !hit; i++) {
+    for (int i = 0; i < s->n; i++) lost |= is_lost(s->devices[i]);
+    for (int i = 0; i < s->n && !hit && !lost; i++) {
         gpu_t *g = s->devices[i];
-        if (g->xid && !g->xid_delivered) {
+        if (g->xid && !g->xid_delivered && now_ms >= g->xid_delay_ms) {
             g->xid_delivered = 1;
             hit = g;
         }
     }
     pthread_mutex_unlock(&lock);
+    /* The pessimistic reading of NVML's documentation: while one GPU of the set is lost, every
+     * wait on the set answers GPU_IS_LOST, and events of the other GPUs are not delivered. */
+    if (lost) return NVML_ERROR_GPU_IS_LOST;
     if (hit) {
         memset(data, 0, sizeof *data);
         data->device = hit;
