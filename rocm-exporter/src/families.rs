@@ -3,7 +3,7 @@
 //! units. Every per-GPU series carries `gpu` (position by PCI address) and `id` (PCI address).
 
 use crate::apu;
-use crate::model::Device;
+use crate::model::{runtime_asleep, Device};
 use crate::sampler::Reading;
 use common::gpu::{core_families, GpuCore};
 use common::MetricFamily;
@@ -141,7 +141,7 @@ impl Extras {
             link_width: g("amdgpu_pcie_link_width_lanes", "Current PCIe link width, in lanes."),
             link_max_speed: g("amdgpu_pcie_link_max_speed_transfers_per_second", "Maximum PCIe link speed per lane, in transfers per second."),
             link_max_width: g("amdgpu_pcie_link_max_width_lanes", "Maximum PCIe link width, in lanes."),
-            suspended: g("amdgpu_runtime_suspended", "Whether the GPU sleeps in runtime power management (1); its values are then those of its last active read."),
+            suspended: g("amdgpu_runtime_suspended", "Whether the GPU sleeps in runtime power management, or is suspending or resuming (1); its values are then those of its last active read."),
             age: g("amdgpu_sample_age_seconds", "Age of this GPU's values; 0 when read for this scrape."),
         }
     }
@@ -225,13 +225,12 @@ impl Extras {
                 family.push(&ids, v);
             }
         }
-        if let Some(status) = &d.runtime_status {
-            let suspended = status == "suspended";
-            self.suspended.push(&ids, if suspended { 1.0 } else { 0.0 });
+        let asleep = runtime_asleep(d.runtime_status.as_deref());
+        if d.runtime_status.is_some() {
+            self.suspended.push(&ids, if asleep { 1.0 } else { 0.0 });
         }
         // A GPU asleep since before our first read has no values, so no age either.
-        let asleep_without_values =
-            d.runtime_status.as_deref() == Some("suspended") && d.values_taken.is_none();
+        let asleep_without_values = asleep && d.values_taken.is_none();
         if !asleep_without_values {
             self.age.push(&ids, age);
         }

@@ -70,6 +70,13 @@ pub struct Device {
     pub pcie: PcieLink,
 }
 
+/// Whether a `power/runtime_status` means the GPU is (going) to sleep or waking up: any amdgpu
+/// read would then wake it or wait for it, so its sensors are not read. `unsupported` (runtime
+/// PM disabled: always powered) and `error` are read like `active`.
+pub fn runtime_asleep(status: Option<&str>) -> bool {
+    matches!(status, Some("suspended" | "suspending" | "resuming"))
+}
+
 /// A unique id as sysfs writes it (`%016llx`: 16 lower-case hex digits, no `0x`). rocm-smi
 /// prints the same number as `0x...` without leading zeros; both are brought to the sysfs form
 /// so that the label names the same GPU the same way. `None` for anything that is not such a

@@ -13,7 +13,9 @@
 //! garbage costs only its own value.
 
 use crate::apu;
-use crate::model::{normalize_unique_id, Backend, Device, Failure, Pool, Reason, Snapshot};
+use crate::model::{
+    normalize_unique_id, runtime_asleep, Backend, Device, Failure, Pool, Reason, Snapshot,
+};
 use common::gpu::normalize_pci_address;
 use rustix::fd::OwnedFd;
 use rustix::fs::{Mode, OFlags};
@@ -472,7 +474,7 @@ impl<F: Files> SysfsBackend<F> {
                 .filter(|s| !s.is_empty()),
             None => self.text(&status_path),
         };
-        if runtime_status.as_deref() == Some("suspended") {
+        if runtime_asleep(runtime_status.as_deref()) {
             return self.suspended(card, runtime_status);
         }
         if !self.plans.contains_key(&card.pci_address) {
@@ -658,9 +660,23 @@ mod tests {
         assert!(asleep.values_taken.is_some());
         assert!(asleep.answered);
 
+        // Going to sleep or waking up: not read either.
+        for status in ["suspending", "resuming"] {
+            std::fs::write(device_dir.join("power/runtime_status"), status).unwrap();
+            let between = backend.sample().unwrap().devices.remove(0);
+            assert_eq!(between.runtime_status.as_deref(), Some(status));
+            assert_eq!(between.busy_percent, Some(37.0), "{status}");
+            assert!(between.values_taken.is_some());
+        }
+
         std::fs::write(device_dir.join("power/runtime_status"), "active\n").unwrap();
         let awake = backend.sample().unwrap().devices.remove(0);
         assert_eq!(awake.busy_percent, Some(99.0));
+        // Runtime PM switched off: the GPU is always powered and read.
+        std::fs::write(device_dir.join("gpu_busy_percent"), "12\n").unwrap();
+        std::fs::write(device_dir.join("power/runtime_status"), "unsupported\n").unwrap();
+        let unmanaged = backend.sample().unwrap().devices.remove(0);
+        assert_eq!(unmanaged.busy_percent, Some(12.0));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
