@@ -46,7 +46,8 @@ pub fn capped(list: &[ProcessSample], top_n: usize) -> Vec<ProcessSample> {
     let rest = &by_memory[top_n.min(by_memory.len())..];
     if !rest.is_empty() {
         let sum = |f: fn(&ProcessSample) -> Option<u32>| -> Option<u32> {
-            rest.iter().filter_map(|p| f(p)).reduce(|a, b| a + b)
+            // Saturating: a driver reporting nonsense must not overflow (a panic in debug).
+            rest.iter().filter_map(|p| f(p)).reduce(u32::saturating_add)
         };
         kept.push(ProcessSample {
             pid: 0,
@@ -55,7 +56,7 @@ pub fn capped(list: &[ProcessSample], top_n: usize) -> Vec<ProcessSample> {
             used_memory_bytes: rest
                 .iter()
                 .filter_map(|p| p.used_memory_bytes)
-                .reduce(|a, b| a + b),
+                .reduce(u64::saturating_add),
             sm_percent: sum(|p| p.sm_percent),
             memory_percent: sum(|p| p.memory_percent),
             encoder_percent: sum(|p| p.encoder_percent),
@@ -104,6 +105,18 @@ fn put(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_other_bucket_saturates_instead_of_overflowing() {
+        let mut huge = process(3, 0, u32::MAX);
+        huge.used_memory_bytes = Some(u64::MAX);
+        let list = [process(1, 1, 1), huge, process(2, 1, 1)];
+        let capped = capped(&list, 0);
+        let other = capped.last().unwrap();
+        assert_eq!(other.name, "other");
+        assert_eq!(other.used_memory_bytes, Some(u64::MAX));
+        assert_eq!(other.sm_percent, Some(u32::MAX));
+    }
 
     fn process(pid: u32, mib: u64, sm: u32) -> ProcessSample {
         ProcessSample {

@@ -232,12 +232,17 @@ impl Sampler {
                         return Err(e);
                     }
                     if calls.lost {
-                        gpu.up = false;
+                        // The rule above: nothing of this sample is served beside gpu_up 0.
+                        gpu = GpuSample {
+                            identity: identity.clone(),
+                            ..Default::default()
+                        };
+                    } else {
+                        if let Some(list) = &processes {
+                            seen_pids.extend(list.iter().map(|p| p.pid));
+                        }
+                        gpu.processes = processes;
                     }
-                    if let Some(list) = &processes {
-                        seen_pids.extend(list.iter().map(|p| p.pid));
-                    }
-                    gpu.processes = processes;
                 }
             }
             gpus.push(gpu);

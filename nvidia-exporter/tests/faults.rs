@@ -405,3 +405,27 @@ fn an_xid_is_counted_on_one_gpu_while_another_is_lost() {
     assert!(exporter.stderr().contains("watching the others"));
     assert_no_panic(&exporter);
 }
+
+#[test]
+fn a_gpu_lost_while_its_processes_are_read_serves_no_values() {
+    let exporter = start(Fake::Full, "lost_in_processes", &[]);
+    let text = metrics(&exporter);
+    assert_eq!(value(&text, "gpu_up{gpu=\"0\""), Some(0.0), "{text}");
+    assert!(
+        text.contains("gpu_info{gpu=\"0\""),
+        "a lost GPU keeps its identity"
+    );
+    for family in [
+        "gpu_utilization_ratio{",
+        "gpu_power_watts{",
+        "nvidia_processes{",
+        "nvidia_process_memory_used_bytes{",
+        "DCGM_FI_DEV_GPU_TEMP{",
+    ] {
+        assert!(
+            !text.contains(family),
+            "{family} served for a lost GPU:\n{text}"
+        );
+    }
+    assert_no_panic(&exporter);
+}

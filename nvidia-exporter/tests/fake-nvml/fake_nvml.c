@@ -23,6 +23,7 @@
  *   remap <correctable> <uncorrectable> <pending> <failure>
  *   unsupported <function>     that function answers NOT_SUPPORTED (3) on this GPU
  *   lost_after <n>             after n handle lookups every query answers GPU_IS_LOST (15)
+ *   lost_at <function>         the GPU is lost from the first call of that function on
  *   xid <code> [<delay ms>]    delivered once through nvmlEventSetWait_v2, no earlier than
  *                              <delay ms> after the scenario was loaded; while a GPU in the
  *                              event set is lost, the wait answers GPU_IS_LOST instead
@@ -162,6 +163,8 @@ struct gpu {
     char unsupported[MAX_LIST][48];
     int n_unsupported;
     int lost_after; /* -1: never */
+    char lost_at[48];
+    int lost_now;
     unsigned int handle_lookups;
     int xid, xid_delivered, xid_delay_ms;
     process_t procs[MAX_LIST];
@@ -265,6 +268,8 @@ static int load_scenario(void) {
             g->kind = 0;
             g->index = n_gpus++;
             g->lost_after = -1;
+            g->lost_at[0] = 0;
+            g->lost_now = 0;
             g->minor = g->index;
             snprintf(g->uuid, sizeof g->uuid, "GPU-00000000-0000-0000-0000-%012u", g->index);
             snprintf(g->pci, sizeof g->pci, "00000000:%02X:00.0", g->index + 1);
@@ -300,6 +305,7 @@ static int load_scenario(void) {
         else if (!strcmp(key, "remap")) sscanf(line, "%*s %u %u %u %u", &g->remap[0], &g->remap[1], &g->remap[2], &g->remap[3]);
         else if (!strcmp(key, "unsupported") && g->n_unsupported < MAX_LIST) sscanf(line, "%*s %47s", g->unsupported[g->n_unsupported++]);
         else if (!strcmp(key, "lost_after")) sscanf(line, "%*s %d", &g->lost_after);
+        else if (!strcmp(key, "lost_at")) sscanf(line, "%*s %47s", g->lost_at);
         else if (!strcmp(key, "xid")) sscanf(line, "%*s %d %d", &g->xid, &g->xid_delay_ms);
         else if (!strcmp(key, "gpm")) sscanf(line, "%*s %lf %lf %lf %lf %lf %lf %lf", &g->gpm[0], &g->gpm[1], &g->gpm[2], &g->gpm[3], &g->gpm[4], &g->gpm[5], &g->gpm[6]);
         else if (!strcmp(key, "process") && g->n_procs < MAX_LIST) {
@@ -363,7 +369,7 @@ static int is_unsupported(gpu_t *g, const char *fn) {
 }
 
 static int is_lost(gpu_t *g) {
-    return g->lost_after >= 0 && g->handle_lookups > (unsigned int)g->lost_after;
+    return g->lost_now || (g->lost_after >= 0 && g->handle_lookups > (unsigned int)g->lost_after);
 }
 
 /* Per-GPU checks: a valid handle, not lost, the function supported. */
@@ -372,6 +378,7 @@ static nvmlReturn_t enter_gpu(void *handle, const char *fn, gpu_t **out) {
     if (r) return r;
     gpu_t *g = as_gpu(handle);
     if (!g) return NVML_ERROR_INVALID_ARGUMENT;
+    if (g->lost_at[0] && !strcmp(g->lost_at, fn)) g->lost_now = 1;
     if (is_lost(g)) return NVML_ERROR_GPU_IS_LOST;
     if (is_unsupported(g, fn)) return NVML_ERROR_NOT_SUPPORTED;
     *out = g;
