@@ -4,7 +4,7 @@
 use common::cli::{CollectorSpec, ExporterSpec};
 use rocm_exporter::backend::rocm_smi::RocmSmiBackend;
 use rocm_exporter::backend::sysfs::SysfsBackend;
-use rocm_exporter::backend::Source;
+use rocm_exporter::backend::{Choice, Source};
 use rocm_exporter::config::{self, Config};
 use rocm_exporter::gpu_collector::GpuCollector;
 use rocm_exporter::processes::ProcessesCollector;
@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         |settings, collectors| {
             let config = Config::from_settings(settings)?;
             if collectors.is_enabled("gpu") {
-                collectors.add(GpuCollector::new(start_backend(&config)));
+                collectors.add(gpu_collector(&config));
             }
             collectors.add_blocking(ProcessesCollector::new(
                 &config.procfs,
@@ -50,10 +50,28 @@ fn main() -> ExitCode {
     )
 }
 
-/// Picks the backend (`auto`: sysfs where amdgpu devices are found) and starts its sampler.
-fn start_backend(config: &Config) -> Sampler {
+/// How often `auto`, having fallen back to rocm-smi, looks for amdgpu devices in sysfs again.
+const AUTO_RECHECK: Duration = Duration::from_secs(30);
+
+/// Picks the backend (`auto`: sysfs where amdgpu devices are found) and starts its sampler. On
+/// the rocm-smi fallback of `auto`, the collector keeps looking for amdgpu devices in sysfs.
+fn gpu_collector(config: &Config) -> GpuCollector {
     let source = config.backend.resolve(&config.sysfs);
     common::log::info("reading AMD GPUs", &[("backend", source.name())]);
+    let sampler = start_backend(config, source);
+    if config.backend == Choice::Auto && source == Source::RocmSmi {
+        let config = config.clone();
+        return GpuCollector::falling_back(
+            sampler,
+            config.sysfs.clone(),
+            AUTO_RECHECK,
+            move || start_backend(&config, Source::Sysfs),
+        );
+    }
+    GpuCollector::new(sampler)
+}
+
+fn start_backend(config: &Config, source: Source) -> Sampler {
     match source {
         Source::Sysfs => Sampler::start(
             SysfsBackend::new(&config.sysfs, &config.procfs),
