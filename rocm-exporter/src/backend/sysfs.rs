@@ -19,6 +19,7 @@ use crate::model::{
 use common::gpu::normalize_pci_address;
 use rustix::fd::OwnedFd;
 use rustix::fs::{Mode, OFlags};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -196,6 +197,9 @@ struct Plan {
     fixed: Device,
     /// Whether any fixed value could be read (a card with no changing files still answers).
     fixed_answered: bool,
+    /// False when a fixed read failed in a way that passes (EPERM during a GPU reset): such a
+    /// plan is used once and not kept, so the values it lacks are read again next time.
+    complete: bool,
     /// The device directory and the amdgpu hwmon directory, kept open.
     dirs: Vec<Option<OwnedFd>>,
     reads: Vec<Read>,
@@ -211,6 +215,8 @@ pub struct SysfsBackend<F: Files = RealFiles> {
     discovered: Option<(Vec<Card>, Instant)>,
     /// A plan per card seen awake since the cards were found, by PCI address.
     plans: HashMap<String, Plan>,
+    /// Set by [`Self::text`] when a read fails in a way that passes; see [`Plan::complete`].
+    transient_failure: Cell<bool>,
 }
 
 impl SysfsBackend<RealFiles> {
@@ -228,6 +234,7 @@ impl<F: Files> SysfsBackend<F> {
             last_active: HashMap::new(),
             discovered: None,
             plans: HashMap::new(),
+            transient_failure: Cell::new(false),
         }
     }
 
@@ -239,6 +246,9 @@ impl<F: Files> SysfsBackend<F> {
                 (!s.is_empty()).then(|| s.to_string())
             }
             Err(e) => {
+                if is_transient(&e) {
+                    self.transient_failure.set(true);
+                }
                 if e.kind() != io::ErrorKind::NotFound {
                     common::log::debug(
                         "cannot read sysfs file; value skipped",
@@ -326,6 +336,7 @@ impl<F: Files> SysfsBackend<F> {
         const DEVICE: usize = 0;
         const HWMON: usize = 1;
         let dir = &card.device_dir;
+        self.transient_failure.set(false);
         let hwmon = self.amdgpu_hwmon(dir);
         let dir_paths = [Some(dir.clone()), hwmon.clone()];
         let mut fixed = self.identity(card);
@@ -410,6 +421,7 @@ impl<F: Files> SysfsBackend<F> {
         Plan {
             fixed,
             fixed_answered: answered,
+            complete: !self.transient_failure.get(),
             dirs: dir_paths
                 .iter()
                 .map(|p| p.as_deref().and_then(open_dir))
@@ -477,11 +489,19 @@ impl<F: Files> SysfsBackend<F> {
         if runtime_asleep(runtime_status.as_deref()) {
             return self.suspended(card, runtime_status);
         }
+        let mut uncached = None;
         if !self.plans.contains_key(&card.pci_address) {
             let plan = self.make_plan(card);
-            self.plans.insert(card.pci_address.clone(), plan);
+            if plan.complete {
+                self.plans.insert(card.pci_address.clone(), plan);
+            } else {
+                uncached = Some(plan);
+            }
         }
-        let plan = &self.plans[&card.pci_address];
+        let plan = match &uncached {
+            Some(plan) => plan,
+            None => &self.plans[&card.pci_address],
+        };
         let mut device = plan.fixed.clone();
         device.runtime_status = runtime_status;
         let mut answered = plan.fixed_answered && plan.reads.is_empty();
@@ -534,6 +554,15 @@ impl<F: Files> SysfsBackend<F> {
             },
         }
     }
+}
+
+/// Errors amdgpu returns for a while and then not (EPERM while the GPU is in reset or
+/// suspending, EBUSY/EAGAIN from a busy SMU), unlike a missing or unsupported attribute.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EPERM | libc::EBUSY | libc::EAGAIN | libc::EINTR)
+    )
 }
 
 impl<F: Files> Backend for SysfsBackend<F> {
@@ -619,6 +648,26 @@ mod tests {
         assert!(d.temperatures.is_empty());
         assert_eq!(d.memory.vram.total_bytes, Some(536870912.0));
         assert!(d.answered);
+    }
+
+    #[test]
+    fn a_plan_made_during_a_reset_is_not_kept() {
+        let files = Eperm::default();
+        files.0.lock().unwrap().extend([
+            "mem_info_vram_total".to_string(),
+            "mem_info_gtt_total".to_string(),
+        ]);
+        let mut backend = SysfsBackend::with_files(fixture("strix-halo"), proc(), files.clone());
+        let during = backend.sample().unwrap().devices.remove(0);
+        assert_eq!(during.memory.vram.total_bytes, None);
+        assert_eq!(during.memory.gtt.total_bytes, None);
+
+        // The reset is over: the sizes are back at once, not after the plan's 10 s.
+        files.0.lock().unwrap().clear();
+        let after = backend.sample().unwrap().devices.remove(0);
+        assert_eq!(after.memory.vram.total_bytes, Some(536870912.0));
+        assert_eq!(after.memory.gtt.total_bytes, Some(103079215104.0));
+        assert!(backend.plans[&after.id].complete);
     }
 
     #[test]
