@@ -217,60 +217,75 @@ impl Filesystem {
         })
     }
 
-    /// statvfs for each mount, waiting at most `mount_timeout` for each.
+    /// statvfs for each mount, waiting at most `mount_timeout` for each. All calls are queued
+    /// at once, so the worker runs them back to back instead of waking once per mount; when one
+    /// hangs, the worker is abandoned and the mounts after it go to a new one.
     fn stat_all(&self, targets: &[(String, PathBuf)]) -> Vec<Outcome> {
         let mut worker = self.worker.lock().unwrap_or_else(|p| p.into_inner());
         let mut outcomes = Vec::with_capacity(targets.len());
-        for (mount_point, path) in targets {
-            if worker.is_none() {
-                match self.start_worker() {
-                    Ok(w) => *worker = Some(w),
+        while outcomes.len() < targets.len() {
+            let remaining = &targets[outcomes.len()..];
+            let w = match worker.take() {
+                Some(w) => w,
+                None => match self.start_worker() {
+                    Ok(w) => w,
                     Err(e) => {
+                        let message = e.to_string();
                         outcomes.push(Outcome::Error(e));
-                        continue;
+                        outcomes.extend(
+                            remaining[1..]
+                                .iter()
+                                .map(|_| Outcome::Error(std::io::Error::other(message.clone()))),
+                        );
+                        break;
                     }
-                }
+                },
+            };
+            let mut finished = Vec::with_capacity(remaining.len());
+            for (mount_point, path) in remaining {
+                let done = Arc::new(AtomicBool::new(false));
+                // A send fails only when the worker is gone; the receive below then reports it.
+                let _ = w
+                    .jobs
+                    .send((mount_point.clone(), path.clone(), done.clone()));
+                finished.push(done);
             }
-            let Some(w) = worker.as_ref() else { continue };
-            let finished = Arc::new(AtomicBool::new(false));
-            if w.jobs
-                .send((mount_point.clone(), path.clone(), finished.clone()))
-                .is_err()
-            {
-                *worker = None;
-                outcomes.push(Outcome::Error(std::io::Error::other(
-                    "statvfs worker ended",
-                )));
-                continue;
-            }
-            match w.results.recv_timeout(self.mount_timeout) {
-                Ok(Ok(stats)) => outcomes.push(Outcome::Stats(stats)),
-                Ok(Err(e)) => outcomes.push(Outcome::Error(e)),
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    {
-                        // Under the same lock as the worker's, so a call that returns right now
-                        // cannot leave the mount marked stuck for ever.
-                        let mut stuck = self.stuck.lock().unwrap_or_else(|p| p.into_inner());
-                        if !finished.load(Ordering::Acquire) {
-                            stuck.insert(mount_point.clone());
+            let mut healthy = true;
+            for ((mount_point, _), done) in remaining.iter().zip(&finished) {
+                match w.results.recv_timeout(self.mount_timeout) {
+                    Ok(Ok(stats)) => outcomes.push(Outcome::Stats(stats)),
+                    Ok(Err(e)) => outcomes.push(Outcome::Error(e)),
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        {
+                            // Under the same lock as the worker's, so a call that returns right
+                            // now cannot leave the mount marked stuck for ever.
+                            let mut stuck = self.stuck.lock().unwrap_or_else(|p| p.into_inner());
+                            if !done.load(Ordering::Acquire) {
+                                stuck.insert(mount_point.clone());
+                            }
                         }
+                        log::error(
+                            "statvfs did not answer in time; marking the mount as stuck",
+                            &[
+                                ("mountpoint", mount_point),
+                                ("timeout", &format!("{:?}", self.mount_timeout)),
+                            ],
+                        );
+                        outcomes.push(Outcome::Stuck);
+                        healthy = false;
+                        break;
                     }
-                    log::error(
-                        "statvfs did not answer in time; marking the mount as stuck",
-                        &[
-                            ("mountpoint", mount_point),
-                            ("timeout", &format!("{:?}", self.mount_timeout)),
-                        ],
-                    );
-                    *worker = None;
-                    outcomes.push(Outcome::Stuck);
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        outcomes.push(Outcome::Error(std::io::Error::other(
+                            "statvfs worker ended",
+                        )));
+                        healthy = false;
+                        break;
+                    }
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    *worker = None;
-                    outcomes.push(Outcome::Error(std::io::Error::other(
-                        "statvfs worker ended",
-                    )));
-                }
+            }
+            if healthy {
+                *worker = Some(w);
             }
         }
         outcomes
