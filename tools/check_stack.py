@@ -39,6 +39,28 @@ REQUIRED_ALERTS = [
     "ExporterDown", "ExporterCollectorFailed", "GPUTooHot", "GPUXIDError",
     "FilesystemPredictedFull", "ModelServerStuckLoading",
 ]
+# The severities the seeds give each of their alerts (000-004). Where the seeds give one alert
+# different severities, ours is a warning/critical pair under that name; where they agree (even
+# on different thresholds, as SlowResponseTime and HighLatency), one rule of that severity: a
+# critical no seed asks for would page on normal use.
+SEED_SEVERITIES = {
+    "HighCPUUsage": {"warning", "critical"},         # 000 warning, 004 critical
+    "HighMemoryUsage": {"warning", "critical"},      # 000, 002 warning; 004 critical
+    "HighGPUUsage": {"info"},                        # 000
+    "LowDiskSpace": {"warning"},                     # 000
+    "DiskSpaceCritical": {"critical"},               # 004
+    "HighErrorRate": {"warning", "critical"},        # 002, 003 warning; 000, 001, 004 critical
+    "SlowResponseTime": {"warning"},                 # 000, 004
+    "HighLatency": {"warning"},                      # 001, 002, 003
+    "HighAIInferenceFailureRate": {"critical"},      # 000
+    "NoAvailableSlots": {"warning"},                 # 001
+    "GPUMemoryHigh": {"critical"},                   # 001
+    "ServiceDown": {"critical"},                     # 001
+    "OllamaDown": {"critical"},                      # 002
+    "AIServiceDown": {"critical"},                   # 004
+    "HighQueueDepth": {"warning"},                   # 001
+    "SLOBurnRateHigh": {"critical"},                 # 001
+}
 # The recording rules the seeds' series need.
 REQUIRED_RECORDS = [
     "system_cpu_usage_percent", "system_memory_usage_percent", "system_memory_available_gb",
@@ -396,6 +418,8 @@ def check_alerts():
             fail(f"{name}: two rules with the same severity {sevs}")
         if len(variants) > 1 and set(sevs) != {"warning", "critical"}:
             fail(f"{name}: a pair must be warning + critical, not {sevs}")
+        if name in SEED_SEVERITIES and set(sevs) != SEED_SEVERITIES[name]:
+            fail(f"{name}: severities {sorted(sevs)}, the seeds give {sorted(SEED_SEVERITIES[name])}")
         for r in variants:
             sev = r.get("labels", {}).get("severity")
             if sev not in ("critical", "warning", "info"):

@@ -113,8 +113,10 @@ canaries() {
   mkdir -p "$copy"
   git ls-files -z | xargs -0 cp --parents -t "$copy" 2>/dev/null || true
   cp -r prometheus alertmanager grafana compose docs tools "$copy/"
+  canaries=0
   expect_fail() {  # expect_fail WHAT SETUP-COMMAND CHECK-COMMAND...
     local what="$1" setup="$2"; shift 2
+    canaries=$((canaries + 1))
     rm -rf "$copy.w" && cp -r "$copy" "$copy.w"
     (cd "$copy.w" && eval "$setup")
     if (cd "$copy.w" && CHECK_STACK_ROOT="$copy.w" "$@") >/dev/null 2>&1; then
@@ -143,7 +145,13 @@ canaries() {
   expect_fail "metric no exporter emits" "sed -i 's/llm_queue_depth > 100/llm_queue_length > 100/' prometheus/rules/alerts.yml" "$PY" tools/check_stack.py metrics
   expect_fail "metric gone from golden files" "sed -i 's/^gpu_utilization_ratio{/gpu_busy_ratio{/' */tests/golden/*.prom" "$PY" tools/check_stack.py metrics
   expect_fail "runbook section missing" "sed -i 's/^### GPUTooHot/### GPU temperature/' docs/runbooks.md" "$PY" tools/check_stack.py alerts
-  [ "$bad" = 0 ] && echo "ok   12 canaries: every check fails on its broken input"
+  expect_fail "client disconnects counted as failures" "sed -i 's/kind!=\"client_disconnect\"/kind=~\".+\"/g' prometheus/rules/recording.yml" \
+    promtool test rules prometheus/tests/alerts_test.yml
+  expect_fail "OllamaDown fires on a healthy Ollama" "sed -i 's/llm_up{backend=\"ollama\"} == 0/llm_up{backend=\"ollama\"} < 2/' prometheus/rules/alerts.yml" \
+    promtool test rules prometheus/tests/alerts_test.yml
+  expect_fail "a critical the seeds do not give" "sed -i '/alert: HighLatency/,/labels:/s/severity: warning/severity: critical/' prometheus/rules/alerts.yml" \
+    "$PY" tools/check_stack.py alerts
+  [ "$bad" = 0 ] && echo "ok   $canaries canaries: every check fails on its broken input"
 }
 step "canaries" canaries
 

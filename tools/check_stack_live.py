@@ -8,7 +8,7 @@ Starts, on free 127.0.0.1 ports and under a temporary directory:
     llama-server and a fake Ollama (tools/check_stack_fake_llm.py) with its measuring proxy in
     front of both, and requests sent through the proxies (some of them failing);
   - Debian's Prometheus with the repository's prometheus.yml and rules (the file-SD target lists
-    pointed at loopback, intervals shortened to 1-2 s);
+    pointed at loopback, intervals shortened to 1-2 s, rule groups' own intervals too);
   - Debian's Alertmanager with the repository's alertmanager.yml and templates (the secret files
     and the receivers' endpoints pointed at a local webhook sink).
 Then asserts: every target is up; every query of every dashboard panel (and variable) returns
@@ -163,6 +163,14 @@ def prometheus_config(tmp, ports):
     d = os.path.join(tmp, "prometheus")
     os.makedirs(os.path.join(d, "targets"))
     shutil.copytree(os.path.join(ROOT, "prometheus/rules"), os.path.join(d, "rules"))
+    # Groups with their own slow interval (the 7-day SLIs: 5m) are evaluated every second too.
+    for path in glob.glob(os.path.join(d, "rules", "*.yml")):
+        rules = check_stack.load_yaml(path)
+        for group in rules.get("groups", []):
+            if "interval" in group:
+                group["interval"] = "1s"
+        with open(path, "w") as f:
+            yaml.safe_dump(rules, f)
     cfg = check_stack.load_yaml(os.path.join(ROOT, "prometheus/prometheus.yml"))
     cfg["global"].update({"scrape_interval": "2s", "scrape_timeout": "2s", "evaluation_interval": "1s"})
     with open(os.path.join(d, "prometheus.yml"), "w") as f:
