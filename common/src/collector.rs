@@ -36,8 +36,10 @@ enum Kind {
 struct Entry {
     name: &'static str,
     kind: Kind,
-    /// Set while a collection is running. A collection that outlives its deadline keeps it set,
-    /// so later scrapes report failure instead of stacking more stuck calls.
+    /// Set while a blocking collection is running. One that outlives its deadline keeps it set
+    /// (a thread stuck in a syscall cannot be stopped), so later scrapes report failure instead
+    /// of stacking more stuck threads. Async collections are cancelled at their deadline and may
+    /// overlap (two Prometheus servers): those collectors coalesce their own work.
     busy: Arc<AtomicBool>,
 }
 
@@ -159,23 +161,18 @@ impl Collectors {
         let done = Arc::new(Finished::default());
         let mut queue: VecDeque<BlockingJob> = VecDeque::new();
         for (index, entry) in selected.iter().enumerate() {
-            if entry.busy.swap(true, Ordering::AcqRel) {
-                outcomes[index] = Some((
-                    Duration::ZERO,
-                    Err(anyhow::anyhow!(
-                        "the previous collection is still running; not starting another"
-                    )),
-                ));
-                continue;
-            }
             match &entry.kind {
-                Kind::Async(collector) => spawn_async(
-                    index,
-                    collector.clone(),
-                    entry.busy.clone(),
-                    deadline,
-                    done.clone(),
-                ),
+                Kind::Async(collector) => {
+                    spawn_async(index, collector.clone(), deadline, done.clone())
+                }
+                Kind::Blocking(_) if entry.busy.swap(true, Ordering::AcqRel) => {
+                    outcomes[index] = Some((
+                        Duration::ZERO,
+                        Err(anyhow::anyhow!(
+                            "the previous collection is still running; not starting another"
+                        )),
+                    ));
+                }
                 Kind::Blocking(collector) => queue.push_back(BlockingJob {
                     index,
                     collector: collector.clone(),
@@ -291,7 +288,6 @@ fn spawn_worker(queue: Arc<Mutex<VecDeque<BlockingJob>>>, done: Arc<Finished>) {
 fn spawn_async(
     index: usize,
     collector: Arc<dyn Collector>,
-    busy: Arc<AtomicBool>,
     deadline: Duration,
     done: Arc<Finished>,
 ) {
@@ -307,7 +303,6 @@ fn spawn_async(
                 Err(timeout_error(deadline))
             }
         };
-        busy.store(false, Ordering::Release);
         lock(&done.results).push((index, began.elapsed(), result));
         done.notify.notify_one();
     });
@@ -342,6 +337,7 @@ fn merge_family(by_name: &mut BTreeMap<String, MetricFamily>, family: MetricFami
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
 
     struct Fixed(&'static str, f64);
     impl BlockingCollector for Fixed {
@@ -365,14 +361,35 @@ mod tests {
         }
     }
 
-    struct Sleeping(Duration);
+    /// Sleeps, counting its calls.
+    struct Sleeping(Duration, Arc<AtomicUsize>);
     impl BlockingCollector for Sleeping {
         fn name(&self) -> &'static str {
             "sleeping"
         }
         fn collect(&self) -> CollectResult {
+            self.1.fetch_add(1, Ordering::SeqCst);
             std::thread::sleep(self.0);
             Ok(vec![])
+        }
+    }
+
+    /// An async collector that waits, counting the calls running at once.
+    struct Waiting(Duration, Arc<AtomicUsize>, Arc<AtomicUsize>);
+    impl Collector for Waiting {
+        fn name(&self) -> &'static str {
+            "waiting"
+        }
+        fn collect(&self) -> CollectFuture<'_> {
+            Box::pin(async move {
+                let now = self.1.fetch_add(1, Ordering::SeqCst) + 1;
+                self.2.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(self.0).await;
+                self.1.fetch_sub(1, Ordering::SeqCst);
+                Ok(vec![
+                    MetricFamily::gauge("demo_value", "A value.").with(&[("from", "waiting")], 1.0)
+                ])
+            })
         }
     }
 
@@ -401,7 +418,8 @@ mod tests {
         let mut collectors = Collectors::new("demo");
         collectors.add_blocking(Fixed("a", 1.0));
         collectors.add_blocking(Failing);
-        collectors.add_blocking(Sleeping(Duration::from_secs(3)));
+        let sleeps = Arc::new(AtomicUsize::new(0));
+        collectors.add_blocking(Sleeping(Duration::from_secs(3), sleeps.clone()));
         collectors.add(Panicking);
         collectors.add_blocking(Fixed("b", 2.0));
 
@@ -441,6 +459,37 @@ mod tests {
             value(&again, "demo_collector_success", "sleeping"),
             Some(0.0)
         );
+        assert_eq!(
+            sleeps.load(Ordering::SeqCst),
+            1,
+            "a second stuck thread was started"
+        );
+    }
+
+    #[tokio::test]
+    async fn async_collections_of_two_scrapes_overlap() {
+        let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let mut collectors = Collectors::new("demo");
+        collectors.add(Waiting(Duration::from_millis(300), running, most.clone()));
+        let collectors = Arc::new(collectors);
+        let first = tokio::spawn({
+            let c = collectors.clone();
+            async move { c.collect(&Selection::All, Duration::from_secs(5)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let second = collectors
+            .collect(&Selection::All, Duration::from_secs(5))
+            .await;
+        let first = first.await.unwrap();
+        // A second Prometheus scraping while the first collection runs gets data too.
+        for families in [&first, &second] {
+            assert_eq!(
+                value(families, "demo_collector_success", "waiting"),
+                Some(1.0)
+            );
+            assert_eq!(value(families, "demo_value", "waiting"), Some(1.0));
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
