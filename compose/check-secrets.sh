@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Checks that the secret files compose/compose.yaml needs exist and are not empty, and says how to
-# create the missing ones. Exit status 1 when one is missing. Run before the first `up`.
+# create the missing ones. Exit status 1 when one is missing. Run before the first `up`; compose
+# also runs it as the one-shot service check-secrets on the files as mounted in the containers
+# (`check-secrets.sh /run/secrets`), and starts Grafana and Alertmanager only when it succeeds.
 set -euo pipefail
-dir="$(cd "$(dirname "$0")" && pwd)/secrets"
+dir="${1:-$(cd "$(dirname "$0")" && pwd)/secrets}"
 missing=0
 check() {
   local name="$1" how="$2"
-  if [ ! -s "$dir/$name" ]; then
+  if [ -d "$dir/$name" ]; then
+    # Some Compose versions bind-mount a missing source file as a new empty directory.
+    echo "missing: compose/secrets/$name is a directory, not a file (Compose makes one when the file is missing; remove it and create the file: $how)" >&2
+    missing=1
+  elif [ ! -f "$dir/$name" ] || [ ! -s "$dir/$name" ]; then
     echo "missing: compose/secrets/$name  ($how)" >&2
     missing=1
   fi

@@ -461,14 +461,14 @@ def anchor(heading):
 def check_compose():
     c = load_yaml(os.path.join(ROOT, "compose/compose.yaml"))
     s = c["services"]
-    for name in ("prometheus", "alertmanager", "grafana", "host-exporter", "llm-exporter"):
+    for name in ("prometheus", "alertmanager", "grafana", "host-exporter", "llm-exporter", "check-secrets"):
         if "monitoring" not in s.get(name, {}).get("profiles", []):
             fail(f"{name} must be in the monitoring profile")
     for name, prof in (("nvidia-exporter", "nvidia"), ("rocm-exporter", "rocm")):
         if s.get(name, {}).get("profiles") != [prof]:
             fail(f"{name} must come with its own profile {prof}")
     for name, svc in s.items():
-        if "healthcheck" not in svc:
+        if "healthcheck" not in svc and name != "check-secrets":
             fail(f"{name}: no healthcheck")
         if name.endswith("-exporter"):
             if svc.get("build", {}).get("dockerfile") != "compose/Dockerfile":
@@ -506,6 +506,21 @@ def check_compose():
     for name, spec in (c.get("secrets") or {}).items():
         if "file" not in spec or not spec["file"].startswith("./secrets/"):
             fail(f"secret {name}: must be a file under compose/secrets/")
+    # A missing secret stops the services that need it: the one-shot check-secrets sees every
+    # secret as mounted, and each service with secrets waits for it to succeed.
+    cs = s.get("check-secrets")
+    if not cs:
+        fail("compose: no one-shot check-secrets service")
+    else:
+        if set(cs.get("secrets") or []) != set(c.get("secrets") or {}):
+            fail("check-secrets: must mount every secret of the compose file")
+        if "check-secrets.sh" not in " ".join(cs.get("entrypoint") or []) + " ".join(cs.get("command") or []):
+            fail("check-secrets: must run compose/check-secrets.sh")
+        for name, svc in s.items():
+            if svc.get("secrets") and name != "check-secrets":
+                cond = (svc.get("depends_on") or {}).get("check-secrets", {}) if isinstance(svc.get("depends_on"), dict) else {}
+                if cond.get("condition") != "service_completed_successfully":
+                    fail(f"{name}: uses secrets but does not depend on check-secrets (condition: service_completed_successfully)")
     am = load_yaml(os.path.join(ROOT, "alertmanager/alertmanager.yml"))
     text = json.dumps(am)
     for key in ("auth_password", "service_key", "routing_key", "api_url", "credentials", "password"):

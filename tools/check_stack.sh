@@ -138,6 +138,7 @@ canaries() {
     promtool test rules prometheus/tests/recording_test.yml
   expect_fail "critical no longer pages" "sed -i 's/receiver: pager/receiver: chat/' alertmanager/alertmanager.yml" routes
   expect_fail "unknown compose key" "sed -i 's/^  prometheus:/  prometheus:\n    bogus_key: 1/' compose/compose.yaml" "$PY" tools/check_stack.py schema
+  expect_fail "Alertmanager starts without the secrets check" "sed -i '/^  alertmanager:/,/^  grafana:/{/depends_on:/d;/check-secrets: {condition/d}' compose/compose.yaml" "$PY" tools/check_stack.py compose
   expect_fail "service without profile" "sed -i '0,/profiles: \[monitoring\]/s///' compose/compose.yaml" "$PY" tools/check_stack.py compose
   expect_fail "dashboard query does not parse" "sed -i '0,/sum by (model) (rate(/s//sum by (model) (rate((/' grafana/dashboards/ai-services.json" "$PY" tools/check_stack.py dashboards
   expect_fail "panel outside the grid" "sed -i '0,/\"w\": 12/s//\"w\": 30/' grafana/dashboards/gpus.json" "$PY" tools/check_stack.py dashboards
