@@ -142,8 +142,8 @@ struct State {
     waiters: Vec<oneshot::Sender<Arc<Snapshot>>>,
     stats: WorkerStats,
     cadence: Cadence,
-    /// The latest sample was prefetched and no scrape has been served from it yet.
-    prefetch_unused: bool,
+    /// The latest sample was prefetched for the next scrape.
+    last_prefetched: bool,
 }
 
 struct Shared {
@@ -191,11 +191,11 @@ impl NvmlWorker {
             if let Some(last) = state.last.clone() {
                 let age = last.taken_at.elapsed();
                 // A sample prefetched for this scrape may be older than min_interval (the
-                // margin, a late scrape) but is still the one meant for it.
+                // margin, a late scrape) but is still the one meant for it, for all of the
+                // scrape's collectors.
                 let prefetched =
-                    state.prefetch_unused && state.cadence.interval().is_some_and(|i| age < i / 2);
+                    state.last_prefetched && state.cadence.interval().is_some_and(|i| age < i / 2);
                 if age < self.min_interval || prefetched {
-                    state.prefetch_unused = false;
                     return Served {
                         snapshot: last,
                         fresh: true,
@@ -304,7 +304,7 @@ fn run(shared: Arc<Shared>, config: WorkerConfig, xid: Arc<XidCounts>) {
             Trigger::Scrape => state.stats.scrape_samples += 1,
             Trigger::Prefetch => state.stats.prefetch_samples += 1,
         }
-        state.prefetch_unused = matches!(trigger, Trigger::Prefetch);
+        state.last_prefetched = matches!(trigger, Trigger::Prefetch);
         state.last = Some(snapshot.clone());
         state.in_flight_since = None;
         for waiter in state.waiters.drain(..) {
