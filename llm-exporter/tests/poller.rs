@@ -567,6 +567,40 @@ fn the_shipped_config_example_is_valid() {
     );
     let (status, _) = post_through(proxy_port, "/completion", "", "{\"prompt\":\"x\"}");
     assert_eq!(status, 200);
+    drop(exporter);
+
+    // Its commented [[upstream]] form, switched on instead of the [upstream] table.
+    let before_table = shipped.split("\n[upstream]\n").next().unwrap();
+    let tables: String = shipped
+        .split_once("# [[upstream]]")
+        .map(|(_, rest)| format!("# [[upstream]]{rest}"))
+        .unwrap()
+        .lines()
+        .map(|l| l.strip_prefix('#').unwrap_or(l).trim_start())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let text = format!("{before_table}\n{tables}")
+        .replace("http://127.0.0.1:8080", &llama_fake.url())
+        .replace("http://127.0.0.1:11434", &ollama_fake.url())
+        .replace("127.0.0.1:8081", &format!("127.0.0.1:{proxy_port}"));
+    // The key file it names does not exist here.
+    let text = text.replace("api-key-file = ", "# api-key-file = ");
+    assert_eq!(text.matches("[[upstream]]").count(), 2, "{text}");
+    std::fs::write(&file, &text).unwrap();
+    let exporter = Exporter::start(&[format!("--config.file={}", file.display())]);
+    let metrics = exporter.metrics();
+    assert_eq!(
+        value(&metrics, "llm_up{upstream=\"llama\",backend=\"llama.cpp\"}"),
+        Some(1.0),
+        "{text}\n{metrics}"
+    );
+    assert_eq!(
+        value(&metrics, "llm_up{upstream=\"ollama\",backend=\"ollama\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    let (status, _) = post_through(proxy_port, "/completion", "", "{\"prompt\":\"x\"}");
+    assert_eq!(status, 200);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
