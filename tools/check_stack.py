@@ -159,6 +159,28 @@ def metric_names(expr):
     return names
 
 
+def unfiltered_selectors(expr, matcher='instance=~"$instance"'):
+    """The metric selectors of a query that do not carry `matcher` in their own braces."""
+    same_len = lambda m: " " * len(m.group(0))  # masks keep every position of expr
+    s = re.sub(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`', lambda m: '"' + " " * (len(m.group(0)) - 2) + '"', expr)
+    s = re.sub(r"\{[^}]*\}", lambda m: "{" + " " * (len(m.group(0)) - 2) + "}", s)
+    s = re.sub(r"\[[^\]]*\]", same_len, s)
+    s = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", same_len, s)
+    s = re.sub(r"\boffset\s+-?\w+", same_len, s)
+    bad = []
+    for m in re.finditer(r"(?<![\w.:$])([A-Za-z_:][\w:]*)\s*(\(?)", s):
+        word, paren = m.group(1), m.group(2)
+        if paren or word.lower() in KEYWORDS:
+            continue
+        rest = s[m.end():]
+        if rest.startswith("{"):
+            block = expr[m.end():m.end() + rest.index("}") + 1]
+            if matcher in block:
+                continue
+        bad.append(word)
+    return bad
+
+
 def golden_names():
     """Sample names in the exporters' checked-in golden outputs, read now (they still change)."""
     names = {}
@@ -292,8 +314,9 @@ def check_dashboards():
                 for fn, rng in re.findall(r"\b(rate|irate)\s*\([^\[]*\[([^\]]+)\]", expr):
                     if rng != "$__rate_interval":
                         fail(f"{where}: {fn}() over [{rng}], not [$__rate_interval]")
-                if 'instance=~"$instance"' not in expr and "instance:" not in expr:
-                    fail(f"{where}: query does not filter on $instance: {expr}")
+                # Every selector, recorded series (instance:...) included, filters itself.
+                for sel in unfiltered_selectors(expr):
+                    fail(f'{where}: {sel} is not filtered with instance=~"$instance": {expr}')
                 exprs.append(substitute(expr, variables))
         for i, (w1, a) in enumerate(cells):
             for w2, b in cells[i + 1:]:

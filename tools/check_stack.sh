@@ -143,6 +143,8 @@ canaries() {
   expect_fail "dashboard query does not parse" "sed -i '0,/sum by (model) (rate(/s//sum by (model) (rate((/' grafana/dashboards/ai-services.json" "$PY" tools/check_stack.py dashboards
   expect_fail "panel outside the grid" "sed -i '0,/\"w\": 12/s//\"w\": 30/' grafana/dashboards/gpus.json" "$PY" tools/check_stack.py dashboards
   expect_fail "undeclared variable" "\"$PY\" -c 'p=\"grafana/dashboards/gpus.json\"; s=open(p).read(); open(p,\"w\").write(s.replace(\"\$instance\", \"\$host\", 1))'" "$PY" tools/check_stack.py dashboards
+  expect_fail "recorded instance: series not filtered" "sed -i 's/instance:llm_requests:rate5m{instance=~\\\\\"\$instance\\\\\"}/instance:llm_requests:rate5m/' grafana/dashboards/llm-inference-service.json" "$PY" tools/check_stack.py dashboards
+  expect_fail "one selector of a query not filtered" "sed -i 's|/ on (instance) count by (instance) (node_cpu_seconds_total{mode=\\\\\"idle\\\\\",instance=~\\\\\"\$instance\\\\\"})|/ on (instance) count by (instance) (node_cpu_seconds_total{mode=\\\\\"idle\\\\\"})|' grafana/dashboards/system-resources.json" "$PY" tools/check_stack.py dashboards
   expect_fail "metric no exporter emits" "sed -i 's/llm_queue_depth > 100/llm_queue_length > 100/' prometheus/rules/alerts.yml" "$PY" tools/check_stack.py metrics
   expect_fail "metric gone from golden files" "sed -i 's/^gpu_utilization_ratio{/gpu_busy_ratio{/' */tests/golden/*.prom" "$PY" tools/check_stack.py metrics
   expect_fail "runbook section missing" "sed -i 's/^### GPUTooHot/### GPU temperature/' docs/runbooks.md" "$PY" tools/check_stack.py alerts
