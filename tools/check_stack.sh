@@ -82,7 +82,17 @@ templates() {
     --template.text='{{ template "llm.title" . }}|{{ template "llm.text" .Alerts }}')" || return 1
   # amtool's example data has two alerts with labels; each must render its labels line.
   [ "$(grep -c '^Labels: .*=' <<<"$out")" -ge 2 ] || { echo "templates render no labels: $out" >&2; return 1; }
-  echo "ok   notification templates render"
+  # With llm.runbook_base set, a relative runbook_url becomes an absolute link; an absolute
+  # one stays as it is.
+  local d; d=$(mktemp -d)
+  sed 's#{{ define "llm.runbook_base" }}{{ end }}#{{ define "llm.runbook_base" }}https://git.example/r/blob/main/{{ end }}#' \
+    alertmanager/templates/llm.tmpl > "$d/llm.tmpl"
+  out="$(amtool template render --template.glob="$d/*.tmpl" \
+    --template.text='{{ template "llm.runbook" "docs/runbooks.md#x" }} {{ template "llm.runbook" "https://a/b" }}')"
+  rm -rf "$d"
+  [ "$out" = "https://git.example/r/blob/main/docs/runbooks.md#x https://a/b" ] ||
+    { echo "runbook links with a base set: $out" >&2; return 1; }
+  echo "ok   notification templates render (runbook links absolute once llm.runbook_base is set)"
 }
 step "amtool template render" templates
 
