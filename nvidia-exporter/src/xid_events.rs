@@ -84,16 +84,14 @@ impl XidCounts {
             .clone()
     }
 
-    /// The most recent XID per watched GPU, 0 where none was seen (what
-    /// `DCGM_FI_DEV_XID_ERRORS` reports). GPUs nobody watches are left out.
+    /// The most recent XID per GPU (what `DCGM_FI_DEV_XID_ERRORS` reports): 0 for a watched GPU
+    /// without one; a GPU nobody watches and that had none is left out, since "no XID" would be
+    /// a claim nobody checked.
     pub fn last_per_watched_gpu(&self) -> BTreeMap<u32, u64> {
         let watched = self.watched();
         let mut last: BTreeMap<u32, (f64, u64)> =
             watched.iter().map(|&g| (g, (f64::MIN, 0))).collect();
         for ((gpu, xid), record) in self.all() {
-            if !watched.contains(&gpu) {
-                continue;
-            }
             let e = last.entry(gpu).or_insert((record.last_seen, xid));
             if record.last_seen >= e.0 {
                 *e = (record.last_seen, xid);
@@ -142,6 +140,7 @@ impl XidWatcher {
         let flag = stop.clone();
         let id = counts.next_watcher.fetch_add(1, Ordering::Relaxed);
         let thread_counts = counts.clone();
+        let (ready, registered) = std::sync::mpsc::channel::<()>();
         let spawned = std::thread::Builder::new()
             .name("nvml-xid-events".into())
             .spawn(move || {
@@ -149,10 +148,15 @@ impl XidWatcher {
                     counts: &thread_counts,
                     id,
                 };
-                watch(&nvml, &indices, &thread_counts, &flag, id)
+                watch(&nvml, &indices, &thread_counts, &flag, id, ready)
             });
         match spawned {
-            Ok(_) => Some(XidWatcher { stop, id, counts }),
+            Ok(_) => {
+                // The first sample should already know which GPUs are watched (where "no XID"
+                // is a claim); registration takes microseconds, a wedged one is not waited for.
+                let _ = registered.recv_timeout(REGISTRATION_WAIT);
+                Some(XidWatcher { stop, id, counts })
+            }
             Err(e) => {
                 log::error(
                     "cannot start the XID event thread",
@@ -164,7 +168,18 @@ impl XidWatcher {
     }
 }
 
-fn watch(nvml: &Nvml, indices: &[u32], counts: &XidCounts, stop: &AtomicBool, id: u64) {
+/// How long starting a session waits for the XID thread to register its GPUs.
+const REGISTRATION_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Watches until `stop`; `ready` is dropped once the GPUs are registered or watching gave up.
+fn watch(
+    nvml: &Nvml,
+    indices: &[u32],
+    counts: &XidCounts,
+    stop: &AtomicBool,
+    id: u64,
+    ready: std::sync::mpsc::Sender<()>,
+) {
     // An EventSet's Drop calls nvmlEventSetFree unchecked (it panics when the symbol is missing).
     if nvml.lib().nvmlEventSetFree.is_err() {
         log::warn(
@@ -188,6 +203,7 @@ fn watch(nvml: &Nvml, indices: &[u32], counts: &XidCounts, stop: &AtomicBool, id
         return;
     }
     counts.set_watched(id, registered.iter().map(|&(_, i)| i).collect());
+    drop(ready);
     let mut warned = false;
     while !stop.load(Ordering::Acquire) {
         match set.wait(WAIT_MS) {
@@ -302,8 +318,9 @@ fn register<'n>(nvml: &'n Nvml, indices: &[u32]) -> Option<(EventSet<'n>, Vec<(u
     Some((set, registered))
 }
 
-/// `nvidia_xid_errors_total` and `nvidia_xid_last_timestamp_seconds`, for the GPUs watched
-/// now: while nobody watches a GPU its count is not kept up to date.
+/// `nvidia_xid_errors_total` and `nvidia_xid_last_timestamp_seconds` for every XID seen. Only
+/// watched GPUs get events, and a count that was seen stays: a GPU lost after its XID 79 (fallen
+/// off the bus) keeps the series the alert needs.
 pub fn families(counts: &XidCounts, gpus: &[Arc<GpuIdentity>]) -> Vec<MetricFamily> {
     let mut total = MetricFamily::counter(
         "nvidia_xid_errors_total",
@@ -313,11 +330,7 @@ pub fn families(counts: &XidCounts, gpus: &[Arc<GpuIdentity>]) -> Vec<MetricFami
         "nvidia_xid_last_timestamp_seconds",
         "Unix time of the latest XID error of this code.",
     );
-    let watched = counts.watched();
     for ((gpu, xid), record) in counts.all() {
-        if !watched.contains(&gpu) {
-            continue;
-        }
         let id = gpus
             .iter()
             .find(|g| g.index == gpu)
@@ -374,9 +387,14 @@ mod tests {
         let all = counts.all();
         assert_eq!(all[&(0, 13)].count, 2);
         assert_eq!(all[&(0, 79)].count, 1);
-        // Nobody watches yet: no GPU may claim "no XID" (or any XID).
-        assert!(counts.last_per_watched_gpu().is_empty());
-        assert!(families(&counts, &[]).iter().all(|f| f.is_empty()));
+        let unwatched = XidCounts::default();
+        unwatched.record(3, 31);
+        // Nobody watches: no GPU may claim "no XID", but an XID seen is reported.
+        assert_eq!(unwatched.last_per_watched_gpu(), [(3, 31)].into());
+        assert!(XidCounts::default().last_per_watched_gpu().is_empty());
+        assert!(families(&XidCounts::default(), &[])
+            .iter()
+            .all(|f| f.is_empty()));
         counts.set_watched(7, [0, 1, 2].into());
         let last = counts.last_per_watched_gpu();
         assert_eq!(last.get(&0), Some(&79));
@@ -385,8 +403,11 @@ mod tests {
         // Another watcher ending does not clear this one's GPUs; this one ending does.
         counts.clear_watched(8);
         assert_eq!(counts.watched().len(), 3);
+        // Once unwatched (the GPU lost, the session over), the XIDs seen stay; the GPU without
+        // one drops out.
         counts.clear_watched(7);
-        assert!(counts.last_per_watched_gpu().is_empty());
+        assert_eq!(counts.last_per_watched_gpu(), [(0, 79), (2, 48)].into());
+        assert_eq!(families(&counts, &[])[0].samples.len(), 3);
         assert_eq!(description(79), "GPU has fallen off the bus");
         assert_eq!(description(0), "No Error");
     }
