@@ -13,7 +13,11 @@
 #      installed exporter starts as that user with the default config from /etc (on a free
 #      loopback port) and answers /metrics; dpkg -r keeps config and user, dpkg --purge leaves
 #      no file, no enablement symlink, no user or group behind
-#   4. static binary (glibc, +crt-static): `file`/`ldd` say static, --version, a scrape; tarball
+#   4. plain-file binaries: host-, rocm- and llm-exporter fully static for
+#      x86_64-unknown-linux-musl (`file`/`ldd` say static, --version, a scrape, no C library
+#      needed); nvidia-exporter a dynamic glibc binary (it dlopens the driver's glibc-linked
+#      libnvidia-ml, which a musl or static binary cannot do soundly) needing only glibc's own
+#      libraries, at most GLIBC_$GLIBC_FLOOR, and loading a fake libnvidia-ml; a tarball each
 #   5. Kubernetes: manifests validate offline (Kubernetes OpenAPI schemas via kubernetes-validate,
 #      strict; the Prometheus Operator's ServiceMonitor/PrometheusRule via vendored JSON
 #      schemas), cross-checks (selectors, ports, GPU node affinity, job names = prometheus.yml's),
@@ -21,9 +25,11 @@
 #      them (where promtool is installed)
 #
 # Needs: cargo, python3 (PyYAML, jsonschema, kubernetes-validate: pip-installed when missing),
-# dpkg-deb, dpkg-shlibdeps (dpkg-dev), systemd-analyze (systemd), adduser, curl, file, runuser.
-# Optional: kubectl (kustomize rendering is compared), promtool, cc (fake NVML for the static
-# nvidia-exporter). Build output goes to $CARGO_TARGET_DIR (default: target/), packages and
+# dpkg-deb, dpkg-shlibdeps (dpkg-dev), systemd-analyze (systemd), adduser, curl, file, runuser,
+# objdump (binutils), the Rust target x86_64-unknown-linux-musl (added with rustup when missing)
+# and a C compiler for it (x86_64-linux-musl-gcc or musl-gcc: Debian's musl-tools; ring has C).
+# Optional: kubectl (kustomize rendering is compared), promtool, cc (fake NVML for
+# nvidia-exporter's plain-file binary). Build output goes to $CARGO_TARGET_DIR (default: target/), packages and
 # tarballs to $CARGO_TARGET_DIR/packaging/.
 set -uo pipefail
 
@@ -37,7 +43,10 @@ out_dir=$target_dir/packaging
 helper=$root/tools/check_packaging/checks.py
 # systemd-analyze's --threshold is in tenths of its 0-10 exposure scale: 25 means 2.5.
 MAX_EXPOSURE=${MAX_EXPOSURE:-25}
-static_triple=x86_64-unknown-linux-gnu
+static_triple=x86_64-unknown-linux-musl
+# The newest glibc symbol version nvidia-exporter's plain-file binary may need; docs/install.md
+# states it (Rust's std on Debian 12 needs 2.34: Debian 12, Ubuntu 22.04, RHEL 9 and newer).
+GLIBC_FLOOR=${GLIBC_FLOOR:-2.34}
 
 failures=0
 passes=0
@@ -65,11 +74,11 @@ trap 'exit 130' INT TERM
 
 # ------------------------------------------------------------------ prerequisites
 missing=()
-for tool in cargo python3 dpkg dpkg-deb dpkg-shlibdeps systemd-analyze adduser curl file runuser; do
+for tool in cargo python3 dpkg dpkg-deb dpkg-shlibdeps systemd-analyze adduser curl file runuser objdump; do
   command -v "$tool" >/dev/null || missing+=("$tool")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
-  echo "FAIL missing tools: ${missing[*]} (apt-get install dpkg-dev systemd adduser curl file util-linux)"
+  echo "FAIL missing tools: ${missing[*]} (apt-get install dpkg-dev systemd adduser curl file util-linux binutils)"
   exit 1
 fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -140,6 +149,31 @@ stop_pid() {
   wait "$pid" 2>/dev/null
   for p in "${started_pids[@]}"; do [ "$p" = "$pid" ] || keep+=("$p"); done
   started_pids=("${keep[@]}")
+}
+
+# static_problem BIN -> prints why BIN is not a fully static binary (nothing when it is).
+static_problem() {
+  local desc ldd_out
+  desc=$(file -b "$1"); ldd_out=$(ldd "$1" 2>&1)
+  if ! echo "$desc" | grep -Eq 'statically linked|static-pie linked' || ! echo "$ldd_out" | grep -Eq 'not a dynamic executable|statically linked'; then
+    echo "file: $desc; ldd: $(echo "$ldd_out" | tr '\n' ' ')"
+  fi
+}
+
+# glibc_problem BIN FLOOR -> prints why BIN is not a dynamic glibc binary that needs only glibc's
+# own libraries and at most GLIBC_FLOOR (nothing when it is).
+glibc_problem() {
+  local bin=$1 floor=$2 desc others need
+  desc=$(file -b "$bin")
+  others=$(ldd "$bin" 2>&1 | awk '{print $1}' | grep -Ev '^(linux-vdso\.so\.1|/lib64/ld-linux-x86-64\.so\.2|lib(c|m|dl|rt|pthread|gcc_s)\.so\.[0-9]+)$' || true)
+  need=$(objdump -T "$bin" 2>/dev/null | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1)
+  if ! echo "$desc" | grep -q 'dynamically linked'; then
+    echo "not a dynamically linked binary: $desc"
+  elif [ -n "$others" ]; then
+    echo "links libraries beyond glibc's: $(echo "$others" | tr '\n' ' ')"
+  elif [ -z "$need" ] || [ "$(printf '%s\n%s\n' "$need" "$floor" | sort -V | tail -1)" != "$floor" ]; then
+    echo "needs GLIBC_${need:-?}, newer than the floor $floor"
+  fi
 }
 
 # check_maintainer_scripts NAME DEB: what postinst/prerm/postrm ask of systemd, with and without
@@ -234,30 +268,63 @@ else
   fail "self-test: an unhardened unit passes the exposure threshold"
 fi
 
+# The plain-file binary checks: a dynamic binary is not static, a static one is not the glibc
+# binary, and a glibc floor below what a binary needs is reported.
+# coreutils' true: dynamic, linked to libc only; ls: also to libselinux.
+probe=/usr/bin/true
+if [ -n "$(static_problem "$probe")" ] && [ -n "$(glibc_problem "$probe" 2.0)" ] && [ -z "$(glibc_problem "$probe" 99.0)" ] &&
+  { [ ! -x /usr/bin/ls ] || ! ldd /usr/bin/ls | grep -q libselinux || [ -n "$(glibc_problem /usr/bin/ls 99.0)" ]; }; then
+  pass "self-test: the static check rejects a dynamic binary, the glibc check a floor below the need and a library beyond glibc's"
+else
+  fail "self-test: the static or glibc-floor check cannot fail"
+fi
+
 # ------------------------------------------------------------------ build
-note "building release binaries (dynamic for the .debs, static for the tarballs) into $target_dir"
-build() { # build LABEL cargo-args... ; per crate when the whole set fails
+note "building release binaries (glibc for the .debs, static musl for the tarballs) into $target_dir"
+build() { # build LABEL cargo-args... (the crates in build_set); per crate when the whole set fails
   local label=$1; shift
   local pkgs=() e
-  for e in "${exporters[@]}"; do pkgs+=(-p "$e"); done
+  for e in "${build_set[@]}"; do pkgs+=(-p "$e"); done
   if cargo build --release --locked "$@" "${pkgs[@]}" > "$work/build-$label.log" 2>&1; then
     return 0
   fi
   note "$label build of all exporters failed; building one by one"
-  for e in "${exporters[@]}"; do
+  for e in "${build_set[@]}"; do
     cargo build --release --locked "$@" -p "$e" >> "$work/build-$label.log" 2>&1 ||
       { tail -20 "$work/build-$label.log"; fail "$e: $label release build"; }
   done
 }
+build_set=("${exporters[@]}")
 build dynamic
-RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" build static --target "$static_triple"
+# Static: every exporter but nvidia-exporter, for musl. The target comes from rustup when it is
+# missing; ring's C and assembly need a musl C compiler (Debian: musl-tools).
+build_set=()
+for e in "${exporters[@]}"; do [ "$e" = nvidia-exporter ] || build_set+=("$e"); done
+musl_ready=1
+if ! rustup target list --installed 2>/dev/null | grep -qx "$static_triple"; then
+  if command -v rustup >/dev/null && rustup target add "$static_triple" > "$work/rustup.log" 2>&1; then
+    note "added the Rust target $static_triple with rustup"
+  else
+    tail -5 "$work/rustup.log" 2>/dev/null
+    fail "the Rust target $static_triple is not installed and 'rustup target add $static_triple' failed (no rustup, or no network): no static binaries"
+    musl_ready=0
+  fi
+fi
+musl_cc=$(command -v x86_64-linux-musl-gcc || command -v musl-gcc || true)
+if [ -z "$musl_cc" ]; then
+  fail "no C compiler for $static_triple (x86_64-linux-musl-gcc or musl-gcc; Debian: apt-get install musl-tools): no static binaries"
+  musl_ready=0
+fi
+if [ "$musl_ready" = 1 ] && [ "${#build_set[@]}" -gt 0 ]; then
+  CC_x86_64_unknown_linux_musl=$musl_cc build static --target "$static_triple"
+fi
 mkdir -p "$out_dir"
 
 # ------------------------------------------------------------------ per exporter
 for name in "${exporters[@]}"; do
   version=${version_of[$name]}
   bin=$target_dir/release/$name
-  sbin=$target_dir/$static_triple/release/$name
+  sbin=$target_dir/$static_triple/release/$name   # nvidia-exporter: $bin, see 4.
   unit=$root/packaging/systemd/$name.service
   note "$name $version"
 
@@ -384,29 +451,41 @@ for name in "${exporters[@]}"; do
     fi
   fi
 
-  # -- 4. static binary
+  # -- 4. plain-file binary: static musl, or (nvidia-exporter) dynamic glibc
+  if [ "$name" = nvidia-exporter ]; then sbin=$bin; kind=glibc; else kind=static; fi
   if [ ! -x "$sbin" ]; then
-    fail "$name: no static binary"
+    fail "$name: no $kind binary"
   else
-    desc=$(file -b "$sbin"); ldd_out=$(ldd "$sbin" 2>&1)
-    if echo "$desc" | grep -Eq 'statically linked|static-pie linked' && echo "$ldd_out" | grep -Eq 'not a dynamic executable|statically linked'; then
-      pass "$name: static binary ($(du -k "$sbin" | cut -f1) KiB): ${desc%%,*}, $(echo "$desc" | grep -o 'static[^,]*linked')"
+    if [ "$kind" = static ]; then
+      if why=$(static_problem "$sbin") && [ -z "$why" ]; then
+        desc=$(file -b "$sbin")
+        pass "$name: static binary for $static_triple ($(du -k "$sbin" | cut -f1) KiB): ${desc%%,*}, $(echo "$desc" | grep -o 'static[^,]*linked')"
+      else
+        echo "     $why"; fail "$name: binary is not static"
+      fi
     else
-      echo "     file: $desc"; echo "     ldd: $ldd_out"; fail "$name: binary is not static"
+      # Only glibc's own libraries (and libgcc_s, on every glibc system); libnvidia-ml is
+      # dlopened at run time, never linked.
+      if why=$(glibc_problem "$sbin" "$GLIBC_FLOOR") && [ -z "$why" ]; then
+        need=$(objdump -T "$sbin" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1)
+        pass "$name: dynamic glibc binary ($(du -k "$sbin" | cut -f1) KiB), only glibc's libraries, needs glibc $need (floor $GLIBC_FLOOR, docs/install.md)"
+      else
+        fail "$name: plain-file binary: $why"
+      fi
     fi
     if v=$("$sbin" --version 2>&1) && echo "$v" | grep -q "$version"; then
-      pass "$name: static --version: $v"
+      pass "$name: $kind --version: $v"
     else
-      echo "     $v"; fail "$name: static --version"
+      echo "     $v"; fail "$name: $kind --version"
     fi
     port=$(free_port)
     # shellcheck disable=SC2046
     env -i PATH=/usr/bin:/bin "$sbin" --web.listen-address="127.0.0.1:$port" $(start_flags "$name") > "$work/run.log" 2>&1 &
     pid=$!; started_pids+=("$pid")
     if wait_scrape "http://127.0.0.1:$port/metrics" "$work/run.log" "$pid" "$name"; then
-      pass "$name: static binary answers /metrics"
+      pass "$name: $kind binary answers /metrics"
     else
-      fail "$name: static binary does not answer /metrics"
+      fail "$name: $kind binary does not answer /metrics"
     fi
     stop_pid "$pid"
     # The plain-file distribution, node_exporter style.
@@ -422,11 +501,11 @@ for name in "${exporters[@]}"; do
   fi
 done
 
-# The static nvidia-exporter loads libnvidia-ml with dlopen: show that it works from a static
-# glibc binary, with the fake libnvidia-ml of the nvidia-exporter tests.
+# nvidia-exporter's plain-file binary loads libnvidia-ml with dlopen: show that it does, with the
+# fake libnvidia-ml of the nvidia-exporter tests.
 fake_src=$root/nvidia-exporter/tests/fake-nvml/fake_nvml.c
 scenario=$root/nvidia-exporter/tests/fake-nvml/scenarios/fleet.scn
-sbin=$target_dir/$static_triple/release/nvidia-exporter
+sbin=$target_dir/release/nvidia-exporter
 if [ -x "$sbin" ] && [ -f "$fake_src" ] && [ -f "$scenario" ] && command -v cc >/dev/null; then
   if cc -shared -fPIC -O1 -pthread -Wl,-z,nodelete -o "$work/libnvidia-ml.so.1" "$fake_src" 2> "$work/cc.log"; then
     port=$(free_port)
@@ -435,17 +514,17 @@ if [ -x "$sbin" ] && [ -f "$fake_src" ] && [ -f "$scenario" ] && command -v cc >
     pid=$!; started_pids+=("$pid")
     if wait_scrape "http://127.0.0.1:$port/metrics" "$work/run.log" "$pid" nvidia-exporter &&
       grep -q '^nvidia_up 1' "$work/scrape" && grep -q '^gpu_info{' "$work/scrape"; then
-      pass "nvidia-exporter: static binary loads libnvidia-ml (fake, $(grep -c '^gpu_info{' "$work/scrape") GPUs) through dlopen"
+      pass "nvidia-exporter: plain-file (glibc) binary loads libnvidia-ml (fake, $(grep -c '^gpu_info{' "$work/scrape") GPUs) through dlopen"
     else
       grep -E '^nvidia_(up|down_reason)' "$work/scrape" 2>/dev/null | head -3
-      fail "nvidia-exporter: static binary cannot use libnvidia-ml through dlopen"
+      fail "nvidia-exporter: plain-file (glibc) binary cannot use libnvidia-ml through dlopen"
     fi
     stop_pid "$pid"
   else
     cat "$work/cc.log"; fail "nvidia-exporter: building the fake libnvidia-ml"
   fi
 else
-  note "nvidia-exporter: static dlopen check skipped (needs the static binary, cc and nvidia-exporter/tests/fake-nvml)"
+  note "nvidia-exporter: dlopen check skipped (needs the release binary, cc and nvidia-exporter/tests/fake-nvml)"
 fi
 
 # ------------------------------------------------------------------ 5. Kubernetes
