@@ -67,6 +67,8 @@ pub struct ProxyConfig {
     pub idle_timeout: Duration,
     /// Distinct model label values kept before new ones are counted as `other`.
     pub max_models: usize,
+    /// Threads serving the proxy listeners (`--proxy.threads`; `auto`: one per available core).
+    pub threads: usize,
 }
 
 pub fn args() -> Vec<Arg> {
@@ -116,6 +118,10 @@ pub fn args() -> Vec<Arg> {
             .long("proxy.max-models")
             .default_value("32")
             .help("Distinct model label values before further models are counted as 'other'"),
+        Arg::new("proxy.threads")
+            .long("proxy.threads")
+            .default_value("auto")
+            .help("Threads serving the proxy listeners; auto: one per available core"),
     ]
 }
 
@@ -330,6 +336,9 @@ pub fn load(settings: &Settings) -> Result<Config, CliOutcome> {
                 .ok_or_else(|| "expected a whole number above zero".to_string())
         })?
         .unwrap_or(32);
+    let threads = settings
+        .parsed("proxy.threads", parse_threads)?
+        .unwrap_or_else(available_cores);
     Ok(Config {
         upstreams,
         poll_timeout,
@@ -337,8 +346,28 @@ pub fn load(settings: &Settings) -> Result<Config, CliOutcome> {
             header_timeout,
             idle_timeout,
             max_models,
+            threads,
         },
     })
+}
+
+/// The most `--proxy.threads` accepted: far beyond any useful value, low enough that a typo
+/// does not start thousands of threads.
+const MAX_PROXY_THREADS: usize = 1024;
+
+fn parse_threads(s: &str) -> Result<usize, String> {
+    if s.trim() == "auto" {
+        return Ok(available_cores());
+    }
+    s.trim()
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_PROXY_THREADS).contains(n))
+        .ok_or_else(|| format!("expected 'auto' or a whole number from 1 to {MAX_PROXY_THREADS}"))
+}
+
+fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 #[cfg(test)]
@@ -366,5 +395,15 @@ mod tests {
             BackendChoice::Fixed(Backend::LlamaCpp)
         );
         assert!(parse_backend("vllm").is_err());
+    }
+
+    #[test]
+    fn proxy_threads() {
+        assert_eq!(parse_threads("auto").unwrap(), available_cores());
+        assert_eq!(parse_threads("3").unwrap(), 3);
+        assert_eq!(parse_threads("1024").unwrap(), 1024);
+        for bad in ["0", "-1", "1025", "two", "1.5", ""] {
+            assert!(parse_threads(bad).is_err(), "{bad}");
+        }
     }
 }

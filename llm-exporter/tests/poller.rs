@@ -387,6 +387,14 @@ fn bad_flags_are_refused_at_start() {
             vec!["--upstream=a=http://x:1", "--upstream.timeout=0s"],
             "--upstream.timeout",
         ),
+        (
+            vec!["--upstream=a=http://x:1", "--proxy.threads=0"],
+            "invalid value '0' for --proxy.threads",
+        ),
+        (
+            vec!["--upstream=a=http://x:1", "--proxy.threads=many"],
+            "--proxy.threads",
+        ),
     ] {
         let out = run(&args);
         let stderr = String::from_utf8_lossy(&out.stderr);

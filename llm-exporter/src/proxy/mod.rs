@@ -1,8 +1,8 @@
 //! The measuring reverse proxy: `--proxy NAME=LISTEN_ADDR` serves upstream NAME's API unchanged
 //! at another address. Requests and responses pass through as they come (bodies are never
 //! modified or buffered, so SSE and NDJSON streams reach the client chunk by chunk); inference
-//! requests are measured on the way. The proxies run on their own runtime and thread so that a
-//! slow scrape and a busy stream never wait on each other.
+//! requests are measured on the way. The proxies run on threads of their own (`--proxy.threads`)
+//! so that a slow scrape and a busy stream never wait on each other.
 
 pub mod body;
 pub mod collector;
@@ -29,16 +29,16 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// Headers that belong to one connection, not to the message (RFC 9110 §7.6.1).
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 /// One proxy listener's view of its upstream.
@@ -53,7 +53,10 @@ struct Target {
 }
 
 /// Binds every `--proxy` listener now (so a busy port is a start-up error), then serves them on
-/// a thread of their own.
+/// `--proxy.threads` threads of their own. Each thread runs its own single-threaded runtime that
+/// accepts on every listener (a shared socket: whichever thread is free takes the connection)
+/// and keeps its own pool of upstream connections, so a request is served start to end on one
+/// thread, as nginx's workers do, with no hand-over between threads.
 pub fn start(config: &Config, metrics: Arc<ProxyMetrics>) -> Result<(), String> {
     let mut bound = Vec::new();
     for upstream in &config.upstreams {
@@ -62,48 +65,60 @@ pub fn start(config: &Config, metrics: Arc<ProxyMetrics>) -> Result<(), String> 
         };
         let listener = bind(listen)
             .map_err(|e| format!("--proxy {}={listen}: cannot listen: {e}", upstream.name))?;
-        bound.push((listener, target(upstream, &config.proxy, metrics.clone())?));
+        bound.push((listener, upstream));
     }
     if bound.is_empty() {
         return Ok(());
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("llm-proxy")
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the proxy runtime: {e}"))?;
-    std::thread::Builder::new()
-        .name("llm-proxy".into())
-        .spawn(move || {
-            runtime.block_on(async move {
-                let mut tasks = Vec::new();
-                for (listener, target) in bound {
-                    let address = listener
-                        .local_addr()
-                        .map(|a| a.to_string())
-                        .unwrap_or_default();
-                    match tokio::net::TcpListener::from_std(listener) {
-                        Ok(listener) => {
-                            common::log::info(
-                                "proxy listening",
-                                &[("upstream", &target.name), ("address", &address)],
-                            );
-                            tasks.push(tokio::spawn(serve(listener, Arc::new(target))));
-                        }
-                        Err(e) => common::log::error(
-                            "proxy cannot listen",
-                            &[("address", &address), ("err", &e.to_string())],
-                        ),
-                    }
-                }
-                for task in tasks {
-                    let _ = task.await;
-                }
-            })
-        })
-        .map_err(|e| format!("cannot start the proxy thread: {e}"))?;
+    for (listener, upstream) in &bound {
+        let address = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        common::log::info(
+            "proxy listening",
+            &[
+                ("upstream", &upstream.name),
+                ("address", &address),
+                ("threads", &config.proxy.threads.to_string()),
+            ],
+        );
+    }
+    for i in 0..config.proxy.threads {
+        let mut serving = Vec::new();
+        for (listener, upstream) in &bound {
+            let listener = listener.try_clone().map_err(|e| {
+                format!("--proxy {}: cannot share the listener: {e}", upstream.name)
+            })?;
+            serving.push((listener, target(upstream, &config.proxy, metrics.clone())?));
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the proxy runtime: {e}"))?;
+        std::thread::Builder::new()
+            .name(format!("llm-proxy-{i}"))
+            .spawn(move || runtime.block_on(serve_all(serving)))
+            .map_err(|e| format!("cannot start a proxy thread: {e}"))?;
+    }
     Ok(())
+}
+
+/// One proxy thread: every listener, until the process ends.
+async fn serve_all(serving: Vec<(std::net::TcpListener, Target)>) {
+    let mut tasks = Vec::new();
+    for (listener, target) in serving {
+        match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => tasks.push(tokio::spawn(serve(listener, Arc::new(target)))),
+            Err(e) => common::log::error(
+                "proxy cannot listen",
+                &[("upstream", &target.name), ("err", &e.to_string())],
+            ),
+        }
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
 }
 
 fn bind(listen: &str) -> std::io::Result<std::net::TcpListener> {
@@ -378,18 +393,20 @@ fn local(
 
 fn without_hop_by_hop(mut headers: HeaderMap) -> HeaderMap {
     // Headers named in `Connection` are hop-by-hop too.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
     }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
     }
     headers
 }
