@@ -98,9 +98,27 @@ pub struct ProxyMetrics {
 }
 
 fn observe(map: &mut BTreeMap<Key, Histogram>, key: &Key, bounds: &'static [f64], v: f64) {
-    map.entry(key.clone())
-        .or_insert_with(|| Histogram::new(bounds))
-        .observe(v);
+    histogram_of(map, key, bounds).observe(v);
+}
+
+/// The key's histogram; the key is copied only the first time it is seen.
+fn histogram_of<'m>(
+    map: &'m mut BTreeMap<Key, Histogram>,
+    key: &Key,
+    bounds: &'static [f64],
+) -> &'m mut Histogram {
+    if !map.contains_key(key) {
+        map.insert(key.clone(), Histogram::new(bounds));
+    }
+    map.get_mut(key).expect("inserted above")
+}
+
+/// The key's total; the key is copied only the first time it is seen.
+fn total_of<'m>(map: &'m mut BTreeMap<Key, u64>, key: &Key) -> &'m mut u64 {
+    if !map.contains_key(key) {
+        map.insert(key.clone(), 0);
+    }
+    map.get_mut(key).expect("inserted above")
 }
 
 impl ProxyMetrics {
@@ -148,10 +166,6 @@ impl ProxyMetrics {
         } else {
             "error"
         };
-        *state
-            .requests
-            .entry((key.clone(), status, f.code))
-            .or_insert(0) += 1;
         if let Some(kind) = f.error {
             *state.errors.entry((key.clone(), kind)).or_insert(0) += 1;
         }
@@ -173,25 +187,23 @@ impl ProxyMetrics {
             }
         }
         if !f.inter_token.is_empty() {
-            let h = state
-                .inter_token
-                .entry(key.clone())
-                .or_insert_with(|| Histogram::new(histogram::ITL_SECONDS));
+            let h = histogram_of(&mut state.inter_token, &key, histogram::ITL_SECONDS);
             for gap in &f.inter_token {
                 h.observe(*gap);
             }
         }
         if let Some(n) = f.prompt_tokens {
             // A server may report any number: saturate rather than overflow.
-            let total = state.prompt_tokens.entry(key.clone()).or_insert(0);
+            let total = total_of(&mut state.prompt_tokens, &key);
             *total = total.saturating_add(n);
             observe(&mut state.prompt_hist, &key, histogram::TOKENS, n as f64);
         }
         if let Some(n) = f.generated_tokens {
-            let total = state.generated_tokens.entry(key.clone()).or_insert(0);
+            let total = total_of(&mut state.generated_tokens, &key);
             *total = total.saturating_add(n);
             observe(&mut state.generated_hist, &key, histogram::TOKENS, n as f64);
         }
+        *state.requests.entry((key, status, f.code)).or_insert(0) += 1;
     }
 
     pub fn families(&self) -> Vec<MetricFamily> {

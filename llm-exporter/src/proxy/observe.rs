@@ -3,7 +3,7 @@
 //! (not the role-only chunk, not a ping), the gaps between content chunks, the model the server
 //! named, the token counts the server reported, and error lines.
 
-use serde::de::IgnoredAny;
+use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::borrow::Cow;
 use tokio::time::Instant;
@@ -37,24 +37,25 @@ impl Framing {
     }
 }
 
+// The shapes below are the server's JSON as far as it is read. A line is counted only when it
+// parses as a whole into `Chunk` (a line that does not is not the JSON we expect), so every field
+// keeps its type check; but nothing is kept that is not needed: a text field only says whether it
+// is non-empty, `choices` only whether one of them carries content, and the model name borrows
+// from the line unless it has escapes. No line costs an allocation.
+
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Chunk<'a> {
     #[serde(borrow)]
-    model: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    choices: Option<Vec<Choice<'a>>>,
+    model: Option<Text<'a>>,
+    choices: Option<AnyContent>,
     /// llama-server's native `/completion`.
-    #[serde(borrow)]
-    content: Option<Cow<'a, str>>,
+    content: Option<Filled>,
     /// Ollama's `/api/generate`.
-    #[serde(borrow)]
-    response: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    thinking: Option<Cow<'a, str>>,
+    response: Option<Filled>,
+    thinking: Option<Filled>,
     /// Ollama's `/api/chat`.
-    #[serde(borrow)]
-    message: Option<Delta<'a>>,
+    message: Option<Delta>,
     usage: Option<Usage>,
     timings: Option<Timings>,
     error: Option<IgnoredAny>,
@@ -72,23 +73,18 @@ struct Chunk<'a> {
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct Choice<'a> {
-    #[serde(borrow)]
-    delta: Option<Delta<'a>>,
-    #[serde(borrow)]
-    text: Option<Cow<'a, str>>,
+struct Choice {
+    delta: Option<Delta>,
+    text: Option<Filled>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct Delta<'a> {
-    #[serde(borrow)]
-    content: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    reasoning_content: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    thinking: Option<Cow<'a, str>>,
-    tool_calls: Option<Vec<IgnoredAny>>,
+struct Delta {
+    content: Option<Filled>,
+    reasoning_content: Option<Filled>,
+    thinking: Option<Filled>,
+    tool_calls: Option<NonEmpty>,
 }
 
 #[derive(Deserialize, Default)]
@@ -107,16 +103,104 @@ struct Timings {
     prompt_ms: Option<f64>,
 }
 
-fn filled(s: &Option<Cow<'_, str>>) -> bool {
-    s.as_deref().is_some_and(|s| !s.is_empty())
+/// A string, borrowed from the line where it has no escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
+    }
 }
 
-impl Delta<'_> {
+/// A string, of which only whether it is empty is kept.
+struct Filled(bool);
+
+impl<'de> Deserialize<'de> for Filled {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Filled;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Filled(!v.is_empty()))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// An array of anything, of which only whether it is empty is kept.
+struct NonEmpty(bool);
+
+impl<'de> Deserialize<'de> for NonEmpty {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = NonEmpty;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut any = false;
+                while seq.next_element::<IgnoredAny>()?.is_some() {
+                    any = true;
+                }
+                Ok(NonEmpty(any))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+/// `choices`: an array of `Choice`, of which only whether one carries content is kept.
+struct AnyContent(bool);
+
+impl<'de> Deserialize<'de> for AnyContent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = AnyContent;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut any = false;
+                while let Some(choice) = seq.next_element::<Choice>()? {
+                    any |= filled(&choice.text)
+                        || choice.delta.as_ref().is_some_and(Delta::has_content);
+                }
+                Ok(AnyContent(any))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+fn filled(s: &Option<Filled>) -> bool {
+    s.as_ref().is_some_and(|s| s.0)
+}
+
+impl Delta {
     fn has_content(&self) -> bool {
         filled(&self.content)
             || filled(&self.reasoning_content)
             || filled(&self.thinking)
-            || self.tool_calls.as_ref().is_some_and(|t| !t.is_empty())
+            || self.tool_calls.as_ref().is_some_and(|t| t.0)
     }
 }
 
@@ -126,12 +210,29 @@ impl Chunk<'_> {
             || filled(&self.response)
             || filled(&self.thinking)
             || self.message.as_ref().is_some_and(Delta::has_content)
-            || self.choices.as_ref().is_some_and(|choices| {
-                choices
-                    .iter()
-                    .any(|c| filled(&c.text) || c.delta.as_ref().is_some_and(Delta::has_content))
-            })
+            || self.choices.as_ref().is_some_and(|c| c.0)
     }
+}
+
+/// The first `\n` in `data`, eight bytes at a time.
+fn find_newline(data: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const NEWLINES: u64 = u64::from_ne_bytes([b'\n'; 8]);
+    let mut words = data.chunks_exact(8);
+    let mut offset = 0;
+    for word in words.by_ref() {
+        let x = u64::from_ne_bytes(word.try_into().unwrap_or_default()) ^ NEWLINES;
+        // A zero byte in `x` (a newline in the word) sets its high bit here.
+        if x.wrapping_sub(ONES) & !x & HIGHS != 0 {
+            break;
+        }
+        offset += 8;
+    }
+    data[offset..]
+        .iter()
+        .position(|b| *b == b'\n')
+        .map(|p| offset + p)
 }
 
 /// What one response told us.
@@ -174,20 +275,25 @@ impl Observer {
         }
     }
 
-    /// Takes the bytes of one body frame, arriving at `now`.
+    /// Takes the bytes of one body frame, arriving at `now`. Lines that lie whole in the frame
+    /// are read where they are; only a line split across frames is copied.
     pub fn feed(&mut self, mut data: &[u8], now: Instant) {
         if self.framing == Framing::Json {
             self.keep(data);
             return;
         }
-        while let Some(newline) = data.iter().position(|b| *b == b'\n') {
-            self.keep(&data[..newline]);
-            let line = std::mem::take(&mut self.kept);
-            if !std::mem::take(&mut self.overflow) {
-                self.line(&line, now);
+        while let Some(newline) = find_newline(data) {
+            if self.kept.is_empty() && !self.overflow && newline <= MAX_KEPT {
+                self.line(&data[..newline], now);
+            } else {
+                self.keep(&data[..newline]);
+                let line = std::mem::take(&mut self.kept);
+                if !std::mem::take(&mut self.overflow) {
+                    self.line(&line, now);
+                }
+                self.kept = line;
+                self.kept.clear();
             }
-            self.kept = line;
-            self.kept.clear();
             data = &data[newline + 1..];
         }
         self.keep(data);
@@ -236,7 +342,7 @@ impl Observer {
         if chunk.error.is_some() {
             self.error_line = true;
         }
-        if let Some(model) = chunk.model.as_deref() {
+        if let Some(model) = chunk.model.as_ref().map(|m| m.0.as_ref()) {
             if self.model.as_deref() != Some(model) {
                 self.model = Some(model.to_string());
             }
@@ -410,6 +516,73 @@ mod tests {
             b"\n",
         );
         assert_eq!(o.tokens(), (None, None));
+    }
+
+    #[test]
+    fn content_kinds_escapes_and_type_checks() {
+        // Each line alone: is it a content event, and which model does it name?
+        let content = |line: &str| {
+            let o = run(Framing::Ndjson, format!("{line}\n").as_bytes(), b"\n");
+            (o.ttft().is_some(), o.model.clone())
+        };
+        let chat = |delta: &str| format!("{{\"choices\":[{{\"delta\":{delta}}}]}}");
+        assert!(content(&chat(r#"{"tool_calls":[{"id":"x"}]}"#)).0);
+        assert!(!content(&chat(r#"{"tool_calls":[]}"#)).0);
+        assert!(content(&chat(r#"{"reasoning_content":"r"}"#)).0);
+        assert!(!content(&chat(r#"{"content":null}"#)).0);
+        assert!(content(r#"{"choices":[{"text":""},{"text":"t"}]}"#).0);
+        assert!(!content(r#"{"choices":[]}"#).0);
+        assert!(content(r#"{"message":{"thinking":"t"}}"#).0);
+        assert!(content(r#"{"response":"a\nb"}"#).0);
+        // A model name with escapes is decoded, one without is taken as it is.
+        assert_eq!(
+            content(r#"{"model":"a\/b\u00e9","content":"x"}"#),
+            (true, Some("a/b\u{e9}".to_string()))
+        );
+        assert_eq!(
+            content(r#"{"model":"m","content":""}"#),
+            (false, Some("m".to_string()))
+        );
+        // A line whose fields have the wrong types is not the JSON we expect: nothing counts.
+        for line in [
+            r#"{"content":5}"#,
+            r#"{"content":"x","model":7}"#,
+            r#"{"choices":{"text":"x"}}"#,
+            r#"{"choices":[{"delta":{"content":"x","tool_calls":{}}}]}"#,
+            r#"{"content":"x","usage":{"prompt_tokens":"1"}}"#,
+            r#"{"content":"x","content":"y"}"#,
+            r#"{"content":"x""#,
+        ] {
+            assert_eq!(content(line), (false, None), "{line}");
+        }
+    }
+
+    #[test]
+    fn lines_split_anywhere_read_the_same() {
+        let body = fixture("llama-server/v1-chat-completions-stream.body");
+        let whole = run(Framing::Sse, &body, b"\n\n");
+        let t0 = Instant::now();
+        for size in [1, 3, 8, 9, 64, 4096] {
+            let mut o = Observer::new(Framing::Sse, t0);
+            for piece in body.chunks(size) {
+                o.feed(piece, t0);
+            }
+            o.finish(t0);
+            assert_eq!(o.tokens(), whole.tokens(), "{size}");
+            assert_eq!(o.model, whole.model, "{size}");
+            assert_eq!(o.inter_token.len(), whole.inter_token.len(), "{size}");
+        }
+        for (data, at) in [
+            (&b""[..], None),
+            (b"abc", None),
+            (b"\n", Some(0)),
+            (b"0123456789\n", Some(10)),
+        ] {
+            assert_eq!(find_newline(data), at);
+        }
+        let mut long = vec![b'x'; 100];
+        long[77] = b'\n';
+        assert_eq!(find_newline(&long), Some(77));
     }
 
     #[test]
