@@ -294,6 +294,12 @@ build() { # build LABEL cargo-args... (the crates in build_set); per crate when 
       { tail -20 "$work/build-$label.log"; fail "$e: $label release build"; }
   done
 }
+# A failed build leaves the last good binaries and artefacts behind: remove them first, so that
+# nothing below checks or ships an old one.
+for e in "${exporters[@]}"; do
+  rm -f "$target_dir/release/$e" "$target_dir/$static_triple/release/$e" \
+    "$out_dir/$e-${version_of[$e]}.linux-amd64.tar.gz" "$out_dir/${e}_${version_of[$e]}-1_amd64.deb"
+done
 build_set=("${exporters[@]}")
 build dynamic
 # Static: every exporter but nvidia-exporter, for musl. The target comes from rustup when it is
