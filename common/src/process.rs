@@ -110,7 +110,13 @@ fn boot_time() -> Option<f64> {
     })
 }
 
-fn rlimit(resource: libc::__rlimit_resource_t) -> Option<f64> {
+/// getrlimit's resource type: glibc has its own enum type, musl a plain int.
+#[cfg(target_env = "gnu")]
+type RlimitResource = libc::__rlimit_resource_t;
+#[cfg(not(target_env = "gnu"))]
+type RlimitResource = libc::c_int;
+
+fn rlimit(resource: RlimitResource) -> Option<f64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
