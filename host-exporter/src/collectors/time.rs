@@ -29,7 +29,7 @@ impl BlockingCollector for Time {
             "System time in seconds since epoch (1970).",
         )
         .with_value(now.as_secs_f64())];
-        if let Some((zone, offset)) = local_zone(now.as_secs() as libc::time_t) {
+        if let Some((zone, offset)) = local_zone(now.as_secs() as i64) {
             families.push(
                 MetricFamily::gauge(
                     "node_time_zone_offset_seconds",
@@ -69,7 +69,11 @@ impl BlockingCollector for Time {
 
 /// The local zone's abbreviation and UTC offset at `t`, from the C library (which reads TZ and
 /// /etc/localtime as the host configures them).
-fn local_zone(t: libc::time_t) -> Option<(String, f64)> {
+// libc marks time_t deprecated on musl only (its width changed in musl 1.2); it is what
+// localtime_r takes.
+#[allow(deprecated)]
+fn local_zone(t: i64) -> Option<(String, f64)> {
+    let t = t as libc::time_t;
     // SAFETY: localtime_r writes only into `tm`; tm_zone points into static libc storage that
     // stays valid until the next tzset, and is copied at once.
     unsafe {
