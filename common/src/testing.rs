@@ -27,7 +27,10 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
-    panic!("no free loopback port between {FIRST} and {}", FIRST + COUNT)
+    panic!(
+        "no free loopback port between {FIRST} and {}",
+        FIRST + COUNT
+    )
 }
 
 /// A response as the tests look at it: status, headers (lower-case names), body bytes.
