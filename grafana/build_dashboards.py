@@ -58,7 +58,8 @@ DASHBOARDS = {
                 q(f'system_gpu_usage_percent{{{I}}}', "GPU {{gpu}} {{instance}}"),
             ], max=100),
             ts("VRAM Usage", "gbytes", [q(f'system_vram_used_gb{{{I}}}', "VRAM used GPU {{gpu}} {{instance}}")]),
-            ts("Error Rate", "reqps", [q(f'sum by (upstream, route) (rate(llm_requests_total{{status="error",{I}}}[{RI}]))', "{{upstream}} {{route}}")]),
+            # The failed requests the alerts count (cancelled requests and 4xx answers left out).
+            ts("Error Rate", "reqps", [q(f'upstream:llm_requests_errors:rate5m{{{I}}}', "{{upstream}}")]),
         ],
     ),
     # Seed 001, "LLM Service Dashboard", plus the seed's service-health scorecard.
