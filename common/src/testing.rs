@@ -218,6 +218,19 @@ pub fn stable_exposition(text: &str, also_drop: &[&str]) -> String {
         .collect()
 }
 
+/// Copies a fixture tree (directories and files) to `to`, e.g. to alter a copy in a test.
+pub fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
 /// Runs `program args` with `input` on its stdin: (exit code, stdout then stderr).
 pub fn run_with_stdin(program: &str, args: &[&str], input: &str) -> (i32, String) {
     let mut child = Command::new(program)

@@ -18,6 +18,7 @@
 //! times the first scrape (which has to wait for a run) apart from the rest (which must not),
 //! scraping every `--interval-ms` (default 10) so that background refreshes happen meanwhile.
 
+use common::testing::copy_tree;
 use rocm_exporter::backend::sysfs::SysfsBackend;
 use rocm_exporter::model::Backend;
 use std::io::{Read, Write};
@@ -293,17 +294,5 @@ fn build_tree(fixture: &Path, root: &Path, gpus: usize) {
             format!("DRIVER=amdgpu\nPCI_SLOT_NAME=0000:{:02x}:00.0\n", n + 3),
         )
         .unwrap();
-    }
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
     }
 }

@@ -105,6 +105,7 @@ mod tests {
     use crate::backend::rocm_smi::RocmSmiBackend;
     use crate::backend::sysfs::SysfsBackend;
     use crate::sampler::Refresh;
+    use common::testing::copy_tree;
     use common::MetricFamily;
     use std::path::Path;
 
@@ -120,18 +121,6 @@ mod tests {
             .unwrap()
             .1
             .clone()
-    }
-
-    fn copy_tree(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap().flatten() {
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy_tree(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), &target).unwrap();
-            }
-        }
     }
 
     #[tokio::test]

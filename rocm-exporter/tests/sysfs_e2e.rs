@@ -2,6 +2,7 @@
 
 mod support;
 
+use common::testing::copy_tree;
 use support::{assert_golden, fixtures, value, Exporter};
 
 fn sysfs_args(tree: &str, processes: bool) -> Vec<String> {
@@ -80,18 +81,6 @@ fn landing_page_and_health() {
     let (status, page) = exporter.get("/");
     assert_eq!(status, 200);
     assert!(page.contains("rocm-exporter"));
-}
-
-fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// A sysfs read that blocks (a wedged SMU) must not hang the scrape: the last good sample is

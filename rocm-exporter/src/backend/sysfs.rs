@@ -589,6 +589,7 @@ impl<F: Files> Backend for SysfsBackend<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use common::testing::copy_tree;
     use std::collections::HashSet;
     use std::sync::{Arc, Mutex};
 
@@ -739,17 +740,5 @@ mod tests {
             .sample()
             .unwrap_err();
         assert_eq!(err.reason, Reason::NoDevices);
-    }
-
-    fn copy_tree(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap().flatten() {
-            let target = to.join(entry.file_name());
-            if entry.file_type().unwrap().is_dir() {
-                copy_tree(&entry.path(), &target);
-            } else {
-                std::fs::copy(entry.path(), &target).unwrap();
-            }
-        }
     }
 }
