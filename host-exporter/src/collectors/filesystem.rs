@@ -100,11 +100,11 @@ impl Filesystem {
     /// Mounts from pid 1's mountinfo (the host's, under `--pid=host`), else our own.
     fn mounts(&self) -> anyhow::Result<Vec<Mount>> {
         let primary = self.paths.proc("1/mountinfo");
-        let text = match std::fs::read_to_string(&primary) {
+        let text = match crate::paths::read_whole(&primary) {
             Ok(t) => t,
             Err(_) => {
                 let fallback = self.paths.proc("self/mountinfo");
-                std::fs::read_to_string(&fallback)
+                crate::paths::read_whole(&fallback)
                     .map_err(|e| anyhow::anyhow!("{}: {e}", fallback.display()))?
             }
         };

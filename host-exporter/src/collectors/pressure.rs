@@ -47,7 +47,7 @@ impl BlockingCollector for Pressure {
         let mut found = 0;
         for (resource, some_help, full_help) in RESOURCES {
             let path = self.paths.proc(&format!("pressure/{resource}"));
-            let text = match std::fs::read_to_string(&path) {
+            let text = match crate::paths::read_whole(&path) {
                 Ok(t) => t,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
