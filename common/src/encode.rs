@@ -5,7 +5,7 @@
 //! OpenMetrics, while node_exporter users (and `promtool check metrics`) expect the classic text
 //! format 0.0.4 by default.
 
-use crate::metrics::{MetricFamily, MetricType, Sample};
+use crate::metrics::{LabelName, MetricFamily, MetricType, Sample};
 use std::fmt::Write;
 
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -173,7 +173,7 @@ fn write_histogram(
     let _ = writeln!(out, " {}", h.count);
 }
 
-fn write_labels(out: &mut String, labels: &[(String, String)], extra: Option<(&str, &str)>) {
+fn write_labels(out: &mut String, labels: &[(LabelName, String)], extra: Option<(&str, &str)>) {
     if labels.is_empty() && extra.is_none() {
         return;
     }
@@ -181,7 +181,7 @@ fn write_labels(out: &mut String, labels: &[(String, String)], extra: Option<(&s
     let mut first = true;
     let pairs = labels
         .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .map(|(k, v)| (k.as_ref(), v.as_str()))
         .chain(extra);
     for (key, value) in pairs {
         if !first {

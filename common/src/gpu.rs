@@ -161,9 +161,9 @@ mod tests {
         assert_eq!(
             get("gpu_temperature_celsius").samples[0].labels,
             vec![
-                ("gpu".to_string(), "0".to_string()),
-                ("id".to_string(), "0000:c4:00.0".to_string()),
-                ("sensor".to_string(), "edge".to_string())
+                ("gpu".into(), "0".to_string()),
+                ("id".into(), "0000:c4:00.0".to_string()),
+                ("sensor".into(), "edge".to_string())
             ]
         );
     }

@@ -12,11 +12,15 @@ pub enum MetricType {
     Untyped,
 }
 
+/// A label name: nearly always a literal, so it is borrowed rather than copied for every sample
+/// (a scrape builds thousands of samples).
+pub type LabelName = std::borrow::Cow<'static, str>;
+
 /// One sample: the label pairs (in output order) and the value. For a histogram the buckets,
 /// sum and count live in `histogram` and `value` is unused.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
-    pub labels: Vec<(String, String)>,
+    pub labels: Vec<(LabelName, String)>,
     pub value: f64,
     pub histogram: Option<HistogramValue>,
 }
@@ -62,29 +66,37 @@ impl MetricFamily {
     }
 
     /// Adds one sample with the given label pairs.
-    pub fn with<K: AsRef<str>, V: AsRef<str>>(mut self, labels: &[(K, V)], value: f64) -> Self {
+    pub fn with<K: Into<LabelName> + Clone, V: AsRef<str>>(
+        mut self,
+        labels: &[(K, V)],
+        value: f64,
+    ) -> Self {
         self.push(labels, value);
         self
     }
 
     /// Adds one sample without labels.
     pub fn with_value(mut self, value: f64) -> Self {
-        self.push::<&str, &str>(&[], value);
+        self.push::<&'static str, &str>(&[], value);
         self
     }
 
-    pub fn push<K: AsRef<str>, V: AsRef<str>>(&mut self, labels: &[(K, V)], value: f64) {
+    pub fn push<K: Into<LabelName> + Clone, V: AsRef<str>>(
+        &mut self,
+        labels: &[(K, V)],
+        value: f64,
+    ) {
         self.samples.push(Sample {
             labels: labels
                 .iter()
-                .map(|(k, v)| (k.as_ref().to_string(), v.as_ref().to_string()))
+                .map(|(k, v)| (k.clone().into(), v.as_ref().to_string()))
                 .collect(),
             value,
             histogram: None,
         });
     }
 
-    pub fn push_histogram<K: AsRef<str>, V: AsRef<str>>(
+    pub fn push_histogram<K: Into<LabelName> + Clone, V: AsRef<str>>(
         &mut self,
         labels: &[(K, V)],
         value: HistogramValue,
@@ -92,7 +104,7 @@ impl MetricFamily {
         self.samples.push(Sample {
             labels: labels
                 .iter()
-                .map(|(k, v)| (k.as_ref().to_string(), v.as_ref().to_string()))
+                .map(|(k, v)| (k.clone().into(), v.as_ref().to_string()))
                 .collect(),
             value: 0.0,
             histogram: Some(value),

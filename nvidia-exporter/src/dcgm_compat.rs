@@ -11,7 +11,7 @@
 
 use crate::snapshot::{Gpm, GpuSample, Memory, Snapshot};
 use crate::xid_events;
-use common::metrics::{MetricFamily, MetricType};
+use common::metrics::{LabelName, MetricFamily, MetricType};
 use std::collections::BTreeMap;
 
 #[derive(Clone, Debug)]
@@ -163,17 +163,15 @@ pub fn families(
     for g in snapshot.gpus.iter().filter(|g| g.up) {
         for entity in entities(g) {
             let owned = labels(g, &entity, snapshot, options);
-            let base: Vec<(&str, &str)> = owned
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            let mut put = |name: &str, value: Option<f64>, extra: &[(&str, &str)]| {
+            let base: Vec<(LabelName, &str)> =
+                owned.iter().map(|(k, v)| (k.clone(), v.as_str())).collect();
+            let mut put = |name: &str, value: Option<f64>, extra: &[(&'static str, &str)]| {
                 if let (Some(v), Some(f)) = (value, out.get_mut(name)) {
                     if extra.is_empty() {
                         f.push(&base, v);
                     } else {
                         let mut all = base.clone();
-                        all.extend_from_slice(extra);
+                        all.extend(extra.iter().map(|&(k, v)| (LabelName::from(k), v)));
                         f.push(&all, v);
                     }
                 }
@@ -330,25 +328,25 @@ fn labels(
     entity: &Entity,
     snapshot: &Snapshot,
     options: &DcgmOptions,
-) -> Vec<(String, String)> {
+) -> Vec<(LabelName, String)> {
     let id = &g.identity;
-    let mut labels = vec![
-        ("gpu".to_string(), id.index.to_string()),
-        ("UUID".to_string(), id.uuid.clone()),
-        ("pci_bus_id".to_string(), id.pci_bus_id.clone()),
+    let mut labels: Vec<(LabelName, String)> = vec![
+        ("gpu".into(), id.index.to_string()),
+        ("UUID".into(), id.uuid.clone()),
+        ("pci_bus_id".into(), id.pci_bus_id.clone()),
         // dcgm-exporter names the device after DCGM's GPU id, which follows NVML's index.
-        ("device".to_string(), format!("nvidia{}", id.index)),
-        ("modelName".to_string(), id.name.clone()),
+        ("device".into(), format!("nvidia{}", id.index)),
+        ("modelName".into(), id.name.clone()),
     ];
     if let Some((profile, gi)) = &entity.instance {
-        labels.push(("GPU_I_PROFILE".to_string(), profile.clone()));
-        labels.push(("GPU_I_ID".to_string(), gi.to_string()));
+        labels.push(("GPU_I_PROFILE".into(), profile.clone()));
+        labels.push(("GPU_I_ID".into(), gi.to_string()));
     }
     if let Some(name) = &options.hostname_label {
-        labels.push((name.clone(), options.hostname.clone()));
+        labels.push((name.clone().into(), options.hostname.clone()));
     }
     labels.push((
-        "DCGM_FI_DRIVER_VERSION".to_string(),
+        "DCGM_FI_DRIVER_VERSION".into(),
         snapshot.driver_version.clone(),
     ));
     labels

@@ -64,10 +64,10 @@ impl Family {
         Family(MetricFamily::counter(name, help))
     }
     /// One sample for a GPU, with `gpu`, `id` and any extra labels.
-    fn put(&mut self, g: &GpuSample, extra: &[(&str, &str)], value: Option<f64>) {
+    fn put(&mut self, g: &GpuSample, extra: &[(&'static str, &str)], value: Option<f64>) {
         let Some(value) = value else { return };
         let index = g.identity.index.to_string();
-        let mut labels: Vec<(&str, &str)> = vec![("gpu", &index), ("id", &g.identity.id)];
+        let mut labels: Vec<(&'static str, &str)> = vec![("gpu", &index), ("id", &g.identity.id)];
         labels.extend_from_slice(extra);
         self.0.push(&labels, value);
     }

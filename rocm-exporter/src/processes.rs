@@ -295,7 +295,7 @@ mod tests {
         assert_eq!(f[1].samples.len(), 1);
         assert!(f[0].samples[0]
             .labels
-            .contains(&("process".to_string(), "llama-server".to_string())));
+            .contains(&("process".into(), "llama-server".to_string())));
         assert_eq!(f[2].name, "amdgpu_process_omitted");
         assert_eq!(f[2].samples[0].value, 2.0);
     }

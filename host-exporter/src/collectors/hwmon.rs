@@ -41,14 +41,14 @@ const SENSOR_TYPES: [&str; 14] = [
 struct Families(BTreeMap<String, MetricFamily>);
 
 impl Families {
-    fn gauge(&mut self, name: String, help: String, labels: &[(&str, &str)], value: f64) {
+    fn gauge(&mut self, name: String, help: String, labels: &[(&'static str, &str)], value: f64) {
         self.0
             .entry(name.clone())
             .or_insert_with(|| MetricFamily::gauge(name, help))
             .push(labels, value);
     }
 
-    fn counter(&mut self, name: String, help: String, labels: &[(&str, &str)], value: f64) {
+    fn counter(&mut self, name: String, help: String, labels: &[(&'static str, &str)], value: f64) {
         self.0
             .entry(name.clone())
             .or_insert_with(|| MetricFamily::counter(name, help))
@@ -193,7 +193,7 @@ fn emit(
     sensor_type: &str,
     element: &str,
     value: f64,
-    labels: &[(&str, &str)],
+    labels: &[(&'static str, &str)],
     properties: &BTreeMap<String, String>,
 ) {
     let shown = if element.is_empty() { "input" } else { element };

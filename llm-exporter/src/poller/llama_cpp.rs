@@ -9,6 +9,7 @@ use crate::config::Backend;
 use crate::model_name;
 use crate::prom_text;
 use crate::upstream::{Reply, Upstream};
+use common::metrics::LabelName;
 use common::{MetricFamily, MetricType};
 use hyper::StatusCode;
 use serde::Deserialize;
@@ -319,7 +320,7 @@ pub fn model_size() -> MetricFamily {
     )
 }
 
-fn slot_families(slots: &[Slot], base: &[(&str, &str); 2]) -> Vec<MetricFamily> {
+fn slot_families(slots: &[Slot], base: &[(&'static str, &str); 2]) -> Vec<MetricFamily> {
     // An empty list says nothing about free slots (a server answering `[]` is not full): no
     // series then, rather than `llm_slots_available 0`, which would fire NoAvailableSlots.
     if slots.is_empty() {
@@ -370,7 +371,7 @@ fn restart_seen(reply: &Reply, parsed: &[prom_text::Family], memory: &Mutex<Memo
 }
 
 /// `llamacpp:x` becomes `llamacpp_x` with `upstream` and `model` first among its labels.
-fn reexport(parsed: &[prom_text::Family], base: &[(&str, &str); 2]) -> Vec<MetricFamily> {
+fn reexport(parsed: &[prom_text::Family], base: &[(&'static str, &str); 2]) -> Vec<MetricFamily> {
     let mut out = Vec::new();
     let find = |n: &str| {
         parsed
@@ -420,13 +421,15 @@ fn reexport(parsed: &[prom_text::Family], base: &[(&str, &str); 2]) -> Vec<Metri
         };
         let mut exported = MetricFamily::new(name, family.help.clone(), kind);
         for sample in &family.samples {
-            let mut labels: Vec<(&str, &str)> = base.to_vec();
+            // The server's own label names are only known at run time: owned.
+            let mut labels: Vec<(LabelName, &str)> =
+                base.iter().map(|&(k, v)| (LabelName::from(k), v)).collect();
             labels.extend(
                 sample
                     .labels
                     .iter()
                     .filter(|(k, _)| k != "upstream" && k != "model")
-                    .map(|(k, v)| (k.as_str(), v.as_str())),
+                    .map(|(k, v)| (LabelName::from(k.clone()), v.as_str())),
             );
             exported.push(&labels, sample.value);
         }

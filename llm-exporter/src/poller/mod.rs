@@ -325,7 +325,7 @@ fn log_transition(state: &UpstreamState, name: &str, failure: Option<&Failure>) 
     *last = now;
 }
 
-fn labels<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+fn labels<'a>(pairs: &[(&'static str, &'a str)]) -> Vec<(&'static str, &'a str)> {
     pairs.to_vec()
 }
 

@@ -67,7 +67,7 @@ struct Key {
 }
 
 impl Key {
-    fn labels(&self) -> [(&str, &str); 3] {
+    fn labels(&self) -> [(&'static str, &str); 3] {
         [
             ("upstream", &self.upstream),
             ("model", self.model.as_str()),
