@@ -90,6 +90,23 @@ fn blocked_sysfs_read_serves_the_last_good_sample() {
     let scratch = support::Scratch::new("blocked-sysfs");
     let tree = scratch.path("sys");
     copy_tree(&fixtures().join("sysfs/dgpu"), &tree);
+    // A FIFO stands in for the sensor: the exporter keeps the file open, so its first read gets
+    // the value written here and the next one blocks until another value comes, as a read
+    // from a wedged GPU does. Opened for reading and writing, it waits for no other end.
+    let busy = tree.join("class/drm/card0/device/gpu_busy_percent");
+    std::fs::remove_file(&busy).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&busy)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let mut writer = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&busy)
+        .unwrap();
+    std::io::Write::write_all(&mut writer, b"37\n").unwrap();
+
     let exporter = Exporter::start(
         &[
             "--backend=sysfs".to_string(),
@@ -101,15 +118,7 @@ fn blocked_sysfs_read_serves_the_last_good_sample() {
     );
     let good = exporter.metrics();
     assert_eq!(value(&good, "rocm_up{backend=\"sysfs\"}"), Some(1.0));
-
-    // A FIFO with no writer: opening it blocks, as a read from a wedged GPU does.
-    let busy = tree.join("class/drm/card0/device/gpu_busy_percent");
-    std::fs::remove_file(&busy).unwrap();
-    let made = std::process::Command::new("mkfifo")
-        .arg(&busy)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    assert_eq!(value(&good, "gpu_utilization_ratio{"), Some(0.37), "{good}");
 
     let started = std::time::Instant::now();
     let stale = exporter.metrics();
@@ -138,12 +147,8 @@ fn blocked_sysfs_read_serves_the_last_good_sample() {
         "{again}"
     );
 
-    // The read completes (opening the writer releases the blocked open) and the file is a
-    // plain one again for the reads after it.
-    let mut writer = std::fs::OpenOptions::new().write(true).open(&busy).unwrap();
-    let replacement = scratch.path("gpu_busy_percent");
-    std::fs::write(&replacement, "60\n").unwrap();
-    std::fs::rename(&replacement, &busy).unwrap();
+    // The read completes (a value arrives); with the writer gone, the reads after it find the
+    // file empty and skip that one value instead of blocking.
     std::io::Write::write_all(&mut writer, b"55\n").unwrap();
     drop(writer);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
@@ -160,6 +165,10 @@ fn blocked_sysfs_read_serves_the_last_good_sample() {
         value(&fresh, "rocm_up{backend=\"sysfs\"}"),
         Some(1.0),
         "{fresh}"
+    );
+    assert_eq!(
+        value(&fresh, "gpu_up{gpu=\"0\",id=\"0000:03:00.0\"}"),
+        Some(1.0)
     );
 }
 

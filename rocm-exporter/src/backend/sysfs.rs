@@ -6,6 +6,17 @@
 //! the list of changing files that exist is kept. Cards and plans are looked up again every
 //! [`REDISCOVER_AFTER`] (hot-plug, driver reload, a changed power cap).
 //!
+//! The changing files (and `power/runtime_status`) stay open in the plan and each sample reads
+//! them again with one `pread` at offset 0: sysfs makes an attribute's value anew for a read at
+//! offset 0, so one system call per value instead of open, read and close. That is at most
+//! 19 descriptors per card (its two directories, `runtime_status`, 16 values; 8 GPUs: 152,
+//! well under the usual limit of 1024 or more), opened at the first sample and closed
+//! when the plan is dropped (every [`REDISCOVER_AFTER`], or when the card is gone). A file whose
+//! attribute was removed (ENODEV: hot-unplug, driver unbound) is closed and opened again by
+//! name, so a re-created attribute is read at once and a vanished one costs one failed open.
+//! (On a regular file system, as in the tests' fake trees, a kept file that is removed or
+//! replaced keeps its old content until the plan is made again; sysfs answers ENODEV.)
+//!
 //! Every amdgpu sensor read wakes a runtime-suspended GPU (the driver calls
 //! `pm_runtime_get_sync`), so `power/runtime_status` is read first and a suspended GPU is
 //! reported as suspended with the values of its last active read, without touching its
@@ -41,6 +52,19 @@ pub trait Files: Send + 'static {
     fn exists(&self, path: &Path) -> bool {
         path.exists()
     }
+
+    /// Opens `name` inside an open directory, to be kept and read again with [`Files::reread`];
+    /// `None` where files are not kept (test doubles: their files are read by path each time).
+    fn open_at(&self, dir: &OwnedFd, name: &str, path: &Path) -> Option<io::Result<OwnedFd>> {
+        let _ = (dir, name, path);
+        None
+    }
+
+    /// A kept file's content, read again from its start; `path` is the same file by its path.
+    fn reread(&self, file: &OwnedFd, path: &Path) -> io::Result<String> {
+        let _ = file;
+        self.read(path)
+    }
 }
 
 pub struct RealFiles;
@@ -48,23 +72,44 @@ pub struct RealFiles;
 impl Files for RealFiles {
     fn read(&self, path: &Path) -> io::Result<String> {
         let file = rustix::fs::open(path, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
-        read_small(&file)
+        read_small(|buf, _| rustix::io::read(&file, buf))
     }
 
     fn read_at(&self, dir: &OwnedFd, name: &str, _path: &Path) -> io::Result<String> {
         let file = rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
-        read_small(&file)
+        read_small(|buf, _| rustix::io::read(&file, buf))
+    }
+
+    fn open_at(&self, dir: &OwnedFd, name: &str, _path: &Path) -> Option<io::Result<OwnedFd>> {
+        Some(
+            rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+                .map_err(io::Error::from),
+        )
+    }
+
+    /// `pread` at offset 0: sysfs makes the value anew. A file that cannot be read at an offset
+    /// (a FIFO, which the tests stand in for a sensor read that blocks) is read from where it is.
+    fn reread(&self, file: &OwnedFd, _path: &Path) -> io::Result<String> {
+        read_small(
+            |buf, offset| match rustix::io::pread(file, &mut *buf, offset) {
+                Err(rustix::io::Errno::SPIPE) => rustix::io::read(file, buf),
+                result => result,
+            },
+        )
     }
 }
 
 /// One read: a sysfs attribute arrives whole in its first read (at most a page), so the size
-/// probe and the second read of `read_to_string` are skipped.
-fn read_small(file: &OwnedFd) -> io::Result<String> {
+/// probe and the second read of `read_to_string` are skipped. `read_into(buf, offset)` reads
+/// at `offset` from the start of the file (a plain `read` ignores it and reads on).
+fn read_small(
+    mut read_into: impl FnMut(&mut [u8], u64) -> rustix::io::Result<usize>,
+) -> io::Result<String> {
     let mut buf = [0u8; 4096];
     let mut len = 0;
     loop {
         let space = buf.len() - len;
-        match rustix::io::read(file, &mut buf[len..]) {
+        match read_into(&mut buf[len..], len as u64) {
             // A short read is the end of a small file; a full buffer cuts a file longer than
             // any amdgpu attribute.
             Ok(n) => {
@@ -182,13 +227,15 @@ impl PoolName {
     }
 }
 
-/// A changing file: in which of the plan's directories, its name there, its full path.
+/// A changing file: in which of the plan's directories, its name there, its full path, and
+/// the file kept open once it has been opened.
 #[derive(Debug)]
 struct Read {
     dir: usize,
     name: String,
     path: PathBuf,
     sensor: Sensor,
+    file: Option<OwnedFd>,
 }
 
 /// What to read for one card: the fixed values, read once, and the files that change.
@@ -202,6 +249,8 @@ struct Plan {
     complete: bool,
     /// The device directory and the amdgpu hwmon directory, kept open.
     dirs: Vec<Option<OwnedFd>>,
+    /// `power/runtime_status`, kept open once read through the plan.
+    status: Option<OwnedFd>,
     reads: Vec<Read>,
 }
 
@@ -415,6 +464,7 @@ impl<F: Files> SysfsBackend<F> {
                     name,
                     path,
                     sensor,
+                    file: None,
                 })
             })
             .collect();
@@ -426,16 +476,49 @@ impl<F: Files> SysfsBackend<F> {
                 .iter()
                 .map(|p| p.as_deref().and_then(open_dir))
                 .collect(),
+            status: None,
             reads,
         }
     }
 
-    /// A changing file's content, through the plan's open directory where there is one.
-    fn read_sensor(&self, plan: &Plan, read: &Read) -> Option<f64> {
-        let text = match &plan.dirs[read.dir] {
-            Some(dir) => self.files.read_at(dir, &read.name, &read.path),
-            None => self.files.read(&read.path),
+    /// A changing file's content: `file` read again where it is open, else `name` opened in
+    /// `dir` (and kept in `file`), else read by `path`. A kept file whose attribute was removed
+    /// (ENODEV) is closed and opened again by name.
+    fn read_kept(
+        &self,
+        dir: Option<&OwnedFd>,
+        file: &mut Option<OwnedFd>,
+        name: &str,
+        path: &Path,
+    ) -> io::Result<String> {
+        if let Some(kept) = file {
+            match self.files.reread(kept, path) {
+                Err(e) if e.raw_os_error() == Some(libc::ENODEV) => *file = None,
+                result => return result,
+            }
+        }
+        let Some(dir) = dir else {
+            return self.files.read(path);
         };
+        match self.files.open_at(dir, name, path) {
+            Some(opened) => {
+                let opened = opened?;
+                let text = self.files.reread(&opened, path);
+                *file = Some(opened);
+                text
+            }
+            None => self.files.read_at(dir, name, path),
+        }
+    }
+
+    /// A changing file's value, through the plan's open directory where there is one.
+    fn read_sensor(&self, dirs: &[Option<OwnedFd>], read: &mut Read) -> Option<f64> {
+        let text = self.read_kept(
+            dirs[read.dir].as_ref(),
+            &mut read.file,
+            &read.name,
+            &read.path,
+        );
         let text = match text {
             Ok(text) => text,
             Err(e) => {
@@ -473,40 +556,58 @@ impl<F: Files> SysfsBackend<F> {
 
     fn read_card(&mut self, card: &Card) -> Device {
         let status_path = card.device_dir.join("power/runtime_status");
-        let device_dir = self
-            .plans
-            .get(&card.pci_address)
-            .and_then(|plan| plan.dirs[0].as_ref());
-        let runtime_status = match device_dir {
-            Some(dir) => self
-                .files
-                .read_at(dir, "power/runtime_status", &status_path)
-                .ok()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty()),
-            None => self.text(&status_path),
+        // Out of the map while it is used (its kept files are updated); put back when kept.
+        let mut plan = self.plans.remove(&card.pci_address);
+        let status = match &mut plan {
+            Some(plan) => self.read_kept(
+                plan.dirs[0].as_ref(),
+                &mut plan.status,
+                "power/runtime_status",
+                &status_path,
+            ),
+            None => self.files.read(&status_path),
+        };
+        let runtime_status = match status {
+            Ok(s) => Some(s.trim().to_string()).filter(|s| !s.is_empty()),
+            Err(e) => {
+                let gone = matches!(e.raw_os_error(), Some(libc::ENODEV | libc::ENOENT))
+                    && !self.files.exists(&card.device_dir);
+                if gone {
+                    // Hot-unplugged: its plan (and files) go, the cards are looked up again at
+                    // the next sample, and this one reports the GPU as not answering.
+                    self.discovered = None;
+                    let fixed = plan.map_or_else(|| self.identity(card), |plan| plan.fixed);
+                    return Device {
+                        answered: false,
+                        runtime_status: None,
+                        ..fixed
+                    };
+                }
+                if e.kind() != io::ErrorKind::NotFound {
+                    common::log::debug(
+                        "cannot read sysfs file; value skipped",
+                        &[
+                            ("path", &status_path.display().to_string()),
+                            ("err", &e.to_string()),
+                        ],
+                    );
+                }
+                None
+            }
         };
         if runtime_asleep(runtime_status.as_deref()) {
+            if let Some(plan) = plan {
+                self.plans.insert(card.pci_address.clone(), plan);
+            }
             return self.suspended(card, runtime_status);
         }
-        let mut uncached = None;
-        if !self.plans.contains_key(&card.pci_address) {
-            let plan = self.make_plan(card);
-            if plan.complete {
-                self.plans.insert(card.pci_address.clone(), plan);
-            } else {
-                uncached = Some(plan);
-            }
-        }
-        let plan = match &uncached {
-            Some(plan) => plan,
-            None => &self.plans[&card.pci_address],
-        };
+        let mut plan = plan.unwrap_or_else(|| self.make_plan(card));
         let mut device = plan.fixed.clone();
         device.runtime_status = runtime_status;
         let mut answered = plan.fixed_answered && plan.reads.is_empty();
-        for read in &plan.reads {
-            let Some(v) = self.read_sensor(plan, read) else {
+        let Plan { dirs, reads, .. } = &mut plan;
+        for read in reads.iter_mut() {
+            let Some(v) = self.read_sensor(dirs, read) else {
                 continue;
             };
             answered = true;
@@ -528,6 +629,10 @@ impl<F: Files> SysfsBackend<F> {
                     device.fan_pwm_ratio = (0.0..=*max).contains(&v).then_some(v / max)
                 }
             }
+        }
+        // A plan made while a fixed read failed in passing is not kept; see [`Plan::complete`].
+        if plan.complete {
+            self.plans.insert(card.pci_address.clone(), plan);
         }
         device.is_apu = apu::looks_like_apu(&device);
         device.answered = answered;
@@ -727,6 +832,159 @@ mod tests {
         std::fs::write(device_dir.join("power/runtime_status"), "unsupported\n").unwrap();
         let unmanaged = backend.sample().unwrap().devices.remove(0);
         assert_eq!(unmanaged.busy_percent, Some(12.0));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn scratch_copy(fixture_name: &str, test: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("rocm-sysfs-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        copy_tree(&fixture(fixture_name), &dir);
+        dir
+    }
+
+    #[test]
+    fn kept_files_show_the_value_of_each_sample() {
+        let dir = scratch_copy("dgpu", "kept");
+        let device_dir = dir.join("class/drm/card0/device");
+        let hwmon = device_dir.join("hwmon/hwmon3");
+        let mut backend = SysfsBackend::new(&dir, proc());
+        let first = backend.sample().unwrap().devices.remove(0);
+        assert_eq!(first.busy_percent, Some(37.0));
+        let plan = &backend.plans[&first.id];
+        assert!(
+            plan.reads.iter().all(|r| r.file.is_some()),
+            "every changing file is kept open: {:?}",
+            plan.reads
+        );
+
+        // Changed in place, longer and shorter than before: each sample reads the whole value
+        // again from the start (a plain read on the kept file would find its end).
+        std::fs::write(device_dir.join("gpu_busy_percent"), "100\n").unwrap();
+        std::fs::write(device_dir.join("mem_info_vram_used"), "5\n").unwrap();
+        std::fs::write(hwmon.join("temp1_input"), "41500\n").unwrap();
+        for _ in 0..2 {
+            let d = backend.sample().unwrap().devices.remove(0);
+            assert_eq!(d.busy_percent, Some(100.0));
+            assert_eq!(d.memory.vram.used_bytes, Some(5.0));
+            assert_eq!(d.temperatures[0], ("edge".to_string(), 41.5));
+        }
+        // Read by path before the plan is made, through the plan from then on.
+        assert!(
+            backend.plans[&first.id].status.is_some(),
+            "runtime_status is kept open"
+        );
+        // Empty and garbage cost only their own value, as before.
+        std::fs::write(device_dir.join("gpu_busy_percent"), "").unwrap();
+        std::fs::write(device_dir.join("mem_info_vram_used"), "garbage\n").unwrap();
+        let d = backend.sample().unwrap().devices.remove(0);
+        assert_eq!(d.busy_percent, None);
+        assert_eq!(d.memory.vram.used_bytes, None);
+        assert_eq!(d.temperatures[0], ("edge".to_string(), 41.5));
+        assert!(d.answered);
+        // Still read while the GPU is awake only.
+        std::fs::write(device_dir.join("power/runtime_status"), "suspended\n").unwrap();
+        std::fs::write(device_dir.join("gpu_busy_percent"), "12\n").unwrap();
+        let asleep = backend.sample().unwrap().devices.remove(0);
+        assert_eq!(
+            asleep.busy_percent, None,
+            "the last active values are served"
+        );
+        assert!(asleep.values_taken.is_some());
+        std::fs::write(device_dir.join("power/runtime_status"), "active\n").unwrap();
+        let awake = backend.sample().unwrap().devices.remove(0);
+        assert_eq!(awake.busy_percent, Some(12.0));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Real files kept open, except that the listed paths behave as removed sysfs attributes:
+    /// a kept file answers ENODEV, a path ENOENT (hot-unplug, driver unbound).
+    #[derive(Clone, Default)]
+    struct Removed(Arc<Mutex<Vec<String>>>);
+    impl Removed {
+        fn check(&self, path: &Path, errno: i32) -> io::Result<()> {
+            let path = path.to_string_lossy();
+            match self.0.lock().unwrap().iter().any(|s| path.contains(s)) {
+                true => Err(io::Error::from_raw_os_error(errno)),
+                false => Ok(()),
+            }
+        }
+    }
+    impl Files for Removed {
+        fn read(&self, path: &Path) -> io::Result<String> {
+            self.check(path, libc::ENOENT)?;
+            RealFiles.read(path)
+        }
+        fn open_at(&self, dir: &OwnedFd, name: &str, path: &Path) -> Option<io::Result<OwnedFd>> {
+            if let Err(e) = self.check(path, libc::ENOENT) {
+                return Some(Err(e));
+            }
+            RealFiles.open_at(dir, name, path)
+        }
+        fn reread(&self, file: &OwnedFd, path: &Path) -> io::Result<String> {
+            self.check(path, libc::ENODEV)?;
+            RealFiles.reread(file, path)
+        }
+    }
+
+    #[test]
+    fn a_removed_attribute_is_skipped_and_opened_again_when_it_is_back() {
+        let files = Removed::default();
+        let mut backend = SysfsBackend::with_files(fixture("dgpu"), proc(), files.clone());
+        let before = backend.sample().unwrap().devices.remove(0);
+        assert_eq!(before.busy_percent, Some(37.0));
+        let id = before.id.clone();
+        let kept = |backend: &SysfsBackend<Removed>| {
+            backend.plans[&id]
+                .reads
+                .iter()
+                .find(|r| r.name == "gpu_busy_percent")
+                .unwrap()
+                .file
+                .is_some()
+        };
+        assert!(kept(&backend));
+
+        files.0.lock().unwrap().push("/gpu_busy_percent".into());
+        let removed = backend.sample().unwrap().devices.remove(0);
+        assert_eq!(removed.busy_percent, None);
+        assert_eq!(
+            removed.temperatures, before.temperatures,
+            "the rest is served"
+        );
+        assert_eq!(removed.memory, before.memory);
+        assert!(removed.answered);
+        assert!(!kept(&backend), "the dead file is closed");
+
+        // Re-created (the driver bound again): opened by name and kept again.
+        files.0.lock().unwrap().clear();
+        let back = backend.sample().unwrap().devices.remove(0);
+        assert_eq!(back.busy_percent, Some(37.0));
+        assert!(kept(&backend));
+    }
+
+    #[test]
+    fn a_vanished_card_drops_its_plan_and_files() {
+        let dir = scratch_copy("dgpu", "vanish");
+        let files = Removed::default();
+        let mut backend = SysfsBackend::with_files(&dir, proc(), files.clone());
+        let before = backend.sample().unwrap().devices.remove(0);
+        assert!(before.answered);
+        assert_eq!(backend.plans.len(), 1);
+
+        // Hot-unplug: the card's directory goes; its kept files answer ENODEV.
+        std::fs::remove_dir_all(dir.join("class/drm/card0")).unwrap();
+        files.0.lock().unwrap().push("/class/drm/card0/".into());
+        let gone = backend.sample().unwrap().devices.remove(0);
+        assert!(!gone.answered);
+        assert_eq!(gone.id, before.id);
+        assert_eq!(
+            gone.device_id, before.device_id,
+            "same labels while it is reported"
+        );
+        assert!(backend.plans.is_empty(), "its plan and files are dropped");
+        // The cards are looked up again at once, not after REDISCOVER_AFTER.
+        let err = backend.sample().unwrap_err();
+        assert_eq!(err.reason, Reason::NoDevices);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
