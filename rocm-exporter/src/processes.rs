@@ -54,6 +54,12 @@ impl BlockingCollector for ProcessesCollector {
 pub fn scan(procfs: &Path) -> anyhow::Result<Vec<Usage>> {
     let entries = std::fs::read_dir(procfs)
         .map_err(|e| anyhow::anyhow!("cannot list {}: {e}", procfs.display()))?;
+    // The exporter itself opens no GPU device (rocm-smi runs as a child, a process of its own),
+    // and its sysfs backend keeps ~16 files per GPU open: its own descriptors are not looked at.
+    // `self` names this process in that procfs (a fixture tree has none).
+    let own_pid = std::fs::read_link(procfs.join("self"))
+        .ok()
+        .and_then(|p| p.to_str()?.parse::<u32>().ok());
     let mut usages = Vec::new();
     for entry in entries.flatten() {
         let Some(pid) = entry
@@ -63,6 +69,9 @@ pub fn scan(procfs: &Path) -> anyhow::Result<Vec<Usage>> {
         else {
             continue;
         };
+        if Some(pid) == own_pid {
+            continue;
+        }
         usages.extend(scan_process(&entry.path(), pid));
     }
     Ok(usages)
@@ -284,6 +293,22 @@ mod tests {
         assert_eq!(usages[2].process, "python3");
         assert_eq!(usages[2].vram_bytes, None);
         assert_eq!(usages[2].gtt_bytes, Some(4096.0));
+    }
+
+    #[test]
+    fn the_exporters_own_process_is_not_scanned() {
+        // A procfs whose `self` is llama-server's pid: that process is left out, the rest kept.
+        let dir = std::env::temp_dir().join(format!("rocm-procfs-self-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for pid in ["1234", "2345"] {
+            std::os::unix::fs::symlink(proc().join(pid), dir.join(pid)).unwrap();
+        }
+        std::os::unix::fs::symlink("1234", dir.join("self")).unwrap();
+        let usages = scan(&dir).unwrap();
+        assert_eq!(usages.len(), 1, "{usages:?}");
+        assert_eq!(usages[0].process, "ollama");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
