@@ -26,7 +26,7 @@ pub struct DcgmOptions {
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// The families in dcgm-exporter's default-counters.csv order.
-const FAMILIES: [(&str, MetricType, &str); 24] = [
+const FAMILIES: [(&str, MetricType, &str); 26] = [
     (
         "DCGM_FI_DEV_SM_CLOCK",
         MetricType::Gauge,
@@ -106,6 +106,17 @@ const FAMILIES: [(&str, MetricType, &str); 24] = [
         "DCGM_FI_DEV_FB_TOTAL",
         MetricType::Gauge,
         "Framebuffer memory total (in MiB).",
+    ),
+    // Typed counter as in dcgm-exporter, though DCGM's value is a rate (see the README).
+    (
+        "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL",
+        MetricType::Counter,
+        "Total number of NVLink bandwidth counters for all lanes.",
+    ),
+    (
+        "DCGM_FI_DEV_VGPU_LICENSE_STATUS",
+        MetricType::Gauge,
+        "vGPU License status",
     ),
     (
         "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
@@ -264,6 +275,17 @@ pub fn families(
                 put("DCGM_FI_DEV_FB_RESERVED", m.reserved.map(mib), &[]);
                 put("DCGM_FI_DEV_FB_TOTAL", Some(mib(m.total)), &[]);
             }
+            // GPU-wide: repeated on each MIG instance, as dcgm-exporter does.
+            put(
+                "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL",
+                g.dcgm_nvlink_bandwidth.map(|v| v as f64),
+                &[],
+            );
+            put(
+                "DCGM_FI_DEV_VGPU_LICENSE_STATUS",
+                g.vgpu_licensed.map(f64::from),
+                &[],
+            );
             let rows = &g.remapped_rows;
             put(
                 "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",

@@ -146,6 +146,18 @@ fn extras(snapshot: &Snapshot) -> Vec<MetricFamily> {
         "nvidia_pcie_receive_bytes_total",
         "Bytes the GPU received over PCIe (free-running counter).",
     );
+    let mut nvlink_tx = Family::counter(
+        "nvidia_nvlink_transmit_bytes_total",
+        "Data bytes the GPU sent over all its NVLinks, without protocol overhead (free-running counter).",
+    );
+    let mut nvlink_rx = Family::counter(
+        "nvidia_nvlink_receive_bytes_total",
+        "Data bytes the GPU received over all its NVLinks, without protocol overhead (free-running counter).",
+    );
+    let mut vgpu_licensed = Family::gauge(
+        "nvidia_vgpu_licensed",
+        "Whether the vGPU license is held (1) or not (0); 0 also on GPUs without vGPU licensing.",
+    );
     let mut ecc_enabled = Family::gauge(
         "nvidia_ecc_enabled",
         "Whether ECC is enabled (1) or not (0).",
@@ -248,6 +260,12 @@ fn extras(snapshot: &Snapshot) -> Vec<MetricFamily> {
         replays.put(g, &[], g.pcie.replay_errors.map(f64::from));
         tx.put(g, &[], g.pcie.transmit_bytes.map(|b| b as f64));
         rx.put(g, &[], g.pcie.receive_bytes.map(|b| b as f64));
+        if let Some(link) = &g.nvlink {
+            // NVML counts KiB.
+            nvlink_tx.put(g, &[], Some(link.transmit_kib as f64 * 1024.0));
+            nvlink_rx.put(g, &[], Some(link.receive_kib as f64 * 1024.0));
+        }
+        vgpu_licensed.put(g, &[], g.vgpu_licensed.map(f64::from));
         ecc_enabled.put(g, &[], g.ecc_enabled.map(|e| if e { 1.0 } else { 0.0 }));
         for (kind, n) in &g.ecc_volatile {
             ecc.put(g, &[("type", kind)], Some(*n as f64));
@@ -297,6 +315,9 @@ fn extras(snapshot: &Snapshot) -> Vec<MetricFamily> {
         replays,
         tx,
         rx,
+        nvlink_tx,
+        nvlink_rx,
+        vgpu_licensed,
         ecc_enabled,
         ecc,
         ecc_aggregate,

@@ -7,24 +7,22 @@
 //! can re-initialise. Every error is counted by function and code.
 
 use crate::snapshot::{
-    Gpm, GpuIdentity, GpuSample, Memory, MigInstance, Pcie, ProcessSample, RemappedRows,
+    Gpm, GpuIdentity, GpuSample, Memory, MigInstance, NvLink, Pcie, ProcessSample, RemappedRows,
 };
 use common::log;
 use nvml_wrapper::enum_wrappers::device::{
     Clock, EccCounter, MemoryError, PerformancePolicy, TemperatureSensor,
 };
-use nvml_wrapper::enums::device::{SampleValue, UsedGpuMemory};
+use nvml_wrapper::enums::device::UsedGpuMemory;
 use nvml_wrapper::enums::gpm::GpmMetricId;
 use nvml_wrapper::error::NvmlError;
 use nvml_wrapper::gpm::gpm_metrics_get;
-use nvml_wrapper::struct_wrappers::device::FieldValueSample;
-use nvml_wrapper::structs::device::FieldId;
 use nvml_wrapper::GpmSample;
 use nvml_wrapper::{Device, Nvml};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Calls slower than this are logged at debug level, to find what makes a sample slow.
 const SLOW_CALL: Duration = Duration::from_millis(1);
@@ -57,18 +55,79 @@ pub struct Sampler {
     /// when the next one replaces it): GPM metrics are computed between two samples.
     /// Keyed by GPU index and, for a MIG GPU instance, its id.
     gpm_previous: HashMap<(u32, Option<u32>), usize>,
+    /// Per GPU, the previous NVLink reading (KiB sent + received, µs timestamp), from which
+    /// DCGM's NVLink bandwidth is computed.
+    nvlink_previous: HashMap<u32, (u64, i64)>,
 }
 
 /// Errors counted over the exporter's life, by (function, error code).
 pub type ErrorCounts = BTreeMap<(&'static str, &'static str), u64>;
 
 const FIELD_MEMORY_TEMP: u32 = 82;
+const FIELD_NVLINK_DATA_TX: u32 = 138;
+const FIELD_NVLINK_DATA_RX: u32 = 139;
 const FIELD_REMAPPED_COR: u32 = 142;
 const FIELD_REMAPPED_UNC: u32 = 143;
 const FIELD_REMAPPED_PENDING: u32 = 144;
 const FIELD_REMAPPED_FAILURE: u32 = 145;
 const FIELD_PCIE_TX_BYTES: u32 = 197;
 const FIELD_PCIE_RX_BYTES: u32 = 198;
+/// nvml.h: "A scopeId of UINT_MAX returns aggregate value summed up across all links".
+const ALL_LINKS: u32 = u32::MAX;
+
+/// The field values read in one `nvmlDeviceGetFieldValues` call: field id, scope, and the
+/// name under which the field's own errors are counted and its lack of support remembered.
+/// All ids are below 251, where nvml-wrapper's `FieldIdScheme` remaps nothing, so they are
+/// passed to NVML as they are.
+const FIELDS: [(u32, u32, &str); 9] = [
+    (
+        FIELD_MEMORY_TEMP,
+        0,
+        "nvmlDeviceGetFieldValues(MEMORY_TEMP)",
+    ),
+    (
+        FIELD_NVLINK_DATA_TX,
+        ALL_LINKS,
+        "nvmlDeviceGetFieldValues(NVLINK_THROUGHPUT_DATA_TX)",
+    ),
+    (
+        FIELD_NVLINK_DATA_RX,
+        ALL_LINKS,
+        "nvmlDeviceGetFieldValues(NVLINK_THROUGHPUT_DATA_RX)",
+    ),
+    (
+        FIELD_REMAPPED_COR,
+        0,
+        "nvmlDeviceGetFieldValues(REMAPPED_COR)",
+    ),
+    (
+        FIELD_REMAPPED_UNC,
+        0,
+        "nvmlDeviceGetFieldValues(REMAPPED_UNC)",
+    ),
+    (
+        FIELD_REMAPPED_PENDING,
+        0,
+        "nvmlDeviceGetFieldValues(REMAPPED_PENDING)",
+    ),
+    (
+        FIELD_REMAPPED_FAILURE,
+        0,
+        "nvmlDeviceGetFieldValues(REMAPPED_FAILURE)",
+    ),
+    (
+        FIELD_PCIE_TX_BYTES,
+        0,
+        "nvmlDeviceGetFieldValues(PCIE_COUNT_TX_BYTES)",
+    ),
+    (
+        FIELD_PCIE_RX_BYTES,
+        0,
+        "nvmlDeviceGetFieldValues(PCIE_COUNT_RX_BYTES)",
+    ),
+];
+
+const GRID_LICENSE: &str = "nvmlDeviceGetGridLicensableFeatures_v4";
 
 /// Loads the library (the system's `libnvidia-ml.so.1` unless a path is given), initialises
 /// NVML and reads what does not change while the driver stays loaded.
@@ -148,6 +207,9 @@ fn read_identity(nvml: &Nvml, index: u32, errors: &mut ErrorCounts) -> GpuIdenti
             device.supported_throttle_reasons()
         })
         .map(|r| r.bits());
+    identity.vgpu_licensing = calls
+        .call(GRID_LICENSE, || grid_license(&device))
+        .map(|l| l.supported);
     identity
 }
 
@@ -184,6 +246,16 @@ impl Sampler {
             });
             if let Some(device) = &device {
                 read_gpu(&mut calls, device, &mut gpu);
+                if let Some(link) = &gpu.nvlink {
+                    let sum = link.transmit_kib.saturating_add(link.receive_kib);
+                    let at = if link.timestamp_us != 0 {
+                        link.timestamp_us
+                    } else {
+                        now_us()
+                    };
+                    let previous = self.nvlink_previous.insert(identity.index, (sum, at));
+                    gpu.dcgm_nvlink_bandwidth = Some(dcgm_nvlink_bandwidth(previous, (sum, at)));
+                }
                 if identity.gpm_supported {
                     let key = (identity.index, None);
                     let previous = self.gpm_previous.remove(&key);
@@ -467,7 +539,116 @@ fn read_gpu(calls: &mut Calls, device: &Device, gpu: &mut GpuSample) {
             }
         }
     }
+    gpu.vgpu_licensed = match gpu.identity.vgpu_licensing {
+        // No vGPU licensing on this GPU: DCGM reports 0, and NVML is not asked again.
+        Some(false) => Some(0),
+        Some(true) => calls
+            .call(GRID_LICENSE, || grid_license(device))
+            .and_then(|l| l.vgpu_state)
+            .map(|state| u32::from(state > 0)),
+        None => None,
+    };
     read_fields(calls, device, gpu);
+}
+
+/// DCGM's `DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL` (DcgmCacheManager::ReadAndCacheNvLinkBandwidth):
+/// the KiB sent and received over all links since the previous reading, per second, divided by
+/// 1000 and truncated; 0 on the first reading, when the counters are 0 or when no time passed.
+/// Where DCGM would publish a negative rate (counters reset), 0.
+fn dcgm_nvlink_bandwidth(previous: Option<(u64, i64)>, (sum, at): (u64, i64)) -> u64 {
+    let Some((previous_sum, previous_at)) = previous else {
+        return 0;
+    };
+    let seconds = (at - previous_at) as f64 / 1e6;
+    if sum == 0 || seconds <= 0.0 || sum < previous_sum {
+        return 0;
+    }
+    ((sum - previous_sum) as f64 / seconds / 1000.0) as u64
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or_default()
+}
+
+/// What nvmlDeviceGetGridLicensableFeatures says about vGPU licensing.
+struct GridLicense {
+    /// `isGridLicenseSupported`.
+    supported: bool,
+    /// `featureState` of the vGPU feature (non-zero: licensed), if the GPU lists it.
+    vgpu_state: Option<u32>,
+}
+
+/// nvml.h's `nvmlGridLicenseExpiry_t`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct GridLicenseExpiry {
+    year: u32,
+    month: u16,
+    day: u16,
+    hour: u16,
+    min: u16,
+    sec: u16,
+    status: u8,
+}
+
+/// nvml.h's `nvmlGridLicensableFeature_t` (v4, with the expiry).
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct GridLicensableFeature {
+    feature_code: i32,
+    feature_state: u32,
+    license_info: [std::ffi::c_char; 128],
+    product_name: [std::ffi::c_char; 128],
+    feature_enabled: u32,
+    license_expiry: GridLicenseExpiry,
+}
+
+/// nvml.h's `nvmlGridLicensableFeatures_t` (NVML_GRID_LICENSE_FEATURE_MAX_COUNT = 3).
+#[repr(C)]
+struct GridLicensableFeatures {
+    is_grid_license_supported: i32,
+    licensable_features_count: u32,
+    features: [GridLicensableFeature; 3],
+}
+
+const _: () = assert!(std::mem::size_of::<GridLicensableFeature>() == 284);
+const _: () = assert!(std::mem::size_of::<GridLicensableFeatures>() == 860);
+
+/// NVML_GRID_LICENSE_FEATURE_CODE_VGPU.
+const GRID_FEATURE_VGPU: i32 = 1;
+
+/// nvml-wrapper 0.13 does not wrap nvmlDeviceGetGridLicensableFeatures_v4 (the function
+/// nvml.h's `nvmlDeviceGetGridLicensableFeatures` names, which DCGM calls).
+fn grid_license(device: &Device) -> Result<GridLicense, NvmlError> {
+    let f = device
+        .nvml()
+        .lib()
+        .nvmlDeviceGetGridLicensableFeatures_v4
+        .as_ref()
+        .map_err(|e| NvmlError::FailedToLoadSymbol(e.to_string()))?;
+    // SAFETY: the struct is plain integers, for which all zero bits are a valid value.
+    let mut raw: GridLicensableFeatures = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid device handle and a struct with nvmlGridLicensableFeatures_t's layout.
+    let code = unsafe {
+        f(
+            device.handle(),
+            &mut raw as *mut GridLicensableFeatures as *mut _,
+        )
+    };
+    if code != 0 {
+        return Err(NvmlError::from(code));
+    }
+    let count = (raw.licensable_features_count as usize).min(raw.features.len());
+    Ok(GridLicense {
+        supported: raw.is_grid_license_supported != 0,
+        vgpu_state: raw.features[..count]
+            .iter()
+            .find(|f| f.feature_code == GRID_FEATURE_VGPU)
+            .map(|f| f.feature_state),
+    })
 }
 
 /// Memory in bytes: `nvmlDeviceGetMemoryInfo_v2` (with the reserved part), or on drivers older
@@ -520,28 +701,41 @@ fn memory(calls: &mut Calls, device: &Device, function: &'static str) -> Option<
         })
 }
 
-/// Memory temperature, remapped rows and the free-running PCIe byte counters come from one
-/// field-values call (the PCIe throughput call would block for 20 ms per direction).
+/// Memory temperature, NVLink and PCIe byte counters and remapped rows come from one
+/// field-values call (the PCIe throughput call would block for 20 ms per direction). Each field
+/// answers with its own return code: a field the GPU does not support is counted once and left
+/// out of later calls, like an unsupported function; when none is left, no call is made.
 fn read_fields(calls: &mut Calls, device: &Device, gpu: &mut GpuSample) {
-    let ids = [
-        FIELD_MEMORY_TEMP,
-        FIELD_REMAPPED_COR,
-        FIELD_REMAPPED_UNC,
-        FIELD_REMAPPED_PENDING,
-        FIELD_REMAPPED_FAILURE,
-        FIELD_PCIE_TX_BYTES,
-        FIELD_PCIE_RX_BYTES,
-    ]
-    .map(FieldId);
-    let Some(values) = calls.call("nvmlDeviceGetFieldValues", || device.field_values_for(&ids))
+    let wanted: Vec<&(u32, u32, &'static str)> = FIELDS
+        .iter()
+        .filter(|(_, _, name)| !calls.is_unsupported(name))
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let Some(values) = calls.call("nvmlDeviceGetFieldValues", || field_values(device, &wanted))
     else {
         return;
     };
     let mut remapped = RemappedRows::default();
-    for value in values.into_iter().flatten() {
-        let Some(v) = field_u64(&value) else { continue };
-        match value.field.0 {
+    let (mut nvlink_tx, mut nvlink_rx) = (None, None);
+    for (&&(id, _, name), raw) in wanted.iter().zip(&values) {
+        let v = match field_u64(raw) {
+            Ok(v) => v,
+            Err(e) => {
+                // The field id and scope never change, so a field NVML calls invalid stays so.
+                let invalid = matches!(e, NvmlError::InvalidArg);
+                calls.record(name, e);
+                if invalid {
+                    calls.mark_unsupported(name);
+                }
+                continue;
+            }
+        };
+        match id {
             FIELD_MEMORY_TEMP => gpu.memory_temperature_celsius = Some(v),
+            FIELD_NVLINK_DATA_TX => nvlink_tx = Some((v, raw.timestamp)),
+            FIELD_NVLINK_DATA_RX => nvlink_rx = Some((v, raw.timestamp)),
             FIELD_REMAPPED_COR => remapped.correctable = Some(v),
             FIELD_REMAPPED_UNC => remapped.uncorrectable = Some(v),
             FIELD_REMAPPED_PENDING => remapped.pending = Some(v),
@@ -552,16 +746,105 @@ fn read_fields(calls: &mut Calls, device: &Device, gpu: &mut GpuSample) {
         }
     }
     gpu.remapped_rows = remapped;
+    // DCGM needs both directions, and takes the later of the two timestamps.
+    if let (Some((tx, tx_at)), Some((rx, rx_at))) = (nvlink_tx, nvlink_rx) {
+        gpu.nvlink = Some(NvLink {
+            transmit_kib: tx,
+            receive_kib: rx,
+            timestamp_us: tx_at.max(rx_at),
+        });
+    }
 }
 
-fn field_u64(sample: &FieldValueSample) -> Option<u64> {
-    match sample.value.as_ref().ok()? {
-        SampleValue::F64(v) if *v >= 0.0 => Some(*v as u64),
-        SampleValue::U32(v) => Some(u64::from(*v)),
-        SampleValue::U64(v) => Some(*v),
-        SampleValue::I64(v) if *v >= 0 => Some(*v as u64),
-        _ => None,
+/// nvml.h's `nvmlValue_t`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+union RawValue {
+    double: f64,
+    unsigned_int: u32,
+    /// C `unsigned long`: 64 bits on Linux (LP64), where NVML runs.
+    unsigned_long: u64,
+    unsigned_long_long: u64,
+    signed_long_long: i64,
+    signed_int: i32,
+    unsigned_short: u16,
+}
+
+/// nvml.h's `nvmlFieldValue_t`. nvml-wrapper's `field_values_for` leaves `scopeId` at 0, and
+/// the NVLink counters need `UINT_MAX` (all links), so the call is made here.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct RawFieldValue {
+    field_id: u32,
+    scope_id: u32,
+    timestamp: i64,
+    latency_usec: i64,
+    value_type: u32,
+    nvml_return: u32,
+    value: RawValue,
+}
+
+const _: () = assert!(std::mem::size_of::<RawFieldValue>() == 40);
+
+fn field_values(
+    device: &Device,
+    fields: &[&(u32, u32, &'static str)],
+) -> Result<Vec<RawFieldValue>, NvmlError> {
+    let f = device
+        .nvml()
+        .lib()
+        .nvmlDeviceGetFieldValues
+        .as_ref()
+        .map_err(|e| NvmlError::FailedToLoadSymbol(e.to_string()))?;
+    let mut values: Vec<RawFieldValue> = fields
+        .iter()
+        .map(|&&(field_id, scope_id, _)| RawFieldValue {
+            field_id,
+            scope_id,
+            timestamp: 0,
+            latency_usec: 0,
+            value_type: 0,
+            nvml_return: 0,
+            value: RawValue {
+                unsigned_long_long: 0,
+            },
+        })
+        .collect();
+    // SAFETY: a valid device handle and `values.len()` structs with nvmlFieldValue_t's layout.
+    let code = unsafe {
+        f(
+            device.handle(),
+            values.len() as i32,
+            values.as_mut_ptr() as *mut _,
+        )
+    };
+    match code {
+        0 => Ok(values),
+        e => Err(NvmlError::from(e)),
     }
+}
+
+/// The field's value, or its own error. Negative values mean nothing for these fields.
+fn field_u64(raw: &RawFieldValue) -> Result<u64, NvmlError> {
+    if raw.nvml_return != 0 {
+        return Err(NvmlError::from(raw.nvml_return));
+    }
+    // SAFETY: `value_type` says which member NVML wrote; every member is plain data.
+    let value = unsafe {
+        match raw.value_type {
+            0 => Some(raw.value.double)
+                .filter(|v| *v >= 0.0)
+                .map(|v| v as u64),
+            1 => Some(u64::from(raw.value.unsigned_int)),
+            2 => Some(raw.value.unsigned_long),
+            3 => Some(raw.value.unsigned_long_long),
+            4 => u64::try_from(raw.value.signed_long_long).ok(),
+            5 => u64::try_from(raw.value.signed_int).ok(),
+            6 => Some(u64::from(raw.value.unsigned_short)),
+            other => return Err(NvmlError::UnexpectedVariant(other)),
+        }
+    };
+    value.ok_or(NvmlError::UnexpectedVariant(raw.value_type))
 }
 
 fn read_mig(calls: &mut Calls, device: &Device, gpu: &mut GpuSample) {
@@ -805,6 +1088,14 @@ impl<'a> Calls<'a> {
         }
     }
 
+    fn is_unsupported(&self, function: &'static str) -> bool {
+        self.unsupported.contains(&(self.gpu, function))
+    }
+
+    fn mark_unsupported(&mut self, function: &'static str) {
+        self.unsupported.insert((self.gpu, function));
+    }
+
     fn record(&mut self, function: &'static str, e: NvmlError) {
         count_error(self.errors, function, &e);
         match e {
@@ -871,6 +1162,51 @@ mod tests {
         assert_eq!(mig_profile("NVIDIA H100 80GB HBM3 MIG 1g.10gb"), "1g.10gb");
         assert_eq!(mig_profile("NVIDIA A100-SXM4-40GB MIG 3g.20gb "), "3g.20gb");
         assert_eq!(mig_profile("NVIDIA H100 80GB HBM3"), "");
+    }
+
+    #[test]
+    fn nvlink_bandwidth_is_dcgms_rate_between_two_readings() {
+        // First reading, counters at 0, no time passed, counters gone back: 0, as DCGM has it.
+        assert_eq!(dcgm_nvlink_bandwidth(None, (5_000, 1_000_000)), 0);
+        assert_eq!(dcgm_nvlink_bandwidth(Some((0, 0)), (0, 1_000_000)), 0);
+        assert_eq!(dcgm_nvlink_bandwidth(Some((10, 7)), (5_000, 7)), 0);
+        assert_eq!(
+            dcgm_nvlink_bandwidth(Some((9_000, 0)), (5_000, 1_000_000)),
+            0
+        );
+        // 1,999,999 KiB in 2 s: 999,999.5 KiB/s, / 1000 and truncated.
+        assert_eq!(
+            dcgm_nvlink_bandwidth(Some((1, 1_000_000)), (2_000_000, 3_000_000)),
+            999
+        );
+    }
+
+    #[test]
+    fn a_field_value_carries_its_own_error_and_type() {
+        let raw = |value_type: u32, nvml_return: u32, bits: u64| RawFieldValue {
+            field_id: FIELD_MEMORY_TEMP,
+            scope_id: 0,
+            timestamp: 0,
+            latency_usec: 0,
+            value_type,
+            nvml_return,
+            value: RawValue {
+                unsigned_long_long: bits,
+            },
+        };
+        assert!(matches!(
+            field_u64(&raw(3, 3, 7)),
+            Err(NvmlError::NotSupported)
+        ));
+        assert!(matches!(field_u64(&raw(3, 15, 7)), Err(NvmlError::GpuLost)));
+        assert_eq!(field_u64(&raw(3, 0, 1 << 40)).unwrap(), 1 << 40);
+        assert_eq!(field_u64(&raw(0, 0, 68.5f64.to_bits())).unwrap(), 68);
+        assert_eq!(field_u64(&raw(4, 0, 12)).unwrap(), 12);
+        assert!(field_u64(&raw(4, 0, (-1i64) as u64)).is_err());
+        assert!(matches!(
+            field_u64(&raw(42, 0, 1)),
+            Err(NvmlError::UnexpectedVariant(42))
+        ));
     }
 
     #[test]

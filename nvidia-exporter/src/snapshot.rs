@@ -21,6 +21,9 @@ pub struct GpuIdentity {
     pub supported_throttle_reasons: Option<u64>,
     /// Whether the GPU has GPM performance counters (Hopper and newer).
     pub gpm_supported: bool,
+    /// Whether the GPU has vGPU licensing (`None`: NVML cannot say). Read once: it does not
+    /// change while the driver is loaded, so unlicensable GPUs cost no call per sample.
+    pub vgpu_licensing: Option<bool>,
 }
 
 /// Why NVML could not be used at all.
@@ -72,6 +75,15 @@ pub struct ProcessSample {
     pub memory_percent: Option<u32>,
     pub encoder_percent: Option<u32>,
     pub decoder_percent: Option<u32>,
+}
+
+/// NVML's free-running NVLink data counters (payload only), summed over all links.
+#[derive(Clone, Debug, Default)]
+pub struct NvLink {
+    pub transmit_kib: u64,
+    pub receive_kib: u64,
+    /// NVML's timestamp of the reading, in µs since the epoch.
+    pub timestamp_us: i64,
 }
 
 /// GPM performance metrics averaged between two samples, as fractions (0..1) and bytes/s.
@@ -131,6 +143,14 @@ pub struct GpuSample {
     /// The same over the GPU's lifetime.
     pub ecc_aggregate: Vec<(&'static str, u64)>,
     pub remapped_rows: RemappedRows,
+    /// NVLink data counters summed over all links; `None` on GPUs without NVLink.
+    pub nvlink: Option<NvLink>,
+    /// DCGM's `DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL`: the data rate since the previous sample,
+    /// computed as DCGM does (KiB/s divided by 1000, truncated; 0 on the first sample).
+    pub dcgm_nvlink_bandwidth: Option<u64>,
+    /// 1 when the vGPU license is held, 0 when not or where the GPU has no vGPU licensing
+    /// (DCGM's `DCGM_FI_DEV_VGPU_LICENSE_STATUS`); `None` where NVML cannot say.
+    pub vgpu_licensed: Option<u32>,
     /// From the second sample on, on GPUs with GPM.
     pub gpm: Option<Gpm>,
     /// `None` when the process list could not be read (so that a failure never looks idle).

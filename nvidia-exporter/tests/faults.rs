@@ -181,6 +181,81 @@ fn a_driver_reload(mode: &[&str], suffix: &str) {
     assert_no_panic(&exporter);
 }
 
+/// A field value answers with its own return code inside a successful nvmlDeviceGetFieldValues.
+/// One the GPU does not support is counted once and not asked again, like an unsupported
+/// function; a GPU without any supported field gets no field-values call after the first; a
+/// transient error is counted and the field asked again. The fake logs every call it gets.
+#[test]
+fn a_field_value_without_support_is_asked_once() {
+    let log = std::env::temp_dir().join(format!("nvx-calls-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let exporter = start_with_env(
+        Fake::Full,
+        "nvlink_vgpu",
+        &["--no-collector.xid", "--no-collector.processes"],
+        &[("FAKE_NVML_CALL_LOG", log.to_str().unwrap())],
+    );
+    let first = metrics(&exporter);
+    next_sample();
+    metrics(&exporter);
+    next_sample();
+    let text = metrics(&exporter);
+    // The prefetch takes at most one more sample after the last scrape: let it finish.
+    std::thread::sleep(Duration::from_secs(2));
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let count = |line: &str| calls.lines().filter(|l| *l == line).count();
+    let samples = |gpu: u32| count(&format!("nvmlDeviceGetUtilizationRates gpu={gpu}"));
+    assert!(samples(1) >= 3, "{calls}");
+
+    // The vGPU guest: no NVLink and no remapped rows, asked once; memory temperature each time.
+    assert_eq!(count("nvmlDeviceGetFieldValues(138) gpu=1"), 1, "{calls}");
+    assert_eq!(count("nvmlDeviceGetFieldValues(143) gpu=1"), 1, "{calls}");
+    assert_eq!(count("nvmlDeviceGetFieldValues(82) gpu=1"), samples(1));
+    // The L4 supports none of the fields: no call after the first sample.
+    assert_eq!(count("nvmlDeviceGetFieldValues gpu=2"), 1, "{calls}");
+    // The GeForce's memory temperature fails with an unknown error: asked again every sample.
+    assert_eq!(count("nvmlDeviceGetFieldValues(82) gpu=3"), samples(3));
+    // Licensing asked once where NVML says the GPU has none or cannot say, each sample where
+    // a license can change (once more when the session starts).
+    assert_eq!(count("nvmlDeviceGetGridLicensableFeatures_v4 gpu=0"), 1);
+    assert_eq!(count("nvmlDeviceGetGridLicensableFeatures_v4 gpu=3"), 1);
+    assert_eq!(
+        count("nvmlDeviceGetGridLicensableFeatures_v4 gpu=1"),
+        1 + samples(1)
+    );
+
+    let errors = |text: &str, function: &str, error: &str| {
+        value(
+            text,
+            &format!(
+                "nvidia_exporter_nvml_errors_total{{function=\"{function}\",error=\"{error}\"}}"
+            ),
+        )
+    };
+    // Three GPUs lack remapped rows: counted once each, however many samples.
+    let remap = "nvmlDeviceGetFieldValues(REMAPPED_UNC)";
+    assert_eq!(errors(&first, remap, "not_supported"), Some(3.0));
+    assert_eq!(errors(&text, remap, "not_supported"), Some(3.0));
+    let nvlink = "nvmlDeviceGetFieldValues(NVLINK_THROUGHPUT_DATA_TX)";
+    assert_eq!(errors(&text, nvlink, "not_supported"), Some(3.0));
+    let temp = "nvmlDeviceGetFieldValues(MEMORY_TEMP)";
+    assert_eq!(errors(&first, temp, "unknown"), Some(1.0));
+    assert!(errors(&text, temp, "unknown").unwrap() >= 3.0, "{text}");
+    // Failing fields are absent, never 0; the GPU's other fields are still served.
+    assert!(!text.contains("DCGM_FI_DEV_MEMORY_TEMP{gpu=\"3\""));
+    assert!(!text.contains("DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS{gpu=\"1\""));
+    assert_eq!(
+        value(&text, "nvidia_pcie_transmit_bytes_total{gpu=\"3\""),
+        Some(1000.0)
+    );
+    assert_eq!(
+        value(&text, "DCGM_FI_DEV_MEMORY_TEMP{gpu=\"1\""),
+        Some(45.0)
+    );
+    std::fs::remove_file(&log).unwrap();
+    assert_no_panic(&exporter);
+}
+
 #[test]
 fn processes_are_capped_and_removed_when_they_exit() {
     let native = start(

@@ -52,6 +52,53 @@ fn fleet_with_native_names_only() {
     assert_no_panic(&exporter);
 }
 
+/// NVLink (DCGM's bandwidth is a rate between two samples) and vGPU licensing, in both naming
+/// modes. The golden is the second sample: the first from which DCGM's NVLink value is a rate.
+/// The fake moves its NVLink counters and timestamps by exactly one second per sample.
+#[test]
+fn nvlink_and_vgpu_license() {
+    for (flags, suffix) in [(&[][..], ""), (&["--no-compat.dcgm"][..], "_native")] {
+        let exporter = start(Fake::Full, "nvlink_vgpu", flags);
+        let first = metrics(&exporter);
+        next_sample();
+        let text = metrics(&exporter);
+        golden(&format!("nvlink_vgpu{suffix}"), &text);
+        // NVML counts KiB; one step of the fake's rates since the first sample.
+        assert_eq!(
+            value(&text, "nvidia_nvlink_transmit_bytes_total{gpu=\"0\""),
+            Some((1073741824u64 + 52428800) as f64 * 1024.0)
+        );
+        assert_eq!(
+            value(&text, "nvidia_nvlink_receive_bytes_total{gpu=\"0\""),
+            Some((536870912u64 + 26214400) as f64 * 1024.0)
+        );
+        assert!(!text.contains("nvidia_nvlink_transmit_bytes_total{gpu=\"1\""));
+        assert_eq!(value(&text, "nvidia_vgpu_licensed{gpu=\"1\""), Some(1.0));
+        if suffix.is_empty() {
+            let nvlink = "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL{gpu=\"0\"";
+            assert_eq!(value(&first, nvlink), Some(0.0), "DCGM's first value is 0");
+            // (52428800 + 26214400) KiB in 1 s, divided by 1000 and truncated, as DCGM does.
+            assert_eq!(value(&text, nvlink), Some(78643.0));
+            assert!(!text.contains("DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL{gpu=\"1\""));
+            let license = |gpu: u32| {
+                value(
+                    &text,
+                    &format!("DCGM_FI_DEV_VGPU_LICENSE_STATUS{{gpu=\"{gpu}\""),
+                )
+            };
+            // No vGPU licensing (bare metal): 0, as DCGM reports it; licensed guest: 1;
+            // unlicensed guest: 0; NVML answers NOT_SUPPORTED: absent.
+            assert_eq!(
+                [license(0), license(1), license(2), license(3)],
+                [Some(0.0), Some(1.0), Some(0.0), None]
+            );
+        } else {
+            assert!(!text.contains("DCGM_FI_"));
+        }
+        assert_no_panic(&exporter);
+    }
+}
+
 #[test]
 fn zero_gpus() {
     // Without GPUs both naming modes serve the same exposition.

@@ -21,6 +21,15 @@
  *   pcie <gen> <width> <max gen> <max width> <replays>   pcie_bytes <tx> <rx>
  *   ecc <enabled> <vol corrected> <vol uncorrected> <agg corrected> <agg uncorrected>
  *   remap <correctable> <uncorrectable> <pending> <failure>
+ *   nvlink <tx KiB> <rx KiB> <tx KiB/s> <rx KiB/s>
+ *                              NVLink data counters summed over all links (fields 138/139, only
+ *                              with scopeId UINT_MAX); each field-values call that asks for them
+ *                              moves the field timestamps on by exactly 1 s and the counters by
+ *                              the rates, so a rate between two samples is exact
+ *   field_error <field id> <nvmlReturn>   that field value answers this code on its own
+ *   vgpu_license <supported 0|1> <vGPU feature state>
+ *                              nvmlDeviceGetGridLicensableFeatures_v4; without it the function
+ *                              answers NOT_SUPPORTED
  *   unsupported <function>     that function answers NOT_SUPPORTED (3) on this GPU
  *   lost_after <n>             after n handle lookups every query answers GPU_IS_LOST (15)
  *   lost_at <function>         the GPU is lost from the first call of that function on
@@ -33,6 +42,10 @@
  *                              gone after: the process exits after that many compute-process
  *                              queries on this GPU (0 = never)
  *   mig <gpu instance> <compute instance> <total> <used> <uuid> <name>   (enables MIG mode)
+ *
+ * With $FAKE_NVML_CALL_LOG set, every per-GPU call appends `<function> gpu=<index>` to that
+ * file, and every field value asked `nvmlDeviceGetFieldValues(<field id>) gpu=<index>`, so a test
+ * can count what the exporter asked.
  *
  * Built with -DFAKE_NVML_MISSING_SYMBOLS it leaves out a few functions, to prove that a
  * missing symbol costs only its own series; -DFAKE_NVML_NO_SHUTDOWN leaves out nvmlShutdown,
@@ -173,6 +186,11 @@ struct gpu {
     mig_t migs[MAX_MIG];
     int n_migs;
     double gpm[7]; /* graphics, sm, occupancy, tensor, dram (%), pcie tx, rx (MiB/s); <0: none */
+    unsigned long long nvlink[4]; /* tx, rx (KiB), tx, rx (KiB/s); nvlink[0] unset: no NVLink */
+    unsigned int nvlink_reads;
+    unsigned int field_errors[MAX_LIST][2]; /* field id, nvmlReturn */
+    int n_field_errors;
+    unsigned int vgpu_supported, vgpu_state;
 };
 
 typedef struct {
@@ -193,6 +211,7 @@ static int reload_pending, reload_done; /* reload_done survives re-init: once pe
 static slow_t slows[MAX_LIST];
 static int n_slows;
 static struct timespec loaded_at;
+static FILE *call_log;
 
 __attribute__((unused)) static long long ms_since_load(void) {
     struct timespec now;
@@ -236,6 +255,8 @@ static int load_scenario(void) {
     if (!f) return NVML_ERROR_DRIVER_NOT_LOADED;
     reset_state();
     clock_gettime(CLOCK_MONOTONIC, &loaded_at);
+    const char *log_path = getenv("FAKE_NVML_CALL_LOG");
+    if (log_path && !call_log) call_log = fopen(log_path, "a");
     char line[512], key[64];
     gpu_t *g = NULL;
     while (fgets(line, sizeof line, f)) {
@@ -265,6 +286,8 @@ static int load_scenario(void) {
             g->process_queries = 0;
             g->n_migs = 0;
             g->gpm[0] = -1;
+            g->nvlink_reads = 0;
+            g->n_field_errors = 0;
             g->kind = 0;
             g->index = n_gpus++;
             g->lost_after = -1;
@@ -303,6 +326,11 @@ static int load_scenario(void) {
         else if (!strcmp(key, "pcie_bytes")) sscanf(line, "%*s %llu %llu", &g->pcie_tx, &g->pcie_rx);
         else if (!strcmp(key, "ecc")) sscanf(line, "%*s %u %llu %llu %llu %llu", &g->ecc_enabled, &g->ecc[0][0], &g->ecc[0][1], &g->ecc[1][0], &g->ecc[1][1]);
         else if (!strcmp(key, "remap")) sscanf(line, "%*s %u %u %u %u", &g->remap[0], &g->remap[1], &g->remap[2], &g->remap[3]);
+        else if (!strcmp(key, "nvlink")) sscanf(line, "%*s %llu %llu %llu %llu", &g->nvlink[0], &g->nvlink[1], &g->nvlink[2], &g->nvlink[3]);
+        else if (!strcmp(key, "field_error") && g->n_field_errors < MAX_LIST) {
+            unsigned int *e = g->field_errors[g->n_field_errors];
+            if (sscanf(line, "%*s %u %u", &e[0], &e[1]) == 2) g->n_field_errors++;
+        } else if (!strcmp(key, "vgpu_license")) sscanf(line, "%*s %u %u", &g->vgpu_supported, &g->vgpu_state);
         else if (!strcmp(key, "unsupported") && g->n_unsupported < MAX_LIST) sscanf(line, "%*s %47s", g->unsupported[g->n_unsupported++]);
         else if (!strcmp(key, "lost_after")) sscanf(line, "%*s %d", &g->lost_after);
         else if (!strcmp(key, "lost_at")) sscanf(line, "%*s %47s", g->lost_at);
@@ -372,12 +400,21 @@ static int is_lost(gpu_t *g) {
     return g->lost_now || (g->lost_after >= 0 && g->handle_lookups > (unsigned int)g->lost_after);
 }
 
+static void log_call(const char *fn, gpu_t *g) {
+    if (!call_log) return;
+    pthread_mutex_lock(&lock);
+    fprintf(call_log, "%s gpu=%u\n", fn, g->index);
+    fflush(call_log);
+    pthread_mutex_unlock(&lock);
+}
+
 /* Per-GPU checks: a valid handle, not lost, the function supported. */
 static nvmlReturn_t enter_gpu(void *handle, const char *fn, gpu_t **out) {
     nvmlReturn_t r = enter_global(fn);
     if (r) return r;
     gpu_t *g = as_gpu(handle);
     if (!g) return NVML_ERROR_INVALID_ARGUMENT;
+    log_call(fn, g);
     if (g->lost_at[0] && !strcmp(g->lost_at, fn)) g->lost_now = 1;
     if (is_lost(g)) return NVML_ERROR_GPU_IS_LOST;
     if (is_unsupported(g, fn)) return NVML_ERROR_NOT_SUPPORTED;
@@ -755,17 +792,59 @@ nvmlReturn_t nvmlDeviceGetTotalEccErrors(void *device, int error_type, int count
 }
 
 #ifndef FAKE_NVML_MISSING_SYMBOLS
+static int field_error(gpu_t *g, unsigned int field, nvmlReturn_t *code) {
+    for (int i = 0; i < g->n_field_errors; i++) {
+        if (g->field_errors[i][0] == field) {
+            *code = (nvmlReturn_t)g->field_errors[i][1];
+            return 1;
+        }
+    }
+    return 0;
+}
+
 nvmlReturn_t nvmlDeviceGetFieldValues(void *device, int count, nvmlFieldValue_t *values) {
     GPU_ENTER("nvmlDeviceGetFieldValues");
+    if (count < 0 || (count > 0 && !values)) return NVML_ERROR_INVALID_ARGUMENT;
+    /* One step of the NVLink clock per call that reads the NVLink counters. */
+    unsigned int step = 0;
+    for (int i = 0; i < count; i++) {
+        if (values[i].fieldId == 138 || values[i].fieldId == 139) {
+            pthread_mutex_lock(&lock);
+            step = g->nvlink_reads++;
+            pthread_mutex_unlock(&lock);
+            break;
+        }
+    }
     for (int i = 0; i < count; i++) {
         nvmlFieldValue_t *v = &values[i];
+        if (call_log) {
+            char fn[64];
+            snprintf(fn, sizeof fn, "nvmlDeviceGetFieldValues(%u)", v->fieldId);
+            log_call(fn, g);
+        }
         v->timestamp = 1700000000000000LL;
         v->latencyUsec = 0;
         v->nvmlReturn = NVML_SUCCESS;
         v->valueType = 3; /* unsigned long long */
         unsigned long long value = (unsigned long long)-1;
+        nvmlReturn_t code;
+        if (field_error(g, v->fieldId, &code)) {
+            v->nvmlReturn = code;
+            continue;
+        }
         switch (v->fieldId) {
         case 82: if (g->memtemp != (unsigned int)-1) value = g->memtemp; break;
+        case 138: case 139:
+            if (g->nvlink[0] == (unsigned long long)-1) break;
+            /* Only the sum over all links is implemented: a per-link scope is refused, so a
+             * caller that forgets scopeId UINT_MAX gets no value. */
+            if (v->scopeId != 0xFFFFFFFFu) {
+                v->nvmlReturn = NVML_ERROR_INVALID_ARGUMENT;
+                continue;
+            }
+            value = g->nvlink[v->fieldId - 138] + g->nvlink[v->fieldId - 136] * step;
+            v->timestamp += (long long)step * 1000000LL;
+            break;
         case 142: case 143: case 144: case 145:
             if (g->remap[v->fieldId - 142] != (unsigned int)-1) value = g->remap[v->fieldId - 142];
             break;
@@ -779,6 +858,46 @@ nvmlReturn_t nvmlDeviceGetFieldValues(void *device, int count, nvmlFieldValue_t 
     return NVML_SUCCESS;
 }
 #endif
+
+/* ---- vGPU licensing (nvml.h v4 structs) ---- */
+
+typedef struct {
+    unsigned int year;
+    unsigned short month, day, hour, min, sec;
+    unsigned char status;
+} nvmlGridLicenseExpiry_t;
+
+typedef struct {
+    int featureCode; /* 1: vGPU, 2: NVIDIA RTX */
+    unsigned int featureState;
+    char licenseInfo[128], productName[128];
+    unsigned int featureEnabled;
+    nvmlGridLicenseExpiry_t licenseExpiry;
+} nvmlGridLicensableFeature_t;
+
+typedef struct {
+    int isGridLicenseSupported;
+    unsigned int licensableFeaturesCount;
+    nvmlGridLicensableFeature_t gridLicensableFeatures[3];
+} nvmlGridLicensableFeatures_t;
+
+nvmlReturn_t nvmlDeviceGetGridLicensableFeatures_v4(void *device, nvmlGridLicensableFeatures_t *f) {
+    GPU_ENTER("nvmlDeviceGetGridLicensableFeatures_v4");
+    if (!f) return NVML_ERROR_INVALID_ARGUMENT;
+    REQUIRE(g->vgpu_supported);
+    memset(f, 0, sizeof *f);
+    f->isGridLicenseSupported = g->vgpu_supported != 0;
+    if (!f->isGridLicenseSupported) return NVML_SUCCESS;
+    /* The vGPU feature comes second, so a reader must look for it by its code. */
+    f->licensableFeaturesCount = 2;
+    f->gridLicensableFeatures[0].featureCode = 2;
+    copy_str(f->gridLicensableFeatures[0].productName, 128, "NVIDIA RTX Virtual Workstation");
+    f->gridLicensableFeatures[1].featureCode = 1;
+    f->gridLicensableFeatures[1].featureState = g->vgpu_state;
+    f->gridLicensableFeatures[1].featureEnabled = 1;
+    copy_str(f->gridLicensableFeatures[1].productName, 128, "NVIDIA Virtual Compute Server");
+    return NVML_SUCCESS;
+}
 
 /* ---- processes ---- */
 
