@@ -182,7 +182,7 @@ fn scenario_text() -> String {
     let mut text = String::from("driver_version 550.54.15\ncuda_version 12040\n");
     for gpu in 0..GPUS {
         text.push_str(&format!(
-            "gpu\n  name NVIDIA H100 80GB HBM3\n  pci 00000000:{:02X}:00.0\n  memory 85520809984 566231040 42949672960\n  util 87 41\n  temp 61\n  memtemp 68\n  power 512345\n  energy 123456789\n  power_limit 700000\n  enforced_limit 700000\n  enc 0\n  dec 0\n  clocks 1755 1980 2619 1545\n  pstate 0\n  throttle 0x4\n  throttle_supported 0x1ff\n  violation 0 1500000000\n  violation 1 0\n  violation 2 0\n  violation 3 0\n  violation 4 0\n  violation 5 0\n  pcie 5 16 5 16 2\n  pcie_bytes 1099511627776 549755813888\n  ecc 1 0 0 0 0\n  remap 0 0 0 0\n  gpm 85 80 40 60 35 1024 512\n",
+            "gpu\n  name NVIDIA H100 80GB HBM3\n  pci 00000000:{:02X}:00.0\n  memory 85520809984 566231040 42949672960\n  util 87 41\n  temp 61\n  memtemp 68\n  power 512345\n  energy 123456789\n  power_limit 700000\n  enforced_limit 700000\n  enc 0\n  dec 0\n  clocks 1755 1980 2619 1545\n  pstate 0\n  throttle 0x4\n  throttle_supported 0x1ff\n  violation 0 1500000000\n  violation 1 0\n  violation 2 0\n  violation 3 0\n  violation 4 0\n  violation 5 0\n  pcie 5 16 5 16 2\n  pcie_bytes 1099511627776 549755813888\n  ecc 1 0 0 0 0\n  remap 0 0 0 0\n  nvlink 1073741824 536870912 52428800 26214400\n  vgpu_license 0 0\n  gpm 85 80 40 60 35 1024 512\n",
             0x10 + gpu * 0x10
         ));
         for p in (0..PROCESSES).filter(|p| p % GPUS == gpu) {

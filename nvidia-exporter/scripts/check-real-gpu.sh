@@ -35,5 +35,5 @@ kill "$PID"; wait "$PID" 2>/dev/null
 grep -q panicked "$OUT/stderr.txt" && fail "a panic was logged"
 
 echo "OK: $(grep -c '^[a-zA-Z]' "$OUT/metrics.prom") series; files in $OUT"
-grep -E '^(nvidia_up|gpu_|DCGM_FI_DEV_FB_USED|DCGM_FI_PROF_|nvidia_exporter_nvml_(errors_total|sample_duration))' "$OUT/metrics.prom"
+grep -E '^(nvidia_up|gpu_|DCGM_FI_DEV_FB_USED|DCGM_FI_PROF_|DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL|DCGM_FI_DEV_VGPU_LICENSE_STATUS|nvidia_nvlink_|nvidia_vgpu_|nvidia_exporter_nvml_(errors_total|sample_duration))' "$OUT/metrics.prom"
 grep 'slow NVML call' "$OUT/stderr.txt" | tail -20
