@@ -505,3 +505,29 @@ fn a_gpu_lost_while_its_processes_are_read_serves_no_values() {
     }
     assert_no_panic(&exporter);
 }
+
+#[test]
+fn a_gpu_lost_in_one_field_value_serves_no_values() {
+    let exporter = start(Fake::Full, "lost_in_fields", &["--no-collector.xid"]);
+    let text = metrics(&exporter);
+    assert_eq!(value(&text, "gpu_up{gpu=\"0\""), Some(0.0), "{text}");
+    assert_eq!(value(&text, "gpu_up{gpu=\"1\""), Some(1.0), "{text}");
+    // Values read before the field said GPU_IS_LOST are not served beside gpu_up 0.
+    assert!(!text.contains("gpu_power_watts{gpu=\"0\""), "{text}");
+    assert!(
+        !text.contains("DCGM_FI_DEV_MEMORY_TEMP{gpu=\"0\""),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "DCGM_FI_DEV_MEMORY_TEMP{gpu=\"1\""),
+        Some(58.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            "nvidia_exporter_nvml_errors_total{function=\"nvmlDeviceGetFieldValues(REMAPPED_UNC)\",error=\"gpu_is_lost\"}"
+        ),
+        Some(1.0)
+    );
+    assert_no_panic(&exporter);
+}
