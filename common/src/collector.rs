@@ -4,7 +4,7 @@
 
 use crate::log;
 use crate::metrics::MetricFamily;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -205,7 +205,7 @@ impl Collectors {
             job.busy.store(false, Ordering::Release);
         }
 
-        let mut by_name: BTreeMap<String, MetricFamily> = BTreeMap::new();
+        let mut families: Vec<MetricFamily> = Vec::new();
         let mut duration = MetricFamily::gauge(
             format!("{}_collector_duration_seconds", self.prefix),
             "Duration of a collector scrape.",
@@ -218,10 +218,8 @@ impl Collectors {
             let (elapsed, result) =
                 outcome.unwrap_or_else(|| (started.elapsed(), Err(timeout_error(deadline))));
             let ok = match result {
-                Ok(families) => {
-                    for family in families {
-                        merge_family(&mut by_name, family);
-                    }
+                Ok(collected) => {
+                    families.extend(collected.into_iter().filter(|f| !f.samples.is_empty()));
                     true
                 }
                 Err(err) => {
@@ -235,7 +233,7 @@ impl Collectors {
             duration.push(&[("collector", entry.name)], elapsed.as_secs_f64());
             success.push(&[("collector", entry.name)], if ok { 1.0 } else { 0.0 });
         }
-        let mut families: Vec<MetricFamily> = by_name.into_values().collect();
+        let mut families = merge_families(families);
         families.push(duration);
         families.push(success);
         families
@@ -320,24 +318,53 @@ fn timeout_error(deadline: Duration) -> anyhow::Error {
     anyhow::anyhow!("timed out after {:.3}s", deadline.as_secs_f64())
 }
 
-/// Two collectors may emit the same family (never with the same label sets); their samples are
-/// joined so that each family appears once in the output, as both formats require.
-fn merge_family(by_name: &mut BTreeMap<String, MetricFamily>, family: MetricFamily) {
-    if family.samples.is_empty() {
-        return;
-    }
-    match by_name.get_mut(&family.name) {
-        Some(existing) => existing.samples.extend(family.samples),
-        None => {
-            by_name.insert(family.name.clone(), family);
+/// Sorts the families by name and joins those that two collectors both emitted (never with the
+/// same label sets), so that each family appears once in the output, as both formats require.
+/// Joined samples keep the order of the collectors. Indices are sorted rather than the families
+/// themselves (large structs) or a map keyed by a copy of each name.
+fn merge_families(families: Vec<MetricFamily>) -> Vec<MetricFamily> {
+    let mut order: Vec<usize> = (0..families.len()).collect();
+    order.sort_unstable_by(|&a, &b| families[a].name.cmp(&families[b].name).then(a.cmp(&b)));
+    let mut slots: Vec<Option<MetricFamily>> = families.into_iter().map(Some).collect();
+    let mut merged: Vec<MetricFamily> = Vec::with_capacity(slots.len());
+    for index in order {
+        let Some(family) = slots[index].take() else {
+            continue;
+        };
+        match merged.last_mut() {
+            Some(last) if last.name == family.name => last.samples.extend(family.samples),
+            _ => merged.push(family),
         }
     }
+    merged
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn families_are_sorted_and_each_name_appears_once_with_samples_in_collector_order() {
+        let gauge = |name: &str, from: &str| {
+            MetricFamily::gauge(name.to_string(), "h").with(&[("from", from)], 1.0)
+        };
+        let merged = merge_families(vec![
+            gauge("z_last", "a"),
+            gauge("m_shared", "a"),
+            gauge("b_first", "b"),
+            gauge("m_shared", "b"),
+            gauge("m_shared", "c"),
+        ]);
+        let names: Vec<&str> = merged.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["b_first", "m_shared", "z_last"]);
+        let froms: Vec<&str> = merged[1]
+            .samples
+            .iter()
+            .map(|s| s.labels[0].1.as_str())
+            .collect();
+        assert_eq!(froms, ["a", "b", "c"]);
+    }
 
     struct Fixed(&'static str, f64);
     impl BlockingCollector for Fixed {

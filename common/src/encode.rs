@@ -204,7 +204,8 @@ pub fn write_value(out: &mut String, value: f64) {
     } else if value.is_infinite() {
         out.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
     } else if value.fract() == 0.0 && value.abs() < 1e15 {
-        let _ = write!(out, "{}", value as i64);
+        // Most values are whole numbers (counters, bytes): itoa skips the formatting machinery.
+        out.push_str(itoa::Buffer::new().format(value as i64));
     } else if value.abs() >= 1e-4 && value.abs() < 1e15 {
         // Display gives the shortest decimal that reads back to the same f64.
         let _ = write!(out, "{value}");
@@ -289,6 +290,8 @@ mod tests {
             (0.0, "0"),
             (42.0, "42"),
             (-3.0, "-3"),
+            (-0.0, "0"),
+            (999_999_999_999_999.0, "999999999999999"),
             (0.5, "0.5"),
             (1.7954243900353746e9, "1795424390.0353746"),
             (2.0e20, "2e20"),

@@ -203,14 +203,17 @@ impl BlockingCollector for Diskstats {
 }
 
 impl Diskstats {
-    /// `E:KEY=value` lines of the udev database entry `b<major>:<minor>`; none when absent.
+    /// The `E:KEY=value` lines of the udev database entry `b<major>:<minor>` whose keys are in
+    /// `UDEV_LABELS`; none when absent.
     fn udev_properties(&self, major: &str, minor: &str) -> Vec<(String, String)> {
         let file = self.paths.udev_data.join(format!("b{major}:{minor}"));
-        std::fs::read_to_string(file)
+        crate::paths::read_whole(&file)
             .map(|text| {
                 text.lines()
                     .filter_map(|l| l.strip_prefix("E:"))
                     .filter_map(|kv| kv.split_once('='))
+                    // Only the properties reported: an entry has dozens of lines.
+                    .filter(|(k, _)| UDEV_LABELS.iter().any(|(_, key)| key == k))
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect()
             })

@@ -126,10 +126,10 @@ impl Filesystem {
 /// `36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue`.
 pub fn parse_mountinfo_line(line: &str) -> Option<Mount> {
     let (before, after) = line.split_once(" - ")?;
-    let fields: Vec<&str> = before.split(' ').collect();
-    if fields.len() < 6 {
-        return None;
-    }
+    // Fields 5 and 6: the mount point and its options.
+    let mut fields = before.split(' ');
+    let mount_point = fields.nth(4)?;
+    let mount_options = fields.next()?;
     let mut rest = after.split(' ');
     let fs_type = unescape(rest.next()?);
     let device = unescape(rest.next()?);
@@ -137,15 +137,18 @@ pub fn parse_mountinfo_line(line: &str) -> Option<Mount> {
     let has_ro = |opts: &str| opts.split(',').any(|o| o == "ro");
     Some(Mount {
         device,
-        mount_point: unescape(fields[4]),
+        mount_point: unescape(mount_point),
         fs_type,
-        read_only: has_ro(fields[5]) || has_ro(super_options),
+        read_only: has_ro(mount_options) || has_ro(super_options),
     })
 }
 
 /// The kernel writes space, tab, newline and backslash in mount fields as `\040`, `\011`,
 /// `\012` and `\134`.
 fn unescape(field: &str) -> String {
+    if !field.contains('\\') {
+        return field.to_string();
+    }
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -165,7 +168,7 @@ fn unescape(field: &str) -> String {
             i += 1;
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 enum Outcome {
@@ -416,6 +419,11 @@ mod tests {
         assert!(super_ro.read_only);
         assert!(parse_mountinfo_line("garbage line").is_none());
         assert!(parse_mountinfo_line("1 2 - x").is_none());
+        // Five fields before the separator: no mount options.
+        assert!(parse_mountinfo_line("1 2 0:1 / /five - ext4 /dev/x rw").is_none());
+        // An escape that is not UTF-8 is replaced, not a reason to drop the mount.
+        let bad = parse_mountinfo_line(r"1 2 0:1 / /bad\377 rw - ext4 /dev/x rw").unwrap();
+        assert_eq!(bad.mount_point, "/bad\u{FFFD}");
     }
 
     fn fixture(dir: &std::path::Path, mountinfo: &str) -> Paths {

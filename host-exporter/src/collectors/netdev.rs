@@ -5,7 +5,6 @@
 use crate::filter::DeviceFilter;
 use crate::paths::{read, read_sysfs_value, Paths};
 use common::{BlockingCollector, CollectResult, MetricFamily};
-use std::collections::BTreeMap;
 
 pub struct Netdev {
     paths: Paths,
@@ -51,19 +50,19 @@ impl BlockingCollector for Netdev {
     fn collect(&self) -> CollectResult {
         let path = self.paths.proc("net/dev");
         let text = read(&path)?;
-        let mut families: BTreeMap<String, MetricFamily> = BTreeMap::new();
-        let mut push = |direction: &str, stat: &str, device: &str, value: f64| {
-            let name = format!("node_network_{direction}_{stat}_total");
-            families
-                .entry(name.clone())
-                .or_insert_with(|| {
-                    MetricFamily::counter(
-                        name,
-                        format!("Network device statistic {direction}_{stat}."),
-                    )
-                })
-                .push(&[("device", device)], value);
+        // One family per column, made once per scrape; each device adds a sample to each.
+        let family = |direction: &str, stat: &str| {
+            MetricFamily::counter(
+                format!("node_network_{direction}_{stat}_total"),
+                format!("Network device statistic {direction}_{stat}."),
+            )
         };
+        let mut columns: Vec<MetricFamily> = RECEIVE
+            .iter()
+            .map(|stat| family("receive", stat))
+            .chain(TRANSMIT.iter().map(|stat| family("transmit", stat)))
+            .collect();
+        let mut nohandler_family = family("receive", "nohandler");
         for line in text.lines().skip(2) {
             let Some((device, counters)) = line.split_once(':') else {
                 anyhow::bail!("{}: unexpected line {line:?}", path.display());
@@ -72,23 +71,25 @@ impl BlockingCollector for Netdev {
             if self.filter.ignored(device) {
                 continue;
             }
-            let values: Vec<f64> = counters
-                .split_whitespace()
-                .map(|v| v.parse::<f64>())
-                .collect::<Result<_, _>>()
-                .map_err(|e| anyhow::anyhow!("{}: device {device}: {e}", path.display()))?;
-            if values.len() != 16 {
+            let mut values = [0.0f64; 16];
+            let mut count = 0;
+            for field in counters.split_whitespace() {
+                let value = field
+                    .parse::<f64>()
+                    .map_err(|e| anyhow::anyhow!("{}: device {device}: {e}", path.display()))?;
+                if let Some(slot) = values.get_mut(count) {
+                    *slot = value;
+                }
+                count += 1;
+            }
+            if count != values.len() {
                 anyhow::bail!(
-                    "{}: device {device}: {} columns, expected 16",
-                    path.display(),
-                    values.len()
+                    "{}: device {device}: {count} columns, expected 16",
+                    path.display()
                 );
             }
-            for (stat, value) in RECEIVE.iter().zip(&values[..8]) {
-                push("receive", stat, device, *value);
-            }
-            for (stat, value) in TRANSMIT.iter().zip(&values[8..]) {
-                push("transmit", stat, device, *value);
+            for (column, value) in columns.iter_mut().zip(values) {
+                column.push(&[("device", device)], value);
             }
             let nohandler = self
                 .paths
@@ -97,9 +98,10 @@ impl BlockingCollector for Netdev {
                 .ok()
                 .and_then(|v| v.parse::<f64>().ok())
             {
-                push("receive", "nohandler", device, v);
+                nohandler_family.push(&[("device", device)], v);
             }
         }
-        Ok(families.into_values().collect())
+        columns.push(nohandler_family);
+        Ok(columns)
     }
 }
