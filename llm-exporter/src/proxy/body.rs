@@ -1,11 +1,14 @@
-//! The response body the client gets: the upstream's frames, each handed on the moment it arrives
-//! (nothing is held back or changed), observed on the way, with a limit on how long the upstream
-//! may stay silent. When the body ends, fails, or the client drops it, the request is recorded.
+//! The response body the client gets: read from the upstream's socket and handed on the moment
+//! it arrives, all of one read at once (nothing is held back or changed), observed on the way,
+//! with a limit on how long the upstream may stay silent. When the body ends, fails, or the
+//! client drops it, the request is recorded; a body read whole frees its connection for reuse.
 
+use super::client::{Conn, Upstream};
+use super::decode::Decoder;
 use super::metrics::{ErrorKind, Finished, ProxyMetrics};
 use super::observe::Observer;
 use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -66,25 +69,94 @@ impl std::fmt::Display for IdleTimeout {
 impl std::error::Error for IdleTimeout {}
 
 pub struct MeteredBody {
-    inner: Incoming,
+    /// Until the body has been read whole (then back to the idle list) or has failed.
+    conn: Option<Conn>,
+    decoder: Decoder,
+    upstream: Arc<Upstream>,
     record: Option<Record>,
     idle_timeout: Duration,
+    /// When the upstream last sent something; the timer is moved on only when it fires.
+    last_data: Instant,
     idle: Pin<Box<Sleep>>,
+    /// Data was handed on since the last `Pending`: hyper may still hold it unwritten.
+    unflushed: bool,
+    /// A failure held back one poll, so that hyper writes out the data before it.
+    failed: Option<BoxError>,
 }
 
 impl MeteredBody {
-    pub fn new(inner: Incoming, record: Option<Record>, idle_timeout: Duration) -> Self {
-        MeteredBody {
-            inner,
+    pub fn new(
+        conn: Conn,
+        decoder: Decoder,
+        upstream: Arc<Upstream>,
+        record: Option<Record>,
+        idle_timeout: Duration,
+    ) -> Self {
+        let now = Instant::now();
+        let mut body = MeteredBody {
+            conn: Some(conn),
+            decoder,
+            upstream,
             record,
             idle_timeout,
-            idle: Box::pin(tokio::time::sleep(idle_timeout)),
-        }
+            last_data: now,
+            idle: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
+            unflushed: false,
+            failed: None,
+        };
+        body.release_if_done();
+        body
     }
 
     fn end(&mut self, error: Option<ErrorKind>) {
         if let Some(record) = self.record.take() {
             record.finish(error);
+        }
+    }
+
+    /// Once the body is read whole, its connection can carry the next request at once.
+    fn release_if_done(&mut self) {
+        if !self.decoder.is_done() {
+            return;
+        }
+        if let Some(conn) = self.conn.take() {
+            if conn.reusable && conn.buf.is_empty() {
+                self.upstream.give_back(conn.stream);
+            }
+        }
+    }
+
+    /// A failure: the connection is closed, the request recorded, the client's response cut.
+    /// hyper drops what it has not yet written when a body fails, so data handed on in this
+    /// same poll goes out first: the failure waits for the next one.
+    fn fail(
+        &mut self,
+        cx: &mut Context<'_>,
+        kind: ErrorKind,
+        error: BoxError,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.conn = None;
+        self.end(Some(kind));
+        if self.unflushed {
+            self.unflushed = false;
+            self.failed = Some(error);
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        Poll::Ready(Some(Err(error)))
+    }
+
+    /// Whether the upstream has been silent for the idle timeout (registering the timer if not).
+    fn silent_too_long(&mut self, cx: &mut Context<'_>) -> bool {
+        loop {
+            if self.idle.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let deadline = self.last_data + self.idle_timeout;
+            if Instant::now() >= deadline {
+                return true;
+            }
+            self.idle.as_mut().reset(deadline);
         }
     }
 }
@@ -98,37 +170,78 @@ impl Body for MeteredBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                let now = Instant::now();
-                if let (Some(data), Some(record)) = (frame.data_ref(), this.record.as_mut()) {
-                    if let Some(observer) = record.observer.as_mut() {
-                        observer.feed(data, now);
+        if let Some(error) = this.failed.take() {
+            return Poll::Ready(Some(Err(error)));
+        }
+        loop {
+            let Some(conn) = this.conn.as_mut() else {
+                // Read whole (the connection went back), or failed and already recorded.
+                this.end(None);
+                return Poll::Ready(None);
+            };
+            if !conn.buf.is_empty() {
+                let data = match this.decoder.decode(&mut conn.buf) {
+                    Ok(data) => data,
+                    Err(e) => return this.fail(cx, ErrorKind::UpstreamBroken, Box::new(e)),
+                };
+                this.release_if_done();
+                if !data.is_empty() {
+                    let now = Instant::now();
+                    this.last_data = now;
+                    if let Some(observer) = this.record.as_mut().and_then(|r| r.observer.as_mut()) {
+                        observer.feed(&data, now);
+                    }
+                    this.unflushed = true;
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                continue;
+            }
+            if conn.buf.capacity() < 4096 {
+                conn.buf.reserve(16 << 10);
+            }
+            match conn.stream.try_read_buf(&mut conn.buf) {
+                Ok(0) => {
+                    if this.decoder.at_eof() {
+                        this.conn = None;
+                        continue;
+                    }
+                    return this.fail(cx, ErrorKind::UpstreamBroken, Box::new(Cut));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    match conn.stream.poll_read_ready(cx) {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(e)) => {
+                            return this.fail(cx, ErrorKind::UpstreamBroken, Box::new(e))
+                        }
+                        Poll::Pending => {
+                            if this.silent_too_long(cx) {
+                                let timeout = IdleTimeout(this.idle_timeout);
+                                return this.fail(
+                                    cx,
+                                    ErrorKind::UpstreamTimeout,
+                                    Box::new(timeout),
+                                );
+                            }
+                            this.unflushed = false;
+                            return Poll::Pending;
+                        }
                     }
                 }
-                this.idle.as_mut().reset(now + this.idle_timeout);
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                this.end(Some(ErrorKind::UpstreamBroken));
-                Poll::Ready(Some(Err(Box::new(e))))
-            }
-            Poll::Ready(None) => {
-                this.end(None);
-                Poll::Ready(None)
-            }
-            Poll::Pending => {
-                if this.idle.as_mut().poll(cx).is_ready() {
-                    this.end(Some(ErrorKind::UpstreamTimeout));
-                    return Poll::Ready(Some(Err(Box::new(IdleTimeout(this.idle_timeout)))));
-                }
-                Poll::Pending
+                Err(e) => return this.fail(cx, ErrorKind::UpstreamBroken, Box::new(e)),
             }
         }
     }
 
+    fn is_end_stream(&self) -> bool {
+        self.decoder.is_done() && self.conn.as_ref().is_none_or(|c| c.buf.is_empty())
+    }
+
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match self.decoder.remaining() {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
     }
 }
 
@@ -136,7 +249,7 @@ impl Drop for MeteredBody {
     fn drop(&mut self) {
         // Dropped before the end: the client went away (hyper drops the body on disconnect),
         // unless every byte was already passed on and only the final poll was skipped.
-        let error = if self.inner.is_end_stream() {
+        let error = if self.decoder.is_done() {
             None
         } else {
             Some(ErrorKind::ClientDisconnect)
@@ -144,6 +257,18 @@ impl Drop for MeteredBody {
         self.end(error);
     }
 }
+
+/// The upstream closed the connection before the end of the body.
+#[derive(Debug)]
+struct Cut;
+
+impl std::fmt::Display for Cut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the upstream closed the connection before the end of the response")
+    }
+}
+
+impl std::error::Error for Cut {}
 
 /// Either the upstream's body or an answer the proxy makes itself (502, 504).
 pub enum ProxyBody {

@@ -5,22 +5,23 @@
 //! so that a slow scrape and a busy stream never wait on each other.
 
 pub mod body;
+pub mod client;
 pub mod collector;
+pub mod decode;
 pub mod metrics;
 pub mod observe;
 pub mod route;
 
 use crate::config::{Backend, BackendChoice, Config, ProxyConfig, UpstreamConfig};
 use crate::model_name;
-use crate::upstream::error_chain;
 use body::{MeteredBody, ProxyBody, Record};
 use bytes::Bytes;
+use client::{SendError, Upstream};
+use decode::{Decoder, Framing as BodyFraming};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::{Request, Response, StatusCode, Uri};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 use metrics::{ErrorKind, Finished, ProxyMetrics};
 use observe::{Framing, Observer};
 use std::convert::Infallible;
@@ -44,10 +45,9 @@ static HOP_BY_HOP: [HeaderName; 9] = [
 /// One proxy listener's view of its upstream.
 struct Target {
     name: Arc<str>,
-    base_url: String,
-    authority: HeaderValue,
     backend: BackendChoice,
-    client: Client<HttpConnector, Incoming>,
+    /// This thread's connections to the upstream.
+    upstream: Arc<Upstream>,
     settings: ProxyConfig,
     metrics: Arc<ProxyMetrics>,
 }
@@ -136,26 +136,12 @@ fn target(
     settings: &ProxyConfig,
     metrics: Arc<ProxyMetrics>,
 ) -> Result<Target, String> {
-    let uri: Uri = upstream
-        .base_url
-        .parse()
+    let client = Upstream::new(&upstream.base_url)
         .map_err(|e| format!("upstream {}: {e}", upstream.name))?;
-    let authority = uri
-        .authority()
-        .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        .ok_or_else(|| format!("upstream {}: the URL has no host", upstream.name))?;
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(Duration::from_secs(5)));
-    connector.set_nodelay(true);
-    let client = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build(connector);
     Ok(Target {
         name: Arc::from(upstream.name.as_str()),
-        base_url: upstream.base_url.clone(),
-        authority,
         backend: upstream.backend,
-        client,
+        upstream: Arc::new(client),
         settings: settings.clone(),
         metrics,
     })
@@ -253,44 +239,41 @@ async fn forward(target: &Target, req: Request<Incoming>) -> Response<ProxyBody>
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    let uri: Uri = match format!("{}{}", target.base_url, path).parse() {
-        Ok(uri) => uri,
-        Err(_) => {
+    let headers = without_hop_by_hop(parts.headers);
+    let response = tokio::time::timeout(
+        target.settings.header_timeout,
+        target.upstream.send(&parts.method, path, &headers, body),
+    )
+    .await;
+    let response = match response {
+        Ok(Ok(response)) => response,
+        Ok(Err(SendError::ClientBody(e))) => {
+            common::log::warn(
+                "proxy: the client's request body failed",
+                &[("upstream", &target.name), ("err", &e)],
+            );
             in_flight.disarm();
             return local(
                 target,
                 route,
                 started,
-                finished(400, Some(ErrorKind::UpstreamStatus)),
+                finished(CLIENT_CLOSED, Some(ErrorKind::ClientDisconnect)),
                 StatusCode::BAD_REQUEST,
-                "bad request path",
+                "the request body failed",
             );
         }
-    };
-    let mut upstream_req = Request::new(body);
-    *upstream_req.method_mut() = parts.method;
-    *upstream_req.uri_mut() = uri;
-    *upstream_req.headers_mut() = without_hop_by_hop(parts.headers);
-    upstream_req
-        .headers_mut()
-        .insert(header::HOST, target.authority.clone());
-
-    let response = tokio::time::timeout(
-        target.settings.header_timeout,
-        target.client.request(upstream_req),
-    )
-    .await;
-    let response = match response {
-        Ok(Ok(response)) => response,
         Ok(Err(e)) => {
-            let (kind, message) = if e.is_connect() {
-                (ErrorKind::UpstreamUnreachable, "upstream unreachable")
-            } else {
-                (ErrorKind::UpstreamBroken, "upstream answered badly")
+            let (kind, message, err) = match e {
+                SendError::Unreachable(e) => {
+                    (ErrorKind::UpstreamUnreachable, "upstream unreachable", e)
+                }
+                SendError::Broken(e) | SendError::ClientBody(e) => {
+                    (ErrorKind::UpstreamBroken, "upstream answered badly", e)
+                }
             };
             common::log::warn(
                 "proxy: upstream request failed",
-                &[("upstream", &target.name), ("err", &error_chain(&e))],
+                &[("upstream", &target.name), ("err", &err)],
             );
             in_flight.disarm();
             return local(
@@ -321,40 +304,44 @@ async fn forward(target: &Target, req: Request<Incoming>) -> Response<ProxyBody>
 
     // From here the response body records the request, however it ends.
     in_flight.disarm();
-    let (mut parts, body) = response.into_parts();
+    let status = response.status;
     let record = route.map(|_| {
-        let ok = parts.status.is_success();
-        let framing = parts
+        let ok = status.is_success();
+        let framing = response
             .headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .and_then(Framing::from_content_type);
-        let says_llama = parts
+        let says_llama = response
             .headers
             .get(header::SERVER)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|s| s.contains("llama.cpp"));
         Record {
             metrics: target.metrics.clone(),
-            finished: finished(
-                parts.status.as_u16(),
-                (!ok).then_some(ErrorKind::UpstreamStatus),
-            ),
+            finished: finished(status.as_u16(), (!ok).then_some(ErrorKind::UpstreamStatus)),
             started,
             // Error answers are passed on but not read: their bodies carry no tokens.
             observer: framing.filter(|_| ok).map(|f| Observer::new(f, started)),
             normalize: normalizer(target.backend, says_llama),
         }
     });
-    parts.headers = without_hop_by_hop(parts.headers);
-    Response::from_parts(
-        parts,
-        ProxyBody::Upstream(Box::new(MeteredBody::new(
-            body,
-            record,
-            target.settings.idle_timeout,
-        ))),
-    )
+    let mut headers = without_hop_by_hop(response.headers);
+    if response.framing == BodyFraming::Chunked {
+        // The transfer coding decides the length; a Content-Length beside it is void.
+        headers.remove(header::CONTENT_LENGTH);
+    }
+    let body = MeteredBody::new(
+        response.conn,
+        Decoder::new(response.framing),
+        target.upstream.clone(),
+        record,
+        target.settings.idle_timeout,
+    );
+    let mut answer = Response::new(ProxyBody::Upstream(Box::new(body)));
+    *answer.status_mut() = status;
+    *answer.headers_mut() = headers;
+    answer
 }
 
 /// The model label's spelling follows the backend: the `Server` header names llama.cpp, the

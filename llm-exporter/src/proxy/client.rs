@@ -1,0 +1,495 @@
+//! The proxy's side of the upstream connection: HTTP/1.1 over plain TCP, written for this one
+//! job. The response body is read straight from the socket by the task that writes to the
+//! client (see `body.rs`), so a read of several chunks goes out as one write, with no task or
+//! channel in between (a general client, hyper's, runs each connection as a task of its own and
+//! hands each chunk over). Each proxy thread keeps its own idle connections, as nginx's workers
+//! do.
+
+use super::decode::Framing;
+use bytes::BytesMut;
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, Incoming};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, StatusCode, Uri};
+use std::future::poll_fn;
+use std::io::ErrorKind as IoKind;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::Poll;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle connections older than this are closed rather than used.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle connections kept per proxy thread (nginx's `keepalive` in the bench is 256).
+const MAX_IDLE: usize = 256;
+/// Longest response head accepted.
+const MAX_HEAD: usize = 64 << 10;
+/// Request bytes gathered before a write.
+const WRITE_BATCH: usize = 64 << 10;
+
+/// Why no response head came.
+#[derive(Debug)]
+pub enum SendError {
+    /// No connection could be made.
+    Unreachable(String),
+    /// The connection broke or the answer was not HTTP/1.1.
+    Broken(String),
+    /// The client's request body failed (the client went away while sending it).
+    ClientBody(String),
+}
+
+/// An upstream's response head, and the connection its body is still to be read from.
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub framing: Framing,
+    pub conn: Conn,
+}
+
+/// A connection with the bytes read past the response head.
+pub struct Conn {
+    pub stream: TcpStream,
+    pub buf: BytesMut,
+    /// The connection may carry another request once this response has been read.
+    pub reusable: bool,
+}
+
+/// One upstream as one proxy thread sees it.
+pub struct Upstream {
+    host: String,
+    port: u16,
+    /// Prepended to every request path (`http://host:port/prefix`).
+    prefix: String,
+    authority: HeaderValue,
+    idle: Mutex<Vec<(TcpStream, Instant)>>,
+}
+
+impl Upstream {
+    pub fn new(base_url: &str) -> Result<Upstream, String> {
+        let uri: Uri = base_url.parse().map_err(|e| format!("{e}"))?;
+        let authority = uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            .ok_or("the URL has no host")?;
+        let host = uri.host().ok_or("the URL has no host")?;
+        Ok(Upstream {
+            // `[::1]` names an IPv6 address; connecting wants it bare.
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            port: uri.port_u16().unwrap_or(80),
+            prefix: uri.path().trim_end_matches('/').to_string(),
+            authority,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Sends a request (its body streamed as the client sends it) and reads the response head.
+    pub async fn send(
+        &self,
+        method: &Method,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        mut body: Incoming,
+    ) -> Result<Response, SendError> {
+        let chunked = !body.is_end_stream() && body.size_hint().exact().is_none();
+        let mut out = Vec::with_capacity(512);
+        self.write_head(&mut out, method, path_and_query, headers, chunked);
+        let mut stream = match self.take_idle() {
+            Some(stream) => stream,
+            None => self.connect().await?,
+        };
+        // A failed write can still leave an answer to read (a 413 sent before the whole body).
+        let write_error = match send_body(&mut stream, &mut out, &mut body, chunked).await {
+            Ok(()) => None,
+            Err(SendError::ClientBody(e)) => return Err(SendError::ClientBody(e)),
+            Err(e) => Some(e),
+        };
+        let mut buf = BytesMut::with_capacity(16 << 10);
+        let (status, headers, version_11) = match read_head(&mut stream, &mut buf).await {
+            Ok(head) => head,
+            Err(e) => return Err(write_error.unwrap_or(e)),
+        };
+        let framing = framing(method, status, &headers);
+        let keep_alive = write_error.is_none()
+            && framing != Framing::Close
+            && connection_persists(&headers, version_11);
+        Ok(Response {
+            status,
+            headers,
+            framing,
+            conn: Conn {
+                stream,
+                buf,
+                reusable: keep_alive,
+            },
+        })
+    }
+
+    /// A connection whose response has been read whole goes back to this thread's idle list.
+    pub fn give_back(&self, stream: TcpStream) {
+        let now = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        // The oldest are at the front: close those nobody used for a while.
+        let stale = idle
+            .iter()
+            .take_while(|(_, since)| now - *since > IDLE_TIMEOUT)
+            .count();
+        idle.drain(..stale);
+        if idle.len() < MAX_IDLE {
+            idle.push((stream, now));
+        }
+    }
+
+    /// The most recently used idle connection that the upstream has not closed meanwhile.
+    fn take_idle(&self) -> Option<TcpStream> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some((stream, since)) = idle.pop() {
+            if since.elapsed() > IDLE_TIMEOUT {
+                idle.clear();
+                return None;
+            }
+            // Only "nothing to read" means open: a close (0) or stray bytes rule it out. The
+            // runtime knows from its event loop whether anything arrived, mostly with no call.
+            if let Err(e) = stream.try_read(&mut [0u8; 1]) {
+                if e.kind() == IoKind::WouldBlock {
+                    return Some(stream);
+                }
+            }
+        }
+        None
+    }
+
+    async fn connect(&self) -> Result<TcpStream, SendError> {
+        let stream = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            TcpStream::connect((&*self.host, self.port)),
+        )
+        .await
+        .map_err(|_| SendError::Unreachable("connect timed out".into()))?
+        .map_err(|e| SendError::Unreachable(e.to_string()))?;
+        // Small stream chunks must not wait for Nagle's algorithm.
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    fn write_head(
+        &self,
+        out: &mut Vec<u8>,
+        method: &Method,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        chunked: bool,
+    ) {
+        out.extend_from_slice(method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.prefix.as_bytes());
+        out.extend_from_slice(path_and_query.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+        out.extend_from_slice(self.authority.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for (name, value) in headers {
+            if name == header::HOST {
+                continue;
+            }
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if chunked {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Writes the head in `out` and the body after it: what the client has already sent goes in the
+/// same write as the head, the rest as it comes.
+async fn send_body(
+    stream: &mut TcpStream,
+    out: &mut Vec<u8>,
+    body: &mut Incoming,
+    chunked: bool,
+) -> Result<(), SendError> {
+    let broken = |e: std::io::Error| SendError::Broken(format!("writing the request: {e}"));
+    loop {
+        if body.is_end_stream() {
+            break;
+        }
+        // Take what is there without waiting; wait only once everything gathered is written.
+        let frame = match poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                if !out.is_empty() {
+                    stream.write_all(out).await.map_err(broken)?;
+                    out.clear();
+                }
+                body.frame().await
+            }
+        };
+        let Some(frame) = frame else {
+            break;
+        };
+        let frame: Frame<_> = frame.map_err(|e| SendError::ClientBody(e.to_string()))?;
+        // Request trailers are not passed on.
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        if chunked {
+            out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            out.extend_from_slice(&data);
+            out.extend_from_slice(b"\r\n");
+        } else {
+            out.extend_from_slice(&data);
+        }
+        if out.len() >= WRITE_BATCH {
+            stream.write_all(out).await.map_err(broken)?;
+            out.clear();
+        }
+    }
+    if chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    stream.write_all(out).await.map_err(broken)
+}
+
+/// Reads up to the end of a final (non-1xx) response head and parses it; the bytes after it stay
+/// in `buf`.
+async fn read_head(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<(StatusCode, HeaderMap, bool), SendError> {
+    loop {
+        if let Some(end) = head_end(buf) {
+            let head = buf.split_to(end);
+            let (status, headers, version_11) = parse_head(&head).map_err(SendError::Broken)?;
+            // Interim answers (100 Continue, 103 Early Hints) are not passed on.
+            if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+                continue;
+            }
+            return Ok((status, headers, version_11));
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(SendError::Broken("response head too large".into()));
+        }
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(16 << 10);
+        }
+        match stream.read_buf(buf).await {
+            Ok(0) => {
+                return Err(SendError::Broken(
+                    "connection closed before a response".into(),
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(SendError::Broken(format!("reading the response: {e}"))),
+        }
+    }
+}
+
+/// The length of the head up to and including its empty line, once it is all there.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = buf[from..].iter().position(|b| *b == b'\n') {
+        let at = from + i + 1;
+        match buf.get(at..) {
+            Some([b'\n', ..]) => return Some(at + 1),
+            Some([b'\r', b'\n', ..]) => return Some(at + 2),
+            _ => from = at,
+        }
+    }
+    None
+}
+
+/// Status line and header fields (RFC 9112 §4, §5); line folding and malformed fields are
+/// refused, not guessed at.
+fn parse_head(head: &[u8]) -> Result<(StatusCode, HeaderMap, bool), String> {
+    let mut lines = head
+        .split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let status_line = lines.next().unwrap_or_default();
+    let version_11 = match status_line.get(..9) {
+        Some(b"HTTP/1.1 ") => true,
+        Some(b"HTTP/1.0 ") => false,
+        _ => return Err("the upstream did not answer HTTP/1.x".into()),
+    };
+    let status = status_line
+        .get(9..12)
+        .and_then(|code| StatusCode::from_bytes(code).ok())
+        .filter(|_| matches!(status_line.get(12), None | Some(b' ')))
+        .ok_or("malformed status line")?;
+    let mut headers = HeaderMap::new();
+    for line in lines {
+        if line.is_empty() {
+            break;
+        }
+        let colon = line
+            .iter()
+            .position(|b| *b == b':')
+            .ok_or("malformed header line")?;
+        let name = HeaderName::from_bytes(&line[..colon]).map_err(|_| "malformed header name")?;
+        let value = line[colon + 1..].trim_ascii();
+        let value = HeaderValue::from_bytes(value).map_err(|_| "malformed header value")?;
+        headers.append(name, value);
+    }
+    Ok((status, headers, version_11))
+}
+
+/// How the response body's end is known (RFC 9112 §6.3).
+fn framing(method: &Method, status: StatusCode, headers: &HeaderMap) -> Framing {
+    if method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED
+    {
+        return Framing::Empty;
+    }
+    if let Some(te) = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+    {
+        let last = te
+            .as_bytes()
+            .rsplit(|b| *b == b',')
+            .next()
+            .unwrap_or_default();
+        return if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        };
+    }
+    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    match lengths.next() {
+        Some(first) => {
+            let parsed = std::str::from_utf8(first.as_bytes())
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok());
+            match parsed {
+                // Differing lengths leave the end unknown: read to the close, reuse nothing.
+                Some(n) if lengths.all(|l| l == first) => Framing::Length(n),
+                _ => Framing::Close,
+            }
+        }
+        None => Framing::Close,
+    }
+}
+
+/// HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 only when told `keep-alive`.
+fn connection_persists(headers: &HeaderMap, version_11: bool) -> bool {
+    let says = |token: &[u8]| {
+        headers.get_all(header::CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+        })
+    };
+    if version_11 {
+        !says(b"close")
+    } else {
+        says(b"keep-alive")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_parse_and_odd_ones_are_refused() {
+        let head = b"HTTP/1.1 200 OK\r\nServer: llama.cpp\r\nContent-Type: text/event-stream\r\nX-A:  b c \r\nX-A: d\r\n\r\nbody";
+        let end = head_end(head).unwrap();
+        assert_eq!(&head[end..], b"body");
+        let (status, headers, v11) = parse_head(&head[..end]).unwrap();
+        assert_eq!((status, v11), (StatusCode::OK, true));
+        assert_eq!(headers["server"], "llama.cpp");
+        let values: Vec<_> = headers.get_all("x-a").iter().collect();
+        assert_eq!(values, ["b c", "d"]);
+        assert_eq!(head_end(b"HTTP/1.0 204\n\nx"), Some(14));
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\nA: b\r\n"), None);
+        let (status, _, v11) = parse_head(b"HTTP/1.0 204\n\n").unwrap();
+        assert_eq!((status, v11), (StatusCode::NO_CONTENT, false));
+        for bad in [
+            &b"HTTP/2 200 OK\r\n\r\n"[..],
+            b"HTTP/1.1 20 OK\r\n\r\n",
+            b"HTTP/1.1 2000\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nbad name: x\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\n folded: x\r\n\r\n",
+        ] {
+            assert!(parse_head(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn framing_and_persistence_follow_rfc_9112() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (n, v) in pairs {
+                map.append(*n, HeaderValue::from_static(v));
+            }
+            map
+        };
+        let ok = StatusCode::OK;
+        let post = &Method::POST;
+        let chunked = h(&[
+            ("transfer-encoding", "gzip, chunked"),
+            ("content-length", "5"),
+        ]);
+        assert_eq!(framing(post, ok, &chunked), Framing::Chunked);
+        assert_eq!(
+            framing(post, ok, &h(&[("transfer-encoding", "gzip")])),
+            Framing::Close
+        );
+        assert_eq!(
+            framing(post, ok, &h(&[("content-length", "5")])),
+            Framing::Length(5)
+        );
+        let two = h(&[("content-length", "5"), ("content-length", "6")]);
+        assert_eq!(framing(post, ok, &two), Framing::Close);
+        assert_eq!(framing(post, ok, &h(&[])), Framing::Close);
+        assert_eq!(
+            framing(&Method::HEAD, ok, &h(&[("content-length", "5")])),
+            Framing::Empty
+        );
+        assert_eq!(
+            framing(post, StatusCode::NO_CONTENT, &h(&[])),
+            Framing::Empty
+        );
+        assert!(connection_persists(&h(&[]), true));
+        assert!(!connection_persists(
+            &h(&[("connection", "x, Close")]),
+            true
+        ));
+        assert!(!connection_persists(&h(&[]), false));
+        assert!(connection_persists(
+            &h(&[("connection", "keep-alive")]),
+            false
+        ));
+    }
+
+    #[test]
+    fn base_urls_give_host_port_and_prefix() {
+        let u = Upstream::new("http://[::1]:8080/prefix").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.prefix.as_str()),
+            ("::1", 8080, "/prefix")
+        );
+        assert_eq!(u.authority, "[::1]:8080");
+        let u = Upstream::new("http://localhost").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.prefix.as_str()),
+            ("localhost", 80, "")
+        );
+    }
+}
