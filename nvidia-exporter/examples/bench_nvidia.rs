@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo build --release -p nvidia-exporter --examples
-//! target/release/examples/bench [path/to/nvidia-exporter] [scrapes]
+//! target/release/examples/bench_nvidia [path/to/nvidia-exporter] [scrapes]
 //! ```
 //!
 //! It compiles the fake library with `$CC`/`cc`, or uses the one `$BENCH_FAKE_NVML` names.
@@ -169,7 +169,7 @@ fn memory_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// `target/<profile>/examples/bench` → `target/<profile>/nvidia-exporter`.
+/// `target/<profile>/examples/bench_nvidia` → `target/<profile>/nvidia-exporter`.
 fn sibling_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     exe.parent()

@@ -2,9 +2,9 @@
 //! the rocm-smi backend with a fake rocm-smi that takes seconds per run.
 //!
 //!     cargo build --release -p rocm-exporter --bins --examples
-//!     target/release/examples/bench [--scrapes N] [--gpus N] [--bin PATH] [--with-processes]
+//!     target/release/examples/bench_rocm [--scrapes N] [--gpus N] [--bin PATH] [--with-processes]
 //!                                   [--fixture tests/fixtures/sysfs/dgpu]
-//!     target/release/examples/bench --rocm-smi-delay 2 [--scrapes N] [--interval-ms MS]
+//!     target/release/examples/bench_rocm --rocm-smi-delay 2 [--scrapes N] [--interval-ms MS]
 //!
 //! Set TMPDIR=/dev/shm to keep the fake tree in memory, as sysfs is.
 //!
@@ -65,7 +65,7 @@ fn main() {
             other => panic!("unknown argument {other}"),
         }
     }
-    // target/<profile>/examples/bench → target/<profile>/rocm-exporter
+    // target/<profile>/examples/bench_rocm → target/<profile>/rocm-exporter
     let binary = binary.unwrap_or_else(|| {
         let exe = std::env::current_exe().expect("own path");
         exe.parent()
