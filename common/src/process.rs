@@ -28,7 +28,7 @@ pub fn process_metrics() -> Vec<MetricFamily> {
             libc::sysconf(libc::_SC_PAGESIZE),
         )
     };
-    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+    if let Some(stat) = read_self_stat() {
         // Fields after the command name, which is in parentheses and may contain spaces.
         if let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest) {
             let fields: Vec<&str> = after.split_whitespace().collect();
@@ -96,6 +96,24 @@ pub fn process_metrics() -> Vec<MetricFamily> {
         );
     }
     families
+}
+
+/// /proc/self/stat in one read: it is a few hundred bytes, and `fs::read_to_string` (procfs
+/// reports a size of 0) reads it in six growing steps.
+fn read_self_stat() -> Option<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open("/proc/self/stat").ok()?;
+    let mut buf = [0u8; 4096];
+    let mut len = 0;
+    while len < buf.len() {
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    String::from_utf8(buf[..len].to_vec()).ok()
 }
 
 /// Boot time from /proc/stat, read once: it does not change, and /proc/stat is costly to

@@ -4,6 +4,7 @@
 mod collectors;
 mod filter;
 mod paths;
+mod shared_read;
 
 use clap::Arg;
 use collectors::*;
@@ -130,7 +131,9 @@ fn build(settings: &Settings, collectors: &mut Collectors) -> Result<(), CliOutc
         })
     };
 
-    collectors.add_blocking(cpu::Cpu::new(&paths));
+    // cpu and stat both parse /proc/stat: one read serves both.
+    let proc_stat = shared_read::SharedRead::new(paths.proc("stat"));
+    collectors.add_blocking(cpu::Cpu::new(proc_stat.clone()));
     collectors.add_blocking(meminfo::Meminfo::new(&paths));
     collectors.add_blocking(filesystem::Filesystem::new(
         &paths,
@@ -148,7 +151,7 @@ fn build(settings: &Settings, collectors: &mut Collectors) -> Result<(), CliOutc
     ));
     collectors.add_blocking(loadavg::Loadavg::new(&paths));
     collectors.add_blocking(pressure::Pressure::new(&paths));
-    collectors.add_blocking(stat::Stat::new(&paths));
+    collectors.add_blocking(stat::Stat::new(proc_stat));
     collectors.add_blocking(uname::Uname);
     collectors.add_blocking(time::Time::new(&paths));
     collectors.add_blocking(hwmon::Hwmon::new(&paths));

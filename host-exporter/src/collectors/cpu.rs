@@ -1,20 +1,20 @@
 //! `node_cpu_seconds_total` and `node_cpu_guest_seconds_total` from the per-CPU lines of
 //! /proc/stat, in seconds (the kernel counts in USER_HZ ticks).
 
-use crate::paths::{read, Paths};
+use crate::shared_read::SharedRead;
 use common::{BlockingCollector, CollectResult, MetricFamily};
 
 pub struct Cpu {
-    paths: Paths,
+    proc_stat: SharedRead,
     ticks_per_second: f64,
 }
 
 impl Cpu {
-    pub fn new(paths: &Paths) -> Self {
+    pub fn new(proc_stat: SharedRead) -> Self {
         // SAFETY: sysconf has no preconditions.
         let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
         Cpu {
-            paths: paths.clone(),
+            proc_stat,
             ticks_per_second: if ticks > 0 { ticks as f64 } else { 100.0 },
         }
     }
@@ -30,7 +30,7 @@ impl BlockingCollector for Cpu {
     }
 
     fn collect(&self) -> CollectResult {
-        let text = read(&self.paths.proc("stat"))?;
+        let text = self.proc_stat.read()?;
         let mut seconds = MetricFamily::counter(
             "node_cpu_seconds_total",
             "Seconds the CPUs spent in each mode.",

@@ -1,18 +1,16 @@
 //! Boot time, context switches, forks, interrupts and running/blocked processes from
 //! /proc/stat.
 
-use crate::paths::{read, Paths};
+use crate::shared_read::SharedRead;
 use common::{BlockingCollector, CollectResult, MetricFamily};
 
 pub struct Stat {
-    paths: Paths,
+    proc_stat: SharedRead,
 }
 
 impl Stat {
-    pub fn new(paths: &Paths) -> Self {
-        Stat {
-            paths: paths.clone(),
-        }
+    pub fn new(proc_stat: SharedRead) -> Self {
+        Stat { proc_stat }
     }
 }
 
@@ -22,8 +20,8 @@ impl BlockingCollector for Stat {
     }
 
     fn collect(&self) -> CollectResult {
-        let path = self.paths.proc("stat");
-        let text = read(&path)?;
+        let path = self.proc_stat.path();
+        let text = self.proc_stat.read()?;
         let field = |key: &str| -> anyhow::Result<f64> {
             text.lines()
                 .find_map(|l| l.strip_prefix(key).filter(|r| r.starts_with(' ')))
