@@ -11,10 +11,13 @@ use std::time::{Duration, Instant};
 /// which is at most this old.
 const REUSE_WITHIN: Duration = Duration::from_millis(50);
 
+/// When the file was last read, and what it said.
+type Reading = Option<(Instant, Arc<str>)>;
+
 #[derive(Clone)]
 pub struct SharedRead {
     path: PathBuf,
-    last: Arc<Mutex<Option<(Instant, Arc<str>)>>>,
+    last: Arc<Mutex<Reading>>,
 }
 
 impl SharedRead {
