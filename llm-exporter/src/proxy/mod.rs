@@ -5,6 +5,7 @@
 //! so that a slow scrape and a busy stream never wait on each other.
 
 pub mod body;
+pub mod chunk;
 pub mod client;
 pub mod collector;
 pub mod decode;

@@ -3,9 +3,7 @@
 //! (not the role-only chunk, not a ping), the gaps between content chunks, the model the server
 //! named, the token counts the server reported, and error lines.
 
-use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
-use serde::Deserialize;
-use std::borrow::Cow;
+use super::chunk::{self, Chunk};
 use tokio::time::Instant;
 
 /// Longest line or document kept for parsing; longer ones pass through unread.
@@ -34,183 +32,6 @@ impl Framing {
             "application/json" => Some(Framing::Json),
             _ => None,
         }
-    }
-}
-
-// The shapes below are the server's JSON as far as it is read. A line is counted only when it
-// parses as a whole into `Chunk` (a line that does not is not the JSON we expect), so every field
-// keeps its type check; but nothing is kept that is not needed: a text field only says whether it
-// is non-empty, `choices` only whether one of them carries content, and the model name borrows
-// from the line unless it has escapes. No line costs an allocation.
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Chunk<'a> {
-    #[serde(borrow)]
-    model: Option<Text<'a>>,
-    choices: Option<AnyContent>,
-    /// llama-server's native `/completion`.
-    content: Option<Filled>,
-    /// Ollama's `/api/generate`.
-    response: Option<Filled>,
-    thinking: Option<Filled>,
-    /// Ollama's `/api/chat`.
-    message: Option<Delta>,
-    usage: Option<Usage>,
-    timings: Option<Timings>,
-    error: Option<IgnoredAny>,
-    // Ollama's final line; zero values are left out (omitempty).
-    done: Option<bool>,
-    prompt_eval_count: Option<u64>,
-    eval_count: Option<u64>,
-    load_duration: Option<u64>,
-    prompt_eval_duration: Option<u64>,
-    // llama-server's native final chunk.
-    tokens_predicted: Option<u64>,
-    tokens_evaluated: Option<u64>,
-    stop: Option<bool>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Choice {
-    delta: Option<Delta>,
-    text: Option<Filled>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Delta {
-    content: Option<Filled>,
-    reasoning_content: Option<Filled>,
-    thinking: Option<Filled>,
-    tool_calls: Option<NonEmpty>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Usage {
-    prompt_tokens: Option<u64>,
-    completion_tokens: Option<u64>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Timings {
-    prompt_n: Option<u64>,
-    cache_n: Option<u64>,
-    predicted_n: Option<u64>,
-    prompt_ms: Option<f64>,
-}
-
-/// A string, borrowed from the line where it has no escapes.
-struct Text<'a>(Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = Text<'a>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Text(Cow::Owned(v.to_string())))
-            }
-        }
-        d.deserialize_str(V(std::marker::PhantomData))
-    }
-}
-
-/// A string, of which only whether it is empty is kept.
-struct Filled(bool);
-
-impl<'de> Deserialize<'de> for Filled {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Filled;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Filled(!v.is_empty()))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
-/// An array of anything, of which only whether it is empty is kept.
-struct NonEmpty(bool);
-
-impl<'de> Deserialize<'de> for NonEmpty {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = NonEmpty;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an array")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut any = false;
-                while seq.next_element::<IgnoredAny>()?.is_some() {
-                    any = true;
-                }
-                Ok(NonEmpty(any))
-            }
-        }
-        d.deserialize_seq(V)
-    }
-}
-
-/// `choices`: an array of `Choice`, of which only whether one carries content is kept.
-struct AnyContent(bool);
-
-impl<'de> Deserialize<'de> for AnyContent {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = AnyContent;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an array")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut any = false;
-                while let Some(choice) = seq.next_element::<Choice>()? {
-                    any |= filled(&choice.text)
-                        || choice.delta.as_ref().is_some_and(Delta::has_content);
-                }
-                Ok(AnyContent(any))
-            }
-        }
-        d.deserialize_seq(V)
-    }
-}
-
-fn filled(s: &Option<Filled>) -> bool {
-    s.as_ref().is_some_and(|s| s.0)
-}
-
-impl Delta {
-    fn has_content(&self) -> bool {
-        filled(&self.content)
-            || filled(&self.reasoning_content)
-            || filled(&self.thinking)
-            || self.tool_calls.as_ref().is_some_and(|t| t.0)
-    }
-}
-
-impl Chunk<'_> {
-    fn has_content(&self) -> bool {
-        filled(&self.content)
-            || filled(&self.response)
-            || filled(&self.thinking)
-            || self.message.as_ref().is_some_and(Delta::has_content)
-            || self.choices.as_ref().is_some_and(|c| c.0)
     }
 }
 
@@ -333,29 +154,34 @@ impl Observer {
             return;
         }
         // A line that is not the JSON we expect carries nothing we can count; it passes anyway.
-        if let Ok(chunk) = serde_json::from_slice::<Chunk>(payload) {
+        if let Some(chunk) = chunk::parse(payload) {
             self.chunk(&chunk, now);
         }
     }
 
     fn chunk(&mut self, chunk: &Chunk, now: Instant) {
-        if chunk.error.is_some() {
-            self.error_line = true;
-        }
-        if let Some(model) = chunk.model.as_ref().map(|m| m.0.as_ref()) {
-            if self.model.as_deref() != Some(model) {
-                self.model = Some(model.to_string());
+        if let Some(model) = &chunk.model {
+            let known = self.model.as_deref().map(str::as_bytes);
+            if model.undecoded().is_none() || model.undecoded() != known {
+                match model.decode() {
+                    Some(name) => self.model = Some(name.into_owned()),
+                    // Not UTF-8: not the JSON we expect, so the line counts for nothing.
+                    None => return,
+                }
             }
         }
-        if self.framing != Framing::Json && chunk.has_content() {
+        if chunk.error {
+            self.error_line = true;
+        }
+        if self.framing != Framing::Json && chunk.content {
             match self.last_content {
                 None => self.first_content = Some(now),
                 Some(last) => self.inter_token.push((now - last).as_secs_f64()),
             }
             self.last_content = Some(now);
         }
-        if let Some(u) = &chunk.usage {
-            self.usage = (u.prompt_tokens, u.completion_tokens);
+        if let Some(u) = chunk.usage {
+            self.usage = u;
         }
         if let Some(t) = &chunk.timings {
             let prompt = match (t.prompt_n, t.cache_n) {

@@ -1,0 +1,627 @@
+//! One JSON line or document of a response, read for the few fields the observer needs, in one
+//! pass over its bytes with nothing allocated (serde_json spent about 90% of the proxy's own
+//! work on a stream walking every event through its generic machinery). The line must still be
+//! JSON as a whole and every field read must have its type, as serde's checks had it: a line
+//! that is not what we expect counts for nothing. Unknown fields are checked for JSON syntax
+//! and skipped; a known field twice, or of the wrong type, refuses the line; `null` is absent.
+
+use std::borrow::Cow;
+
+/// What one line told.
+#[derive(Default, Debug)]
+pub struct Chunk<'a> {
+    /// The model the server named, decoded only when asked (it rarely changes in a stream).
+    pub model: Option<Text<'a>>,
+    /// Whether it carries generated content (text, reasoning, or a tool call).
+    pub content: bool,
+    /// `error` is present and not null.
+    pub error: bool,
+    /// OpenAI `usage`: prompt and completion tokens.
+    pub usage: Option<(Option<u64>, Option<u64>)>,
+    /// llama-server `timings`.
+    pub timings: Option<Timings>,
+    /// Ollama's final line (zero values are left out: omitempty).
+    pub done: Option<bool>,
+    pub prompt_eval_count: Option<u64>,
+    pub eval_count: Option<u64>,
+    pub load_duration: Option<u64>,
+    pub prompt_eval_duration: Option<u64>,
+    /// llama-server's native final chunk.
+    pub tokens_predicted: Option<u64>,
+    pub tokens_evaluated: Option<u64>,
+    pub stop: Option<bool>,
+}
+
+/// A string as it stands in the line, quotes included.
+#[derive(Clone, Copy, Debug)]
+pub struct Text<'a> {
+    quoted: &'a [u8],
+    escapes: bool,
+}
+
+impl<'a> Text<'a> {
+    /// The bytes between the quotes, where they are the text itself (no escapes).
+    pub fn undecoded(&self) -> Option<&'a [u8]> {
+        let inner = &self.quoted[1..self.quoted.len() - 1];
+        (!self.escapes).then_some(inner)
+    }
+
+    /// The text; `None` when it is not valid UTF-8 (the line is then not JSON).
+    pub fn decode(&self) -> Option<Cow<'a, str>> {
+        match self.undecoded() {
+            Some(raw) => std::str::from_utf8(raw).ok().map(Cow::Borrowed),
+            // Rare: serde_json decodes escapes (and surrogate pairs) exactly.
+            None => serde_json::from_slice::<String>(self.quoted)
+                .ok()
+                .map(Cow::Owned),
+        }
+    }
+}
+
+#[derive(Default, Debug)]
+pub struct Timings {
+    pub prompt_n: Option<u64>,
+    pub cache_n: Option<u64>,
+    pub predicted_n: Option<u64>,
+    pub prompt_ms: Option<f64>,
+}
+
+/// `None` when the line is not the JSON expected.
+pub fn parse(line: &[u8]) -> Option<Chunk<'_>> {
+    let mut p = Reader { s: line, i: 0 };
+    p.ws();
+    let mut c = Chunk::default();
+    p.object(|p, key| {
+        Some(match key {
+            b"model" => {
+                c.model = p.or_null(Reader::string)?;
+                1
+            }
+            b"choices" => {
+                c.content |= p.or_null(Reader::choices)?.unwrap_or(false);
+                1 << 1
+            }
+            b"content" => {
+                c.content |= p.or_null(Reader::filled)?.unwrap_or(false);
+                1 << 2
+            }
+            b"response" => {
+                c.content |= p.or_null(Reader::filled)?.unwrap_or(false);
+                1 << 3
+            }
+            b"thinking" => {
+                c.content |= p.or_null(Reader::filled)?.unwrap_or(false);
+                1 << 4
+            }
+            b"message" => {
+                c.content |= p.or_null(Reader::delta)?.unwrap_or(false);
+                1 << 5
+            }
+            b"usage" => {
+                c.usage = p.or_null(Reader::usage)?;
+                1 << 6
+            }
+            b"timings" => {
+                c.timings = p.or_null(Reader::timings)?;
+                1 << 7
+            }
+            b"error" => {
+                c.error = p.or_null(|p| p.skip(0))?.is_some();
+                1 << 8
+            }
+            b"done" => {
+                c.done = p.or_null(Reader::boolean)?;
+                1 << 9
+            }
+            b"stop" => {
+                c.stop = p.or_null(Reader::boolean)?;
+                1 << 10
+            }
+            b"prompt_eval_count" => {
+                c.prompt_eval_count = p.or_null(Reader::u64)?;
+                1 << 11
+            }
+            b"eval_count" => {
+                c.eval_count = p.or_null(Reader::u64)?;
+                1 << 12
+            }
+            b"load_duration" => {
+                c.load_duration = p.or_null(Reader::u64)?;
+                1 << 13
+            }
+            b"prompt_eval_duration" => {
+                c.prompt_eval_duration = p.or_null(Reader::u64)?;
+                1 << 14
+            }
+            b"tokens_predicted" => {
+                c.tokens_predicted = p.or_null(Reader::u64)?;
+                1 << 15
+            }
+            b"tokens_evaluated" => {
+                c.tokens_evaluated = p.or_null(Reader::u64)?;
+                1 << 16
+            }
+            _ => {
+                p.skip(0)?;
+                0
+            }
+        })
+    })?;
+    p.ws();
+    (p.i == p.s.len()).then_some(c)
+}
+
+/// How many bytes at the start of `s` need no look in a string (no `"`, `\\` or control
+/// character), eight at a time; the rest is looked at byte by byte.
+fn plain_run(s: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
+    const BACKSLASHES: u64 = u64::from_ne_bytes([b'\\'; 8]);
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let mut n = 0;
+    for word in s.chunks_exact(8) {
+        let x = u64::from_ne_bytes(word.try_into().unwrap_or([b'"'; 8]));
+        // Any byte below 0x20 sets its high bit in the last term.
+        if zero(x ^ QUOTES) | zero(x ^ BACKSLASHES) | (x.wrapping_sub(ONES * 0x20) & !x & HIGHS)
+            != 0
+        {
+            break;
+        }
+        n += 8;
+    }
+    n
+}
+
+/// serde_json's nesting limit.
+const MAX_DEPTH: usize = 128;
+
+struct Reader<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.s.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        if self.s.get(self.i..self.i + word.len()) == Some(word) {
+            self.i += word.len();
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    /// `null` gives `Some(None)`; anything else is read by `read`.
+    fn or_null<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
+        if self.peek() == Some(b'n') {
+            self.literal(b"null")?;
+            return Some(None);
+        }
+        read(self).map(Some)
+    }
+
+    /// An object; `field` reads each value and gives the key's bit when it is a known field
+    /// (0 when not), which may then appear only once.
+    fn object(&mut self, mut field: impl FnMut(&mut Self, &[u8]) -> Option<u32>) -> Option<()> {
+        if self.peek() != Some(b'{') {
+            return None;
+        }
+        self.i += 1;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.i += 1;
+            return Some(());
+        }
+        let mut seen = 0u32;
+        loop {
+            self.ws();
+            let key = self.key()?;
+            self.ws();
+            if self.peek() != Some(b':') {
+                return None;
+            }
+            self.i += 1;
+            self.ws();
+            let bit = field(self, &key)?;
+            if seen & bit != 0 {
+                return None;
+            }
+            seen |= bit;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b'}') => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// An array, each element read by `element`.
+    fn array(&mut self, mut element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        if self.peek() != Some(b'[') {
+            return None;
+        }
+        self.i += 1;
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            self.ws();
+            element(self)?;
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// A string's raw bytes between the quotes, checked (escapes, no control characters), and
+    /// whether it has escapes.
+    fn raw_string(&mut self) -> Option<(&'a [u8], bool)> {
+        if self.peek() != Some(b'"') {
+            return None;
+        }
+        let start = self.i + 1;
+        let mut i = start;
+        let mut escapes = false;
+        // Words are checked whole again only past the one that stopped the last check.
+        let mut check_at = i;
+        loop {
+            if i >= check_at {
+                i += plain_run(&self.s[i..]);
+                check_at = i + 8;
+            }
+            match *self.s.get(i)? {
+                b'"' => {
+                    self.i = i + 1;
+                    return Some((&self.s[start..i], escapes));
+                }
+                b'\\' => {
+                    escapes = true;
+                    match *self.s.get(i + 1)? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                        b'u' => {
+                            let hex = self.s.get(i + 2..i + 6)?;
+                            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                                return None;
+                            }
+                            i += 6;
+                        }
+                        _ => return None,
+                    }
+                }
+                0..=0x1f => return None,
+                _ => i += 1,
+            }
+        }
+    }
+
+    /// A string, checked, not yet decoded.
+    fn string(&mut self) -> Option<Text<'a>> {
+        let start = self.i;
+        let (_, escapes) = self.raw_string()?;
+        Some(Text {
+            quoted: &self.s[start..self.i],
+            escapes,
+        })
+    }
+
+    /// An object key, compared decoded.
+    fn key(&mut self) -> Option<Cow<'a, [u8]>> {
+        let start = self.i;
+        let (raw, escapes) = self.raw_string()?;
+        if escapes {
+            serde_json::from_slice::<String>(&self.s[start..self.i])
+                .ok()
+                .map(|k| Cow::Owned(k.into_bytes()))
+        } else {
+            Some(Cow::Borrowed(raw))
+        }
+    }
+
+    /// A string of which only whether it is empty counts (an escape is never empty).
+    fn filled(&mut self) -> Option<bool> {
+        self.raw_string().map(|(raw, _)| !raw.is_empty())
+    }
+
+    fn boolean(&mut self) -> Option<bool> {
+        match self.peek()? {
+            b't' => self.literal(b"true").map(|_| true),
+            b'f' => self.literal(b"false").map(|_| false),
+            _ => None,
+        }
+    }
+
+    /// A JSON number's text, its grammar checked; whether it is an integer.
+    fn number(&mut self) -> Option<(&'a [u8], bool)> {
+        let start = self.i;
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        match self.peek()? {
+            b'0' => self.i += 1,
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        let mut integer = true;
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            integer = false;
+            if !self.peek()?.is_ascii_digit() {
+                return None;
+            }
+            self.digits();
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.i += 1;
+            integer = false;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            if !self.peek()?.is_ascii_digit() {
+                return None;
+            }
+            self.digits();
+        }
+        Some((&self.s[start..self.i], integer))
+    }
+
+    fn digits(&mut self) {
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.i += 1;
+        }
+    }
+
+    /// A non-negative integer that fits: a fraction, an exponent, a sign or overflow refuse
+    /// the line, as serde_json's u64 does.
+    fn u64(&mut self) -> Option<u64> {
+        let (text, integer) = self.number()?;
+        if !integer || text.first() == Some(&b'-') {
+            return None;
+        }
+        text.iter().try_fold(0u64, |n, d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })
+    }
+
+    fn f64(&mut self) -> Option<f64> {
+        let (text, _) = self.number()?;
+        let v: f64 = std::str::from_utf8(text).ok()?.parse().ok()?;
+        v.is_finite().then_some(v)
+    }
+
+    /// Any JSON value, checked and skipped.
+    fn skip(&mut self, depth: usize) -> Option<()> {
+        if depth >= MAX_DEPTH {
+            return None;
+        }
+        match self.peek()? {
+            b'{' => self.object(|p, _| p.skip(depth + 1).map(|_| 0)),
+            b'[' => self.array(|p| p.skip(depth + 1)),
+            b'"' => self.raw_string().map(|_| ()),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            _ => {
+                let (text, _) = self.number()?;
+                // serde_json refuses numbers beyond f64 even where it skips them; only an
+                // exponent or 300 digits can get there.
+                if text.len() < 300 && !text.iter().any(|b| matches!(b, b'e' | b'E')) {
+                    return Some(());
+                }
+                let finite = std::str::from_utf8(text)
+                    .ok()?
+                    .parse::<f64>()
+                    .ok()?
+                    .is_finite();
+                finite.then_some(())
+            }
+        }
+    }
+
+    /// `choices`: whether one of them carries content.
+    fn choices(&mut self) -> Option<bool> {
+        let mut any = false;
+        self.array(|p| {
+            p.object(|p, key| {
+                Some(match key {
+                    b"text" => {
+                        any |= p.or_null(Reader::filled)?.unwrap_or(false);
+                        1
+                    }
+                    b"delta" => {
+                        any |= p.or_null(Reader::delta)?.unwrap_or(false);
+                        2
+                    }
+                    _ => {
+                        p.skip(2)?;
+                        0
+                    }
+                })
+            })
+        })?;
+        Some(any)
+    }
+
+    /// A chat delta or Ollama message: whether it carries content.
+    fn delta(&mut self) -> Option<bool> {
+        let mut any = false;
+        self.object(|p, key| {
+            Some(match key {
+                b"content" => {
+                    any |= p.or_null(Reader::filled)?.unwrap_or(false);
+                    1
+                }
+                b"reasoning_content" => {
+                    any |= p.or_null(Reader::filled)?.unwrap_or(false);
+                    2
+                }
+                b"thinking" => {
+                    any |= p.or_null(Reader::filled)?.unwrap_or(false);
+                    4
+                }
+                b"tool_calls" => {
+                    let mut calls = false;
+                    p.or_null(|p| {
+                        p.array(|p| {
+                            calls = true;
+                            p.skip(3)
+                        })
+                    })?;
+                    any |= calls;
+                    8
+                }
+                _ => {
+                    p.skip(3)?;
+                    0
+                }
+            })
+        })?;
+        Some(any)
+    }
+
+    fn usage(&mut self) -> Option<(Option<u64>, Option<u64>)> {
+        let mut u = (None, None);
+        self.object(|p, key| {
+            Some(match key {
+                b"prompt_tokens" => {
+                    u.0 = p.or_null(Reader::u64)?;
+                    1
+                }
+                b"completion_tokens" => {
+                    u.1 = p.or_null(Reader::u64)?;
+                    2
+                }
+                _ => {
+                    p.skip(2)?;
+                    0
+                }
+            })
+        })?;
+        Some(u)
+    }
+
+    fn timings(&mut self) -> Option<Timings> {
+        let mut t = Timings::default();
+        self.object(|p, key| {
+            Some(match key {
+                b"prompt_n" => {
+                    t.prompt_n = p.or_null(Reader::u64)?;
+                    1
+                }
+                b"cache_n" => {
+                    t.cache_n = p.or_null(Reader::u64)?;
+                    2
+                }
+                b"predicted_n" => {
+                    t.predicted_n = p.or_null(Reader::u64)?;
+                    4
+                }
+                b"prompt_ms" => {
+                    t.prompt_ms = p.or_null(Reader::f64)?;
+                    8
+                }
+                _ => {
+                    p.skip(2)?;
+                    0
+                }
+            })
+        })?;
+        Some(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_syntax_is_checked_everywhere() {
+        for bad in [
+            &b""[..],
+            b"[]",
+            b"{\"x\":01}",
+            b"{\"x\":1.}",
+            b"{\"x\":-}",
+            b"{\"x\":1e}",
+            b"{\"x\":tru}",
+            b"{\"x\":\"a\\q\"}",
+            b"{\"x\":\"a\x01\"}",
+            b"{\"x\":\"\\u12G4\"}",
+            b"{\"x\":[1,]}",
+            b"{\"x\":{\"a\":1,}}",
+            b"{\"x\":1e400}",
+            b"{\"x\":1} x",
+            b"{\"x\" 1}",
+            b"{x:1}",
+        ] {
+            assert!(parse(bad).is_none(), "{}", String::from_utf8_lossy(bad));
+        }
+        let deep = format!("{{\"x\":{}{}}}", "[".repeat(200), "]".repeat(200));
+        assert!(parse(deep.as_bytes()).is_none());
+        let ok = br#" { "x" : [ 1 , -2.5e+3 , true , false , null , "s\"\u00e9" , { } , [ ] ] , "y":{"a":{"b":0}} } "#;
+        assert!(parse(ok).is_some());
+    }
+
+    #[test]
+    fn fields_are_read_with_their_types() {
+        let c = parse(br#"{"model":"m","error":null,"done":true,"eval_count":7,"timings":{"prompt_ms":2.5,"prompt_n":3},"usage":{"prompt_tokens":1,"completion_tokens":null}}"#).unwrap();
+        assert_eq!(c.model.and_then(|m| m.decode()).as_deref(), Some("m"));
+        assert!(!c.error && !c.content);
+        assert_eq!((c.done, c.eval_count), (Some(true), Some(7)));
+        let t = c.timings.unwrap();
+        assert_eq!(
+            (t.prompt_ms, t.prompt_n, t.cache_n),
+            (Some(2.5), Some(3), None)
+        );
+        assert_eq!(c.usage, Some((Some(1), None)));
+        assert!(parse(br#"{"error":{"code":500}}"#).unwrap().error);
+        // An escaped key is the key it decodes to, duplicates included.
+        let escaped = parse(br#"{"mod\u0065l":"\u006d"}"#).unwrap().model.unwrap();
+        assert_eq!(escaped.undecoded(), None);
+        assert_eq!(escaped.decode().as_deref(), Some("m"));
+        let not_utf8 = parse(b"{\"model\":\"\xff\"}").unwrap().model.unwrap();
+        assert!(not_utf8.decode().is_none());
+        assert!(parse(br#"{"model":"a","mod\u0065l":"b"}"#).is_none());
+        // Unknown fields may repeat; known ones, nested too, may not.
+        assert!(parse(br#"{"id":1,"id":2}"#).is_some());
+        assert!(parse(br#"{"usage":{"prompt_tokens":1,"prompt_tokens":2}}"#).is_none());
+        for bad in [
+            &br#"{"eval_count":-1}"#[..],
+            br#"{"eval_count":1.0}"#,
+            br#"{"eval_count":18446744073709551616}"#,
+            br#"{"done":"true"}"#,
+            br#"{"choices":[null]}"#,
+            br#"{"message":[]}"#,
+            br#"{"timings":{"prompt_ms":"1"}}"#,
+        ] {
+            assert!(parse(bad).is_none(), "{}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(
+            parse(br#"{"eval_count":18446744073709551615}"#)
+                .unwrap()
+                .eval_count,
+            Some(u64::MAX)
+        );
+    }
+}
