@@ -14,11 +14,16 @@ pub fn normalize(backend: Option<Backend>, raw: &str) -> String {
         Some(Backend::LlamaCpp) => raw.rsplit(['/', '\\']).next().unwrap_or(raw),
         _ => raw,
     };
-    let mut name: String = name
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_LEN)
-        .collect();
+    // Printable ASCII (nearly every name) is kept as it is, without a walk over its characters.
+    let plain = name.len() <= MAX_LEN && name.bytes().all(|b| (0x20..0x7f).contains(&b));
+    let mut name: String = if plain {
+        name.to_string()
+    } else {
+        name.chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_LEN)
+            .collect()
+    };
     if backend == Some(Backend::Ollama) && !name.is_empty() && !tag_present(&name) {
         name.push_str(":latest");
     }
@@ -68,5 +73,7 @@ mod tests {
         );
         assert_eq!(normalize(None, "x\ny"), "xy");
         assert_eq!(normalize(None, &"a".repeat(500)).len(), MAX_LEN);
+        // Control characters (C0, DEL, C1) are dropped, other text is kept.
+        assert_eq!(normalize(None, "a\u{7}b\u{7f}c\u{85}dé"), "abcdé");
     }
 }

@@ -151,26 +151,20 @@ pub fn parse(line: &[u8]) -> Option<Chunk<'_>> {
     (p.i == p.s.len()).then_some(c)
 }
 
-/// How many bytes at the start of `s` need no look in a string (no `"`, `\\` or control
-/// character), eight at a time; the rest is looked at byte by byte.
-fn plain_run(s: &[u8]) -> usize {
+/// Where in these eight bytes the first one that needs a look in a string is (`"`, `\\` or a
+/// control character), or 8 for none. Only the lowest flagged byte is exact, and it is the one
+/// wanted.
+fn first_special(word: [u8; 8]) -> usize {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
     const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
     const BACKSLASHES: u64 = u64::from_ne_bytes([b'\\'; 8]);
+    let x = u64::from_le_bytes(word);
     let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
-    let mut n = 0;
-    for word in s.chunks_exact(8) {
-        let x = u64::from_ne_bytes(word.try_into().unwrap_or([b'"'; 8]));
-        // Any byte below 0x20 sets its high bit in the last term.
-        if zero(x ^ QUOTES) | zero(x ^ BACKSLASHES) | (x.wrapping_sub(ONES * 0x20) & !x & HIGHS)
-            != 0
-        {
-            break;
-        }
-        n += 8;
-    }
-    n
+    // The last term flags bytes below 0x20.
+    let flags =
+        zero(x ^ QUOTES) | zero(x ^ BACKSLASHES) | (x.wrapping_sub(ONES * 0x20) & !x & HIGHS);
+    (flags.trailing_zeros() / 8) as usize
 }
 
 /// serde_json's nesting limit.
@@ -284,12 +278,15 @@ impl<'a> Reader<'a> {
         let start = self.i + 1;
         let mut i = start;
         let mut escapes = false;
-        // Words are checked whole again only past the one that stopped the last check.
-        let mut check_at = i;
         loop {
-            if i >= check_at {
-                i += plain_run(&self.s[i..]);
-                check_at = i + 8;
+            // Straight to the next byte that needs a look, eight at a time; near the end of the
+            // line, byte by byte.
+            while let Some(word) = self.s.get(i..i + 8) {
+                let skip = first_special(word.try_into().unwrap_or([b'"'; 8]));
+                i += skip;
+                if skip < 8 {
+                    break;
+                }
             }
             match *self.s.get(i)? {
                 b'"' => {
@@ -554,6 +551,22 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_first_byte_needing_a_look_is_found() {
+        assert_eq!(first_special(*b"abcdefgh"), 8);
+        assert_eq!(first_special(*b"ab\"d\\fgh"), 2);
+        assert_eq!(first_special(*b"abcde\\g\""), 5);
+        assert_eq!(first_special(*b"\xe2\x80\xa2\x01\"xyz"), 3);
+        assert_eq!(first_special(*b"\x7f\xff\x80 !#[]"), 8);
+        for i in 0..8 {
+            for special in [b'"', b'\\', b'\n', 0] {
+                let mut word = [b'a'; 8];
+                word[i] = special;
+                assert_eq!(first_special(word), i);
+            }
+        }
+    }
 
     #[test]
     fn json_syntax_is_checked_everywhere() {

@@ -76,19 +76,43 @@ impl Key {
     }
 }
 
+/// Everything measured for one (upstream, model, route): found with one lookup per request.
+struct Series {
+    /// By (status, code).
+    requests: BTreeMap<(&'static str, u16), u64>,
+    errors: BTreeMap<ErrorKind, u64>,
+    /// `None` until a request reported any: no series is shown before then.
+    prompt_tokens: Option<u64>,
+    generated_tokens: Option<u64>,
+    duration: Histogram,
+    ttft: Option<Histogram>,
+    inter_token: Option<Histogram>,
+    queue: Option<Histogram>,
+    prompt_hist: Option<Histogram>,
+    generated_hist: Option<Histogram>,
+}
+
+impl Series {
+    fn new() -> Self {
+        Series {
+            requests: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            prompt_tokens: None,
+            generated_tokens: None,
+            duration: Histogram::new(histogram::DURATION_SECONDS),
+            ttft: None,
+            inter_token: None,
+            queue: None,
+            prompt_hist: None,
+            generated_hist: None,
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     models: BTreeSet<String>,
-    requests: BTreeMap<(Key, &'static str, u16), u64>,
-    errors: BTreeMap<(Key, ErrorKind), u64>,
-    prompt_tokens: BTreeMap<Key, u64>,
-    generated_tokens: BTreeMap<Key, u64>,
-    duration: BTreeMap<Key, Histogram>,
-    ttft: BTreeMap<Key, Histogram>,
-    inter_token: BTreeMap<Key, Histogram>,
-    queue: BTreeMap<Key, Histogram>,
-    prompt_hist: BTreeMap<Key, Histogram>,
-    generated_hist: BTreeMap<Key, Histogram>,
+    series: BTreeMap<Key, Series>,
     active: BTreeMap<(Arc<str>, &'static str), i64>,
 }
 
@@ -97,28 +121,8 @@ pub struct ProxyMetrics {
     max_models: usize,
 }
 
-fn observe(map: &mut BTreeMap<Key, Histogram>, key: &Key, bounds: &'static [f64], v: f64) {
-    histogram_of(map, key, bounds).observe(v);
-}
-
-/// The key's histogram; the key is copied only the first time it is seen.
-fn histogram_of<'m>(
-    map: &'m mut BTreeMap<Key, Histogram>,
-    key: &Key,
-    bounds: &'static [f64],
-) -> &'m mut Histogram {
-    if !map.contains_key(key) {
-        map.insert(key.clone(), Histogram::new(bounds));
-    }
-    map.get_mut(key).expect("inserted above")
-}
-
-/// The key's total; the key is copied only the first time it is seen.
-fn total_of<'m>(map: &'m mut BTreeMap<Key, u64>, key: &Key) -> &'m mut u64 {
-    if !map.contains_key(key) {
-        map.insert(key.clone(), 0);
-    }
-    map.get_mut(key).expect("inserted above")
+fn observe(h: &mut Option<Histogram>, bounds: &'static [f64], v: f64) {
+    h.get_or_insert_with(|| Histogram::new(bounds)).observe(v);
 }
 
 impl ProxyMetrics {
@@ -161,49 +165,49 @@ impl ProxyMetrics {
             model,
             route: f.route,
         };
+        // The key is copied only the first time it is seen.
+        if !state.series.contains_key(&key) {
+            state.series.insert(key.clone(), Series::new());
+        }
+        let Some(series) = state.series.get_mut(&key) else {
+            return;
+        };
         let status = if f.error.is_none() {
             "success"
         } else {
             "error"
         };
+        *series.requests.entry((status, f.code)).or_insert(0) += 1;
         if let Some(kind) = f.error {
-            *state.errors.entry((key.clone(), kind)).or_insert(0) += 1;
+            *series.errors.entry(kind).or_insert(0) += 1;
         }
-        observe(
-            &mut state.duration,
-            &key,
-            histogram::DURATION_SECONDS,
-            f.duration,
-        );
+        series.duration.observe(f.duration);
         if let Some(ttft) = f.ttft {
-            observe(&mut state.ttft, &key, histogram::TTFT_SECONDS, ttft);
+            observe(&mut series.ttft, histogram::TTFT_SECONDS, ttft);
             if let Some(prefill) = f.server_prefill {
-                observe(
-                    &mut state.queue,
-                    &key,
-                    histogram::TTFT_SECONDS,
-                    (ttft - prefill).max(0.0),
-                );
+                let queue = (ttft - prefill).max(0.0);
+                observe(&mut series.queue, histogram::TTFT_SECONDS, queue);
             }
         }
         if !f.inter_token.is_empty() {
-            let h = histogram_of(&mut state.inter_token, &key, histogram::ITL_SECONDS);
+            let h = series
+                .inter_token
+                .get_or_insert_with(|| Histogram::new(histogram::ITL_SECONDS));
             for gap in &f.inter_token {
                 h.observe(*gap);
             }
         }
         if let Some(n) = f.prompt_tokens {
             // A server may report any number: saturate rather than overflow.
-            let total = total_of(&mut state.prompt_tokens, &key);
+            let total = series.prompt_tokens.get_or_insert(0);
             *total = total.saturating_add(n);
-            observe(&mut state.prompt_hist, &key, histogram::TOKENS, n as f64);
+            observe(&mut series.prompt_hist, histogram::TOKENS, n as f64);
         }
         if let Some(n) = f.generated_tokens {
-            let total = total_of(&mut state.generated_tokens, &key);
+            let total = series.generated_tokens.get_or_insert(0);
             *total = total.saturating_add(n);
-            observe(&mut state.generated_hist, &key, histogram::TOKENS, n as f64);
+            observe(&mut series.generated_hist, histogram::TOKENS, n as f64);
         }
-        *state.requests.entry((key, status, f.code)).or_insert(0) += 1;
     }
 
     pub fn families(&self) -> Vec<MetricFamily> {
@@ -212,30 +216,38 @@ impl ProxyMetrics {
             "llm_requests_total",
             "Inference requests through the proxy by outcome (status) and the HTTP code the client got.",
         );
-        for ((key, status, code), n) in &state.requests {
+        for (key, series) in &state.series {
             let [u, m, r] = key.labels();
-            let code = code.to_string();
-            requests.push(&[u, m, r, ("status", status), ("code", &code)], *n as f64);
+            for ((status, code), n) in &series.requests {
+                let code = code.to_string();
+                requests.push(&[u, m, r, ("status", status), ("code", &code)], *n as f64);
+            }
         }
         let mut errors = MetricFamily::counter(
             "llm_request_errors_total",
             "Failed inference requests by kind: upstream_status, stream_error, client_disconnect, upstream_timeout, upstream_unreachable, upstream_broken.",
         );
-        for ((key, kind), n) in &state.errors {
+        for (key, series) in &state.series {
             let [u, m, r] = key.labels();
-            errors.push(&[u, m, r, ("kind", kind.label())], *n as f64);
+            for (kind, n) in &series.errors {
+                errors.push(&[u, m, r, ("kind", kind.label())], *n as f64);
+            }
         }
-        let counter = |name: &str, help: &str, map: &BTreeMap<Key, u64>| {
+        let counter = |name: &str, help: &str, value: fn(&Series) -> Option<u64>| {
             let mut family = MetricFamily::counter(name, help);
-            for (key, n) in map {
-                family.push(&key.labels(), *n as f64);
+            for (key, series) in &state.series {
+                if let Some(n) = value(series) {
+                    family.push(&key.labels(), n as f64);
+                }
             }
             family
         };
-        let hist = |name: &str, help: &str, map: &BTreeMap<Key, Histogram>| {
+        let hist = |name: &str, help: &str, value: fn(&Series) -> Option<&Histogram>| {
             let mut family = MetricFamily::histogram(name, help);
-            for (key, h) in map {
-                family.push_histogram(&key.labels(), h.snapshot());
+            for (key, series) in &state.series {
+                if let Some(h) = value(series) {
+                    family.push_histogram(&key.labels(), h.snapshot());
+                }
             }
             family
         };
@@ -253,42 +265,42 @@ impl ProxyMetrics {
             counter(
                 "llm_prompt_tokens_total",
                 "Prompt tokens of proxied requests, as the server reported them (usage, timings or prompt_eval_count).",
-                &state.prompt_tokens,
+                |s| s.prompt_tokens,
             ),
             counter(
                 "llm_tokens_generated_total",
                 "Generated tokens of proxied requests, as the server reported them (usage, timings or eval_count).",
-                &state.generated_tokens,
+                |s| s.generated_tokens,
             ),
             hist(
                 "llm_request_duration_seconds",
                 "Time from the request to the end of the response, as the proxy saw it.",
-                &state.duration,
+                |s| Some(&s.duration),
             ),
             hist(
                 "llm_time_to_first_token_seconds",
                 "Streaming requests: time from the request to the first content token (not the role chunk or a ping).",
-                &state.ttft,
+                |s| s.ttft.as_ref(),
             ),
             hist(
                 "llm_inter_token_latency_seconds",
                 "Streaming requests: time between consecutive content chunks.",
-                &state.inter_token,
+                |s| s.inter_token.as_ref(),
             ),
             hist(
                 "llm_request_queue_time_seconds",
                 "Streaming requests: estimated wait before prefill began (proxy TTFT minus the server-reported prompt and load time).",
-                &state.queue,
+                |s| s.queue.as_ref(),
             ),
             hist(
                 "llm_request_prompt_tokens",
                 "Prompt tokens per request.",
-                &state.prompt_hist,
+                |s| s.prompt_hist.as_ref(),
             ),
             hist(
                 "llm_request_generation_tokens",
                 "Generated tokens per request.",
-                &state.generated_hist,
+                |s| s.generated_hist.as_ref(),
             ),
         ]
     }
