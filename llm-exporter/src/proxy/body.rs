@@ -291,7 +291,11 @@ impl Body for ProxyBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self, ProxyBody::Local(None))
+        match self {
+            // Lets hyper end the response in the same write as its last data.
+            ProxyBody::Upstream(body) => body.is_end_stream(),
+            ProxyBody::Local(bytes) => bytes.is_none(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
