@@ -29,8 +29,8 @@ pub struct Record {
 }
 
 impl Record {
-    fn finish(mut self, error: Option<ErrorKind>) {
-        let now = Instant::now();
+    /// Records the request as it ended at `now`.
+    fn finish(mut self, error: Option<ErrorKind>, now: Instant) {
         let f = &mut self.finished;
         f.duration = (now - self.started).as_secs_f64();
         if f.error.is_none() {
@@ -77,7 +77,8 @@ pub struct MeteredBody {
     idle_timeout: Duration,
     /// When the upstream last sent something; the timer is moved on only when it fires.
     last_data: Instant,
-    idle: Pin<Box<Sleep>>,
+    /// Made the first time the body has to wait: most short answers never do.
+    idle: Option<Pin<Box<Sleep>>>,
     /// Data was handed on since the last `Pending`: hyper may still hold it unwritten.
     unflushed: bool,
     /// A failure held back one poll, so that hyper writes out the data before it.
@@ -100,7 +101,7 @@ impl MeteredBody {
             record,
             idle_timeout,
             last_data: now,
-            idle: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
+            idle: None,
             unflushed: false,
             failed: None,
         };
@@ -109,8 +110,16 @@ impl MeteredBody {
     }
 
     fn end(&mut self, error: Option<ErrorKind>) {
-        if let Some(record) = self.record.take() {
-            record.finish(error);
+        let Some(record) = self.record.take() else {
+            return;
+        };
+        let now = Instant::now();
+        // hyper ends the body before it writes out the last bytes: reading a whole JSON answer
+        // and adding up the metrics waits until this thread is done with the connection, so
+        // the client's last bytes do not wait for them.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(async move { record.finish(error, now) })),
+            Err(_) => record.finish(error, now),
         }
     }
 
@@ -148,15 +157,19 @@ impl MeteredBody {
 
     /// Whether the upstream has been silent for the idle timeout (registering the timer if not).
     fn silent_too_long(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = self.last_data + self.idle_timeout;
+        let idle = self
+            .idle
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         loop {
-            if self.idle.as_mut().poll(cx).is_pending() {
+            if idle.as_mut().poll(cx).is_pending() {
                 return false;
             }
             let deadline = self.last_data + self.idle_timeout;
             if Instant::now() >= deadline {
                 return true;
             }
-            self.idle.as_mut().reset(deadline);
+            idle.as_mut().reset(deadline);
         }
     }
 }
