@@ -6,7 +6,7 @@
 //! do.
 
 use super::decode::Framing;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -270,7 +270,7 @@ async fn read_head(
 ) -> Result<(StatusCode, HeaderMap, bool), SendError> {
     loop {
         if let Some(end) = head_end(buf) {
-            let head = buf.split_to(end);
+            let head = buf.split_to(end).freeze();
             let (status, headers, version_11) = parse_head(&head).map_err(SendError::Broken)?;
             // Interim answers (100 Continue, 103 Early Hints) are not passed on.
             if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
@@ -312,7 +312,7 @@ fn head_end(buf: &[u8]) -> Option<usize> {
 
 /// Status line and header fields (RFC 9112 §4, §5); line folding and malformed fields are
 /// refused, not guessed at.
-fn parse_head(head: &[u8]) -> Result<(StatusCode, HeaderMap, bool), String> {
+fn parse_head(head: &Bytes) -> Result<(StatusCode, HeaderMap, bool), String> {
     let mut lines = head
         .split(|b| *b == b'\n')
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
@@ -327,7 +327,7 @@ fn parse_head(head: &[u8]) -> Result<(StatusCode, HeaderMap, bool), String> {
         .and_then(|code| StatusCode::from_bytes(code).ok())
         .filter(|_| matches!(status_line.get(12), None | Some(b' ')))
         .ok_or("malformed status line")?;
-    let mut headers = HeaderMap::new();
+    let mut headers = HeaderMap::with_capacity(16);
     for line in lines {
         if line.is_empty() {
             break;
@@ -337,8 +337,9 @@ fn parse_head(head: &[u8]) -> Result<(StatusCode, HeaderMap, bool), String> {
             .position(|b| *b == b':')
             .ok_or("malformed header line")?;
         let name = HeaderName::from_bytes(&line[..colon]).map_err(|_| "malformed header name")?;
-        let value = line[colon + 1..].trim_ascii();
-        let value = HeaderValue::from_bytes(value).map_err(|_| "malformed header value")?;
+        // The value stays in the buffer the head was read into: no copy per header.
+        let value = head.slice_ref(line[colon + 1..].trim_ascii());
+        let value = HeaderValue::from_maybe_shared(value).map_err(|_| "malformed header value")?;
         headers.append(name, value);
     }
     Ok((status, headers, version_11))
@@ -410,14 +411,14 @@ mod tests {
         let head = b"HTTP/1.1 200 OK\r\nServer: llama.cpp\r\nContent-Type: text/event-stream\r\nX-A:  b c \r\nX-A: d\r\n\r\nbody";
         let end = head_end(head).unwrap();
         assert_eq!(&head[end..], b"body");
-        let (status, headers, v11) = parse_head(&head[..end]).unwrap();
+        let (status, headers, v11) = parse_head(&Bytes::from_static(&head[..end])).unwrap();
         assert_eq!((status, v11), (StatusCode::OK, true));
         assert_eq!(headers["server"], "llama.cpp");
         let values: Vec<_> = headers.get_all("x-a").iter().collect();
         assert_eq!(values, ["b c", "d"]);
         assert_eq!(head_end(b"HTTP/1.0 204\n\nx"), Some(14));
         assert_eq!(head_end(b"HTTP/1.1 200 OK\r\nA: b\r\n"), None);
-        let (status, _, v11) = parse_head(b"HTTP/1.0 204\n\n").unwrap();
+        let (status, _, v11) = parse_head(&Bytes::from_static(b"HTTP/1.0 204\n\n")).unwrap();
         assert_eq!((status, v11), (StatusCode::NO_CONTENT, false));
         for bad in [
             &b"HTTP/2 200 OK\r\n\r\n"[..],
@@ -427,7 +428,7 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nbad name: x\r\n\r\n",
             b"HTTP/1.1 200 OK\r\n folded: x\r\n\r\n",
         ] {
-            assert!(parse_head(bad).is_err(), "{bad:?}");
+            assert!(parse_head(&Bytes::from_static(bad)).is_err(), "{bad:?}");
         }
     }
 
