@@ -3,6 +3,7 @@
 
 mod collectors;
 mod filter;
+mod kept_file;
 mod paths;
 mod shared_read;
 

@@ -45,26 +45,16 @@ impl Paths {
     }
 }
 
-/// Reads a whole file, naming the path in the error.
-pub fn read(path: &Path) -> anyhow::Result<String> {
-    read_whole(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-}
-
 const SCRATCH_SIZE: usize = 32 * 1024;
 const MAX_KEPT_SCRATCH: usize = 256 * 1024;
 
 /// Reads a whole procfs/sysfs file. `fs::read_to_string` asks for the size first (procfs says
 /// 0) and then reads in small growing steps: more than twice the system calls of this on a
-/// typical scrape. The reads go into a per-thread buffer kept between calls, so a scrape does
-/// not allocate and zero 32 KiB for each file; only the bytes read are copied out.
+/// typical scrape.
 pub fn read_whole(path: &Path) -> std::io::Result<String> {
-    use std::cell::RefCell;
     use std::io::Read;
-    thread_local! {
-        static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0u8; SCRATCH_SIZE]);
-    }
     let mut file = std::fs::File::open(path)?;
-    SCRATCH.with_borrow_mut(|buf| {
+    with_scratch(|buf| {
         let mut len = 0;
         loop {
             if len == buf.len() {
@@ -78,6 +68,22 @@ pub fn read_whole(path: &Path) -> std::io::Result<String> {
                 Err(e) => return Err(e),
             }
         }
+        Ok(len)
+    })
+}
+
+/// Runs `fill` on this thread's scratch buffer (kept between calls, so a scrape does not
+/// allocate and zero 32 KiB per file); `fill` returns how many bytes it wrote, which are
+/// returned as text.
+pub fn with_scratch(
+    fill: impl FnOnce(&mut Vec<u8>) -> std::io::Result<usize>,
+) -> std::io::Result<String> {
+    use std::cell::RefCell;
+    thread_local! {
+        static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0u8; SCRATCH_SIZE]);
+    }
+    SCRATCH.with_borrow_mut(|buf| {
+        let len = fill(buf)?;
         let text = String::from_utf8(buf[..len].to_vec())
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e));
         // One huge file (a mountinfo with thousands of mounts) should not pin its size.

@@ -2,6 +2,7 @@
 //! both read /proc/stat, which the kernel builds anew on every read (a line per CPU and a sum
 //! over every CPU for each interrupt: costly on large hosts). node_exporter reads it twice.
 
+use crate::kept_file::KeptFile;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,20 +17,20 @@ type Reading = Option<(Instant, Arc<str>)>;
 
 #[derive(Clone)]
 pub struct SharedRead {
-    path: PathBuf,
+    file: Arc<KeptFile>,
     last: Arc<Mutex<Reading>>,
 }
 
 impl SharedRead {
     pub fn new(path: PathBuf) -> Self {
         SharedRead {
-            path,
+            file: Arc::new(KeptFile::new(path)),
             last: Arc::new(Mutex::new(None)),
         }
     }
 
     pub fn path(&self) -> &std::path::Path {
-        &self.path
+        self.file.path()
     }
 
     /// The file's text, from a recent reading or read now. A failed read is not remembered.
@@ -41,7 +42,7 @@ impl SharedRead {
                 return Ok(text.clone());
             }
         }
-        let text: Arc<str> = crate::paths::read(&self.path)?.into();
+        let text: Arc<str> = self.file.read()?.into();
         *last = Some((Instant::now(), text.clone()));
         Ok(text)
     }

@@ -2,13 +2,15 @@
 //! `node_disk_info` with the udev properties node_exporter reads (empty where udev has none).
 
 use crate::filter::DeviceFilter;
-use crate::paths::{read, Paths};
+use crate::kept_file::KeptFile;
+use crate::paths::Paths;
 use common::{BlockingCollector, CollectResult, MetricFamily};
 
 /// node_exporter's default: whole disks only, no partitions, RAM or loop devices.
 pub const DEFAULT_DEVICE_EXCLUDE: &str = r"^(ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$";
 
 pub struct Diskstats {
+    file: KeptFile,
     paths: Paths,
     filter: DeviceFilter,
 }
@@ -16,6 +18,7 @@ pub struct Diskstats {
 impl Diskstats {
     pub fn new(paths: &Paths, filter: DeviceFilter) -> Self {
         Diskstats {
+            file: KeptFile::new(paths.proc("diskstats")),
             paths: paths.clone(),
             filter,
         }
@@ -149,8 +152,8 @@ impl BlockingCollector for Diskstats {
     }
 
     fn collect(&self) -> CollectResult {
-        let path = self.paths.proc("diskstats");
-        let text = read(&path)?;
+        let path = self.file.path();
+        let text = self.file.read()?;
         let mut families: Vec<MetricFamily> = COLUMNS
             .iter()
             .map(|(name, help, _, kind)| match kind {

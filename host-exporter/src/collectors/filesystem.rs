@@ -6,6 +6,7 @@
 //! The calls run on one long-lived worker thread, replaced when it hangs.
 
 use crate::filter::DeviceFilter;
+use crate::kept_file::KeptFile;
 use crate::paths::Paths;
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 use std::collections::HashSet;
@@ -46,6 +47,9 @@ pub fn statvfs(path: &std::path::Path) -> std::io::Result<FsStats> {
 
 pub struct Filesystem {
     paths: Paths,
+    /// pid 1's mountinfo (the host's, under `--pid=host`) and our own, the fallback.
+    init_mountinfo: KeptFile,
+    own_mountinfo: KeptFile,
     mount_points: DeviceFilter,
     fs_types: DeviceFilter,
     mount_timeout: Duration,
@@ -88,6 +92,8 @@ impl Filesystem {
     ) -> Self {
         Filesystem {
             paths: paths.clone(),
+            init_mountinfo: KeptFile::new(paths.proc("1/mountinfo")),
+            own_mountinfo: KeptFile::new(paths.proc("self/mountinfo")),
             mount_points,
             fs_types,
             mount_timeout,
@@ -99,14 +105,9 @@ impl Filesystem {
 
     /// Mounts from pid 1's mountinfo (the host's, under `--pid=host`), else our own.
     fn mounts(&self) -> anyhow::Result<Vec<Mount>> {
-        let primary = self.paths.proc("1/mountinfo");
-        let text = match crate::paths::read_whole(&primary) {
+        let text = match self.init_mountinfo.read_io() {
             Ok(t) => t,
-            Err(_) => {
-                let fallback = self.paths.proc("self/mountinfo");
-                crate::paths::read_whole(&fallback)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", fallback.display()))?
-            }
+            Err(_) => self.own_mountinfo.read()?,
         };
         let mut mounts = Vec::new();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {

@@ -1,16 +1,17 @@
 //! `node_load1`, `node_load5`, `node_load15` from /proc/loadavg.
 
-use crate::paths::{read, Paths};
+use crate::kept_file::KeptFile;
+use crate::paths::Paths;
 use common::{BlockingCollector, CollectResult, MetricFamily};
 
 pub struct Loadavg {
-    paths: Paths,
+    file: KeptFile,
 }
 
 impl Loadavg {
     pub fn new(paths: &Paths) -> Self {
         Loadavg {
-            paths: paths.clone(),
+            file: KeptFile::new(paths.proc("loadavg")),
         }
     }
 }
@@ -21,8 +22,8 @@ impl BlockingCollector for Loadavg {
     }
 
     fn collect(&self) -> CollectResult {
-        let path = self.paths.proc("loadavg");
-        let text = read(&path)?;
+        let path = self.file.path();
+        let text = self.file.read()?;
         let values: Vec<f64> = text
             .split_whitespace()
             .take(3)

@@ -1,17 +1,18 @@
 //! One `node_memory_<Field>[_bytes]` gauge per line of /proc/meminfo, named as node_exporter
 //! names them: `Active(anon)` becomes `Active_anon`, kB values become bytes.
 
-use crate::paths::{read, Paths};
+use crate::kept_file::KeptFile;
+use crate::paths::Paths;
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 
 pub struct Meminfo {
-    paths: Paths,
+    file: KeptFile,
 }
 
 impl Meminfo {
     pub fn new(paths: &Paths) -> Self {
         Meminfo {
-            paths: paths.clone(),
+            file: KeptFile::new(paths.proc("meminfo")),
         }
     }
 }
@@ -22,8 +23,8 @@ impl BlockingCollector for Meminfo {
     }
 
     fn collect(&self) -> CollectResult {
-        let path = self.paths.proc("meminfo");
-        let text = read(&path)?;
+        let path = self.file.path();
+        let text = self.file.read()?;
         let mut families = Vec::with_capacity(64);
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             match parse_line(line) {

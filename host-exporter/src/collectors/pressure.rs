@@ -3,17 +3,23 @@
 //! Kernels before 5.13 have no `full` line for cpu, and only some kernels have irq; what is
 //! absent is left out.
 
+use crate::kept_file::KeptFile;
 use crate::paths::Paths;
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
+use std::path::Path;
 
 pub struct Pressure {
-    paths: Paths,
+    /// One per entry of `RESOURCES`, in its order.
+    files: Vec<KeptFile>,
 }
 
 impl Pressure {
     pub fn new(paths: &Paths) -> Self {
         Pressure {
-            paths: paths.clone(),
+            files: RESOURCES
+                .iter()
+                .map(|(resource, _, _)| KeptFile::new(paths.proc(&format!("pressure/{resource}"))))
+                .collect(),
         }
     }
 }
@@ -45,9 +51,9 @@ impl BlockingCollector for Pressure {
     fn collect(&self) -> CollectResult {
         let mut families = Vec::new();
         let mut found = 0;
-        for (resource, some_help, full_help) in RESOURCES {
-            let path = self.paths.proc(&format!("pressure/{resource}"));
-            let text = match crate::paths::read_whole(&path) {
+        for ((resource, some_help, full_help), file) in RESOURCES.iter().zip(&self.files) {
+            let path = file.path();
+            let text = match file.read_io() {
                 Ok(t) => t,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
@@ -88,7 +94,11 @@ impl BlockingCollector for Pressure {
         if found == 0 {
             anyhow::bail!(
                 "no pressure files under {} (kernel without PSI, or psi=0)",
-                self.paths.proc("pressure").display()
+                self.files[0]
+                    .path()
+                    .parent()
+                    .unwrap_or(Path::new(""))
+                    .display()
             );
         }
         Ok(families)
