@@ -31,7 +31,7 @@ pub fn process_metrics() -> Vec<MetricFamily> {
     if let Some(stat) = read_self_stat() {
         // Fields after the command name, which is in parentheses and may contain spaces.
         if let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest) {
-            let fields: Vec<&str> = after.split_whitespace().collect();
+            let fields: Vec<&str> = after.split_ascii_whitespace().collect();
             let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok());
             if let (Some(utime), Some(stime)) = (field(14), field(15)) {
                 families.push(

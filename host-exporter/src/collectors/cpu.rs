@@ -40,7 +40,7 @@ impl BlockingCollector for Cpu {
             "Seconds the CPUs spent in guests (VMs) for each mode.",
         );
         for line in text.lines() {
-            let mut fields = line.split_whitespace();
+            let mut fields = line.split_ascii_whitespace();
             let Some(cpu) = fields
                 .next()
                 .and_then(|f| f.strip_prefix("cpu"))

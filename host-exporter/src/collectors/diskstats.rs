@@ -165,19 +165,23 @@ impl BlockingCollector for Diskstats {
         // Without a udev database (containers, minimal hosts) skip a failing open per device.
         let have_udev = self.paths.udev_data.is_dir();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            if fields.len() < 14 {
+            let mut fields = line.split_ascii_whitespace();
+            let (Some(major), Some(minor), Some(device)) =
+                (fields.next(), fields.next(), fields.next())
+            else {
                 anyhow::bail!("{}: short line {line:?}", path.display());
-            }
-            let (major, minor, device) = (fields[0], fields[1], fields[2]);
+            };
+            // The name first: most lines are excluded devices (loop, ram), not worth parsing.
             if self.filter.ignored(device) {
                 continue;
             }
-            let values: Vec<f64> = fields[3..]
-                .iter()
+            let values: Vec<f64> = fields
                 .map(|v| v.parse::<f64>())
                 .collect::<Result<_, _>>()
                 .map_err(|e| anyhow::anyhow!("{}: device {device}: {e}", path.display()))?;
+            if values.len() < 11 {
+                anyhow::bail!("{}: short line {line:?}", path.display());
+            }
             for ((family, (_, _, scale, _)), value) in
                 families.iter_mut().zip(&COLUMNS).zip(&values)
             {

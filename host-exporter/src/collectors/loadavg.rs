@@ -25,7 +25,7 @@ impl BlockingCollector for Loadavg {
         let path = self.file.path();
         let text = self.file.read()?;
         let values: Vec<f64> = text
-            .split_whitespace()
+            .split_ascii_whitespace()
             .take(3)
             .map(|f| f.parse::<f64>())
             .collect::<Result<_, _>>()

@@ -54,7 +54,7 @@ impl BlockingCollector for Meminfo {
 /// scrape.
 fn parse_line(line: &str) -> Option<(String, f64)> {
     let (key, rest) = line.split_once(':')?;
-    let mut parts = rest.split_whitespace();
+    let mut parts = rest.split_ascii_whitespace();
     let value: f64 = parts.next()?.parse().ok()?;
     let (scale, suffix) = match parts.next() {
         Some("kB") => (1024.0, "_bytes"),

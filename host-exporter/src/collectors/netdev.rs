@@ -88,7 +88,7 @@ impl BlockingCollector for Netdev {
             }
             let mut values = [0.0f64; 16];
             let mut count = 0;
-            for field in counters.split_whitespace() {
+            for field in counters.split_ascii_whitespace() {
                 let value = field
                     .parse::<f64>()
                     .map_err(|e| anyhow::anyhow!("{}: device {device}: {e}", path.display()))?;

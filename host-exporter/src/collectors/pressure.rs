@@ -107,7 +107,7 @@ impl BlockingCollector for Pressure {
 
 /// `some avg10=0.00 avg60=0.00 avg300=0.00 total=12345` → ("some", 0.012345 seconds).
 fn parse_line(line: &str) -> Option<(&str, f64)> {
-    let mut fields = line.split_whitespace();
+    let mut fields = line.split_ascii_whitespace();
     let kind = fields.next()?;
     let total_us: f64 = fields
         .find_map(|f| f.strip_prefix("total="))?

@@ -25,7 +25,7 @@ impl BlockingCollector for Stat {
         let field = |key: &str| -> anyhow::Result<f64> {
             text.lines()
                 .find_map(|l| l.strip_prefix(key).filter(|r| r.starts_with(' ')))
-                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|rest| rest.split_ascii_whitespace().next())
                 .and_then(|v| v.parse().ok())
                 .ok_or_else(|| anyhow::anyhow!("{}: no valid '{key}' line", path.display()))
         };

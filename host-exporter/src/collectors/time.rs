@@ -52,7 +52,7 @@ impl BlockingCollector for Time {
                     continue;
                 };
                 if let Ok(list) = read_sysfs_value(&path.join("available_clocksource")) {
-                    for source in list.split_whitespace() {
+                    for source in list.split_ascii_whitespace() {
                         available.push(&[("clocksource", source), ("device", device)], 1.0);
                     }
                 }
