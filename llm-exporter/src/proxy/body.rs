@@ -83,6 +83,9 @@ pub struct MeteredBody {
     unflushed: bool,
     /// A failure held back one poll, so that hyper writes out the data before it.
     failed: Option<BoxError>,
+    /// Stream data handed on but not yet read, with when it arrived: it is read once hyper has
+    /// written it out, so the client never waits for the reading.
+    unread: Option<(Bytes, Instant)>,
 }
 
 impl MeteredBody {
@@ -104,22 +107,30 @@ impl MeteredBody {
             idle: None,
             unflushed: false,
             failed: None,
+            unread: None,
         };
         body.release_if_done();
         body
     }
 
     fn end(&mut self, error: Option<ErrorKind>) {
-        let Some(record) = self.record.take() else {
+        let Some(mut record) = self.record.take() else {
             return;
         };
+        let unread = self.unread.take();
         let now = Instant::now();
-        // hyper ends the body before it writes out the last bytes: reading a whole JSON answer
-        // and adding up the metrics waits until this thread is done with the connection, so
-        // the client's last bytes do not wait for them.
+        let finish = move || {
+            if let (Some((data, at)), Some(observer)) = (unread, record.observer.as_mut()) {
+                observer.feed(&data, at);
+            }
+            record.finish(error, now);
+        };
+        // hyper ends the body before it writes out the last bytes: reading what is left and
+        // adding up the metrics waits until this thread is done with the connection, so the
+        // client's last bytes do not wait for them.
         match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn(async move { record.finish(error, now) })),
-            Err(_) => record.finish(error, now),
+            Ok(runtime) => drop(runtime.spawn(async move { finish() })),
+            Err(_) => finish(),
         }
     }
 
@@ -186,6 +197,18 @@ impl Body for MeteredBody {
         if let Some(error) = this.failed.take() {
             return Poll::Ready(Some(Err(error)));
         }
+        if let Some((data, at)) = this.unread.take() {
+            if this.unflushed {
+                // hyper writes out what it holds when this poll is pending; back at once.
+                this.unread = Some((data, at));
+                this.unflushed = false;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            if let Some(observer) = this.record.as_mut().and_then(|r| r.observer.as_mut()) {
+                observer.feed(&data, at);
+            }
+        }
         loop {
             let Some(conn) = this.conn.as_mut() else {
                 // Read whole (the connection went back), or failed and already recorded.
@@ -202,7 +225,12 @@ impl Body for MeteredBody {
                     let now = Instant::now();
                     this.last_data = now;
                     if let Some(observer) = this.record.as_mut().and_then(|r| r.observer.as_mut()) {
-                        observer.feed(&data, now);
+                        if observer.reads_lines() {
+                            // Cheap: the bytes are shared, not copied.
+                            this.unread = Some((data.clone(), now));
+                        } else {
+                            observer.feed(&data, now);
+                        }
                     }
                     this.unflushed = true;
                     return Poll::Ready(Some(Ok(Frame::data(data))));

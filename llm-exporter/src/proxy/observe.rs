@@ -96,6 +96,11 @@ impl Observer {
         }
     }
 
+    /// Whether lines are read as they come (streams), rather than one document at the end.
+    pub fn reads_lines(&self) -> bool {
+        self.framing != Framing::Json
+    }
+
     /// Takes the bytes of one body frame, arriving at `now`. Lines that lie whole in the frame
     /// are read where they are; only a line split across frames is copied.
     pub fn feed(&mut self, mut data: &[u8], now: Instant) {
