@@ -5,6 +5,7 @@
 
 use super::client::{Conn, Upstream};
 use super::decode::Decoder;
+use super::later;
 use super::metrics::{ErrorKind, Finished, ProxyMetrics};
 use super::observe::Observer;
 use bytes::Bytes;
@@ -126,12 +127,8 @@ impl MeteredBody {
             record.finish(error, now);
         };
         // hyper ends the body before it writes out the last bytes: reading what is left and
-        // adding up the metrics waits until this thread is done with the connection, so the
-        // client's last bytes do not wait for them.
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn(async move { finish() })),
-            Err(_) => finish(),
-        }
+        // adding up the metrics wait until the thread is done with the connection.
+        later::defer(finish);
     }
 
     /// Once the body is read whole, its connection can carry the next request at once.

@@ -9,6 +9,7 @@ pub mod chunk;
 pub mod client;
 pub mod collector;
 pub mod decode;
+pub mod later;
 pub mod metrics;
 pub mod observe;
 pub mod route;
@@ -118,6 +119,7 @@ async fn serve_all(serving: Vec<(std::net::TcpListener, Target)>) {
         }
     }
     tokio::spawn(keep_timer_armed());
+    tokio::spawn(later::run());
     for task in tasks {
         let _ = task.await;
     }
