@@ -13,6 +13,7 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, StatusCode, Uri};
 use std::future::poll_fn;
 use std::io::ErrorKind as IoKind;
+use std::io::Write as _;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::Poll;
@@ -97,9 +98,16 @@ impl Upstream {
         headers: &HeaderMap,
         mut body: Incoming,
     ) -> Result<Response, SendError> {
-        let chunked = !body.is_end_stream() && body.size_hint().exact().is_none();
+        // The framing is always the proxy's own: the body's exact size, or chunked coding when
+        // the client's is not known in advance; never a client's header (RFC 9112 §6.3).
+        let length = if body.is_end_stream() {
+            Some(0)
+        } else {
+            body.size_hint().exact()
+        };
+        let chunked = length.is_none();
         let mut out = Vec::with_capacity(512);
-        self.write_head(&mut out, method, path_and_query, headers, chunked);
+        self.write_head(&mut out, method, path_and_query, headers, length);
         let mut stream = match self.take_idle() {
             Some(stream) => stream,
             None => self.connect().await?,
@@ -184,7 +192,7 @@ impl Upstream {
         method: &Method,
         path_and_query: &str,
         headers: &HeaderMap,
-        chunked: bool,
+        length: Option<u64>,
     ) {
         out.extend_from_slice(method.as_str().as_bytes());
         out.push(b' ');
@@ -193,8 +201,13 @@ impl Upstream {
         out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
         out.extend_from_slice(self.authority.as_bytes());
         out.extend_from_slice(b"\r\n");
+        let mut had_length = false;
         for (name, value) in headers {
-            if name == header::HOST {
+            if name == header::CONTENT_LENGTH {
+                had_length = true;
+                continue;
+            }
+            if name == header::HOST || name == header::TRANSFER_ENCODING {
                 continue;
             }
             out.extend_from_slice(name.as_str().as_bytes());
@@ -202,8 +215,14 @@ impl Upstream {
             out.extend_from_slice(value.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        if chunked {
-            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        match length {
+            // An empty body needs no length unless the client gave one (a POST of nothing).
+            Some(0) if !had_length => {}
+            Some(n) => {
+                // Into the Vec: cannot fail.
+                let _ = write!(out, "content-length: {n}\r\n");
+            }
+            None => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         }
         out.extend_from_slice(b"\r\n");
     }

@@ -44,6 +44,13 @@ static HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
+/// Headers that `Connection` may not name away.
+static FRAMING: [HeaderName; 3] = [
+    header::CONTENT_LENGTH,
+    header::TRANSFER_ENCODING,
+    header::HOST,
+];
+
 /// One proxy listener's view of its upstream.
 struct Target {
     name: Arc<str>,
@@ -412,6 +419,9 @@ fn without_hop_by_hop(mut headers: HeaderMap) -> HeaderMap {
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            // The message's framing and target are never a connection option: a client naming
+            // them must not strip them (that would let a body pass for a second request).
+            .filter(|n| !FRAMING.contains(n))
             .collect();
         for name in named {
             headers.remove(name);

@@ -2,4 +2,5 @@
 
 pub mod exporter;
 pub mod fake;
+pub mod raw;
 pub mod servers;

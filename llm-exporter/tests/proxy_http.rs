@@ -1,0 +1,73 @@
+//! The proxy's own HTTP/1.1 upstream client against a raw-TCP fake upstream that sends exact
+//! bytes: request framing, retries on a reused connection, malformed or odd answers.
+
+mod support;
+
+use std::sync::Arc;
+use support::exporter::{free_port, Exporter};
+use support::raw::{header, request, RawFake, RawHandler, Reply};
+
+const GET: &[u8] = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+
+fn start(fake: &RawFake) -> (Exporter, u16) {
+    let port = free_port();
+    let exporter = Exporter::start(&[
+        format!("--upstream=up={}", fake.url()),
+        format!("--proxy=up=127.0.0.1:{port}"),
+        "--proxy.threads=1".to_string(),
+    ]);
+    (exporter, port)
+}
+
+/// Answers every request with its own request line, keeping the connection.
+fn echo_line() -> RawHandler {
+    Arc::new(|_, _, req: &[u8]| {
+        let line = req.split(|b| *b == b'\r').next().unwrap_or_default();
+        let body = [&b"you asked: "[..], line].concat();
+        let mut out =
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+        out.extend_from_slice(&body);
+        Reply::Keep(out)
+    })
+}
+
+#[test]
+fn a_client_cannot_strip_the_request_framing_with_connection() {
+    let fake = RawFake::start(echo_line());
+    let (_exporter, port) = start(&fake);
+    let inner = b"GET /admin/secret HTTP/1.1\r\nHost: x\r\n\r\n";
+    let attack = [
+        format!(
+            "POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: content-length\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            inner.len()
+        )
+        .as_bytes(),
+        inner,
+    ]
+    .concat();
+    let answer = request(port, &attack).expect("an answer to the attacker");
+    assert_eq!(answer.body, b"you asked: POST /v1/completions HTTP/1.1");
+    let victim = request(port, GET).expect("an answer to the next client");
+    assert_eq!(victim.body, b"you asked: GET /health HTTP/1.1");
+    assert_eq!(
+        fake.request_lines(),
+        ["POST /v1/completions HTTP/1.1", "GET /health HTTP/1.1"]
+    );
+    let seen = fake.seen.lock().unwrap()[0].1.clone();
+    assert_eq!(header(&seen, "content-length"), Some("39"));
+    assert!(seen.ends_with(inner));
+
+    // A chunked client body goes on chunked, whatever Connection names.
+    let chunked =
+        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: transfer-encoding, host\r\n\
+                    Transfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n";
+    let answer = request(port, chunked).expect("an answer");
+    assert_eq!(answer.body, b"you asked: POST /v1/completions HTTP/1.1");
+    let seen = fake.seen.lock().unwrap()[2].1.clone();
+    assert_eq!(header(&seen, "transfer-encoding"), Some("chunked"));
+    assert_eq!(header(&seen, "content-length"), None);
+    assert!(header(&seen, "host").is_some());
+    assert!(seen.ends_with(b"4\r\nabcd\r\n0\r\n\r\n"));
+    assert_eq!(fake.request_lines().len(), 3);
+}
