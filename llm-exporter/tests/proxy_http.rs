@@ -3,9 +3,10 @@
 
 mod support;
 
+use std::net::TcpStream;
 use std::sync::Arc;
 use support::exporter::{free_port, Exporter};
-use support::raw::{header, request, RawFake, RawHandler, Reply};
+use support::raw::{exchange, header, request, RawFake, RawHandler, Reply};
 
 const GET: &[u8] = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
 
@@ -70,4 +71,44 @@ fn a_client_cannot_strip_the_request_framing_with_connection() {
     assert!(header(&seen, "host").is_some());
     assert!(seen.ends_with(b"4\r\nabcd\r\n0\r\n\r\n"));
     assert_eq!(fake.request_lines().len(), 3);
+}
+
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi";
+const POST: &[u8] = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+
+#[test]
+fn a_reused_connection_closed_before_any_answer_is_retried_once_on_a_fresh_one() {
+    // The first connection answers once, then closes on reading the second request, as an
+    // upstream whose keep-alive timeout ran out just as the proxy reused the connection.
+    let fake = RawFake::start(Arc::new(|conn, n, _: &[u8]| match (conn, n) {
+        (1, 2) => Reply::Close(Vec::new()),
+        _ => Reply::Keep(OK.to_vec()),
+    }));
+    let (_exporter, port) = start(&fake);
+    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    for _ in 0..3 {
+        let answer = exchange(&mut client, POST).expect("an answer");
+        assert_eq!((answer.status, &answer.body[..]), (200, &b"hi"[..]));
+    }
+    let conns: Vec<usize> = fake.seen.lock().unwrap().iter().map(|(c, _)| *c).collect();
+    assert_eq!(conns, [1, 1, 2, 2]);
+}
+
+#[test]
+fn a_request_is_not_sent_again_when_a_fresh_connection_fails_or_an_answer_began() {
+    // Fresh connections that close on every request: a 502, the request sent once.
+    let fake = RawFake::start(Arc::new(|_, _, _: &[u8]| Reply::Close(Vec::new())));
+    let (_exporter, port) = start(&fake);
+    assert_eq!(request(port, POST).expect("an answer").status, 502);
+    assert_eq!(fake.request_lines().len(), 1);
+
+    // A reused connection that breaks after part of an answer: a 502, not sent again.
+    let fake = RawFake::start(Arc::new(|_, n, _: &[u8]| match n {
+        1 => Reply::Keep(OK.to_vec()),
+        _ => Reply::Close(b"HTTP/1.1 200 OK\r\nContent-".to_vec()),
+    }));
+    let (_exporter, port) = start(&fake);
+    assert_eq!(request(port, POST).expect("an answer").status, 200);
+    assert_eq!(request(port, POST).expect("an answer").status, 502);
+    assert_eq!(fake.request_lines().len(), 2);
 }

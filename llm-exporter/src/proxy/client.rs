@@ -23,8 +23,10 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Idle connections older than this are closed rather than used.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle connections older than this are closed rather than used: less than llama-server's own
+/// keep-alive timeout (cpp-httplib closes idle connections after 5 s), so that the proxy rarely
+/// takes a connection the upstream is closing (that race is retried once, see `send`).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 /// Idle connections kept per proxy thread (nginx's `keepalive` in the bench is 256).
 const MAX_IDLE: usize = 256;
 /// Longest response head accepted.
@@ -108,20 +110,37 @@ impl Upstream {
         let chunked = length.is_none();
         let mut out = Vec::with_capacity(512);
         self.write_head(&mut out, method, path_and_query, headers, length);
-        let mut stream = match self.take_idle() {
-            Some(stream) => stream,
-            None => self.connect().await?,
+        let (mut stream, mut reused) = match self.take_idle() {
+            Some(stream) => (stream, true),
+            None => (self.connect().await?, false),
         };
         // A failed write can still leave an answer to read (a 413 sent before the whole body).
-        let write_error = match send_body(&mut stream, &mut out, &mut body, chunked).await {
+        let mut write_error = match send_body(&mut stream, &mut out, &mut body, chunked).await {
             Ok(()) => None,
             Err(SendError::ClientBody(e)) => return Err(SendError::ClientBody(e)),
             Err(e) => Some(e),
         };
         let mut buf = BytesMut::with_capacity(16 << 10);
-        let (status, headers, version_11) = match read_head(&mut stream, &mut buf).await {
-            Ok(head) => head,
-            Err(e) => return Err(write_error.unwrap_or(e)),
+        let (status, headers, version_11) = loop {
+            match read_head(&mut stream, &mut buf).await {
+                Ok(head) => break head,
+                // An idle connection the upstream closed just as it was taken (llama-server
+                // closes them after 5 s): nothing of an answer came, and the whole request is
+                // still in `out`, so it goes once more on a fresh connection, as nginx's
+                // `proxy_next_upstream` and hyper's pool do. It is never sent twice otherwise.
+                Err(HeadError::Nothing(_)) if reused && !out.is_empty() => {
+                    reused = false;
+                    stream = self.connect().await?;
+                    write_error = stream
+                        .write_all(&out)
+                        .await
+                        .err()
+                        .map(|e| SendError::Broken(format!("writing the request: {e}")));
+                }
+                Err(HeadError::Nothing(e) | HeadError::Bad(e)) => {
+                    return Err(write_error.unwrap_or(e))
+                }
+            }
         };
         let framing = framing(method, status, &headers);
         let keep_alive = write_error.is_none()
@@ -237,6 +256,9 @@ async fn send_body(
     chunked: bool,
 ) -> Result<(), SendError> {
     let broken = |e: std::io::Error| SendError::Broken(format!("writing the request: {e}"));
+    // Whether some of the request was written before the last write. If not, `out` keeps the
+    // whole request (a write error included), for one more try on a fresh connection.
+    let mut written = false;
     loop {
         if body.is_end_stream() {
             break;
@@ -246,8 +268,10 @@ async fn send_body(
             Poll::Ready(frame) => frame,
             Poll::Pending => {
                 if !out.is_empty() {
-                    stream.write_all(out).await.map_err(broken)?;
+                    written = true;
+                    let sent = stream.write_all(out).await;
                     out.clear();
+                    sent.map_err(broken)?;
                 }
                 body.frame().await
             }
@@ -271,14 +295,21 @@ async fn send_body(
             out.extend_from_slice(&data);
         }
         if out.len() >= WRITE_BATCH {
-            stream.write_all(out).await.map_err(broken)?;
+            written = true;
+            let sent = stream.write_all(out).await;
             out.clear();
+            sent.map_err(broken)?;
         }
     }
     if chunked {
         out.extend_from_slice(b"0\r\n\r\n");
     }
-    stream.write_all(out).await.map_err(broken)
+    let sent = stream.write_all(out).await;
+    if written {
+        // Part of the request went out earlier: it can no longer be sent again whole.
+        out.clear();
+    }
+    sent.map_err(broken)
 }
 
 /// Reads up to the end of a final (non-1xx) response head and parses it; the bytes after it stay
@@ -286,11 +317,15 @@ async fn send_body(
 async fn read_head(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
-) -> Result<(StatusCode, HeaderMap, bool), SendError> {
+) -> Result<(StatusCode, HeaderMap, bool), HeadError> {
+    let bad = |e: String| HeadError::Bad(SendError::Broken(e));
+    // Nothing at all has come yet (no interim answer either).
+    let mut nothing = true;
     loop {
         if let Some(end) = head_end(buf) {
+            nothing = false;
             let head = buf.split_to(end).freeze();
-            let (status, headers, version_11) = parse_head(&head).map_err(SendError::Broken)?;
+            let (status, headers, version_11) = parse_head(&head).map_err(bad)?;
             // Interim answers (100 Continue, 103 Early Hints) are not passed on.
             if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
                 continue;
@@ -298,21 +333,31 @@ async fn read_head(
             return Ok((status, headers, version_11));
         }
         if buf.len() > MAX_HEAD {
-            return Err(SendError::Broken("response head too large".into()));
+            return Err(bad("response head too large".into()));
         }
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(16 << 10);
         }
-        match stream.read_buf(buf).await {
-            Ok(0) => {
-                return Err(SendError::Broken(
-                    "connection closed before a response".into(),
-                ))
-            }
-            Ok(_) => {}
-            Err(e) => return Err(SendError::Broken(format!("reading the response: {e}"))),
-        }
+        let error = match stream.read_buf(buf).await {
+            Ok(0) => "connection closed before a response".to_string(),
+            Ok(_) => continue,
+            Err(e) => format!("reading the response: {e}"),
+        };
+        let error = SendError::Broken(error);
+        return Err(if nothing && buf.is_empty() {
+            HeadError::Nothing(error)
+        } else {
+            HeadError::Bad(error)
+        });
     }
+}
+
+/// Why no response head was read.
+enum HeadError {
+    /// The connection ended or failed before a single byte of an answer.
+    Nothing(SendError),
+    /// Anything else: part of an answer came, or it was not HTTP.
+    Bad(SendError),
 }
 
 /// The length of the head up to and including its empty line, once it is all there.
