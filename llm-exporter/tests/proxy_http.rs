@@ -5,7 +5,8 @@ mod support;
 
 use std::net::TcpStream;
 use std::sync::Arc;
-use support::exporter::{free_port, Exporter};
+use std::time::{Duration, Instant};
+use support::exporter::{free_port, value, Exporter};
 use support::raw::{exchange, header, request, RawFake, RawHandler, Reply};
 
 const GET: &[u8] = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -18,6 +19,22 @@ fn start(fake: &RawFake) -> (Exporter, u16) {
         "--proxy.threads=1".to_string(),
     ]);
     (exporter, port)
+}
+
+/// Scrapes until `series` reaches `want`.
+fn wait_for(exporter: &Exporter, series: &str, want: f64) {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = exporter.metrics();
+        if value(&metrics, series) == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "{series} never reached {want}:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Answers every request with its own request line, keeping the connection.
@@ -111,4 +128,76 @@ fn a_request_is_not_sent_again_when_a_fresh_connection_fails_or_an_answer_began(
     assert_eq!(request(port, POST).expect("an answer").status, 200);
     assert_eq!(request(port, POST).expect("an answer").status, 502);
     assert_eq!(fake.request_lines().len(), 2);
+}
+
+/// A POST to an inference route whose query names the fake's answer.
+fn post_case(case: usize) -> Vec<u8> {
+    format!(
+        "POST /v1/chat/completions?case={case} HTTP/1.1\r\nHost: x\r\n\
+         Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
+    )
+    .into_bytes()
+}
+
+/// Answers `?case=N` with `answers[N]`, closing the connection after it.
+fn cases(answers: &'static [&'static [u8]]) -> RawHandler {
+    Arc::new(move |_, _, req: &[u8]| {
+        let line = String::from_utf8_lossy(req.split(|b| *b == b'\r').next().unwrap()).to_string();
+        let case: usize = line
+            .split("case=")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap();
+        Reply::Close(answers[case].to_vec())
+    })
+}
+
+const BROKEN: &str = "llm_request_errors_total{upstream=\"up\",model=\"unknown\",route=\"/v1/chat/completions\",kind=\"upstream_broken\"}";
+
+#[test]
+fn conflicting_or_malformed_upstream_lengths_are_a_502_and_never_passed_on() {
+    static BAD: [&[u8]; 7] = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nhello!",
+        b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999999\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    ];
+    let fake = RawFake::start(cases(&BAD));
+    let (exporter, port) = start(&fake);
+    for case in 0..BAD.len() {
+        let answer = request(port, &post_case(case)).expect("an answer");
+        assert_eq!(answer.status, 502, "case {case}: {answer:?}");
+    }
+    wait_for(&exporter, BROKEN, BAD.len() as f64);
+
+    // The same length repeated is one length; it reaches the client as one value.
+    static SAME: [&[u8]; 3] = [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\n\r\nhello!!",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\nhello!!",
+        // A length beside chunked coding is void: not passed on.
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n7\r\nhello!!\r\n0\r\n\r\n",
+    ];
+    let fake = RawFake::start(cases(&SAME));
+    let (_exporter, port) = start(&fake);
+    for case in 0..SAME.len() {
+        let answer = request(port, &post_case(case)).expect("an answer");
+        assert_eq!(
+            (answer.status, &answer.body[..]),
+            (200, &b"hello!!"[..]),
+            "case {case}"
+        );
+        let length = header(answer.head.as_bytes(), "content-length");
+        assert!(
+            matches!(length, None | Some("7")),
+            "case {case}: {answer:?}"
+        );
+        assert_eq!(
+            answer.head.matches("ontent-").count(),
+            usize::from(length.is_some())
+        );
+    }
 }

@@ -50,6 +50,9 @@ pub struct Response {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub framing: Framing,
+    /// The upstream's `Content-Length` is one well-formed value the body is framed by, and may
+    /// be passed on as it is; otherwise the proxy must not pass it on.
+    pub plain_length: bool,
     pub conn: Conn,
 }
 
@@ -142,14 +145,20 @@ impl Upstream {
                 }
             }
         };
-        let framing = framing(method, status, &headers);
+        let (framing, plain_length) =
+            framing(method, status, &headers).map_err(SendError::Broken)?;
+        // A length beside a transfer coding may be a smuggling attempt: this connection ends
+        // with this response (RFC 9112 §6.1).
+        let both = framing == Framing::Chunked && headers.contains_key(header::CONTENT_LENGTH);
         let keep_alive = write_error.is_none()
             && framing != Framing::Close
+            && !both
             && connection_persists(&headers, version_11);
         Ok(Response {
             status,
             headers,
             framing,
+            plain_length,
             conn: Conn {
                 stream,
                 buf,
@@ -409,45 +418,66 @@ fn parse_head(head: &Bytes) -> Result<(StatusCode, HeaderMap, bool), String> {
     Ok((status, headers, version_11))
 }
 
-/// How the response body's end is known (RFC 9112 §6.3).
-fn framing(method: &Method, status: StatusCode, headers: &HeaderMap) -> Framing {
+/// How the response body's end is known (RFC 9112 §6.3), and whether the upstream's
+/// `Content-Length` may be passed on as it is (one well-formed value the proxy frames by).
+/// Anything the proxy could not frame the client's response by exactly is an error: a length
+/// that is not digits or that two values disagree on, a transfer coding other than chunked
+/// (its coded bytes would go on without the header that says so).
+fn framing(
+    method: &Method,
+    status: StatusCode,
+    headers: &HeaderMap,
+) -> Result<(Framing, bool), String> {
+    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    let first = lengths.next();
+    let single = first.is_some() && lengths.next().is_none();
     if method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
-        return Framing::Empty;
+        let plain = first.is_some_and(|v| single && digits(v.as_bytes()).is_some());
+        return Ok((Framing::Empty, plain));
     }
-    if let Some(te) = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-    {
-        let last = te
-            .as_bytes()
-            .rsplit(|b| *b == b',')
-            .next()
-            .unwrap_or_default();
-        return if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-            Framing::Chunked
-        } else {
-            Framing::Close
-        };
-    }
-    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
-    match lengths.next() {
-        Some(first) => {
-            let parsed = std::str::from_utf8(first.as_bytes())
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok());
-            match parsed {
-                // Differing lengths leave the end unknown: read to the close, reuse nothing.
-                Some(n) if lengths.all(|l| l == first) => Framing::Length(n),
-                _ => Framing::Close,
-            }
+    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
+    if let Some(te) = codings.next() {
+        if codings.next().is_some() || !te.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked")
+        {
+            return Err("unsupported transfer coding from the upstream".into());
         }
-        None => Framing::Close,
+        return Ok((Framing::Chunked, false));
     }
+    let Some(first) = first else {
+        return Ok((Framing::Close, false));
+    };
+    if single {
+        if let Some(n) = digits(first.as_bytes()) {
+            return Ok((Framing::Length(n), true));
+        }
+    }
+    // Repeated or listed values are one length only if they are all the same (RFC 9110 §8.6).
+    let bad = || "invalid content-length from the upstream".to_string();
+    let mut length = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        for part in value.as_bytes().split(|b| *b == b',') {
+            let n = digits(part.trim_ascii()).ok_or_else(bad)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(bad());
+            }
+            length = Some(n);
+        }
+    }
+    Ok((Framing::Length(length.ok_or_else(bad)?), false))
+}
+
+/// A decimal number of digits only (no sign, no spaces), up to 10^18.
+fn digits(text: &[u8]) -> Option<u64> {
+    if text.is_empty() || text.len() > 18 {
+        return None;
+    }
+    text.iter().try_fold(0u64, |n, d| {
+        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
+    })
 }
 
 /// HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 only when told `keep-alive`.
@@ -507,29 +537,71 @@ mod tests {
         };
         let ok = StatusCode::OK;
         let post = &Method::POST;
-        let chunked = h(&[
-            ("transfer-encoding", "gzip, chunked"),
-            ("content-length", "5"),
-        ]);
-        assert_eq!(framing(post, ok, &chunked), Framing::Chunked);
+        let f = |m: &Method, status, pairs: &[(&'static str, &'static str)]| {
+            framing(m, status, &h(pairs))
+        };
         assert_eq!(
-            framing(post, ok, &h(&[("transfer-encoding", "gzip")])),
-            Framing::Close
+            f(
+                post,
+                ok,
+                &[("transfer-encoding", "Chunked"), ("content-length", "5")]
+            ),
+            Ok((Framing::Chunked, false))
+        );
+        for bad in [
+            &[("transfer-encoding", "gzip")][..],
+            &[("transfer-encoding", "gzip, chunked")],
+            &[
+                ("transfer-encoding", "chunked"),
+                ("transfer-encoding", "chunked"),
+            ],
+        ] {
+            assert!(f(post, ok, bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            f(post, ok, &[("content-length", "5")]),
+            Ok((Framing::Length(5), true))
         );
         assert_eq!(
-            framing(post, ok, &h(&[("content-length", "5")])),
-            Framing::Length(5)
-        );
-        let two = h(&[("content-length", "5"), ("content-length", "6")]);
-        assert_eq!(framing(post, ok, &two), Framing::Close);
-        assert_eq!(framing(post, ok, &h(&[])), Framing::Close);
-        assert_eq!(
-            framing(&Method::HEAD, ok, &h(&[("content-length", "5")])),
-            Framing::Empty
+            f(post, ok, &[("content-length", "007")]),
+            Ok((Framing::Length(7), true))
         );
         assert_eq!(
-            framing(post, StatusCode::NO_CONTENT, &h(&[])),
-            Framing::Empty
+            f(post, ok, &[("content-length", "7, 7")]),
+            Ok((Framing::Length(7), false))
+        );
+        assert_eq!(
+            f(
+                post,
+                ok,
+                &[("content-length", "7"), ("content-length", "7")]
+            ),
+            Ok((Framing::Length(7), false))
+        );
+        for bad in [
+            &[("content-length", "5"), ("content-length", "6")][..],
+            &[("content-length", "5, 6")],
+            &[("content-length", "abc")],
+            &[("content-length", "+5")],
+            &[("content-length", "-5")],
+            &[("content-length", "")],
+            &[("content-length", "5,")],
+            &[("content-length", "99999999999999999999999")],
+        ] {
+            assert!(f(post, ok, bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(f(post, ok, &[]), Ok((Framing::Close, false)));
+        assert_eq!(
+            f(&Method::HEAD, ok, &[("content-length", "5")]),
+            Ok((Framing::Empty, true))
+        );
+        assert_eq!(
+            f(&Method::HEAD, ok, &[("content-length", "+5")]),
+            Ok((Framing::Empty, false))
+        );
+        assert_eq!(
+            f(post, StatusCode::NO_CONTENT, &[]),
+            Ok((Framing::Empty, false))
         );
         assert!(connection_persists(&h(&[]), true));
         assert!(!connection_persists(

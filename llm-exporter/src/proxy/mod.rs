@@ -19,7 +19,7 @@ use crate::model_name;
 use body::{MeteredBody, ProxyBody, Record};
 use bytes::Bytes;
 use client::{SendError, Upstream};
-use decode::{Decoder, Framing as BodyFraming};
+use decode::Decoder;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
@@ -348,8 +348,9 @@ async fn forward(target: &Target, req: Request<Incoming>) -> Response<ProxyBody>
         }
     });
     let mut headers = without_hop_by_hop(response.headers);
-    if response.framing == BodyFraming::Chunked {
-        // The transfer coding decides the length; a Content-Length beside it is void.
+    if !response.plain_length {
+        // The length the client gets is the one the proxy frames by (hyper writes it from the
+        // body's exact size): never a void, listed or malformed upstream value.
         headers.remove(header::CONTENT_LENGTH);
     }
     let body = MeteredBody::new(
