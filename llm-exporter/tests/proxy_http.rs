@@ -201,3 +201,23 @@ fn conflicting_or_malformed_upstream_lengths_are_a_502_and_never_passed_on() {
         );
     }
 }
+
+#[test]
+fn a_switching_protocols_answer_is_a_502_and_its_connection_is_not_reused() {
+    let fake = RawFake::start(Arc::new(|conn, n, _: &[u8]| {
+        match (conn, n) {
+        (1, 1) => Reply::Keep(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+                .to_vec(),
+        ),
+        _ => Reply::Keep(OK.to_vec()),
+    }
+    }));
+    let (exporter, port) = start(&fake);
+    assert_eq!(request(port, &post_case(0)).expect("an answer").status, 502);
+    let answer = request(port, POST).expect("an answer");
+    assert_eq!((answer.status, &answer.body[..]), (200, &b"hi"[..]));
+    let conns: Vec<usize> = fake.seen.lock().unwrap().iter().map(|(c, _)| *c).collect();
+    assert_eq!(conns, [1, 2]);
+    wait_for(&exporter, BROKEN, 1.0);
+}

@@ -335,8 +335,14 @@ async fn read_head(
             nothing = false;
             let head = buf.split_to(end).freeze();
             let (status, headers, version_11) = parse_head(&head).map_err(bad)?;
+            // The proxy never asks for an upgrade (it strips `Upgrade`) and cannot pass one
+            // on: what follows on this connection is not HTTP, so it is an error and the
+            // connection is dropped, never reused.
+            if status == StatusCode::SWITCHING_PROTOCOLS {
+                return Err(bad("the upstream switched protocols".into()));
+            }
             // Interim answers (100 Continue, 103 Early Hints) are not passed on.
-            if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+            if status.is_informational() {
                 continue;
             }
             return Ok((status, headers, version_11));
