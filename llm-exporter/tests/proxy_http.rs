@@ -221,3 +221,36 @@ fn a_switching_protocols_answer_is_a_502_and_its_connection_is_not_reused() {
     assert_eq!(conns, [1, 2]);
     wait_for(&exporter, BROKEN, 1.0);
 }
+
+#[test]
+fn response_heads_over_100_fields_or_64_kib_are_a_502() {
+    fn head(fields: usize, pad: usize) -> &'static [u8] {
+        let mut head = String::from("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n");
+        for i in 1..fields {
+            head.push_str(&format!("X-F{i}: v\r\n"));
+        }
+        if pad > 0 {
+            head.push_str(&format!("X-Pad: {}\r\n", "p".repeat(pad)));
+        }
+        head.push_str("\r\nhi");
+        Box::leak(head.into_bytes().into_boxed_slice())
+    }
+    // 100 fields and a head just under 64 KiB pass; 101 fields, or a head just over, do not.
+    let fits = 1 + 65536 - 10 - (head(99, 1).len() - 2);
+    let over = 1 + 65536 + 10 - (head(1, 1).len() - 2);
+    let answers: &'static [&'static [u8]] = Box::leak(Box::new([
+        head(100, 0),
+        head(99, fits),
+        head(101, 0),
+        head(1, over),
+    ]));
+    assert_eq!(answers[1].len() - 2, 65536 - 10);
+    assert_eq!(answers[3].len() - 2, 65536 + 10);
+    let fake = RawFake::start(cases(answers));
+    let (exporter, port) = start(&fake);
+    for (case, want) in [200, 200, 502, 502].into_iter().enumerate() {
+        let answer = request(port, &post_case(case)).expect("an answer");
+        assert_eq!(answer.status, want, "case {case}");
+    }
+    wait_for(&exporter, BROKEN, 2.0);
+}

@@ -29,8 +29,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 /// Idle connections kept per proxy thread (nginx's `keepalive` in the bench is 256).
 const MAX_IDLE: usize = 256;
-/// Longest response head accepted.
+/// Longest response head accepted (interim answers before it included).
 const MAX_HEAD: usize = 64 << 10;
+/// Most header fields accepted in a response head (hyper's default).
+const MAX_HEADERS: usize = 100;
 /// Request bytes gathered before a write.
 const WRITE_BATCH: usize = 64 << 10;
 
@@ -330,9 +332,15 @@ async fn read_head(
     let bad = |e: String| HeadError::Bad(SendError::Broken(e));
     // Nothing at all has come yet (no interim answer either).
     let mut nothing = true;
+    // Bytes of interim answers already taken.
+    let mut taken = 0;
     loop {
         if let Some(end) = head_end(buf) {
             nothing = false;
+            taken += end;
+            if taken > MAX_HEAD {
+                return Err(bad("response head too large".into()));
+            }
             let head = buf.split_to(end).freeze();
             let (status, headers, version_11) = parse_head(&head).map_err(bad)?;
             // The proxy never asks for an upgrade (it strips `Upgrade`) and cannot pass one
@@ -347,7 +355,7 @@ async fn read_head(
             }
             return Ok((status, headers, version_11));
         }
-        if buf.len() > MAX_HEAD {
+        if taken + buf.len() > MAX_HEAD {
             return Err(bad("response head too large".into()));
         }
         if buf.capacity() - buf.len() < 4096 {
@@ -410,6 +418,9 @@ fn parse_head(head: &Bytes) -> Result<(StatusCode, HeaderMap, bool), String> {
     for line in lines {
         if line.is_empty() {
             break;
+        }
+        if headers.len() == MAX_HEADERS {
+            return Err("too many header fields".into());
         }
         let colon = line
             .iter()
