@@ -254,3 +254,17 @@ fn response_heads_over_100_fields_or_64_kib_are_a_502() {
     }
     wait_for(&exporter, BROKEN, 2.0);
 }
+
+#[test]
+fn bad_chunk_framing_read_with_the_head_is_a_502() {
+    static ANSWERS: [&[u8]; 2] = [
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+    ];
+    let fake = RawFake::start(cases(&ANSWERS));
+    let (exporter, port) = start(&fake);
+    assert_eq!(request(port, &post_case(0)).expect("an answer").status, 502);
+    let answer = request(port, &post_case(1)).expect("an answer");
+    assert_eq!((answer.status, &answer.body[..]), (200, &b"hi"[..]));
+    wait_for(&exporter, BROKEN, 1.0);
+}

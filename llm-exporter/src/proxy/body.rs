@@ -73,6 +73,8 @@ pub struct MeteredBody {
     /// Until the body has been read whole (then back to the idle list) or has failed.
     conn: Option<Conn>,
     decoder: Decoder,
+    /// Body bytes decoded with the head, not yet handed on.
+    first: Option<Bytes>,
     upstream: Arc<Upstream>,
     record: Option<Record>,
     idle_timeout: Duration,
@@ -93,6 +95,7 @@ impl MeteredBody {
     pub fn new(
         conn: Conn,
         decoder: Decoder,
+        first: Bytes,
         upstream: Arc<Upstream>,
         record: Option<Record>,
         idle_timeout: Duration,
@@ -101,6 +104,7 @@ impl MeteredBody {
         let mut body = MeteredBody {
             conn: Some(conn),
             decoder,
+            first: (!first.is_empty()).then_some(first),
             upstream,
             record,
             idle_timeout,
@@ -163,6 +167,22 @@ impl MeteredBody {
         Poll::Ready(Some(Err(error)))
     }
 
+    /// Body data for the client, observed on the way.
+    fn hand_on(&mut self, data: Bytes) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let now = Instant::now();
+        self.last_data = now;
+        if let Some(observer) = self.record.as_mut().and_then(|r| r.observer.as_mut()) {
+            if observer.reads_lines() {
+                // Cheap: the bytes are shared, not copied.
+                self.unread = Some((data.clone(), now));
+            } else {
+                observer.feed(&data, now);
+            }
+        }
+        self.unflushed = true;
+        Poll::Ready(Some(Ok(Frame::data(data))))
+    }
+
     /// Whether the upstream has been silent for the idle timeout (registering the timer if not).
     fn silent_too_long(&mut self, cx: &mut Context<'_>) -> bool {
         let deadline = self.last_data + self.idle_timeout;
@@ -206,6 +226,9 @@ impl Body for MeteredBody {
                 observer.feed(&data, at);
             }
         }
+        if let Some(data) = this.first.take() {
+            return this.hand_on(data);
+        }
         loop {
             let Some(conn) = this.conn.as_mut() else {
                 // Read whole (the connection went back), or failed and already recorded.
@@ -219,18 +242,7 @@ impl Body for MeteredBody {
                 };
                 this.release_if_done();
                 if !data.is_empty() {
-                    let now = Instant::now();
-                    this.last_data = now;
-                    if let Some(observer) = this.record.as_mut().and_then(|r| r.observer.as_mut()) {
-                        if observer.reads_lines() {
-                            // Cheap: the bytes are shared, not copied.
-                            this.unread = Some((data.clone(), now));
-                        } else {
-                            observer.feed(&data, now);
-                        }
-                    }
-                    this.unflushed = true;
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                    return this.hand_on(data);
                 }
                 continue;
             }
@@ -272,12 +284,15 @@ impl Body for MeteredBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.decoder.is_done() && self.conn.as_ref().is_none_or(|c| c.buf.is_empty())
+        self.first.is_none()
+            && self.decoder.is_done()
+            && self.conn.as_ref().is_none_or(|c| c.buf.is_empty())
     }
 
     fn size_hint(&self) -> SizeHint {
+        let first = self.first.as_ref().map_or(0, |b| b.len() as u64);
         match self.decoder.remaining() {
-            Some(n) => SizeHint::with_exact(n),
+            Some(n) => SizeHint::with_exact(n + first),
             None => SizeHint::default(),
         }
     }
@@ -287,7 +302,7 @@ impl Drop for MeteredBody {
     fn drop(&mut self) {
         // Dropped before the end: the client went away (hyper drops the body on disconnect),
         // unless every byte was already passed on and only the final poll was skipped.
-        let error = if self.decoder.is_done() {
+        let error = if self.decoder.is_done() && self.first.is_none() {
             None
         } else {
             Some(ErrorKind::ClientDisconnect)

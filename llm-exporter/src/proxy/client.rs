@@ -5,7 +5,7 @@
 //! hands each chunk over). Each proxy thread keeps its own idle connections, as nginx's workers
 //! do.
 
-use super::decode::Framing;
+use super::decode::{Decoder, Framing};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming};
@@ -51,7 +51,10 @@ pub enum SendError {
 pub struct Response {
     pub status: StatusCode,
     pub headers: HeaderMap,
-    pub framing: Framing,
+    /// The body's decoder, past the body bytes read with the head.
+    pub decoder: Decoder,
+    /// The body bytes read with the head, decoded (possibly none).
+    pub first: Bytes,
     /// The upstream's `Content-Length` is one well-formed value the body is framed by, and may
     /// be passed on as it is; otherwise the proxy must not pass it on.
     pub plain_length: bool,
@@ -156,10 +159,21 @@ impl Upstream {
             && framing != Framing::Close
             && !both
             && connection_persists(&headers, version_11);
+        // Body bytes that came with the head are decoded now: a framing error in them is still
+        // a 502, before any of the response has gone to the client.
+        let mut decoder = Decoder::new(framing);
+        let first = if buf.is_empty() {
+            Bytes::new()
+        } else {
+            decoder
+                .decode(&mut buf)
+                .map_err(|e| SendError::Broken(e.to_string()))?
+        };
         Ok(Response {
             status,
             headers,
-            framing,
+            decoder,
+            first,
             plain_length,
             conn: Conn {
                 stream,

@@ -19,7 +19,6 @@ use crate::model_name;
 use body::{MeteredBody, ProxyBody, Record};
 use bytes::Bytes;
 use client::{SendError, Upstream};
-use decode::Decoder;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
@@ -355,7 +354,8 @@ async fn forward(target: &Target, req: Request<Incoming>) -> Response<ProxyBody>
     }
     let body = MeteredBody::new(
         response.conn,
-        Decoder::new(response.framing),
+        response.decoder,
+        response.first,
         target.upstream.clone(),
         record,
         target.settings.idle_timeout,
