@@ -268,3 +268,23 @@ fn bad_chunk_framing_read_with_the_head_is_a_502() {
     assert_eq!((answer.status, &answer.body[..]), (200, &b"hi"[..]));
     wait_for(&exporter, BROKEN, 1.0);
 }
+
+#[test]
+fn a_connection_that_sent_chunked_coding_beside_a_length_is_not_reused() {
+    let fake = RawFake::start(Arc::new(|conn, n, _: &[u8]| {
+        match (conn, n) {
+        (1, 1) => Reply::Keep(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n2\r\nhi\r\n0\r\n\r\n"
+                .to_vec(),
+        ),
+        _ => Reply::Keep(OK.to_vec()),
+    }
+    }));
+    let (_exporter, port) = start(&fake);
+    for _ in 0..2 {
+        let answer = request(port, POST).expect("an answer");
+        assert_eq!((answer.status, &answer.body[..]), (200, &b"hi"[..]));
+    }
+    let conns: Vec<usize> = fake.seen.lock().unwrap().iter().map(|(c, _)| *c).collect();
+    assert_eq!(conns, [1, 2]);
+}

@@ -195,7 +195,8 @@ impl Observer {
                 (p, c) => Some(p.unwrap_or(0).saturating_add(c.unwrap_or(0))),
             };
             self.timings = (prompt, t.predicted_n);
-            if let Some(ms) = t.prompt_ms {
+            // A negative prompt time would inflate the queue-time estimate (TTFT minus it).
+            if let Some(ms) = t.prompt_ms.filter(|ms| *ms >= 0.0) {
                 self.server_prefill = Some(ms / 1000.0);
             }
         }
@@ -347,6 +348,10 @@ mod tests {
             b"\n",
         );
         assert_eq!(o.tokens(), (None, None));
+        // A negative prompt time is no prompt time.
+        let body = b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}],\"timings\":{\"prompt_ms\":-5000}}\n\n";
+        let o = run(Framing::Sse, body, b"\n\n");
+        assert_eq!(o.server_prefill, None);
     }
 
     #[test]
