@@ -55,9 +55,9 @@ pub struct Response {
     pub decoder: Decoder,
     /// The body bytes read with the head, decoded (possibly none).
     pub first: Bytes,
-    /// The upstream's `Content-Length` is one well-formed value the body is framed by, and may
-    /// be passed on as it is; otherwise the proxy must not pass it on.
-    pub plain_length: bool,
+    /// The upstream sent a `Content-Length` that is not one well-formed value the body is
+    /// framed by: the proxy must not pass it on.
+    pub drop_length: bool,
     pub conn: Conn,
 }
 
@@ -150,11 +150,11 @@ impl Upstream {
                 }
             }
         };
-        let (framing, plain_length) =
+        let (framing, drop_length) =
             framing(method, status, &headers).map_err(SendError::Broken)?;
         // A length beside a transfer coding may be a smuggling attempt: this connection ends
         // with this response (RFC 9112 §6.1).
-        let both = framing == Framing::Chunked && headers.contains_key(header::CONTENT_LENGTH);
+        let both = framing == Framing::Chunked && drop_length;
         let keep_alive = write_error.is_none()
             && framing != Framing::Close
             && !both
@@ -174,7 +174,7 @@ impl Upstream {
             headers,
             decoder,
             first,
-            plain_length,
+            drop_length,
             conn: Conn {
                 stream,
                 buf,
@@ -449,8 +449,9 @@ fn parse_head(head: &Bytes) -> Result<(StatusCode, HeaderMap, bool), String> {
     Ok((status, headers, version_11))
 }
 
-/// How the response body's end is known (RFC 9112 §6.3), and whether the upstream's
-/// `Content-Length` may be passed on as it is (one well-formed value the proxy frames by).
+/// How the response body's end is known (RFC 9112 §6.3), and whether the upstream sent a
+/// `Content-Length` that must not be passed on (anything but one well-formed value the proxy
+/// frames by).
 /// Anything the proxy could not frame the client's response by exactly is an error: a length
 /// that is not digits or that two values disagree on, a transfer coding other than chunked
 /// (its coded bytes would go on without the header that says so).
@@ -467,8 +468,8 @@ fn framing(
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
-        let plain = first.is_some_and(|v| single && digits(v.as_bytes()).is_some());
-        return Ok((Framing::Empty, plain));
+        let plain = single && first.is_some_and(|v| digits(v.as_bytes()).is_some());
+        return Ok((Framing::Empty, first.is_some() && !plain));
     }
     let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
     if let Some(te) = codings.next() {
@@ -476,14 +477,14 @@ fn framing(
         {
             return Err("unsupported transfer coding from the upstream".into());
         }
-        return Ok((Framing::Chunked, false));
+        return Ok((Framing::Chunked, first.is_some()));
     }
     let Some(first) = first else {
         return Ok((Framing::Close, false));
     };
     if single {
         if let Some(n) = digits(first.as_bytes()) {
-            return Ok((Framing::Length(n), true));
+            return Ok((Framing::Length(n), false));
         }
     }
     // Repeated or listed values are one length only if they are all the same (RFC 9110 §8.6).
@@ -498,7 +499,7 @@ fn framing(
             length = Some(n);
         }
     }
-    Ok((Framing::Length(length.ok_or_else(bad)?), false))
+    Ok((Framing::Length(length.ok_or_else(bad)?), true))
 }
 
 /// A decimal number of digits only (no sign, no spaces), up to 10^18.
@@ -577,7 +578,7 @@ mod tests {
                 ok,
                 &[("transfer-encoding", "Chunked"), ("content-length", "5")]
             ),
-            Ok((Framing::Chunked, false))
+            Ok((Framing::Chunked, true))
         );
         for bad in [
             &[("transfer-encoding", "gzip")][..],
@@ -591,15 +592,15 @@ mod tests {
         }
         assert_eq!(
             f(post, ok, &[("content-length", "5")]),
-            Ok((Framing::Length(5), true))
+            Ok((Framing::Length(5), false))
         );
         assert_eq!(
             f(post, ok, &[("content-length", "007")]),
-            Ok((Framing::Length(7), true))
+            Ok((Framing::Length(7), false))
         );
         assert_eq!(
             f(post, ok, &[("content-length", "7, 7")]),
-            Ok((Framing::Length(7), false))
+            Ok((Framing::Length(7), true))
         );
         assert_eq!(
             f(
@@ -607,7 +608,7 @@ mod tests {
                 ok,
                 &[("content-length", "7"), ("content-length", "7")]
             ),
-            Ok((Framing::Length(7), false))
+            Ok((Framing::Length(7), true))
         );
         for bad in [
             &[("content-length", "5"), ("content-length", "6")][..],
@@ -624,11 +625,11 @@ mod tests {
         assert_eq!(f(post, ok, &[]), Ok((Framing::Close, false)));
         assert_eq!(
             f(&Method::HEAD, ok, &[("content-length", "5")]),
-            Ok((Framing::Empty, true))
+            Ok((Framing::Empty, false))
         );
         assert_eq!(
             f(&Method::HEAD, ok, &[("content-length", "+5")]),
-            Ok((Framing::Empty, false))
+            Ok((Framing::Empty, true))
         );
         assert_eq!(
             f(post, StatusCode::NO_CONTENT, &[]),

@@ -347,7 +347,7 @@ async fn forward(target: &Target, req: Request<Incoming>) -> Response<ProxyBody>
         }
     });
     let mut headers = without_hop_by_hop(response.headers);
-    if !response.plain_length {
+    if response.drop_length {
         // The length the client gets is the one the proxy frames by (hyper writes it from the
         // body's exact size): never a void, listed or malformed upstream value.
         headers.remove(header::CONTENT_LENGTH);
