@@ -452,6 +452,7 @@ fn parse_head(head: &Bytes) -> Result<(StatusCode, HeaderMap, bool), String> {
 /// How the response body's end is known (RFC 9112 §6.3), and whether the upstream sent a
 /// `Content-Length` that must not be passed on (anything but one well-formed value the proxy
 /// frames by).
+///
 /// Anything the proxy could not frame the client's response by exactly is an error: a length
 /// that is not digits or that two values disagree on, a transfer coding other than chunked
 /// (its coded bytes would go on without the header that says so).
@@ -502,7 +503,7 @@ fn framing(
     Ok((Framing::Length(length.ok_or_else(bad)?), true))
 }
 
-/// A decimal number of digits only (no sign, no spaces), up to 10^18.
+/// A decimal number of digits only (no sign, no spaces), at most 18 of them (no overflow).
 fn digits(text: &[u8]) -> Option<u64> {
     if text.is_empty() || text.len() > 18 {
         return None;
