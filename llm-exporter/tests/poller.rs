@@ -291,10 +291,11 @@ fn ollama_loads_and_unloads_are_counted_between_polls() {
 
 #[test]
 fn an_upstream_that_comes_back_is_detected_again() {
-    // Reserve a port, start with nothing on it, then serve Ollama there.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    drop(listener);
+    // A port with nothing on it, then Ollama there. From below the ephemeral range (this test
+    // failed once with a port from bind(":0")): a port there can be taken by another test's
+    // connection, or come back as the exporter's own source port, so that its connection to
+    // the closed port connects to itself.
+    let port = free_port();
     let exporter = Exporter::start(&[arg(
         "upstream",
         "later",
