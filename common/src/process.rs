@@ -98,15 +98,21 @@ pub fn process_metrics() -> Vec<MetricFamily> {
     families
 }
 
-/// /proc/self/stat in one read: it is a few hundred bytes, and `fs::read_to_string` (procfs
-/// reports a size of 0) reads it in six growing steps.
+/// /proc/self/stat, from a file opened once and read again from offset 0 (procfs regenerates
+/// it on such a read): no path lookup, open and close per scrape. One read of a few hundred
+/// bytes, where `fs::read_to_string` (procfs reports a size of 0) takes six growing ones.
 fn read_self_stat() -> Option<String> {
-    use std::io::Read;
-    let mut file = std::fs::File::open("/proc/self/stat").ok()?;
+    use std::os::unix::fs::FileExt;
+    static FILE: std::sync::Mutex<Option<std::fs::File>> = std::sync::Mutex::new(None);
+    let mut kept = FILE.lock().unwrap_or_else(|p| p.into_inner());
+    if kept.is_none() {
+        *kept = std::fs::File::open("/proc/self/stat").ok();
+    }
+    let file = kept.as_ref()?;
     let mut buf = [0u8; 4096];
     let mut len = 0;
     while len < buf.len() {
-        match file.read(&mut buf[len..]) {
+        match file.read_at(&mut buf[len..], len as u64) {
             Ok(0) => break,
             Ok(n) => len += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -175,6 +181,25 @@ mod tests {
             start <= now + 1.0 && start > now - 3600.0,
             "start {start} now {now}"
         );
-        assert!(get("process_cpu_seconds_total") >= 0.0);
+        // Read afresh each time, though the file stays open: burnt CPU shows (spinning until
+        // it does, for up to 5 s, so a loaded machine does not make this fail).
+        let before = get("process_cpu_seconds_total");
+        let cpu_seconds = || {
+            process_metrics()
+                .into_iter()
+                .find(|f| f.name == "process_cpu_seconds_total")
+                .map(|f| f.samples[0].value)
+                .unwrap()
+        };
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut after = cpu_seconds();
+        let mut spins = 0u64;
+        while after <= before && std::time::Instant::now() < give_up {
+            for _ in 0..1_000_000 {
+                spins = std::hint::black_box(spins + 1);
+            }
+            after = cpu_seconds();
+        }
+        assert!(after > before, "cpu seconds {before} -> {after}");
     }
 }
