@@ -356,7 +356,7 @@ mod tests {
             gauge("m_shared", "b"),
             gauge("m_shared", "c"),
         ]);
-        let names: Vec<&str> = merged.iter().map(|f| f.name.as_str()).collect();
+        let names: Vec<&str> = merged.iter().map(|f| &*f.name).collect();
         assert_eq!(names, ["b_first", "m_shared", "z_last"]);
         let froms: Vec<&str> = merged[1]
             .samples

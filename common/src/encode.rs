@@ -107,11 +107,11 @@ fn write_openmetrics_family(out: &mut String, family: &MetricFamily) {
     let (family_name, kind, sample_suffix) = match family.kind {
         MetricType::Counter => match family.name.strip_suffix("_total") {
             Some(base) => (base, "counter", "_total"),
-            None => (family.name.as_str(), "unknown", ""),
+            None => (&*family.name, "unknown", ""),
         },
-        MetricType::Gauge => (family.name.as_str(), "gauge", ""),
-        MetricType::Histogram => (family.name.as_str(), "histogram", ""),
-        MetricType::Untyped => (family.name.as_str(), "unknown", ""),
+        MetricType::Gauge => (&*family.name, "gauge", ""),
+        MetricType::Histogram => (&*family.name, "histogram", ""),
+        MetricType::Untyped => (&*family.name, "unknown", ""),
     };
     out.push_str("# TYPE ");
     out.push_str(family_name);

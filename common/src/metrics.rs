@@ -33,17 +33,21 @@ pub struct HistogramValue {
     pub count: u64,
 }
 
+/// A family name or help text: nearly always a literal, borrowed rather than copied on every
+/// scrape; owned where it is built at run time.
+pub type Text = std::borrow::Cow<'static, str>;
+
 /// A family: one name, one help text, one type, any number of samples.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MetricFamily {
-    pub name: String,
-    pub help: String,
+    pub name: Text,
+    pub help: Text,
     pub kind: MetricType,
     pub samples: Vec<Sample>,
 }
 
 impl MetricFamily {
-    pub fn new(name: impl Into<String>, help: impl Into<String>, kind: MetricType) -> Self {
+    pub fn new(name: impl Into<Text>, help: impl Into<Text>, kind: MetricType) -> Self {
         MetricFamily {
             name: name.into(),
             help: help.into(),
@@ -52,16 +56,16 @@ impl MetricFamily {
         }
     }
 
-    pub fn gauge(name: impl Into<String>, help: impl Into<String>) -> Self {
+    pub fn gauge(name: impl Into<Text>, help: impl Into<Text>) -> Self {
         Self::new(name, help, MetricType::Gauge)
     }
 
     /// A counter; its name must already end in `_total`, as node_exporter's do.
-    pub fn counter(name: impl Into<String>, help: impl Into<String>) -> Self {
+    pub fn counter(name: impl Into<Text>, help: impl Into<Text>) -> Self {
         Self::new(name, help, MetricType::Counter)
     }
 
-    pub fn histogram(name: impl Into<String>, help: impl Into<String>) -> Self {
+    pub fn histogram(name: impl Into<Text>, help: impl Into<Text>) -> Self {
         Self::new(name, help, MetricType::Histogram)
     }
 

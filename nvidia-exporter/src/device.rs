@@ -57,10 +57,10 @@ fn core(snapshot: &Snapshot, g: &GpuSample) -> GpuCore {
 struct Family(MetricFamily);
 
 impl Family {
-    fn gauge(name: &str, help: &str) -> Family {
+    fn gauge(name: &'static str, help: impl Into<common::metrics::Text>) -> Family {
         Family(MetricFamily::gauge(name, help))
     }
-    fn counter(name: &str, help: &str) -> Family {
+    fn counter(name: &'static str, help: impl Into<common::metrics::Text>) -> Family {
         Family(MetricFamily::counter(name, help))
     }
     /// One sample for a GPU, with `gpu`, `id` and any extra labels.
@@ -186,23 +186,23 @@ fn extras(snapshot: &Snapshot) -> Vec<MetricFamily> {
     let gpm_help = " averaged since the previous sample, 0 to 1 (GPM, Hopper and newer).";
     let mut graphics_active = Family::gauge(
         "nvidia_graphics_engine_active_ratio",
-        &format!("Fraction of time the graphics/compute engine was active,{gpm_help}"),
+        format!("Fraction of time the graphics/compute engine was active,{gpm_help}"),
     );
     let mut sm_active = Family::gauge(
         "nvidia_sm_active_ratio",
-        &format!("Fraction of time SMs had at least one warp assigned,{gpm_help}"),
+        format!("Fraction of time SMs had at least one warp assigned,{gpm_help}"),
     );
     let mut sm_occupancy = Family::gauge(
         "nvidia_sm_occupancy_ratio",
-        &format!("Resident warps as a fraction of the maximum,{gpm_help}"),
+        format!("Resident warps as a fraction of the maximum,{gpm_help}"),
     );
     let mut tensor_active = Family::gauge(
         "nvidia_tensor_active_ratio",
-        &format!("Fraction of time the tensor cores were active,{gpm_help}"),
+        format!("Fraction of time the tensor cores were active,{gpm_help}"),
     );
     let mut dram_active = Family::gauge(
         "nvidia_dram_active_ratio",
-        &format!("Fraction of the memory bandwidth used,{gpm_help}"),
+        format!("Fraction of the memory bandwidth used,{gpm_help}"),
     );
     let cuda = snapshot.cuda_version.as_str();
     for g in &snapshot.gpus {

@@ -233,24 +233,26 @@ impl ProxyMetrics {
                 errors.push(&[u, m, r, ("kind", kind.label())], *n as f64);
             }
         }
-        let counter = |name: &str, help: &str, value: fn(&Series) -> Option<u64>| {
-            let mut family = MetricFamily::counter(name, help);
-            for (key, series) in &state.series {
-                if let Some(n) = value(series) {
-                    family.push(&key.labels(), n as f64);
+        let counter =
+            |name: &'static str, help: &'static str, value: fn(&Series) -> Option<u64>| {
+                let mut family = MetricFamily::counter(name, help);
+                for (key, series) in &state.series {
+                    if let Some(n) = value(series) {
+                        family.push(&key.labels(), n as f64);
+                    }
                 }
-            }
-            family
-        };
-        let hist = |name: &str, help: &str, value: fn(&Series) -> Option<&Histogram>| {
-            let mut family = MetricFamily::histogram(name, help);
-            for (key, series) in &state.series {
-                if let Some(h) = value(series) {
-                    family.push_histogram(&key.labels(), h.snapshot());
+                family
+            };
+        let hist =
+            |name: &'static str, help: &'static str, value: fn(&Series) -> Option<&Histogram>| {
+                let mut family = MetricFamily::histogram(name, help);
+                for (key, series) in &state.series {
+                    if let Some(h) = value(series) {
+                        family.push_histogram(&key.labels(), h.snapshot());
+                    }
                 }
-            }
-            family
-        };
+                family
+            };
         let mut active = MetricFamily::gauge(
             "llm_active_requests",
             "Inference requests in flight through the proxy (the model is known only from the answer, so this is by route).",
