@@ -179,7 +179,10 @@ mod tests {
 
         // A listed device goes: that scrape leaves it out, the next lists the devices again.
         std::fs::remove_dir_all(dir.join("clocksource0")).unwrap();
-        assert_eq!(sources(&time.collect().unwrap(), current), Vec::<String>::new());
+        assert_eq!(
+            sources(&time.collect().unwrap(), current),
+            Vec::<String>::new()
+        );
         assert_eq!(sources(&time.collect().unwrap(), current), ["1:acpi_pm"]);
         std::fs::remove_dir_all(&root).unwrap();
     }
