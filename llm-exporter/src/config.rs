@@ -51,6 +51,19 @@ pub struct UpstreamConfig {
     pub proxy_listen: Option<String>,
 }
 
+impl UpstreamConfig {
+    /// An upstream as first named; backend, key and proxy come from the per-upstream settings.
+    fn new(name: String, base_url: String) -> Self {
+        UpstreamConfig {
+            name,
+            base_url,
+            backend: BackendChoice::Auto,
+            api_key: None,
+            proxy_listen: None,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
@@ -231,13 +244,7 @@ fn upstream_tables(
                 });
             }
         }
-        upstreams.push(UpstreamConfig {
-            name,
-            base_url,
-            backend: BackendChoice::Auto,
-            api_key: None,
-            proxy_listen: None,
-        });
+        upstreams.push(UpstreamConfig::new(name, base_url));
     }
     Ok(())
 }
@@ -258,13 +265,7 @@ pub fn load(settings: &Settings) -> Result<Config, CliOutcome> {
             if upstreams.iter().any(|u| u.name == name) {
                 return Err(settings.invalid(key, &raw, "this upstream name is used twice"));
             }
-            upstreams.push(UpstreamConfig {
-                name,
-                base_url,
-                backend: BackendChoice::Auto,
-                api_key: None,
-                proxy_listen: None,
-            });
+            upstreams.push(UpstreamConfig::new(name, base_url));
         }
     }
 

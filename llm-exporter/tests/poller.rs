@@ -561,22 +561,25 @@ fn the_shipped_config_example_is_valid() {
     let dir = std::env::temp_dir().join(format!("llm-exporter-shipped-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("config.toml");
-    std::fs::write(&file, &text).unwrap();
-    let exporter = Exporter::start(&[format!("--config.file={}", file.display())]);
-    let metrics = exporter.metrics();
-    assert_eq!(
-        value(&metrics, "llm_up{upstream=\"llama\",backend=\"llama.cpp\"}"),
-        Some(1.0),
-        "{metrics}"
-    );
-    assert_eq!(
-        value(&metrics, "llm_up{upstream=\"ollama\",backend=\"ollama\"}"),
-        Some(1.0),
-        "{metrics}"
-    );
-    let (status, _) = post_through(proxy_port, "/completion", "", "{\"prompt\":\"x\"}");
-    assert_eq!(status, 200);
-    drop(exporter);
+    // The exporter started on `text` polls both upstreams and proxies to llama-server.
+    let serves_both = |text: &str| {
+        std::fs::write(&file, text).unwrap();
+        let exporter = Exporter::start(&[format!("--config.file={}", file.display())]);
+        let metrics = exporter.metrics();
+        assert_eq!(
+            value(&metrics, "llm_up{upstream=\"llama\",backend=\"llama.cpp\"}"),
+            Some(1.0),
+            "{text}\n{metrics}"
+        );
+        assert_eq!(
+            value(&metrics, "llm_up{upstream=\"ollama\",backend=\"ollama\"}"),
+            Some(1.0),
+            "{metrics}"
+        );
+        let (status, _) = post_through(proxy_port, "/completion", "", "{\"prompt\":\"x\"}");
+        assert_eq!(status, 200);
+    };
+    serves_both(&text);
 
     // Its commented [[upstream]] form, switched on instead of the [upstream] table.
     let before_table = shipped.split("\n[upstream]\n").next().unwrap();
@@ -595,21 +598,7 @@ fn the_shipped_config_example_is_valid() {
     // The key file it names does not exist here.
     let text = text.replace("api-key-file = ", "# api-key-file = ");
     assert_eq!(text.matches("[[upstream]]").count(), 2, "{text}");
-    std::fs::write(&file, &text).unwrap();
-    let exporter = Exporter::start(&[format!("--config.file={}", file.display())]);
-    let metrics = exporter.metrics();
-    assert_eq!(
-        value(&metrics, "llm_up{upstream=\"llama\",backend=\"llama.cpp\"}"),
-        Some(1.0),
-        "{text}\n{metrics}"
-    );
-    assert_eq!(
-        value(&metrics, "llm_up{upstream=\"ollama\",backend=\"ollama\"}"),
-        Some(1.0),
-        "{metrics}"
-    );
-    let (status, _) = post_through(proxy_port, "/completion", "", "{\"prompt\":\"x\"}");
-    assert_eq!(status, 200);
+    serves_both(&text);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -302,6 +302,21 @@ mod tests {
         calls: Arc<AtomicUsize>,
     }
 
+    impl Scripted {
+        /// A backend that answers with `steps` in turn, the sender that releases a `None`
+        /// (held) step, and the count of its calls.
+        fn new(steps: Vec<Step>) -> (Scripted, mpsc::Sender<()>, Arc<AtomicUsize>) {
+            let (release_tx, release_rx) = mpsc::channel();
+            let calls = Arc::new(AtomicUsize::new(0));
+            let backend = Scripted {
+                steps: Arc::new(Mutex::new(steps)),
+                release: Arc::new(Mutex::new(release_rx)),
+                calls: calls.clone(),
+            };
+            (backend, release_tx, calls)
+        }
+    }
+
     impl Backend for Scripted {
         fn name(&self) -> &'static str {
             "scripted"
@@ -331,17 +346,11 @@ mod tests {
 
     #[tokio::test]
     async fn stale_sample_with_age_and_at_most_one_collection() {
-        let (release_tx, release_rx) = mpsc::channel();
-        let calls = Arc::new(AtomicUsize::new(0));
-        let backend = Scripted {
-            steps: Arc::new(Mutex::new(vec![
-                Some(Ok(one_gpu())),
-                None,
-                Some(Err(Failure::new(Reason::BadOutput, "garbage"))),
-            ])),
-            release: Arc::new(Mutex::new(release_rx)),
-            calls: calls.clone(),
-        };
+        let (backend, release_tx, calls) = Scripted::new(vec![
+            Some(Ok(one_gpu())),
+            None,
+            Some(Err(Failure::new(Reason::BadOutput, "garbage"))),
+        ]);
         let sampler = Sampler::start(backend, Duration::from_millis(200), Refresh::Wait);
 
         let first = sampler.read().await;
@@ -393,17 +402,11 @@ mod tests {
 
     #[tokio::test]
     async fn background_refresh_answers_at_once_with_the_last_sample_and_its_age() {
-        let (release_tx, release_rx) = mpsc::channel();
-        let calls = Arc::new(AtomicUsize::new(0));
-        let backend = Scripted {
-            steps: Arc::new(Mutex::new(vec![
-                Some(Ok(one_gpu())),
-                None,
-                Some(Err(Failure::new(Reason::BadOutput, "garbage"))),
-            ])),
-            release: Arc::new(Mutex::new(release_rx)),
-            calls: calls.clone(),
-        };
+        let (backend, release_tx, calls) = Scripted::new(vec![
+            Some(Ok(one_gpu())),
+            None,
+            Some(Err(Failure::new(Reason::BadOutput, "garbage"))),
+        ]);
         let refresh = Refresh::Background {
             overdue: Duration::from_secs(60),
         };
@@ -439,12 +442,7 @@ mod tests {
 
     #[tokio::test]
     async fn background_refresh_reports_a_collection_past_overdue_as_a_timeout() {
-        let (_release_tx, release_rx) = mpsc::channel();
-        let backend = Scripted {
-            steps: Arc::new(Mutex::new(vec![Some(Ok(one_gpu())), None])),
-            release: Arc::new(Mutex::new(release_rx)),
-            calls: Arc::new(AtomicUsize::new(0)),
-        };
+        let (backend, _release_tx, _calls) = Scripted::new(vec![Some(Ok(one_gpu())), None]);
         let refresh = Refresh::Background {
             overdue: Duration::from_millis(100),
         };
@@ -458,13 +456,7 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_sample_a_second_scrape_joins_the_running_collection() {
-        let (release_tx, release_rx) = mpsc::channel();
-        let calls = Arc::new(AtomicUsize::new(0));
-        let backend = Scripted {
-            steps: Arc::new(Mutex::new(vec![None, Some(Ok(one_gpu()))])),
-            release: Arc::new(Mutex::new(release_rx)),
-            calls: calls.clone(),
-        };
+        let (backend, release_tx, calls) = Scripted::new(vec![None, Some(Ok(one_gpu()))]);
         let refresh = Refresh::Background {
             overdue: Duration::from_secs(60),
         };
