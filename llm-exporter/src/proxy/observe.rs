@@ -18,42 +18,19 @@ pub enum Framing {
 
 impl Framing {
     pub fn from_content_type(content_type: &str) -> Option<Framing> {
-        let mime = content_type
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        match mime.as_str() {
-            "text/event-stream" => Some(Framing::Sse),
-            "application/x-ndjson" | "application/ndjson" | "application/jsonl" => {
-                Some(Framing::Ndjson)
-            }
-            "application/json" => Some(Framing::Json),
-            _ => None,
+        let mime = content_type.split(';').next().unwrap_or("").trim();
+        let is = |name: &str| mime.eq_ignore_ascii_case(name);
+        if is("text/event-stream") {
+            Some(Framing::Sse)
+        } else if is("application/x-ndjson") || is("application/ndjson") || is("application/jsonl")
+        {
+            Some(Framing::Ndjson)
+        } else if is("application/json") {
+            Some(Framing::Json)
+        } else {
+            None
         }
     }
-}
-
-/// The first `\n` in `data`, eight bytes at a time.
-fn find_newline(data: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    const NEWLINES: u64 = u64::from_ne_bytes([b'\n'; 8]);
-    let mut words = data.chunks_exact(8);
-    let mut offset = 0;
-    for word in words.by_ref() {
-        let x = u64::from_ne_bytes(word.try_into().unwrap_or_default()) ^ NEWLINES;
-        // A zero byte in `x` (a newline in the word) sets its high bit here.
-        if x.wrapping_sub(ONES) & !x & HIGHS != 0 {
-            break;
-        }
-        offset += 8;
-    }
-    data[offset..]
-        .iter()
-        .position(|b| *b == b'\n')
-        .map(|p| offset + p)
 }
 
 /// What one response told us.
@@ -108,7 +85,7 @@ impl Observer {
             self.keep(data);
             return;
         }
-        while let Some(newline) = find_newline(data) {
+        while let Some(newline) = memchr::memchr(b'\n', data) {
             if self.kept.is_empty() && !self.overflow && newline <= MAX_KEPT {
                 self.line(&data[..newline], now);
             } else {
@@ -408,17 +385,6 @@ mod tests {
             assert_eq!(o.model, whole.model, "{size}");
             assert_eq!(o.inter_token.len(), whole.inter_token.len(), "{size}");
         }
-        for (data, at) in [
-            (&b""[..], None),
-            (b"abc", None),
-            (b"\n", Some(0)),
-            (b"0123456789\n", Some(10)),
-        ] {
-            assert_eq!(find_newline(data), at);
-        }
-        let mut long = vec![b'x'; 100];
-        long[77] = b'\n';
-        assert_eq!(find_newline(&long), Some(77));
     }
 
     #[test]
@@ -429,6 +395,10 @@ mod tests {
         assert_eq!(
             Framing::from_content_type("text/event-stream; charset=utf-8"),
             Some(Framing::Sse)
+        );
+        assert_eq!(
+            Framing::from_content_type(" Application/X-NDJSON ;charset=utf-8"),
+            Some(Framing::Ndjson)
         );
         assert_eq!(Framing::from_content_type("text/html"), None);
     }
