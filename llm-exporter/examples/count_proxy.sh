@@ -8,12 +8,14 @@
 #   cargo build --release -p llm-exporter --bins --examples
 #   llm-exporter/examples/count_proxy.sh callgrind llm stream 1200
 #
-# usage: count_proxy.sh callgrind|strace llm|nginx plain|stream|concurrent N [BINDIR]
+# usage: count_proxy.sh callgrind|strace|cpu llm|nginx plain|stream|concurrent N [BINDIR]
 # BINDIR holds llm-exporter and examples/drive_proxy (default target/release). Prints the
-# instruction total (callgrind) or strace's table.
+# instruction total (callgrind), strace's table, or (cpu) the proxy's CPU time in microseconds,
+# user and kernel together, as the scheduler accounts it (/proc/PID/task/*/schedstat): not steady
+# like the counts, but the kernel's share of the work shows only here.
 set -u
 if [ $# -lt 4 ]; then
-    sed -n '2,13p' "$0"
+    sed -n '2,15p' "$0"
     exit 2
 fi
 tool=$1 target=$2 kind=$3 n=$4 bindir=${5:-target/release}
@@ -23,6 +25,7 @@ work=$(mktemp -d)
 case $tool in
     callgrind) run=(valgrind --tool=callgrind "--callgrind-out-file=$work/callgrind.out") ;;
     strace) run=(strace -f -c -o "$work/strace.out") ;;
+    cpu) run=() ;;
     *) echo "unknown tool $tool" >&2; exit 2 ;;
 esac
 case $target in
@@ -58,6 +61,11 @@ esac
 pid=$!
 "$bindir/examples/drive_proxy" "$upstream" "$proxy" "$kind" "$n" >&2 || echo "the load failed" >&2
 sleep 0.3
+if [ "$tool" = cpu ]; then
+    cat /proc/"$pid"/task/*/schedstat | awk '{ns += $1} END {printf "%d\n", ns / 1000}'
+    awk '{print "user ticks " $14 ", kernel ticks " $15}' /proc/"$pid"/stat >&2
+    cat /proc/"$pid"/task/*/status | awk '/voluntary_ctxt/ {s[$1] += $2} END {for (k in s) print k, s[k]}' >&2
+fi
 # Under strace the proxy is strace's child; valgrind runs it in its own process.
 child=$(pgrep -P "$pid")
 kill -TERM "${child:-$pid}"
