@@ -78,6 +78,9 @@ pub struct ProxyConfig {
     pub header_timeout: Duration,
     /// How long a response body may stay silent before the proxy gives up on it.
     pub idle_timeout: Duration,
+    /// How long the proxy waits for a client: for a request head (an idle keep-alive
+    /// connection included) and for the client to take each write.
+    pub client_timeout: Duration,
     /// Distinct model label values kept before new ones are counted as `other`.
     pub max_models: usize,
     /// Threads serving the proxy listeners (`--proxy.threads`; `auto`: one per available core).
@@ -127,6 +130,10 @@ pub fn args() -> Vec<Arg> {
             .long("proxy.idle-timeout")
             .default_value("5m")
             .help("How long a proxied response may send nothing before the proxy ends it"),
+        Arg::new("proxy.client-timeout")
+            .long("proxy.client-timeout")
+            .default_value("30s")
+            .help("How long the proxy waits for a client's request head (idle keep-alive connections included) and for a client to take each write"),
         Arg::new("proxy.max-models")
             .long("proxy.max-models")
             .default_value("32")
@@ -329,6 +336,9 @@ pub fn load(settings: &Settings) -> Result<Config, CliOutcome> {
     let idle_timeout = settings
         .parsed("proxy.idle-timeout", positive_duration)?
         .unwrap_or(Duration::from_secs(300));
+    let client_timeout = settings
+        .parsed("proxy.client-timeout", positive_duration)?
+        .unwrap_or(Duration::from_secs(30));
     let max_models = settings
         .parsed("proxy.max-models", |s| {
             s.parse::<usize>()
@@ -346,6 +356,7 @@ pub fn load(settings: &Settings) -> Result<Config, CliOutcome> {
         proxy: ProxyConfig {
             header_timeout,
             idle_timeout,
+            client_timeout,
             max_models,
             threads,
         },

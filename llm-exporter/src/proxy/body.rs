@@ -5,7 +5,6 @@
 
 use super::client::{Conn, Upstream};
 use super::decode::Decoder;
-use super::later;
 use super::metrics::{ErrorKind, Finished, ProxyMetrics};
 use super::observe::Observer;
 use bytes::Bytes;
@@ -82,12 +81,9 @@ pub struct MeteredBody {
     last_data: Instant,
     /// Made the first time the body has to wait: most short answers never do.
     idle: Option<Pin<Box<Sleep>>>,
-    /// Data was handed on since the last `Pending`: hyper may still hold it unwritten.
-    unflushed: bool,
-    /// A failure held back one poll, so that hyper writes out the data before it.
-    failed: Option<BoxError>,
-    /// Stream data handed on but not yet read, with when it arrived: it is read once hyper has
-    /// written it out, so the client never waits for the reading.
+    /// Stream data handed on but not yet read, with when it arrived: it is read at the next
+    /// poll, which the server makes once it has written the data out, so the client never waits
+    /// for the reading.
     unread: Option<(Bytes, Instant)>,
 }
 
@@ -110,29 +106,24 @@ impl MeteredBody {
             idle_timeout,
             last_data: now,
             idle: None,
-            unflushed: false,
-            failed: None,
             unread: None,
         };
         body.release_if_done();
         body
     }
 
+    /// Records the request. The server has written out every byte handed on by now (it writes
+    /// each piece before it polls again, and drops the body after its last write), so the
+    /// reading and counting left here never delay the client.
     fn end(&mut self, error: Option<ErrorKind>) {
         let Some(mut record) = self.record.take() else {
             return;
         };
-        let unread = self.unread.take();
         let now = Instant::now();
-        let finish = move || {
-            if let (Some((data, at)), Some(observer)) = (unread, record.observer.as_mut()) {
-                observer.feed(&data, at);
-            }
-            record.finish(error, now);
-        };
-        // hyper ends the body before it writes out the last bytes: reading what is left and
-        // adding up the metrics wait until the thread is done with the connection.
-        later::defer(finish);
+        if let (Some((data, at)), Some(observer)) = (self.unread.take(), record.observer.as_mut()) {
+            observer.feed(&data, at);
+        }
+        record.finish(error, now);
     }
 
     /// Once the body is read whole, its connection can carry the next request at once.
@@ -148,22 +139,13 @@ impl MeteredBody {
     }
 
     /// A failure: the connection is closed, the request recorded, the client's response cut.
-    /// hyper drops what it has not yet written when a body fails, so data handed on in this
-    /// same poll goes out first: the failure waits for the next one.
     fn fail(
         &mut self,
-        cx: &mut Context<'_>,
         kind: ErrorKind,
         error: BoxError,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.conn = None;
         self.end(Some(kind));
-        if self.unflushed {
-            self.unflushed = false;
-            self.failed = Some(error);
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
         Poll::Ready(Some(Err(error)))
     }
 
@@ -179,7 +161,6 @@ impl MeteredBody {
                 observer.feed(&data, now);
             }
         }
-        self.unflushed = true;
         Poll::Ready(Some(Ok(Frame::data(data))))
     }
 
@@ -211,17 +192,7 @@ impl Body for MeteredBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        if let Some(error) = this.failed.take() {
-            return Poll::Ready(Some(Err(error)));
-        }
         if let Some((data, at)) = this.unread.take() {
-            if this.unflushed {
-                // hyper writes out what it holds when this poll is pending; back at once.
-                this.unread = Some((data, at));
-                this.unflushed = false;
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
             if let Some(observer) = this.record.as_mut().and_then(|r| r.observer.as_mut()) {
                 observer.feed(&data, at);
             }
@@ -238,7 +209,7 @@ impl Body for MeteredBody {
             if !conn.buf.is_empty() {
                 let data = match this.decoder.decode(&mut conn.buf) {
                     Ok(data) => data,
-                    Err(e) => return this.fail(cx, ErrorKind::UpstreamBroken, Box::new(e)),
+                    Err(e) => return this.fail(ErrorKind::UpstreamBroken, Box::new(e)),
                 };
                 this.release_if_done();
                 if !data.is_empty() {
@@ -255,30 +226,25 @@ impl Body for MeteredBody {
                         this.conn = None;
                         continue;
                     }
-                    return this.fail(cx, ErrorKind::UpstreamBroken, Box::new(Cut));
+                    return this.fail(ErrorKind::UpstreamBroken, Box::new(Cut));
                 }
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     match conn.stream.poll_read_ready(cx) {
                         Poll::Ready(Ok(())) => {}
                         Poll::Ready(Err(e)) => {
-                            return this.fail(cx, ErrorKind::UpstreamBroken, Box::new(e))
+                            return this.fail(ErrorKind::UpstreamBroken, Box::new(e))
                         }
                         Poll::Pending => {
                             if this.silent_too_long(cx) {
                                 let timeout = IdleTimeout(this.idle_timeout);
-                                return this.fail(
-                                    cx,
-                                    ErrorKind::UpstreamTimeout,
-                                    Box::new(timeout),
-                                );
+                                return this.fail(ErrorKind::UpstreamTimeout, Box::new(timeout));
                             }
-                            this.unflushed = false;
                             return Poll::Pending;
                         }
                     }
                 }
-                Err(e) => return this.fail(cx, ErrorKind::UpstreamBroken, Box::new(e)),
+                Err(e) => return this.fail(ErrorKind::UpstreamBroken, Box::new(e)),
             }
         }
     }
@@ -300,8 +266,8 @@ impl Body for MeteredBody {
 
 impl Drop for MeteredBody {
     fn drop(&mut self) {
-        // Dropped before the end: the client went away (hyper drops the body on disconnect),
-        // unless every byte was already passed on and only the final poll was skipped.
+        // Dropped before the end: the client went away (the server drops the body when it
+        // does), unless every byte was already passed on and only the final poll was skipped.
         let error = if self.decoder.is_done() && self.first.is_none() {
             None
         } else {
@@ -345,7 +311,7 @@ impl Body for ProxyBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            // Lets hyper end the response in the same write as its last data.
+            // Lets the server end the response in the same write as its last data.
             ProxyBody::Upstream(body) => body.is_end_stream(),
             ProxyBody::Local(bytes) => bytes.is_none(),
         }

@@ -8,7 +8,7 @@
 use super::decode::{Decoder, Framing};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
-use hyper::body::{Body, Frame, Incoming};
+use hyper::body::{Body, Frame};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, StatusCode, Uri};
 use std::future::poll_fn;
@@ -101,13 +101,17 @@ impl Upstream {
     }
 
     /// Sends a request (its body streamed as the client sends it) and reads the response head.
-    pub async fn send(
+    pub async fn send<B>(
         &self,
         method: &Method,
         path_and_query: &str,
         headers: &HeaderMap,
-        mut body: Incoming,
-    ) -> Result<Response, SendError> {
+        mut body: B,
+    ) -> Result<Response, SendError>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
         // The framing is always the proxy's own: the body's exact size, or chunked coding when
         // the client's is not known in advance; never a client's header (RFC 9112 §6.3).
         let length = if body.is_end_stream() {
@@ -274,12 +278,16 @@ impl Upstream {
 
 /// Writes the head in `out` and the body after it: what the client has already sent goes in the
 /// same write as the head, the rest as it comes.
-async fn send_body(
+async fn send_body<B>(
     stream: &mut TcpStream,
     out: &mut Vec<u8>,
-    body: &mut Incoming,
+    body: &mut B,
     chunked: bool,
-) -> Result<(), SendError> {
+) -> Result<(), SendError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
     let broken = |e: std::io::Error| SendError::Broken(format!("writing the request: {e}"));
     // Whether some of the request was written before the last write. If not, `out` keeps the
     // whole request (a write error included), for one more try on a fresh connection.
@@ -398,7 +406,7 @@ enum HeadError {
 }
 
 /// The length of the head up to and including its empty line, once it is all there.
-fn head_end(buf: &[u8]) -> Option<usize> {
+pub(super) fn head_end(buf: &[u8]) -> Option<usize> {
     let mut from = 0;
     while let Some(i) = buf[from..].iter().position(|b| *b == b'\n') {
         let at = from + i + 1;
@@ -504,7 +512,7 @@ fn framing(
 }
 
 /// A decimal number of digits only (no sign, no spaces), at most 18 of them (no overflow).
-fn digits(text: &[u8]) -> Option<u64> {
+pub(super) fn digits(text: &[u8]) -> Option<u64> {
     if text.is_empty() || text.len() > 18 {
         return None;
     }

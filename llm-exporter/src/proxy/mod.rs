@@ -9,23 +9,21 @@ pub mod chunk;
 pub mod client;
 pub mod collector;
 pub mod decode;
-pub mod later;
 pub mod metrics;
 pub mod observe;
 pub mod route;
+mod server;
 
 use crate::config::{Backend, BackendChoice, Config, ProxyConfig, UpstreamConfig};
 use crate::model_name;
 use body::{MeteredBody, ProxyBody, Record};
 use bytes::Bytes;
 use client::{SendError, Upstream};
-use hyper::body::Incoming;
+use hyper::body::Body;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use metrics::{ErrorKind, Finished, ProxyMetrics};
 use observe::{Framing, Observer};
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -125,7 +123,6 @@ async fn serve_all(serving: Vec<(std::net::TcpListener, Target)>) {
         }
     }
     tokio::spawn(keep_timer_armed());
-    tokio::spawn(later::run());
     for task in tasks {
         let _ = task.await;
     }
@@ -180,16 +177,8 @@ async fn serve(listener: tokio::net::TcpListener, target: Arc<Target>) {
         let _ = stream.set_nodelay(true);
         let target = target.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let target = target.clone();
-                async move { Ok::<_, Infallible>(forward(&target, req).await) }
-            });
-            // Errors here are clients going away mid-response; the body's Drop has recorded them.
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let timeout = target.settings.client_timeout;
+            server::serve_connection(stream, &target, timeout).await;
         });
     }
 }
@@ -199,8 +188,8 @@ async fn serve(listener: tokio::net::TcpListener, target: Arc<Target>) {
 pub const CLIENT_CLOSED: u16 = 499;
 
 /// Holds an inference request's place in `llm_active_requests` until someone else takes over
-/// recording it (an answer made here, or the response body). hyper drops `forward` when the
-/// client goes away before the response headers exist; the guard then records the request as a
+/// recording it (an answer made here, or the response body). The server drops `forward` when
+/// the client goes away before the response headers exist; the guard then records the request as a
 /// client disconnect, so the gauge never leaks.
 struct InFlight<'a> {
     target: &'a Target,
@@ -241,7 +230,11 @@ impl Drop for InFlight<'_> {
     }
 }
 
-async fn forward(target: &Target, req: Request<Incoming>) -> Response<ProxyBody> {
+async fn forward<B>(target: &Target, req: Request<B>) -> Response<ProxyBody>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
     let started = Instant::now();
     let route = route::inference_route(req.method(), req.uri().path());
     let in_flight = InFlight::start(target, route, started);
@@ -348,8 +341,8 @@ async fn forward(target: &Target, req: Request<Incoming>) -> Response<ProxyBody>
     });
     let mut headers = without_hop_by_hop(response.headers);
     if response.drop_length {
-        // The length the client gets is the one the proxy frames by (hyper writes it from the
-        // body's exact size): never a void, listed or malformed upstream value.
+        // The length the client gets is the one the proxy frames by (the server writes it from
+        // the body's exact size): never a void, listed or malformed upstream value.
         headers.remove(header::CONTENT_LENGTH);
     }
     let body = MeteredBody::new(

@@ -1,0 +1,750 @@
+//! The proxy's side of the client connection: HTTP/1.1 and 1.0, written for this one job in place
+//! of hyper's general server, which was most of what the proxy spent beyond nginx on a request
+//! (its connection state machine, buffered writer and header encoder). A request head is read
+//! and checked, the request goes upstream with its body streamed as it arrives, and the response
+//! goes back as it comes: the head with the first body bytes in one write, then one write per
+//! read of the upstream, each written out before the next is read.
+//!
+//! What keeps the proxy from carrying a smuggled request (RFC 9112 §6.1, §6.3): a request with
+//! both Transfer-Encoding and Content-Length, with a transfer coding other than one `chunked`,
+//! with a Content-Length that is not one number, or with Transfer-Encoding in HTTP/1.0, is
+//! refused and its connection closed; the request sent upstream always carries the proxy's own
+//! framing (client.rs); a connection whose request body was not read to its end is closed.
+
+use super::body::ProxyBody;
+use super::client::head_end;
+use super::decode::{Decoder, Framing};
+use super::{forward, Target};
+use bytes::{Bytes, BytesMut};
+use hyper::body::{Body, Frame, SizeHint};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, StatusCode, Uri, Version};
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::io::{ErrorKind as IoKind, IoSlice};
+use std::pin::Pin;
+use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// Longest request head accepted (hyper's default buffer limit was about 400 KiB; nginx's
+/// `large_client_header_buffers` allow 4 x 8 KiB).
+const MAX_HEAD: usize = 64 << 10;
+/// Most header fields accepted in a request head (hyper's default).
+const MAX_HEADERS: usize = 100;
+/// Bytes of a next, pipelined request read ahead while the current one is served.
+const MAX_READ_AHEAD: usize = 64 << 10;
+/// After a refusal, or with a request body left unread, how much the proxy still reads (and
+/// throws away) before it closes, so that the client is not sent a reset before it has read
+/// the answer (nginx's lingering close).
+const LINGER_BYTES: usize = 256 << 10;
+const LINGER_TIME: Duration = Duration::from_secs(2);
+
+/// The client connection's bytes read but not yet used, shared between the request body (which
+/// reads them) and the watch for a client that leaves while its response is awaited.
+struct Inbound {
+    buf: BytesMut,
+    /// The current request's body has been read to its end (or it has none).
+    body_done: bool,
+}
+
+fn lock(inbound: &Mutex<Inbound>) -> MutexGuard<'_, Inbound> {
+    inbound.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Serves one client connection until it closes, breaks, times out, or a request or response
+/// leaves it unusable. `client_timeout` bounds the wait for a request head (an idle keep-alive
+/// connection included) and for the client to take each write.
+pub async fn serve_connection(stream: TcpStream, target: &Target, client_timeout: Duration) {
+    let inbound = Mutex::new(Inbound {
+        buf: BytesMut::with_capacity(4096),
+        body_done: true,
+    });
+    let mut out = Vec::with_capacity(1024);
+    loop {
+        let head = match tokio::time::timeout(client_timeout, read_head(&stream, &inbound)).await {
+            Ok(Ok(Some(head))) => head,
+            // Closed between requests, or quiet for too long: nothing to answer.
+            Ok(Ok(None)) | Err(_) => return,
+            Ok(Err(status)) => return refuse(stream, &mut out, status, client_timeout).await,
+        };
+        let parsed = match parse_request(&head) {
+            Ok(parsed) => parsed,
+            Err(status) => return refuse(stream, &mut out, status, client_timeout).await,
+        };
+        let decoder = Decoder::new(parsed.body);
+        lock(&inbound).body_done = decoder.is_done();
+        if parsed.expect_continue && !decoder.is_done() {
+            // The client waits for this before it sends the body (hyper sent it too).
+            let sent = write_all(&stream, &[b"HTTP/1.1 100 Continue\r\n\r\n"], client_timeout);
+            if sent.await.is_err() {
+                return;
+            }
+        }
+        let is_head = parsed.request.method() == Method::HEAD;
+        let version_11 = parsed.request.version() == Version::HTTP_11;
+        let mut keep_alive = parsed.keep_alive;
+        let request = parsed.request.map(|()| ClientBody {
+            stream: &stream,
+            inbound: &inbound,
+            decoder,
+        });
+
+        let response = {
+            let forwarding = forward(target, request);
+            tokio::pin!(forwarding);
+            tokio::select! {
+                biased;
+                response = &mut forwarding => response,
+                // Dropping the request on the way records it as a client disconnect.
+                () = client_gone(&stream, &inbound) => return,
+            }
+        };
+
+        let (parts, mut body) = response.into_parts();
+        let framing = ResponseFraming::choose(parts.status, is_head, &body, version_11);
+        keep_alive &= framing != ResponseFraming::Close;
+        out.clear();
+        write_head(&mut out, &parts, version_11, framing, keep_alive);
+        let sent = send_body(
+            &stream,
+            &inbound,
+            &mut out,
+            &mut body,
+            framing,
+            client_timeout,
+        );
+        let complete = sent.await;
+        // The body records the request when dropped: after its last bytes went out.
+        drop(body);
+        if !complete {
+            return;
+        }
+        if !lock(&inbound).body_done {
+            // The upstream answered before the whole request body came (a 413): what is left
+            // of it cannot be told from a next request.
+            return linger(stream, client_timeout).await;
+        }
+        if !keep_alive {
+            return linger(stream, client_timeout).await;
+        }
+    }
+}
+
+/// Reads up to the end of a request head. `Ok(None)`: the client closed the connection (or it
+/// broke) before a whole head came.
+async fn read_head(
+    stream: &TcpStream,
+    inbound: &Mutex<Inbound>,
+) -> Result<Option<Bytes>, StatusCode> {
+    loop {
+        {
+            let mut inbound = lock(inbound);
+            let buf = &mut inbound.buf;
+            if let Some(end) = head_end(buf) {
+                if end > MAX_HEAD {
+                    return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+                }
+                return Ok(Some(buf.split_to(end).freeze()));
+            }
+            if buf.len() > MAX_HEAD {
+                return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+            }
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(4096);
+            }
+            match stream.try_read_buf(buf) {
+                Ok(0) => return Ok(None),
+                Ok(_) => continue,
+                Err(e) if e.kind() == IoKind::WouldBlock => {}
+                Err(_) => return Ok(None),
+            }
+        }
+        if stream.readable().await.is_err() {
+            return Ok(None);
+        }
+    }
+}
+
+/// A request head, checked.
+struct Parsed {
+    request: Request<()>,
+    body: Framing,
+    keep_alive: bool,
+    expect_continue: bool,
+}
+
+/// Parses and checks a request head; the status to refuse it with when it is not acceptable.
+fn parse_request(head: &Bytes) -> Result<Parsed, StatusCode> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    match req.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        }
+        _ => return Err(StatusCode::BAD_REQUEST),
+    }
+    let version = match req.version {
+        Some(1) => Version::HTTP_11,
+        Some(0) => Version::HTTP_10,
+        _ => return Err(StatusCode::HTTP_VERSION_NOT_SUPPORTED),
+    };
+    let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
+        .map_err(|_| StatusCode::BAD_REQUEST)?;
+    if method == Method::CONNECT {
+        // A tunnel is not an API call: nothing here can carry one.
+        return Err(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let target = req.path.unwrap_or_default();
+    let uri = Uri::from_maybe_shared(head.slice_ref(target.as_bytes()))
+        .map_err(|_| StatusCode::BAD_REQUEST)?;
+    // Origin form (`/path?query`), absolute form (`http://host/path`), or `*` for OPTIONS;
+    // never a bare authority.
+    if !(target.starts_with('/') || uri.scheme().is_some() || target == "*") {
+        return Err(StatusCode::BAD_REQUEST);
+    }
+    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    for field in req.headers.iter() {
+        let name =
+            HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| StatusCode::BAD_REQUEST)?;
+        let value = HeaderValue::from_maybe_shared(head.slice_ref(field.value))
+            .map_err(|_| StatusCode::BAD_REQUEST)?;
+        headers.append(name, value);
+    }
+    let version_11 = version == Version::HTTP_11;
+    let body = request_framing(&headers, version_11)?;
+    let says = |name: HeaderName, token: &[u8]| {
+        headers.get_all(name).iter().any(|v| {
+            v.as_bytes()
+                .split(|b| *b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+        })
+    };
+    let keep_alive = if version_11 {
+        !says(header::CONNECTION, b"close")
+    } else {
+        says(header::CONNECTION, b"keep-alive")
+    };
+    let expect_continue = version_11 && says(header::EXPECT, b"100-continue");
+    let mut request = Request::new(());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = version;
+    *request.headers_mut() = headers;
+    Ok(Parsed {
+        request,
+        body,
+        keep_alive,
+        expect_continue,
+    })
+}
+
+/// How the request body's end is known (RFC 9112 §6.3), or why the request is refused.
+fn request_framing(headers: &HeaderMap, version_11: bool) -> Result<Framing, StatusCode> {
+    let bad = StatusCode::BAD_REQUEST;
+    let lengths = headers.get_all(header::CONTENT_LENGTH);
+    let mut codings = 0;
+    for value in headers.get_all(header::TRANSFER_ENCODING) {
+        for coding in value.as_bytes().split(|b| *b == b',') {
+            let coding = coding.trim_ascii();
+            if coding.is_empty() {
+                continue;
+            }
+            if !coding.eq_ignore_ascii_case(b"chunked") {
+                // The body could not be read (or passed on) without decoding it.
+                return Err(StatusCode::NOT_IMPLEMENTED);
+            }
+            codings += 1;
+        }
+    }
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        // Chunked exactly once, in HTTP/1.1, and no length beside it: anything else is where
+        // two servers in a row could disagree on where the body ends.
+        if codings != 1 || !version_11 || lengths.iter().next().is_some() {
+            return Err(bad);
+        }
+        return Ok(Framing::Chunked);
+    }
+    // Repeated or listed values are one length only if they are all the same (RFC 9110 §8.6).
+    let mut length = None;
+    for value in lengths {
+        for part in value.as_bytes().split(|b| *b == b',') {
+            let n = super::client::digits(part.trim_ascii()).ok_or(bad)?;
+            if length.is_some_and(|l| l != n) {
+                return Err(bad);
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(n) => Framing::Length(n),
+        None => Framing::Empty,
+    })
+}
+
+/// The request body, read from the client connection as the upstream request takes it.
+pub struct ClientBody<'a> {
+    stream: &'a TcpStream,
+    inbound: &'a Mutex<Inbound>,
+    decoder: Decoder,
+}
+
+impl Body for ClientBody<'_> {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = self.get_mut();
+        let mut inbound = lock(this.inbound);
+        loop {
+            if this.decoder.is_done() {
+                return Poll::Ready(None);
+            }
+            if !inbound.buf.is_empty() {
+                let data = this.decoder.decode(&mut inbound.buf).map_err(|_| {
+                    std::io::Error::new(IoKind::InvalidData, "malformed chunked request body")
+                })?;
+                inbound.body_done = this.decoder.is_done();
+                if !data.is_empty() {
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                // The decoder takes all it is given until the end of the body.
+                continue;
+            }
+            if inbound.buf.capacity() < 4096 {
+                inbound.buf.reserve(16 << 10);
+            }
+            match this.stream.try_read_buf(&mut inbound.buf) {
+                Ok(0) => {
+                    let cut = "the client closed the connection before the end of the body";
+                    return Poll::Ready(Some(Err(std::io::Error::new(IoKind::UnexpectedEof, cut))));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == IoKind::WouldBlock => match this.stream.poll_read_ready(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+                    Poll::Pending => return Poll::Pending,
+                },
+                Err(e) => return Poll::Ready(Some(Err(e))),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.decoder.is_done()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.decoder.remaining() {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+/// Completes when the client has closed its connection (or it broke) while it waits for its
+/// response. Bytes of a next request that come meanwhile are kept. It watches only once the
+/// request body has been read whole; until then the body's reads see the close, and this is
+/// polled again whenever the request makes progress, since both run in the same task.
+async fn client_gone(stream: &TcpStream, inbound: &Mutex<Inbound>) {
+    poll_fn(|cx| {
+        let mut inbound = lock(inbound);
+        if !inbound.body_done {
+            return Poll::Pending;
+        }
+        loop {
+            if inbound.buf.len() >= MAX_READ_AHEAD {
+                // Enough read ahead: a close shows at the next write instead.
+                return Poll::Pending;
+            }
+            if inbound.buf.capacity() - inbound.buf.len() < 1024 {
+                inbound.buf.reserve(4096);
+            }
+            match stream.try_read_buf(&mut inbound.buf) {
+                Ok(0) => return Poll::Ready(()),
+                Ok(_) => {}
+                Err(e) if e.kind() == IoKind::WouldBlock => match stream.poll_read_ready(cx) {
+                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Err(_)) => return Poll::Ready(()),
+                    Poll::Pending => return Poll::Pending,
+                },
+                Err(_) => return Poll::Ready(()),
+            }
+        }
+    })
+    .await
+}
+
+/// How the response body's end is told to the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ResponseFraming {
+    /// No body follows the head (HEAD, 1xx, 204, 304): the upstream's headers stand as they are.
+    None,
+    Length(u64),
+    Chunked,
+    /// An HTTP/1.0 client and a body of unknown length: it ends with the connection.
+    Close,
+}
+
+impl ResponseFraming {
+    fn choose(status: StatusCode, is_head: bool, body: &ProxyBody, version_11: bool) -> Self {
+        if is_head
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            return ResponseFraming::None;
+        }
+        match body.size_hint().exact() {
+            Some(n) => ResponseFraming::Length(n),
+            None if version_11 => ResponseFraming::Chunked,
+            None => ResponseFraming::Close,
+        }
+    }
+}
+
+/// The response's status line and header fields, with the proxy's own framing.
+fn write_head(
+    out: &mut Vec<u8>,
+    parts: &hyper::http::response::Parts,
+    version_11: bool,
+    framing: ResponseFraming,
+    keep_alive: bool,
+) {
+    out.extend_from_slice(if version_11 {
+        b"HTTP/1.1 "
+    } else {
+        b"HTTP/1.0 "
+    });
+    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(
+        parts
+            .status
+            .canonical_reason()
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    out.extend_from_slice(b"\r\n");
+    let no_length = matches!(parts.status.as_u16(), 100..=199 | 204);
+    for (name, value) in &parts.headers {
+        let framing_field = *name == header::TRANSFER_ENCODING
+            || (*name == header::CONTENT_LENGTH && (framing != ResponseFraming::None || no_length));
+        if framing_field {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        ResponseFraming::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        ResponseFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        ResponseFraming::None | ResponseFraming::Close => {}
+    }
+    if !parts.headers.contains_key(header::DATE) {
+        out.extend_from_slice(b"date: ");
+        with_http_date(|date| out.extend_from_slice(date));
+        out.extend_from_slice(b"\r\n");
+    }
+    if version_11 && !keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if !version_11 && keep_alive {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the head in `out` and the body after it, each piece as soon as it is there; whether
+/// the response went out whole.
+async fn send_body(
+    stream: &TcpStream,
+    inbound: &Mutex<Inbound>,
+    out: &mut Vec<u8>,
+    body: &mut ProxyBody,
+    framing: ResponseFraming,
+    timeout: Duration,
+) -> bool {
+    if framing == ResponseFraming::None {
+        return write_all(stream, &[out], timeout).await.is_ok();
+    }
+    let chunked = framing == ResponseFraming::Chunked;
+    let mut body = Pin::new(body);
+    loop {
+        // What is there now goes out with what waits in `out` (the head, at first); only with
+        // nothing there is the client watched while the upstream is awaited.
+        let frame = match poll_fn(|cx| Poll::Ready(body.as_mut().poll_frame(cx))).await {
+            Poll::Ready(frame) => frame,
+            Poll::Pending => {
+                if !out.is_empty() {
+                    if write_all(stream, &[out], timeout).await.is_err() {
+                        return false;
+                    }
+                    out.clear();
+                }
+                tokio::select! {
+                    biased;
+                    frame = poll_fn(|cx| body.as_mut().poll_frame(cx)) => frame,
+                    () = client_gone(stream, inbound) => return false,
+                }
+            }
+        };
+        let data = match frame {
+            None => {
+                if chunked {
+                    out.extend_from_slice(b"0\r\n\r\n");
+                }
+                return write_all(stream, &[out], timeout).await.is_ok();
+            }
+            // The upstream failed: what came before goes out, the response stays cut (no last
+            // chunk), and the connection closes.
+            Some(Err(_)) => {
+                let _ = write_all(stream, &[out], timeout).await;
+                return false;
+            }
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => data,
+                // Trailers are not passed on.
+                Err(_) => continue,
+            },
+        };
+        if data.is_empty() {
+            continue;
+        }
+        let end = body.is_end_stream();
+        let mut size_line = [0u8; 20];
+        let (before, after): (&[u8], &[u8]) = if chunked {
+            let n = hex(data.len(), &mut size_line);
+            (n, if end { b"\r\n0\r\n\r\n" } else { b"\r\n" })
+        } else {
+            (b"", b"")
+        };
+        if write_all(stream, &[out, before, &data, after], timeout)
+            .await
+            .is_err()
+        {
+            return false;
+        }
+        out.clear();
+        if end {
+            return true;
+        }
+    }
+}
+
+/// `n` in hexadecimal with the CRLF after it, as a chunk's size line.
+fn hex(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len() - 2;
+    buf[i..].copy_from_slice(b"\r\n");
+    loop {
+        i -= 1;
+        buf[i] = b"0123456789abcdef"[n & 15];
+        n >>= 4;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// Writes all the pieces, in as few system calls as the socket takes them; each wait for the
+/// client to take more is bounded by `timeout`.
+async fn write_all(stream: &TcpStream, pieces: &[&[u8]], timeout: Duration) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = pieces
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| IoSlice::new(p))
+        .collect();
+    let mut slices = &mut slices[..];
+    while !slices.is_empty() {
+        match stream.try_write_vectored(slices) {
+            Ok(0) => return Err(IoKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == IoKind::WouldBlock => {
+                tokio::time::timeout(timeout, stream.writable())
+                    .await
+                    .map_err(|_| std::io::Error::from(IoKind::TimedOut))??;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Answers a request the proxy will not pass on, then closes the connection.
+async fn refuse(stream: TcpStream, out: &mut Vec<u8>, status: StatusCode, timeout: Duration) {
+    let message = format!(
+        "{{\"error\":\"llm-exporter proxy: {}\"}}",
+        status
+            .canonical_reason()
+            .unwrap_or("refused")
+            .to_lowercase()
+    );
+    out.clear();
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or_default().as_bytes());
+    out.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(message.len()).as_bytes());
+    out.extend_from_slice(b"\r\nconnection: close\r\ndate: ");
+    with_http_date(|date| out.extend_from_slice(date));
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(message.as_bytes());
+    if write_all(&stream, &[out], timeout).await.is_ok() {
+        linger(stream, timeout).await;
+    }
+}
+
+/// Closes the connection after the proxy's last write: the sending side first, then what the
+/// client still sends is read and dropped for a while, so that its unread bytes do not make the
+/// kernel reset the connection before the client has read the response.
+async fn linger(mut stream: TcpStream, timeout: Duration) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut scratch = vec![0u8; 16 << 10];
+        let mut left = LINGER_BYTES;
+        while left > 0 {
+            match tokio::io::AsyncReadExt::read(&mut stream, &mut scratch).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME.min(timeout), drain).await;
+}
+
+/// The current time as an HTTP date, formatted once a second per thread.
+fn with_http_date(use_date: impl FnOnce(&[u8])) {
+    thread_local! {
+        static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    let now = SystemTime::now();
+    let second = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    DATE.with(|date| {
+        let mut date = date.borrow_mut();
+        if date.0 != second {
+            *date = (second, httpdate::fmt_http_date(now));
+        }
+        use_date(date.1.as_bytes());
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(head: &str) -> Result<Parsed, StatusCode> {
+        parse_request(&Bytes::copy_from_slice(head.as_bytes()))
+    }
+
+    fn framing(head: &str) -> Result<Framing, StatusCode> {
+        parse(head).map(|p| p.body)
+    }
+
+    #[test]
+    fn request_framing_follows_rfc_9112_and_refuses_what_could_smuggle() {
+        let bad = Err(StatusCode::BAD_REQUEST);
+        for (head, want) in [
+            ("GET / HTTP/1.1\r\n\r\n", Ok(Framing::Empty)),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
+                Ok(Framing::Length(5)),
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5, 5\r\n\r\n",
+                Ok(Framing::Length(5)),
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n",
+                Ok(Framing::Chunked),
+            ),
+            (
+                "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+                bad,
+            ),
+            ("POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n", bad),
+            ("POST / HTTP/1.1\r\nContent-Length: 5 5\r\n\r\n", bad),
+            ("POST / HTTP/1.1\r\nContent-Length:\r\n\r\n", bad),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+                bad,
+            ),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+                bad,
+            ),
+            ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", bad),
+            ("POST / HTTP/1.1\r\nTransfer-Encoding: \r\n\r\n", bad),
+            (
+                "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                Err(StatusCode::NOT_IMPLEMENTED),
+            ),
+            // Malformed heads: line folding, a space before the colon, a bare authority.
+            ("GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n", bad),
+            ("GET / HTTP/1.1\r\nContent-Length : 5\r\n\r\n", bad),
+            ("GET example.com:80 HTTP/1.1\r\n\r\n", bad),
+            ("GET / HTTP/2.0\r\n\r\n", bad),
+            (
+                "CONNECT example.com:443 HTTP/1.1\r\n\r\n",
+                Err(StatusCode::METHOD_NOT_ALLOWED),
+            ),
+        ] {
+            assert_eq!(framing(head), want, "{head:?}");
+        }
+        let many = format!("GET / HTTP/1.1\r\n{}\r\n", "X: y\r\n".repeat(101));
+        assert_eq!(
+            framing(&many),
+            Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+        );
+    }
+
+    #[test]
+    fn persistence_and_expectations_follow_the_version() {
+        let p = parse("GET /a?b HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert!(p.keep_alive && !p.expect_continue);
+        assert_eq!(p.request.uri().path_and_query().unwrap().as_str(), "/a?b");
+        assert!(
+            !parse("GET / HTTP/1.1\r\nConnection: Close\r\n\r\n")
+                .unwrap()
+                .keep_alive
+        );
+        assert!(!parse("GET / HTTP/1.0\r\n\r\n").unwrap().keep_alive);
+        assert!(
+            parse("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+                .unwrap()
+                .keep_alive
+        );
+        assert!(
+            parse("POST / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n")
+                .unwrap()
+                .expect_continue
+        );
+        let absolute = parse("GET http://h/p?q HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(absolute.request.uri().path_and_query().unwrap(), "/p?q");
+    }
+
+    #[test]
+    fn chunk_size_lines_are_hexadecimal() {
+        let mut buf = [0u8; 20];
+        assert_eq!(hex(0, &mut buf), b"0\r\n");
+        assert_eq!(hex(255, &mut buf), b"ff\r\n");
+        assert_eq!(hex(4096 + 10, &mut buf), b"100a\r\n");
+        assert_eq!(hex(usize::MAX, &mut buf), b"ffffffffffffffff\r\n");
+    }
+}
