@@ -1,0 +1,446 @@
+//! The proxy's own HTTP/1.1 server side, driven by a raw-TCP client (what a general HTTP library
+//! would refuse to send), against a raw-TCP fake upstream: request framing and what is refused,
+//! pipelining, HTTP/1.0, `Expect: 100-continue`, bodiless answers, and clients that are slow,
+//! silent, or gone.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use support::exporter::{free_port, Exporter};
+use support::raw::{exchange, header, RawFake, RawHandler, Reply};
+
+/// Starts the proxy in front of `fake` with a short client timeout.
+fn start(fake: &RawFake) -> (Exporter, u16) {
+    let port = free_port();
+    let exporter = Exporter::start(&[
+        format!("--upstream=up={}", fake.url()),
+        "--upstream.backend=up=llama.cpp".to_string(),
+        format!("--proxy=up=127.0.0.1:{port}"),
+        "--proxy.threads=1".to_string(),
+        "--proxy.client-timeout=400ms".to_string(),
+    ]);
+    (exporter, port)
+}
+
+fn connect(port: u16) -> TcpStream {
+    let conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    conn
+}
+
+/// Answers every request with its request line and its body (de-chunked), keeping the
+/// connection.
+fn echo() -> RawHandler {
+    Arc::new(|_, _, req: &[u8]| {
+        let line = req.split(|b| *b == b'\r').next().unwrap_or_default();
+        let head_end = req.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let body = if header(&req[..head_end], "transfer-encoding").is_some() {
+            dechunk(&req[head_end..])
+        } else {
+            req[head_end..].to_vec()
+        };
+        let answer = [line, b" body=", &body].concat();
+        let mut out = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            answer.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(&answer);
+        Reply::Keep(out)
+    })
+}
+
+fn dechunk(mut coded: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = coded.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size = std::str::from_utf8(&coded[..line_end]).unwrap();
+        let size = usize::from_str_radix(size.split(';').next().unwrap(), 16).unwrap();
+        if size == 0 {
+            return body;
+        }
+        body.extend_from_slice(&coded[line_end + 2..line_end + 2 + size]);
+        coded = &coded[line_end + 2 + size + 2..];
+    }
+}
+
+/// Reads until the proxy closes the connection; what came, or None if it stayed open for 5 s.
+fn read_to_close(conn: &mut TcpStream) -> Option<Vec<u8>> {
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut all = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        match conn.read(&mut chunk) {
+            Ok(0) => return Some(all),
+            Ok(n) => all.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Some(all),
+            Err(_) => return None,
+        }
+    }
+}
+
+/// The sum of every series of `family` whose labels contain `labels`.
+fn sum(exposition: &str, family: &str, labels: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")) && l.contains(labels))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+fn wait_for_sum(exporter: &Exporter, family: &str, labels: &str, want: f64) {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = exporter.metrics();
+        if sum(&metrics, family, labels) == want {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "{family}{{{labels}}} never reached {want}:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order_on_one_connection() {
+    let fake = RawFake::start(echo());
+    let (_exporter, port) = start(&fake);
+    let mut conn = connect(port);
+    // Three requests in one write, one with a body, the last after a stray empty line.
+    let pipelined = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n\
+        POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc\
+        \r\nGET /c HTTP/1.1\r\nHost: x\r\n\r\n";
+    let first = exchange(&mut conn, pipelined).expect("first answer");
+    assert_eq!(first.body, b"GET /a HTTP/1.1 body=");
+    let second = exchange(&mut conn, b"").expect("second answer");
+    assert_eq!(second.body, b"POST /b HTTP/1.1 body=abc");
+    let third = exchange(&mut conn, b"").expect("third answer");
+    assert_eq!(third.body, b"GET /c HTTP/1.1 body=");
+    // The connection still serves.
+    let fourth = exchange(&mut conn, b"GET /d HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(fourth.body, b"GET /d HTTP/1.1 body=");
+}
+
+#[test]
+fn requests_whose_framing_could_smuggle_are_refused_and_never_reach_the_upstream() {
+    let fake = RawFake::start(echo());
+    let (_exporter, port) = start(&fake);
+    let hidden = "GET /admin HTTP/1.1\r\nHost: x\r\n\r\n";
+    let chunked_hidden = format!("0\r\n\r\n{hidden}");
+    for (head, body, status) in [
+        (
+            "POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+            chunked_hidden.as_str(),
+            400,
+        ),
+        (
+            "POST /v1/completions HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+            chunked_hidden.as_str(),
+            400,
+        ),
+        (
+            "POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            chunked_hidden.as_str(),
+            400,
+        ),
+        (
+            "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 33\r\n\r\n",
+            hidden,
+            400,
+        ),
+        (
+            "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+            hidden,
+            400,
+        ),
+        (
+            "POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            chunked_hidden.as_str(),
+            501,
+        ),
+        (
+            "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length : 33\r\n\r\n",
+            hidden,
+            400,
+        ),
+        (
+            "POST /v1/completions HTTP/1.1\r\nHost: x\r\nX: a\r\n folded\r\n\r\n",
+            hidden,
+            400,
+        ),
+    ] {
+        let mut conn = connect(port);
+        conn.write_all(format!("{head}{body}").as_bytes()).unwrap();
+        let answer = read_to_close(&mut conn).expect("the connection is closed");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{head:?}: {answer}"
+        );
+        assert!(answer.contains("connection: close\r\n"), "{answer}");
+        // Exactly one answer: nothing after the first body was read as a request.
+        assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+    }
+    assert!(
+        fake.request_lines().is_empty(),
+        "{:?}",
+        fake.request_lines()
+    );
+}
+
+#[test]
+fn a_chunked_request_body_reaches_the_upstream_decoded_and_framed_anew() {
+    let fake = RawFake::start(echo());
+    let (_exporter, port) = start(&fake);
+    let mut conn = connect(port);
+    let request = b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+        5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n";
+    let answer = exchange(&mut conn, request).unwrap();
+    assert_eq!(
+        answer.body,
+        b"POST /v1/completions HTTP/1.1 body=hello world"
+    );
+    let seen = fake.seen.lock().unwrap()[0].1.clone();
+    let seen = String::from_utf8_lossy(&seen);
+    assert!(seen.contains("transfer-encoding: chunked\r\n"), "{seen}");
+    assert!(
+        !seen.contains("ext=1") && !seen.contains("X-Trailer"),
+        "{seen}"
+    );
+    // A chunk that breaks its framing ends the request with a 400 and the connection.
+    let mut conn = connect(port);
+    let bad =
+        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
+    conn.write_all(bad).unwrap();
+    let answer = String::from_utf8_lossy(&read_to_close(&mut conn).unwrap()).to_string();
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+}
+
+#[test]
+fn http_1_0_clients_get_http_1_0_answers_and_keep_alive_only_when_asked() {
+    let fake = RawFake::start(echo());
+    let (_exporter, port) = start(&fake);
+    let mut conn = connect(port);
+    conn.write_all(b"GET /a HTTP/1.0\r\n\r\n").unwrap();
+    let answer = String::from_utf8_lossy(&read_to_close(&mut conn).unwrap()).to_string();
+    assert!(answer.starts_with("HTTP/1.0 200 OK\r\n"), "{answer}");
+    assert!(answer.ends_with("GET /a HTTP/1.1 body="), "{answer}");
+
+    let mut conn = connect(port);
+    let keep = b"GET /b HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+    let first = exchange(&mut conn, keep).unwrap();
+    assert!(
+        first.head.contains("connection: keep-alive\r\n"),
+        "{}",
+        first.head
+    );
+    let second = exchange(&mut conn, b"GET /c HTTP/1.0\r\n\r\n").unwrap();
+    assert_eq!(second.body, b"GET /c HTTP/1.1 body=");
+}
+
+#[test]
+fn an_upstream_answer_of_unknown_length_reaches_a_1_0_client_closed_and_a_1_1_client_chunked() {
+    // An answer framed by the end of the upstream connection.
+    let fake = RawFake::start(Arc::new(|_, _, _: &[u8]| {
+        Reply::Close(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end".to_vec())
+    }));
+    let (_exporter, port) = start(&fake);
+    let mut conn = connect(port);
+    let answer = exchange(&mut conn, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert!(
+        answer.head.contains("transfer-encoding: chunked\r\n"),
+        "{}",
+        answer.head
+    );
+    assert_eq!(answer.body, b"until the end");
+    let mut conn = connect(port);
+    conn.write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&read_to_close(&mut conn).unwrap()).to_string();
+    assert!(answer.starts_with("HTTP/1.0 200 OK\r\n"), "{answer}");
+    assert!(!answer.contains("transfer-encoding") && !answer.contains("keep-alive"));
+    assert!(answer.ends_with("\r\n\r\nuntil the end"), "{answer}");
+}
+
+#[test]
+fn expect_100_continue_is_answered_before_the_body_is_sent() {
+    let fake = RawFake::start(echo());
+    let (_exporter, port) = start(&fake);
+    let mut conn = connect(port);
+    let head =
+        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n";
+    conn.write_all(head).unwrap();
+    let mut interim = [0u8; 25];
+    conn.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    let answer = exchange(&mut conn, b"ping").unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body, b"POST /v1/completions HTTP/1.1 body=ping");
+}
+
+#[test]
+fn heads_over_64_kib_or_100_fields_are_refused_with_431() {
+    let fake = RawFake::start(echo());
+    let (_exporter, port) = start(&fake);
+    let long = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Long: {}\r\n\r\n",
+        "a".repeat(70 << 10)
+    );
+    let many = format!("GET / HTTP/1.1\r\n{}\r\n", "X-Field: y\r\n".repeat(101));
+    for head in [long, many] {
+        let mut conn = connect(port);
+        // The proxy may answer before it has read all of a long head.
+        let _ = conn.write_all(head.as_bytes());
+        let answer = String::from_utf8_lossy(&read_to_close(&mut conn).unwrap()).to_string();
+        assert!(answer.starts_with("HTTP/1.1 431 "), "{answer}");
+    }
+    assert!(fake.request_lines().is_empty());
+}
+
+#[test]
+fn a_slow_head_or_an_idle_connection_is_closed_after_the_client_timeout() {
+    let fake = RawFake::start(echo());
+    let (_exporter, port) = start(&fake);
+    // Half a head, then nothing (a slow-loris client).
+    let mut conn = connect(port);
+    conn.write_all(b"GET / HTTP/1.1\r\nHo").unwrap();
+    let started = Instant::now();
+    assert_eq!(read_to_close(&mut conn), Some(Vec::new()));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // A keep-alive connection that served a request and then went quiet.
+    let mut conn = connect(port);
+    exchange(&mut conn, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let started = Instant::now();
+    assert_eq!(read_to_close(&mut conn), Some(Vec::new()));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(fake.request_lines().len() == 1);
+}
+
+#[test]
+fn answers_to_head_and_204_have_no_body_and_the_connection_goes_on() {
+    let fake = RawFake::start(Arc::new(|_, _, req: &[u8]| {
+        Reply::Keep(if req.starts_with(b"HEAD") {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 803\r\nContent-Type: application/json\r\n\r\n"
+                .to_vec()
+        } else if req.starts_with(b"DELETE") {
+            b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()
+        } else {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec()
+        })
+    }));
+    let (_exporter, port) = start(&fake);
+    let mut conn = connect(port);
+    conn.write_all(b"HEAD /x HTTP/1.1\r\nHost: x\r\n\r\nDELETE /y HTTP/1.1\r\nHost: x\r\n\r\nGET /z HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    // Read everything the three answers make; the last one ends the wait.
+    let mut all = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !all.ends_with(b"\r\n\r\nok") {
+        let n = conn.read(&mut chunk).unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&all));
+        all.extend_from_slice(&chunk[..n]);
+    }
+    let all = String::from_utf8_lossy(&all);
+    let answers: Vec<&str> = all.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(answers.len(), 3, "{all}");
+    // HEAD keeps the length the body would have, and nothing follows the head.
+    assert!(answers[0].starts_with("200 OK\r\n") && answers[0].contains("content-length: 803\r\n"));
+    assert!(answers[0].ends_with("\r\n\r\n"), "{}", answers[0]);
+    assert!(answers[1].starts_with("204 No Content\r\n") && answers[1].ends_with("\r\n\r\n"));
+    assert!(!answers[1].contains("content-length") && !answers[1].contains("transfer-encoding"));
+    assert!(answers[2].starts_with("200 OK\r\n") && answers[2].ends_with("\r\n\r\nok"));
+}
+
+/// An SSE answer from llama-server: the head and the first content event, then (the fake keeps
+/// the connection) nothing more.
+fn one_event_then_silence() -> RawHandler {
+    Arc::new(|_, _, _: &[u8]| {
+        let event = b"data: {\"choices\":[{\"finish_reason\":null,\"index\":0,\"delta\":{\"content\":\"Hi\"}}],\"model\":\"m\",\"object\":\"chat.completion.chunk\"}\n\n";
+        let mut out = format!(
+            "HTTP/1.1 200 OK\r\nServer: llama.cpp\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+            event.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(event);
+        out.extend_from_slice(b"\r\n");
+        Reply::Keep(out)
+    })
+}
+
+const STREAM_REQUEST: &[u8] = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+
+#[test]
+fn a_client_that_leaves_while_the_upstream_is_silent_is_counted_at_once() {
+    let fake = RawFake::start(one_event_then_silence());
+    let (exporter, port) = start(&fake);
+    let mut conn = connect(port);
+    conn.write_all(STREAM_REQUEST).unwrap();
+    let mut first = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&first).contains("Hi") {
+        let n = conn.read(&mut chunk).unwrap();
+        assert!(n > 0);
+        first.extend_from_slice(&chunk[..n]);
+    }
+    wait_for_sum(
+        &exporter,
+        "llm_active_requests",
+        "route=\"/v1/chat/completions\"",
+        1.0,
+    );
+    drop(conn);
+    // The upstream sends nothing more (the idle timeout is minutes away): only watching the
+    // client shows that it left.
+    wait_for_sum(
+        &exporter,
+        "llm_request_errors_total",
+        "kind=\"client_disconnect\"",
+        1.0,
+    );
+    wait_for_sum(
+        &exporter,
+        "llm_active_requests",
+        "route=\"/v1/chat/completions\"",
+        0.0,
+    );
+}
+
+#[test]
+fn a_client_that_stops_reading_is_dropped_after_the_client_timeout_and_counted() {
+    // A stream far larger than the socket buffers between the proxy and the client hold.
+    let fake = RawFake::start(Arc::new(|_, _, _: &[u8]| {
+        let event = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}],\"model\":\"m\"}\n\n";
+        let mut out = b"HTTP/1.1 200 OK\r\nServer: llama.cpp\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let block = event.repeat(4096);
+        for _ in 0..160 {
+            out.extend_from_slice(format!("{:x}\r\n", block.len()).as_bytes());
+            out.extend_from_slice(&block);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+        Reply::Close(out)
+    }));
+    let (exporter, port) = start(&fake);
+    let mut conn = connect(port);
+    conn.write_all(STREAM_REQUEST).unwrap();
+    // Never read.
+    wait_for_sum(
+        &exporter,
+        "llm_request_errors_total",
+        "kind=\"client_disconnect\"",
+        1.0,
+    );
+    wait_for_sum(
+        &exporter,
+        "llm_active_requests",
+        "route=\"/v1/chat/completions\"",
+        0.0,
+    );
+    drop(conn);
+}
