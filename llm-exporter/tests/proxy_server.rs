@@ -128,6 +128,22 @@ fn pipelined_requests_are_answered_in_order_on_one_connection() {
 }
 
 #[test]
+fn a_head_that_comes_a_byte_at_a_time_is_read_whole() {
+    let fake = RawFake::start(echo());
+    let (_exporter, port) = start(&fake);
+    let mut conn = connect(port);
+    conn.set_nodelay(true).unwrap();
+    // The empty line that ends it is split too, between every pair of its bytes.
+    let head = b"GET /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok";
+    for byte in head {
+        conn.write_all(&[*byte]).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let answer = exchange(&mut conn, b"").unwrap();
+    assert_eq!(answer.body, b"GET /slow HTTP/1.1 body=ok");
+}
+
+#[test]
 fn requests_whose_framing_could_smuggle_are_refused_and_never_reach_the_upstream() {
     let fake = RawFake::start(echo());
     let (_exporter, port) = start(&fake);

@@ -408,7 +408,7 @@ enum HeadError {
 /// The length of the head up to and including its empty line, once it is all there.
 pub(super) fn head_end(buf: &[u8]) -> Option<usize> {
     let mut from = 0;
-    while let Some(i) = buf[from..].iter().position(|b| *b == b'\n') {
+    while let Some(i) = memchr::memchr(b'\n', &buf[from..]) {
         let at = from + i + 1;
         match buf.get(at..) {
             Some([b'\n', ..]) => return Some(at + 1),

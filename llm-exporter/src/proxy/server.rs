@@ -139,16 +139,22 @@ async fn read_head(
     stream: &TcpStream,
     inbound: &Mutex<Inbound>,
 ) -> Result<Option<Bytes>, StatusCode> {
+    // Bytes already searched for the head's end: a head that comes a byte at a time is not
+    // searched again from its start at every byte.
+    let mut searched: usize = 0;
     loop {
         {
             let mut inbound = lock(inbound);
             let buf = &mut inbound.buf;
-            if let Some(end) = head_end(buf) {
+            // The end (an empty line) is at most 3 bytes before what came new.
+            let from = searched.saturating_sub(3);
+            if let Some(end) = head_end(&buf[from..]).map(|end| from + end) {
                 if end > MAX_HEAD {
                     return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
                 }
                 return Ok(Some(buf.split_to(end).freeze()));
             }
+            searched = buf.len();
             if buf.len() > MAX_HEAD {
                 return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
             }
@@ -317,7 +323,7 @@ impl Body for ClientBody<'_> {
                 // The decoder takes all it is given until the end of the body.
                 continue;
             }
-            if inbound.buf.capacity() < 4096 {
+            if inbound.buf.capacity() - inbound.buf.len() < 4096 {
                 inbound.buf.reserve(16 << 10);
             }
             match this.stream.try_read_buf(&mut inbound.buf) {
