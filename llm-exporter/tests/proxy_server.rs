@@ -460,3 +460,42 @@ fn a_client_that_stops_reading_is_dropped_after_the_client_timeout_and_counted()
     );
     drop(conn);
 }
+
+#[test]
+fn an_upstream_that_answers_before_the_whole_body_came_ends_the_client_connection() {
+    // An upstream with a size limit answers after the head and closes, as nginx and
+    // cpp-httplib do with a 413.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let _ = conn.write_all(
+                b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo long",
+            );
+        }
+    });
+    let port = free_port();
+    let _exporter = Exporter::start(&[
+        format!("--upstream=up={url}"),
+        format!("--proxy=up=127.0.0.1:{port}"),
+        "--proxy.threads=1".to_string(),
+    ]);
+    let mut conn = connect(port);
+    // 64 MiB announced, a little sent: the rest never comes.
+    conn.write_all(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 67108864\r\n\r\n")
+        .unwrap();
+    conn.write_all(&[b'a'; 1000]).unwrap();
+    let answer = String::from_utf8_lossy(&read_to_close(&mut conn).unwrap()).to_string();
+    assert!(
+        answer.starts_with("HTTP/1.1 413 Payload Too Large\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("connection: close\r\n"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\ntoo long"), "{answer}");
+}

@@ -126,13 +126,19 @@ impl Upstream {
             Some(stream) => (stream, true),
             None => (self.connect().await?, false),
         };
-        // A failed write can still leave an answer to read (a 413 sent before the whole body).
-        let mut write_error = match send_body(&mut stream, &mut out, &mut body, chunked).await {
-            Ok(()) => None,
+        let mut buf = BytesMut::with_capacity(16 << 10);
+        // A failed write can still leave an answer to read (a 413 sent before the whole body),
+        // and an answer that begins before the whole body is sent ends the sending.
+        let mut whole = true;
+        let sent = send_body(&mut stream, &mut out, &mut body, chunked, &mut buf).await;
+        let mut write_error = match sent {
+            Ok(sent_whole) => {
+                whole = sent_whole;
+                None
+            }
             Err(SendError::ClientBody(e)) => return Err(SendError::ClientBody(e)),
             Err(e) => Some(e),
         };
-        let mut buf = BytesMut::with_capacity(16 << 10);
         let (status, headers, version_11) = loop {
             match read_head(&mut stream, &mut buf).await {
                 Ok(head) => break head,
@@ -160,6 +166,7 @@ impl Upstream {
         // with this response (RFC 9112 §6.1).
         let both = framing == Framing::Chunked && drop_length;
         let keep_alive = write_error.is_none()
+            && whole
             && framing != Framing::Close
             && !both
             && connection_persists(&headers, version_11);
@@ -277,18 +284,22 @@ impl Upstream {
 }
 
 /// Writes the head in `out` and the body after it: what the client has already sent goes in the
-/// same write as the head, the rest as it comes.
+/// same write as the head, the rest as it comes. Whether the request went out whole: the sending
+/// stops when the upstream begins its answer (or closes) first, as a server with a size limit
+/// does with a 413, while the client may still be sending; what it sent is then in `answer`.
 async fn send_body<B>(
     stream: &mut TcpStream,
     out: &mut Vec<u8>,
     body: &mut B,
     chunked: bool,
-) -> Result<(), SendError>
+    answer: &mut BytesMut,
+) -> Result<bool, SendError>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
     let broken = |e: std::io::Error| SendError::Broken(format!("writing the request: {e}"));
+    let stream = &*stream;
     // Whether some of the request was written before the last write. If not, `out` keeps the
     // whole request (a write error included), for one more try on a fresh connection.
     let mut written = false;
@@ -302,11 +313,20 @@ where
             Poll::Pending => {
                 if !out.is_empty() {
                     written = true;
-                    let sent = stream.write_all(out).await;
+                    let sent = write_unless_answered(stream, out, answer).await;
                     out.clear();
-                    sent.map_err(broken)?;
+                    if !sent.map_err(broken)? {
+                        return Ok(false);
+                    }
                 }
-                body.frame().await
+                tokio::select! {
+                    biased;
+                    frame = body.frame() => frame,
+                    began = answer_began(stream, answer) => {
+                        began.map_err(|e| SendError::Broken(format!("reading the response: {e}")))?;
+                        return Ok(false);
+                    }
+                }
             }
         };
         let Some(frame) = frame else {
@@ -329,20 +349,68 @@ where
         }
         if out.len() >= WRITE_BATCH {
             written = true;
-            let sent = stream.write_all(out).await;
+            let sent = write_unless_answered(stream, out, answer).await;
             out.clear();
-            sent.map_err(broken)?;
+            if !sent.map_err(broken)? {
+                return Ok(false);
+            }
         }
     }
     if chunked {
         out.extend_from_slice(b"0\r\n\r\n");
     }
-    let sent = stream.write_all(out).await;
+    let sent = write_unless_answered(stream, out, answer).await;
     if written {
         // Part of the request went out earlier: it can no longer be sent again whole.
         out.clear();
     }
-    sent.map_err(broken)
+    let whole = sent.map_err(broken)?;
+    if !whole {
+        // Not all of it went out: never to be sent again as if it were whole.
+        out.clear();
+    }
+    Ok(whole)
+}
+
+/// Writes `bytes` unless the upstream begins to answer (or closes) while it does not take them;
+/// whether they were all written.
+async fn write_unless_answered(
+    stream: &TcpStream,
+    mut bytes: &[u8],
+    answer: &mut BytesMut,
+) -> std::io::Result<bool> {
+    while !bytes.is_empty() {
+        match stream.try_write(bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == IoKind::WouldBlock => {
+                tokio::select! {
+                    biased;
+                    began = answer_began(stream, answer) => {
+                        began?;
+                        return Ok(false);
+                    }
+                    ready = stream.writable() => ready?,
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// Completes when the upstream has sent something (kept in `answer`) or closed the connection.
+async fn answer_began(stream: &TcpStream, answer: &mut BytesMut) -> std::io::Result<()> {
+    loop {
+        stream.readable().await?;
+        if answer.capacity() - answer.len() < 4096 {
+            answer.reserve(16 << 10);
+        }
+        match stream.try_read_buf(answer) {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == IoKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Reads up to the end of a final (non-1xx) response head and parses it; the bytes after it stay

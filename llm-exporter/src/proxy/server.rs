@@ -105,7 +105,12 @@ pub async fn serve_connection(stream: TcpStream, target: &Target, client_timeout
 
         let (parts, mut body) = response.into_parts();
         let framing = ResponseFraming::choose(parts.status, is_head, &body, version_11);
-        keep_alive &= framing != ResponseFraming::Close;
+        // The upstream answered before the whole request body came (a 413, or its connection
+        // broke): what is left of the body cannot be told from a next request, so the answer
+        // says the connection closes. By now the upstream request is over: the body stays as
+        // it is.
+        let body_done = lock(&inbound).body_done;
+        keep_alive &= framing != ResponseFraming::Close && body_done;
         out.clear();
         write_head(&mut out, &parts, version_11, framing, keep_alive);
         let sent = send_body(
@@ -121,11 +126,6 @@ pub async fn serve_connection(stream: TcpStream, target: &Target, client_timeout
         drop(body);
         if !complete {
             return;
-        }
-        if !lock(&inbound).body_done {
-            // The upstream answered before the whole request body came (a 413): what is left
-            // of it cannot be told from a next request.
-            return linger(stream, client_timeout).await;
         }
         if !keep_alive {
             return linger(stream, client_timeout).await;
