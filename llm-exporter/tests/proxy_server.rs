@@ -112,10 +112,10 @@ fn pipelined_requests_are_answered_in_order_on_one_connection() {
     let fake = RawFake::start(echo());
     let (_exporter, port) = start(&fake);
     let mut conn = connect(port);
-    // Three requests in one write, one with a body, the last after a stray empty line.
+    // Three requests in one write, one with a body, the last after stray empty lines.
     let pipelined = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n\
         POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc\
-        \r\nGET /c HTTP/1.1\r\nHost: x\r\n\r\n";
+        \r\n\r\n\nGET /c HTTP/1.1\r\nHost: x\r\n\r\n";
     let first = exchange(&mut conn, pipelined).expect("first answer");
     assert_eq!(first.body, b"GET /a HTTP/1.1 body=");
     let second = exchange(&mut conn, b"").expect("second answer");
@@ -229,13 +229,62 @@ fn a_chunked_request_body_reaches_the_upstream_decoded_and_framed_anew() {
         !seen.contains("ext=1") && !seen.contains("X-Trailer"),
         "{seen}"
     );
-    // A chunk that breaks its framing ends the request with a 400 and the connection.
+    // Chunked coding that a lenient reader in front could take for something else (a bare LF
+    // in an extension, junk after the size, a trailer line without a colon) ends the request
+    // with a 400 and the connection; what follows never reaches the upstream.
+    for bad in [
+        &b"zz\r\n"[..],
+        b"3;a\nabc\r\n0\r\n\r\nGET /hidden HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"3 junk\r\nabc\r\n0\r\n\r\nGET /hidden HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"0\r\nGET /hidden HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let mut conn = connect(port);
+        let head =
+            b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+        conn.write_all(&[&head[..], bad].concat()).unwrap();
+        let answer = String::from_utf8_lossy(&read_to_close(&mut conn).unwrap()).to_string();
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+        assert!(answer.contains("connection: close\r\n"), "{answer}");
+        assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+    }
+    let lines = fake.request_lines();
+    assert!(!lines.iter().any(|l| l.contains("hidden")), "{lines:?}");
+}
+
+#[test]
+fn requests_sent_before_a_half_close_are_all_answered() {
+    let fake = RawFake::start(echo());
+    let (_exporter, port) = start(&fake);
     let mut conn = connect(port);
-    let bad =
-        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
-    conn.write_all(bad).unwrap();
+    conn.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    conn.shutdown(std::net::Shutdown::Write).unwrap();
+    let answers = String::from_utf8_lossy(&read_to_close(&mut conn).unwrap()).to_string();
+    assert!(answers.contains("GET /a HTTP/1.1 body="), "{answers}");
+    assert!(answers.ends_with("GET /b HTTP/1.1 body="), "{answers}");
+}
+
+#[test]
+fn a_client_that_stops_sending_its_body_gets_an_error_after_the_client_timeout() {
+    let fake = RawFake::start(echo());
+    let (exporter, port) = start(&fake);
+    let mut conn = connect(port);
+    conn.write_all(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+        .unwrap();
+    let started = Instant::now();
     let answer = String::from_utf8_lossy(&read_to_close(&mut conn).unwrap()).to_string();
     assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert!(answer.contains("connection: close\r\n"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    wait_for_sum(
+        &exporter,
+        "llm_active_requests",
+        "route=\"/v1/completions\"",
+        0.0,
+    );
+    // The scrapes poll the upstream; the request itself never reached it whole.
+    let lines = fake.request_lines();
+    assert!(!lines.iter().any(|l| l.starts_with("POST")), "{lines:?}");
 }
 
 #[test]

@@ -25,14 +25,26 @@ enum Chunk {
     },
     Extension(u64),
     SizeLf(u64),
+    /// Strict: whitespace after the size, before an extension or the line's end.
+    SizeWs(u64),
     Data(u64),
     DataCr,
     DataLf,
-    /// After the last chunk: trailer lines up to an empty one; `empty` while the line is.
+    /// After the last chunk: trailer lines up to an empty one; `empty` while the line is, and
+    /// `colon` once it has one.
     Trailer {
         empty: bool,
+        colon: bool,
+    },
+    /// Strict: the CR that ends a trailer line came.
+    TrailerLf {
+        empty: bool,
+        colon: bool,
     },
 }
+
+/// Strict: most bytes of chunk extensions and trailer fields taken per body (hyper's limit).
+const MAX_META: usize = 16 << 10;
 
 #[derive(Debug)]
 pub struct BadChunk;
@@ -51,6 +63,10 @@ pub struct Decoder {
     remaining: u64,
     chunk: Chunk,
     done: bool,
+    /// Chunked coding exactly as RFC 9112 §7.1 writes it, for bodies from clients.
+    strict: bool,
+    /// Strict: bytes of extensions and trailer fields so far.
+    meta: usize,
 }
 
 impl Decoder {
@@ -68,6 +84,21 @@ impl Decoder {
                 digits: 0,
             },
             done,
+            strict: false,
+            meta: 0,
+        }
+    }
+
+    /// A decoder for a request body. Chunked coding must then be exactly as RFC 9112 §7.1
+    /// writes it: CRLF line ends, nothing but whitespace between the size and an extension,
+    /// no control bytes in extensions, a colon in every trailer field, and at most 16 KiB of
+    /// extensions and trailers (what a lenient reader takes for a line end, a proxy in front
+    /// may not: that is how requests are smuggled). Upstream answers are read leniently, as
+    /// clients do.
+    pub fn for_request(framing: Framing) -> Self {
+        Decoder {
+            strict: true,
+            ..Decoder::new(framing)
         }
     }
 
@@ -143,19 +174,40 @@ impl Decoder {
                             value: value * 16 + u64::from(d),
                             digits: digits + 1,
                         },
+                        None if digits > 0 && self.strict && matches!(b, b' ' | b'\t') => {
+                            Chunk::SizeWs(value)
+                        }
                         None if digits > 0 && matches!(b, b';' | b' ' | b'\t') => {
                             Chunk::Extension(value)
                         }
                         None if digits > 0 && b == b'\r' => Chunk::SizeLf(value),
-                        None if digits > 0 && b == b'\n' => self.size_done(value),
+                        None if digits > 0 && b == b'\n' && !self.strict => self.size_done(value),
+                        _ => return Err(BadChunk),
+                    }
+                }
+                Chunk::SizeWs(value) => {
+                    r += 1;
+                    match b {
+                        b' ' | b'\t' => Chunk::SizeWs(value),
+                        b';' => Chunk::Extension(value),
+                        b'\r' => Chunk::SizeLf(value),
                         _ => return Err(BadChunk),
                     }
                 }
                 Chunk::Extension(value) => {
                     r += 1;
-                    match b {
-                        b'\n' => self.size_done(value),
-                        _ => Chunk::Extension(value),
+                    if self.strict {
+                        self.meta += 1;
+                        match b {
+                            b'\r' => Chunk::SizeLf(value),
+                            _ if self.meta > MAX_META || is_control(b) => return Err(BadChunk),
+                            _ => Chunk::Extension(value),
+                        }
+                    } else {
+                        match b {
+                            b'\n' => self.size_done(value),
+                            _ => Chunk::Extension(value),
+                        }
                     }
                 }
                 Chunk::SizeLf(value) => {
@@ -169,7 +221,7 @@ impl Decoder {
                     r += 1;
                     match b {
                         b'\r' => Chunk::DataLf,
-                        b'\n' => Chunk::Size {
+                        b'\n' if !self.strict => Chunk::Size {
                             value: 0,
                             digits: 0,
                         },
@@ -186,16 +238,46 @@ impl Decoder {
                         digits: 0,
                     }
                 }
-                Chunk::Trailer { empty } => {
+                Chunk::Trailer { empty, colon } if self.strict => {
                     r += 1;
+                    self.meta += 1;
+                    match b {
+                        b'\r' => Chunk::TrailerLf { empty, colon },
+                        _ if self.meta > MAX_META || is_control(b) => return Err(BadChunk),
+                        _ => Chunk::Trailer {
+                            empty: false,
+                            colon: colon || b == b':',
+                        },
+                    }
+                }
+                Chunk::Trailer { empty, .. } => {
+                    r += 1;
+                    let line_end = Chunk::Trailer {
+                        empty: true,
+                        colon: false,
+                    };
                     match b {
                         b'\n' if empty => {
                             self.done = true;
-                            Chunk::Trailer { empty }
+                            line_end
                         }
-                        b'\n' => Chunk::Trailer { empty: true },
-                        b'\r' => Chunk::Trailer { empty },
-                        _ => Chunk::Trailer { empty: false },
+                        b'\n' => line_end,
+                        b'\r' => self.chunk,
+                        _ => Chunk::Trailer {
+                            empty: false,
+                            colon: false,
+                        },
+                    }
+                }
+                Chunk::TrailerLf { empty, colon } => {
+                    r += 1;
+                    if b != b'\n' || !(empty || colon) {
+                        return Err(BadChunk);
+                    }
+                    self.done = empty;
+                    Chunk::Trailer {
+                        empty: true,
+                        colon: false,
                     }
                 }
             };
@@ -217,11 +299,19 @@ impl Decoder {
 
     fn size_done(&self, value: u64) -> Chunk {
         if value == 0 {
-            Chunk::Trailer { empty: true }
+            Chunk::Trailer {
+                empty: true,
+                colon: false,
+            }
         } else {
             Chunk::Data(value)
         }
     }
+}
+
+/// Control bytes other than a tab: never in an extension or a trailer field.
+fn is_control(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
 }
 
 #[cfg(test)]
@@ -278,6 +368,51 @@ mod tests {
         let mut buf = BytesMut::from(&b"5\r\nhel"[..]);
         assert_eq!(&d.decode(&mut buf).unwrap()[..], b"hel");
         assert!(!d.at_eof());
+    }
+
+    #[test]
+    fn request_bodies_must_be_chunked_exactly_as_rfc_9112_writes_it() {
+        let strict = |wire: &[u8], size: usize| {
+            let mut d = Decoder::for_request(Framing::Chunked);
+            let mut buf = BytesMut::new();
+            let mut body = Vec::new();
+            for piece in wire.chunks(size.max(1)) {
+                buf.extend_from_slice(piece);
+                body.extend_from_slice(&d.decode(&mut buf).map_err(|_| buf.to_vec())?);
+            }
+            Ok::<_, Vec<u8>>((body, d.is_done(), buf.to_vec()))
+        };
+        let good = b"5 ;a=1;b=\"q r\"\r\nhello\r\n6\t\r\n world\r\n0\r\nX-T: t\r\nY:\r\n\r\nNEXT";
+        for size in 1..good.len() + 1 {
+            let (body, done, rest) = strict(good, size).unwrap();
+            assert_eq!(
+                (&body[..], done, &rest[..]),
+                (&b"hello world"[..], true, &b"NEXT"[..])
+            );
+        }
+        let long_extension = [&b"1;"[..], &[b'x'; 17 << 10], b"\r\na\r\n0\r\n\r\n"].concat();
+        let long_trailer = [&b"0\r\nX: "[..], &[b'x'; 17 << 10], b"\r\n\r\n"].concat();
+        for wire in [
+            &b"3;a\nabc\r\n0\r\n\r\n"[..],
+            b"3;a\rXYZ\nabc\r\n0\r\n\r\n",
+            b"3 junk\r\nabc\r\n0\r\n\r\n",
+            b"3\nabc\r\n0\r\n\r\n",
+            b"3\r\nabc\n0\r\n\r\n",
+            b"0\r\nGET /hidden HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"0\r\nX: a\nb\r\n\r\n",
+            b"0\r\n\n",
+            b"3;\x01\r\nabc\r\n0\r\n\r\n",
+            &long_extension,
+            &long_trailer,
+        ] {
+            assert!(
+                strict(wire, 64 << 10).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(wire)
+            );
+        }
+        // Upstream answers are still read leniently.
+        assert!(decode(Framing::Chunked, b"3;a\nabc\n0\n\n", 64).0.is_ok());
     }
 
     #[test]

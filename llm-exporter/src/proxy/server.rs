@@ -15,12 +15,12 @@ use super::body::ProxyBody;
 use super::client::head_end;
 use super::decode::{Decoder, Framing};
 use super::{forward, Target};
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, StatusCode, Uri, Version};
 use std::cell::RefCell;
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io::{ErrorKind as IoKind, IoSlice};
 use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
@@ -28,6 +28,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 /// Longest request head accepted (hyper's default buffer limit was about 400 KiB; nginx's
 /// `large_client_header_buffers` allow 4 x 8 KiB).
@@ -48,6 +49,9 @@ struct Inbound {
     buf: BytesMut,
     /// The current request's body has been read to its end (or it has none).
     body_done: bool,
+    /// The client ended its side after sending requests still unanswered here: they are
+    /// answered, and the connection ends after them.
+    half_closed: bool,
 }
 
 fn lock(inbound: &Mutex<Inbound>) -> MutexGuard<'_, Inbound> {
@@ -61,6 +65,7 @@ pub async fn serve_connection(stream: TcpStream, target: &Target, client_timeout
     let inbound = Mutex::new(Inbound {
         buf: BytesMut::with_capacity(4096),
         body_done: true,
+        half_closed: false,
     });
     let mut out = Vec::with_capacity(1024);
     loop {
@@ -74,7 +79,7 @@ pub async fn serve_connection(stream: TcpStream, target: &Target, client_timeout
             Ok(parsed) => parsed,
             Err(status) => return refuse(stream, &mut out, status, client_timeout).await,
         };
-        let decoder = Decoder::new(parsed.body);
+        let decoder = Decoder::for_request(parsed.body);
         lock(&inbound).body_done = decoder.is_done();
         if parsed.expect_continue && !decoder.is_done() {
             // The client waits for this before it sends the body (hyper sent it too).
@@ -90,6 +95,8 @@ pub async fn serve_connection(stream: TcpStream, target: &Target, client_timeout
             stream: &stream,
             inbound: &inbound,
             decoder,
+            timeout: client_timeout,
+            wait: None,
         });
 
         let response = {
@@ -146,6 +153,13 @@ async fn read_head(
         {
             let mut inbound = lock(inbound);
             let buf = &mut inbound.buf;
+            // Empty lines before a request line are skipped (RFC 9112 §2.2).
+            let blank = buf
+                .iter()
+                .take_while(|b| matches!(b, b'\r' | b'\n'))
+                .count();
+            buf.advance(blank);
+            searched = searched.saturating_sub(blank);
             // The end (an empty line) is at most 3 bytes before what came new.
             let from = searched.saturating_sub(3);
             if let Some(end) = head_end(&buf[from..]).map(|end| from + end) {
@@ -191,6 +205,7 @@ fn parse_request(head: &Bytes) -> Result<Parsed, StatusCode> {
         Err(httparse::Error::TooManyHeaders) => {
             return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
         }
+        Err(httparse::Error::Version) => return Err(StatusCode::HTTP_VERSION_NOT_SUPPORTED),
         _ => return Err(StatusCode::BAD_REQUEST),
     }
     let version = match req.version {
@@ -202,14 +217,17 @@ fn parse_request(head: &Bytes) -> Result<Parsed, StatusCode> {
         .map_err(|_| StatusCode::BAD_REQUEST)?;
     if method == Method::CONNECT {
         // A tunnel is not an API call: nothing here can carry one.
-        return Err(StatusCode::METHOD_NOT_ALLOWED);
+        return Err(StatusCode::NOT_IMPLEMENTED);
     }
     let target = req.path.unwrap_or_default();
     let uri = Uri::from_maybe_shared(head.slice_ref(target.as_bytes()))
         .map_err(|_| StatusCode::BAD_REQUEST)?;
     // Origin form (`/path?query`), absolute form (`http://host/path`), or `*` for OPTIONS;
     // never a bare authority.
-    if !(target.starts_with('/') || uri.scheme().is_some() || target == "*") {
+    if !(target.starts_with('/')
+        || uri.scheme().is_some()
+        || target == "*" && method == Method::OPTIONS)
+    {
         return Err(StatusCode::BAD_REQUEST);
     }
     let mut headers = HeaderMap::with_capacity(req.headers.len());
@@ -296,6 +314,21 @@ pub struct ClientBody<'a> {
     stream: &'a TcpStream,
     inbound: &'a Mutex<Inbound>,
     decoder: Decoder,
+    /// How long the client may send nothing while more of its body is due.
+    timeout: Duration,
+    /// The deadline of the current wait for the client, made when the body first waits.
+    wait: Option<Pin<Box<Sleep>>>,
+}
+
+impl ClientBody<'_> {
+    /// Whether the client has been silent for the timeout (arming the deadline if not yet).
+    fn silent_too_long(&mut self, cx: &mut Context<'_>) -> bool {
+        let timeout = self.timeout;
+        let wait = self
+            .wait
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        wait.as_mut().poll(cx).is_ready()
+    }
 }
 
 impl Body for ClientBody<'_> {
@@ -318,6 +351,8 @@ impl Body for ClientBody<'_> {
                 })?;
                 inbound.body_done = this.decoder.is_done();
                 if !data.is_empty() {
+                    // The client sent something: the next wait has a whole timeout again.
+                    this.wait = None;
                     return Poll::Ready(Some(Ok(Frame::data(data))));
                 }
                 // The decoder takes all it is given until the end of the body.
@@ -335,6 +370,13 @@ impl Body for ClientBody<'_> {
                 Err(e) if e.kind() == IoKind::WouldBlock => match this.stream.poll_read_ready(cx) {
                     Poll::Ready(Ok(())) => {}
                     Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+                    Poll::Pending if this.silent_too_long(cx) => {
+                        let silent = "the client sent nothing more of its body in time";
+                        return Poll::Ready(Some(Err(std::io::Error::new(
+                            IoKind::TimedOut,
+                            silent,
+                        ))));
+                    }
                     Poll::Pending => return Poll::Pending,
                 },
                 Err(e) => return Poll::Ready(Some(Err(e))),
@@ -361,7 +403,7 @@ impl Body for ClientBody<'_> {
 async fn client_gone(stream: &TcpStream, inbound: &Mutex<Inbound>) {
     poll_fn(|cx| {
         let mut inbound = lock(inbound);
-        if !inbound.body_done {
+        if !inbound.body_done || inbound.half_closed {
             return Poll::Pending;
         }
         loop {
@@ -373,6 +415,13 @@ async fn client_gone(stream: &TcpStream, inbound: &Mutex<Inbound>) {
                 inbound.buf.reserve(4096);
             }
             match stream.try_read_buf(&mut inbound.buf) {
+                // The end of the client's side with a next request already here: a client that
+                // sent its requests and half-closed waits for the answers (hyper answers them
+                // too). With nothing here, it has left.
+                Ok(0) if !inbound.buf.is_empty() => {
+                    inbound.half_closed = true;
+                    return Poll::Pending;
+                }
                 Ok(0) => return Poll::Ready(()),
                 Ok(_) => {}
                 Err(e) if e.kind() == IoKind::WouldBlock => match stream.poll_read_ready(cx) {
@@ -705,11 +754,16 @@ mod tests {
             ("GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n", bad),
             ("GET / HTTP/1.1\r\nContent-Length : 5\r\n\r\n", bad),
             ("GET example.com:80 HTTP/1.1\r\n\r\n", bad),
-            ("GET / HTTP/2.0\r\n\r\n", bad),
+            (
+                "GET / HTTP/2.0\r\n\r\n",
+                Err(StatusCode::HTTP_VERSION_NOT_SUPPORTED),
+            ),
             (
                 "CONNECT example.com:443 HTTP/1.1\r\n\r\n",
-                Err(StatusCode::METHOD_NOT_ALLOWED),
+                Err(StatusCode::NOT_IMPLEMENTED),
             ),
+            ("GET * HTTP/1.1\r\n\r\n", bad),
+            ("OPTIONS * HTTP/1.1\r\n\r\n", Ok(Framing::Empty)),
         ] {
             assert_eq!(framing(head), want, "{head:?}");
         }
