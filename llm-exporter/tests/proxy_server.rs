@@ -347,6 +347,55 @@ fn expect_100_continue_is_answered_before_the_body_is_sent() {
     let answer = exchange(&mut conn, b"ping").unwrap();
     assert_eq!(answer.status, 200);
     assert_eq!(answer.body, b"POST /v1/completions HTTP/1.1 body=ping");
+    // The proxy answered the expectation; the upstream is not asked to.
+    let seen = fake.seen.lock().unwrap()[0].1.clone();
+    assert!(
+        header(&seen, "expect").is_none(),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+}
+
+#[test]
+fn an_upstream_100_continue_does_not_stop_the_body_from_being_sent() {
+    // As cpp-httplib and Go's server do: `100 Continue` once the head is in, then the body is
+    // read, then the answer.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                let mut byte = [0u8; 1];
+                while !seen.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+                    seen.push(byte[0]);
+                }
+                if !seen.starts_with(b"POST") {
+                    return;
+                }
+                let _ = conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+                let mut body = [0u8; 100_000];
+                if conn.read_exact(&mut body).is_ok() {
+                    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nread");
+                }
+            });
+        }
+    });
+    let port = free_port();
+    let _exporter = Exporter::start(&[
+        format!("--upstream=up={url}"),
+        format!("--proxy=up=127.0.0.1:{port}"),
+        "--proxy.threads=1".to_string(),
+        "--proxy.header-timeout=5s".to_string(),
+    ]);
+    let mut conn = connect(port);
+    conn.write_all(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+        .unwrap();
+    // The body comes after the upstream's 100 has reached the proxy.
+    std::thread::sleep(Duration::from_millis(300));
+    let answer = exchange(&mut conn, &[b'x'; 100_000]).unwrap();
+    assert_eq!((answer.status, &answer.body[..]), (200, &b"read"[..]));
 }
 
 #[test]
@@ -444,8 +493,19 @@ const STREAM_REQUEST: &[u8] = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\
 fn a_client_that_leaves_while_the_upstream_is_silent_is_counted_at_once() {
     let fake = RawFake::start(one_event_then_silence());
     let (exporter, port) = start(&fake);
+    // Also with the stray empty line some clients send after a body: it is no next request
+    // that a client which half-closed would still wait for.
+    for (left, request) in [
+        (1.0, STREAM_REQUEST.to_vec()),
+        (2.0, [STREAM_REQUEST, b"\r\n"].concat()),
+    ] {
+        leave_mid_stream(&exporter, port, &request, left);
+    }
+}
+
+fn leave_mid_stream(exporter: &Exporter, port: u16, request: &[u8], left: f64) {
     let mut conn = connect(port);
-    conn.write_all(STREAM_REQUEST).unwrap();
+    conn.write_all(request).unwrap();
     let mut first = Vec::new();
     let mut chunk = [0u8; 4096];
     while !String::from_utf8_lossy(&first).contains("Hi") {
@@ -454,7 +514,7 @@ fn a_client_that_leaves_while_the_upstream_is_silent_is_counted_at_once() {
         first.extend_from_slice(&chunk[..n]);
     }
     wait_for_sum(
-        &exporter,
+        exporter,
         "llm_active_requests",
         "route=\"/v1/chat/completions\"",
         1.0,
@@ -463,13 +523,13 @@ fn a_client_that_leaves_while_the_upstream_is_silent_is_counted_at_once() {
     // The upstream sends nothing more (the idle timeout is minutes away): only watching the
     // client shows that it left.
     wait_for_sum(
-        &exporter,
+        exporter,
         "llm_request_errors_total",
         "kind=\"client_disconnect\"",
-        1.0,
+        left,
     );
     wait_for_sum(
-        &exporter,
+        exporter,
         "llm_active_requests",
         "route=\"/v1/chat/completions\"",
         0.0,

@@ -6,7 +6,7 @@
 //! do.
 
 use super::decode::{Decoder, Framing};
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame};
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -398,18 +398,59 @@ async fn write_unless_answered(
     Ok(true)
 }
 
-/// Completes when the upstream has sent something (kept in `answer`) or closed the connection.
+/// Completes when the upstream has begun its final answer (kept in `answer`) or closed the
+/// connection. Interim answers (`100 Continue`, `103 Early Hints`) are dropped: after them the
+/// upstream still waits for the body (llama-server's cpp-httplib and Ollama's Go server both
+/// send `100 Continue`).
 async fn answer_began(stream: &TcpStream, answer: &mut BytesMut) -> std::io::Result<()> {
     loop {
+        loop {
+            match front(answer) {
+                Front::Final => return Ok(()),
+                Front::Interim(len) => answer.advance(len),
+                Front::Undecided => break,
+            }
+        }
         stream.readable().await?;
         if answer.capacity() - answer.len() < 4096 {
             answer.reserve(16 << 10);
         }
         match stream.try_read_buf(answer) {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == IoKind::WouldBlock => continue,
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == IoKind::WouldBlock => {}
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// What the bytes an upstream sent before the whole request went out are.
+#[derive(Debug, PartialEq, Eq)]
+enum Front {
+    /// Not yet enough to tell (nothing at all, or part of a status line or interim head).
+    Undecided,
+    /// A whole interim head of this length.
+    Interim(usize),
+    /// The final answer (or not HTTP at all: for `read_head` to refuse).
+    Final,
+}
+
+fn front(answer: &[u8]) -> Front {
+    const START: &[u8] = b"HTTP/1.";
+    let known = answer.len().min(START.len());
+    if answer[..known] != START[..known] {
+        return Front::Final;
+    }
+    // The status code is at 9..12; 101 is final here (read_head refuses it).
+    match answer.get(9..12) {
+        None if answer.get(9).is_some_and(|b| *b != b'1') => Front::Final,
+        None => Front::Undecided,
+        Some(b"101") => Front::Final,
+        Some([b'1', ..]) => match head_end(answer) {
+            Some(len) => Front::Interim(len),
+            None => Front::Undecided,
+        },
+        Some(_) => Front::Final,
     }
 }
 
@@ -608,6 +649,29 @@ fn connection_persists(headers: &HeaderMap, version_11: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interim_answers_are_told_from_the_final_one() {
+        assert_eq!(front(b""), Front::Undecided);
+        assert_eq!(front(b"HTTP/1.1 1"), Front::Undecided);
+        assert_eq!(front(b"HTTP/1.1 100 Continue\r\n"), Front::Undecided);
+        assert_eq!(
+            front(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 2"),
+            Front::Interim(25)
+        );
+        assert_eq!(
+            front(b"HTTP/1.1 103 Early Hints\r\nLink: x\r\n\r\n"),
+            Front::Interim(37)
+        );
+        for last in [
+            &b"HTTP/1.1 2"[..],
+            b"HTTP/1.1 413",
+            b"HTTP/1.1 101 Switching",
+            b"garbage",
+        ] {
+            assert_eq!(front(last), Front::Final, "{last:?}");
+        }
+    }
 
     #[test]
     fn heads_parse_and_odd_ones_are_refused() {

@@ -28,9 +28,11 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Headers that belong to one connection, not to the message (RFC 9110 §7.6.1).
-static HOP_BY_HOP: [HeaderName; 9] = [
+/// Headers that belong to one connection, not to the message (RFC 9110 §7.6.1), and `Expect`,
+/// which the proxy answers itself (an upstream's own `100 Continue` would only add a wait).
+static HOP_BY_HOP: [HeaderName; 10] = [
     header::CONNECTION,
+    header::EXPECT,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,

@@ -418,7 +418,7 @@ async fn client_gone(stream: &TcpStream, inbound: &Mutex<Inbound>) {
                 // The end of the client's side with a next request already here: a client that
                 // sent its requests and half-closed waits for the answers (hyper answers them
                 // too). With nothing here, it has left.
-                Ok(0) if !inbound.buf.is_empty() => {
+                Ok(0) if inbound.buf.iter().any(|b| !matches!(b, b'\r' | b'\n')) => {
                     inbound.half_closed = true;
                     return Poll::Pending;
                 }
