@@ -6,10 +6,11 @@
 //! do.
 
 use super::decode::{Decoder, Framing};
+use super::fields::{self, Fields};
 use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame};
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::header::HeaderValue;
 use hyper::{Method, StatusCode, Uri};
 use std::future::poll_fn;
 use std::io::ErrorKind as IoKind;
@@ -50,7 +51,7 @@ pub enum SendError {
 /// An upstream's response head, and the connection its body is still to be read from.
 pub struct Response {
     pub status: StatusCode,
-    pub headers: HeaderMap,
+    pub headers: Fields,
     /// The body's decoder, past the body bytes read with the head.
     pub decoder: Decoder,
     /// The body bytes read with the head, decoded (possibly none).
@@ -105,7 +106,7 @@ impl Upstream {
         &self,
         method: &Method,
         path_and_query: &str,
-        headers: &HeaderMap,
+        headers: &Fields,
         mut body: B,
     ) -> Result<Response, SendError>
     where
@@ -246,7 +247,7 @@ impl Upstream {
         out: &mut Vec<u8>,
         method: &Method,
         path_and_query: &str,
-        headers: &HeaderMap,
+        headers: &Fields,
         length: Option<u64>,
     ) {
         out.extend_from_slice(method.as_str().as_bytes());
@@ -257,17 +258,18 @@ impl Upstream {
         out.extend_from_slice(self.authority.as_bytes());
         out.extend_from_slice(b"\r\n");
         let mut had_length = false;
-        for (name, value) in headers {
-            if name == header::CONTENT_LENGTH {
+        for (name, value) in headers.iter() {
+            if name.eq_ignore_ascii_case(b"content-length") {
                 had_length = true;
                 continue;
             }
-            if name == header::HOST || name == header::TRANSFER_ENCODING {
+            if name.eq_ignore_ascii_case(b"host") || name.eq_ignore_ascii_case(b"transfer-encoding")
+            {
                 continue;
             }
-            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(name);
             out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(value);
             out.extend_from_slice(b"\r\n");
         }
         match length {
@@ -459,7 +461,7 @@ fn front(answer: &[u8]) -> Front {
 async fn read_head(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
-) -> Result<(StatusCode, HeaderMap, bool), HeadError> {
+) -> Result<(StatusCode, Fields, bool), HeadError> {
     let bad = |e: String| HeadError::Bad(SendError::Broken(e));
     // Nothing at all has come yet (no interim answer either).
     let mut nothing = true;
@@ -530,7 +532,7 @@ pub(super) fn head_end(buf: &[u8]) -> Option<usize> {
 
 /// Status line and header fields (RFC 9112 §4, §5); line folding and malformed fields are
 /// refused, not guessed at.
-fn parse_head(head: &Bytes) -> Result<(StatusCode, HeaderMap, bool), String> {
+fn parse_head(head: &Bytes) -> Result<(StatusCode, Fields, bool), String> {
     let mut lines = head
         .split(|b| *b == b'\n')
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
@@ -545,7 +547,7 @@ fn parse_head(head: &Bytes) -> Result<(StatusCode, HeaderMap, bool), String> {
         .and_then(|code| StatusCode::from_bytes(code).ok())
         .filter(|_| matches!(status_line.get(12), None | Some(b' ')))
         .ok_or("malformed status line")?;
-    let mut headers = HeaderMap::with_capacity(16);
+    let mut headers = Fields::with_capacity(16);
     for line in lines {
         if line.is_empty() {
             break;
@@ -557,11 +559,15 @@ fn parse_head(head: &Bytes) -> Result<(StatusCode, HeaderMap, bool), String> {
             .iter()
             .position(|b| *b == b':')
             .ok_or("malformed header line")?;
-        let name = HeaderName::from_bytes(&line[..colon]).map_err(|_| "malformed header name")?;
-        // The value stays in the buffer the head was read into: no copy per header.
-        let value = head.slice_ref(line[colon + 1..].trim_ascii());
-        let value = HeaderValue::from_maybe_shared(value).map_err(|_| "malformed header value")?;
-        headers.append(name, value);
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        if !fields::is_name(name) {
+            return Err("malformed header name".into());
+        }
+        if !fields::is_value(value) {
+            return Err("malformed header value".into());
+        }
+        // Name and value stay in the buffer the head was read into: no copy per field.
+        headers.push(head.slice_ref(name), head.slice_ref(value));
     }
     Ok((status, headers, version_11))
 }
@@ -576,9 +582,9 @@ fn parse_head(head: &Bytes) -> Result<(StatusCode, HeaderMap, bool), String> {
 fn framing(
     method: &Method,
     status: StatusCode,
-    headers: &HeaderMap,
+    headers: &Fields,
 ) -> Result<(Framing, bool), String> {
-    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    let mut lengths = headers.get_all("content-length");
     let first = lengths.next();
     let single = first.is_some() && lengths.next().is_none();
     if method == Method::HEAD
@@ -586,13 +592,12 @@ fn framing(
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED
     {
-        let plain = single && first.is_some_and(|v| digits(v.as_bytes()).is_some());
+        let plain = single && first.is_some_and(|v| digits(v).is_some());
         return Ok((Framing::Empty, first.is_some() && !plain));
     }
-    let mut codings = headers.get_all(header::TRANSFER_ENCODING).iter();
+    let mut codings = headers.get_all("transfer-encoding");
     if let Some(te) = codings.next() {
-        if codings.next().is_some() || !te.as_bytes().trim_ascii().eq_ignore_ascii_case(b"chunked")
-        {
+        if codings.next().is_some() || !te.trim_ascii().eq_ignore_ascii_case(b"chunked") {
             return Err("unsupported transfer coding from the upstream".into());
         }
         return Ok((Framing::Chunked, first.is_some()));
@@ -601,15 +606,15 @@ fn framing(
         return Ok((Framing::Close, false));
     };
     if single {
-        if let Some(n) = digits(first.as_bytes()) {
+        if let Some(n) = digits(first) {
             return Ok((Framing::Length(n), false));
         }
     }
     // Repeated or listed values are one length only if they are all the same (RFC 9110 §8.6).
     let bad = || "invalid content-length from the upstream".to_string();
     let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|b| *b == b',') {
+    for value in headers.get_all("content-length") {
+        for part in value.split(|b| *b == b',') {
             let n = digits(part.trim_ascii()).ok_or_else(bad)?;
             if length.is_some_and(|l| l != n) {
                 return Err(bad());
@@ -631,18 +636,11 @@ pub(super) fn digits(text: &[u8]) -> Option<u64> {
 }
 
 /// HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 only when told `keep-alive`.
-fn connection_persists(headers: &HeaderMap, version_11: bool) -> bool {
-    let says = |token: &[u8]| {
-        headers.get_all(header::CONNECTION).iter().any(|v| {
-            v.as_bytes()
-                .split(|b| *b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-        })
-    };
+fn connection_persists(headers: &Fields, version_11: bool) -> bool {
     if version_11 {
-        !says(b"close")
+        !headers.has_token("connection", "close")
     } else {
-        says(b"keep-alive")
+        headers.has_token("connection", "keep-alive")
     }
 }
 
@@ -680,9 +678,9 @@ mod tests {
         assert_eq!(&head[end..], b"body");
         let (status, headers, v11) = parse_head(&Bytes::from_static(&head[..end])).unwrap();
         assert_eq!((status, v11), (StatusCode::OK, true));
-        assert_eq!(headers["server"], "llama.cpp");
-        let values: Vec<_> = headers.get_all("x-a").iter().collect();
-        assert_eq!(values, ["b c", "d"]);
+        assert_eq!(headers.get_str("server"), Some("llama.cpp"));
+        let values: Vec<_> = headers.get_all("x-a").collect();
+        assert_eq!(values, [&b"b c"[..], b"d"]);
         assert_eq!(head_end(b"HTTP/1.0 204\n\nx"), Some(14));
         assert_eq!(head_end(b"HTTP/1.1 200 OK\r\nA: b\r\n"), None);
         let (status, _, v11) = parse_head(&Bytes::from_static(b"HTTP/1.0 204\n\n")).unwrap();
@@ -702,11 +700,14 @@ mod tests {
     #[test]
     fn framing_and_persistence_follow_rfc_9112() {
         let h = |pairs: &[(&'static str, &'static str)]| {
-            let mut map = HeaderMap::new();
+            let mut fields = Fields::default();
             for (n, v) in pairs {
-                map.append(*n, HeaderValue::from_static(v));
+                fields.push(
+                    Bytes::from_static(n.as_bytes()),
+                    Bytes::from_static(v.as_bytes()),
+                );
             }
-            map
+            fields
         };
         let ok = StatusCode::OK;
         let post = &Method::POST;

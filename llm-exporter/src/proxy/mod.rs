@@ -9,6 +9,7 @@ pub mod chunk;
 pub mod client;
 pub mod collector;
 pub mod decode;
+pub mod fields;
 pub mod metrics;
 pub mod observe;
 pub mod route;
@@ -19,9 +20,9 @@ use crate::model_name;
 use body::{MeteredBody, ProxyBody, Record};
 use bytes::Bytes;
 use client::{SendError, Upstream};
+use fields::Fields;
 use hyper::body::Body;
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::{Request, Response, StatusCode};
+use hyper::{Method, StatusCode, Uri};
 use metrics::{ErrorKind, Finished, ProxyMetrics};
 use observe::{Framing, Observer};
 use std::sync::Arc;
@@ -30,25 +31,35 @@ use tokio::time::Instant;
 
 /// Headers that belong to one connection, not to the message (RFC 9110 §7.6.1), and `Expect`,
 /// which the proxy answers itself (an upstream's own `100 Continue` would only add a wait).
-static HOP_BY_HOP: [HeaderName; 10] = [
-    header::CONNECTION,
-    header::EXPECT,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
+const HOP_BY_HOP: [&str; 10] = [
+    "connection",
+    "expect",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
 ];
 
 /// Headers that `Connection` may not name away.
-static FRAMING: [HeaderName; 3] = [
-    header::CONTENT_LENGTH,
-    header::TRANSFER_ENCODING,
-    header::HOST,
-];
+const FRAMING: [&str; 3] = ["content-length", "transfer-encoding", "host"];
+
+/// A client's request head, as the server read and checked it.
+pub struct RequestHead {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: Fields,
+}
+
+/// What the server writes back: the upstream's answer or the proxy's own.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: Fields,
+    pub body: ProxyBody,
+}
 
 /// One proxy listener's view of its upstream.
 struct Target {
@@ -232,13 +243,13 @@ impl Drop for InFlight<'_> {
     }
 }
 
-async fn forward<B>(target: &Target, req: Request<B>) -> Response<ProxyBody>
+async fn forward<B>(target: &Target, head: RequestHead, body: B) -> Answer
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
     let started = Instant::now();
-    let route = route::inference_route(req.method(), req.uri().path());
+    let route = route::inference_route(&head.method, head.uri.path());
     let in_flight = InFlight::start(target, route, started);
     let finished = |code: u16, error: Option<ErrorKind>| Finished {
         upstream: target.name.clone(),
@@ -248,16 +259,11 @@ where
         ..Default::default()
     };
 
-    let (parts, body) = req.into_parts();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let headers = without_hop_by_hop(parts.headers);
+    let path = head.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let headers = without_hop_by_hop(head.headers);
     let response = tokio::time::timeout(
         target.settings.header_timeout,
-        target.upstream.send(&parts.method, path, &headers, body),
+        target.upstream.send(&head.method, path, &headers, body),
     )
     .await;
     let response = match response {
@@ -324,13 +330,11 @@ where
         let ok = status.is_success();
         let framing = response
             .headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
+            .get_str("content-type")
             .and_then(Framing::from_content_type);
         let says_llama = response
             .headers
-            .get(header::SERVER)
-            .and_then(|v| v.to_str().ok())
+            .get_str("server")
             .is_some_and(|s| s.contains("llama.cpp"));
         Record {
             metrics: target.metrics.clone(),
@@ -345,7 +349,7 @@ where
     if response.drop_length {
         // The length the client gets is the one the proxy frames by (the server writes it from
         // the body's exact size): never a void, listed or malformed upstream value.
-        headers.remove(header::CONTENT_LENGTH);
+        headers.retain(|name| !name.eq_ignore_ascii_case(b"content-length"));
     }
     let body = MeteredBody::new(
         response.conn,
@@ -355,10 +359,11 @@ where
         record,
         target.settings.idle_timeout,
     );
-    let mut answer = Response::new(ProxyBody::Upstream(Box::new(body)));
-    *answer.status_mut() = status;
-    *answer.headers_mut() = headers;
-    answer
+    Answer {
+        status,
+        headers,
+        body: ProxyBody::Upstream(Box::new(body)),
+    }
 }
 
 /// The model label's spelling follows the backend: the `Server` header names llama.cpp, the
@@ -380,51 +385,84 @@ fn local(
     mut finished: Finished,
     status: StatusCode,
     message: &str,
-) -> Response<ProxyBody> {
+) -> Answer {
     if route.is_some() {
         finished.duration = started.elapsed().as_secs_f64();
         target.metrics.finished(finished);
     }
     let body = format!("{{\"error\":\"llm-exporter proxy: {message}\"}}");
-    let mut response = Response::new(ProxyBody::Local(Some(Bytes::from(body))));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
+    let mut headers = Fields::with_capacity(1);
+    headers.push(
+        Bytes::from_static(b"content-type"),
+        Bytes::from_static(b"application/json"),
     );
-    response
+    Answer {
+        status,
+        headers,
+        body: ProxyBody::Local(Some(Bytes::from(body))),
+    }
 }
 
-fn without_hop_by_hop(mut headers: HeaderMap) -> HeaderMap {
-    // One look at each name costs less than a removal (a hash) per hop-by-hop name; most
-    // messages carry none, and only those present are removed.
-    let mut present = [false; HOP_BY_HOP.len()];
-    for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
-            present[i] = true;
-        }
-    }
-    if !present.contains(&true) {
+fn without_hop_by_hop(mut headers: Fields) -> Fields {
+    let hop = |name: &[u8]| {
+        HOP_BY_HOP
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+    };
+    // Most messages carry none: then nothing is looked at twice.
+    if !headers.iter().any(|(name, _)| hop(name)) {
         return headers;
     }
-    // Headers named in `Connection` are hop-by-hop too.
-    if headers.contains_key(header::CONNECTION) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-            // The message's framing and target are never a connection option: a client naming
-            // them must not strip them (that would let a body pass for a second request).
-            .filter(|n| !FRAMING.contains(n))
-            .collect();
-        for name in named {
-            headers.remove(name);
-        }
-    }
-    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, there)| *there) {
-        headers.remove(name);
-    }
+    // Headers named in `Connection` are hop-by-hop too; the message's framing and target are
+    // never a connection option: a client naming them must not strip them (that would let a
+    // body pass for a second request).
+    let named: Vec<Vec<u8>> = headers
+        .get_all("connection")
+        .flat_map(|v| v.split(|b| *b == b','))
+        .map(|n| n.trim_ascii().to_ascii_lowercase())
+        .filter(|n| !n.is_empty() && !FRAMING.iter().any(|f| n == f.as_bytes()))
+        .collect();
+    headers.retain(|name| !hop(name) && !named.iter().any(|n| name.eq_ignore_ascii_case(n)));
     headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_stay_behind_but_never_the_framing() {
+        let mut fields = Fields::default();
+        for (name, value) in [
+            ("Host", "x"),
+            ("Connection", "X-Private, content-length , HOST"),
+            ("connection", "Transfer-Encoding"),
+            ("Keep-Alive", "timeout=5"),
+            ("Proxy-Connection", "keep-alive"),
+            ("TE", "trailers"),
+            ("Upgrade", "websocket"),
+            ("Expect", "100-continue"),
+            ("x-private", "secret"),
+            ("Content-Length", "2"),
+            ("Content-Type", "application/json"),
+            ("Authorization", "Bearer k"),
+        ] {
+            fields.push(Bytes::from(name), Bytes::from(value));
+        }
+        let kept = without_hop_by_hop(fields);
+        let names: Vec<&[u8]> = kept.iter().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                &b"Host"[..],
+                b"Content-Length",
+                b"Content-Type",
+                b"Authorization"
+            ]
+        );
+        // Nothing hop-by-hop: the fields come back as they were.
+        let mut plain = Fields::default();
+        plain.push(Bytes::from("A"), Bytes::from("b"));
+        assert_eq!(without_hop_by_hop(plain).len(), 1);
+    }
 }

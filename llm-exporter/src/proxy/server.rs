@@ -14,11 +14,11 @@
 use super::body::ProxyBody;
 use super::client::head_end;
 use super::decode::{Decoder, Framing};
-use super::{forward, Target};
+use super::fields::Fields;
+use super::{forward, Answer, RequestHead, Target};
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::{Method, Request, StatusCode, Uri, Version};
+use hyper::{Method, StatusCode, Uri, Version};
 use std::cell::RefCell;
 use std::future::{poll_fn, Future};
 use std::io::{ErrorKind as IoKind, IoSlice};
@@ -88,19 +88,19 @@ pub async fn serve_connection(stream: TcpStream, target: &Target, client_timeout
                 return;
             }
         }
-        let is_head = parsed.request.method() == Method::HEAD;
-        let version_11 = parsed.request.version() == Version::HTTP_11;
+        let is_head = parsed.head.method == Method::HEAD;
+        let version_11 = parsed.version == Version::HTTP_11;
         let mut keep_alive = parsed.keep_alive;
-        let request = parsed.request.map(|()| ClientBody {
+        let body = ClientBody {
             stream: &stream,
             inbound: &inbound,
             decoder,
             timeout: client_timeout,
             wait: None,
-        });
+        };
 
         let response = {
-            let forwarding = forward(target, request);
+            let forwarding = forward(target, parsed.head, body);
             tokio::pin!(forwarding);
             tokio::select! {
                 biased;
@@ -110,8 +110,12 @@ pub async fn serve_connection(stream: TcpStream, target: &Target, client_timeout
             }
         };
 
-        let (parts, mut body) = response.into_parts();
-        let framing = ResponseFraming::choose(parts.status, is_head, &body, version_11);
+        let Answer {
+            status,
+            headers,
+            mut body,
+        } = response;
+        let framing = ResponseFraming::choose(status, is_head, &body, version_11);
         // The upstream answered before the whole request body came (a 413, or its connection
         // broke): what is left of the body cannot be told from a next request, so the answer
         // says the connection closes. By now the upstream request is over: the body stays as
@@ -119,7 +123,7 @@ pub async fn serve_connection(stream: TcpStream, target: &Target, client_timeout
         let body_done = lock(&inbound).body_done;
         keep_alive &= framing != ResponseFraming::Close && body_done;
         out.clear();
-        write_head(&mut out, &parts, version_11, framing, keep_alive);
+        write_head(&mut out, status, &headers, version_11, framing, keep_alive);
         let sent = send_body(
             &stream,
             &inbound,
@@ -190,7 +194,8 @@ async fn read_head(
 
 /// A request head, checked.
 struct Parsed {
-    request: Request<()>,
+    head: RequestHead,
+    version: Version,
     body: Framing,
     keep_alive: bool,
     expect_continue: bool,
@@ -230,36 +235,29 @@ fn parse_request(head: &Bytes) -> Result<Parsed, StatusCode> {
     {
         return Err(StatusCode::BAD_REQUEST);
     }
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    // httparse has checked the names (tokens) and values (no control characters).
+    let mut headers = Fields::with_capacity(req.headers.len());
     for field in req.headers.iter() {
-        let name =
-            HeaderName::from_bytes(field.name.as_bytes()).map_err(|_| StatusCode::BAD_REQUEST)?;
-        let value = HeaderValue::from_maybe_shared(head.slice_ref(field.value))
-            .map_err(|_| StatusCode::BAD_REQUEST)?;
-        headers.append(name, value);
+        headers.push(
+            head.slice_ref(field.name.as_bytes()),
+            head.slice_ref(field.value.trim_ascii()),
+        );
     }
     let version_11 = version == Version::HTTP_11;
     let body = request_framing(&headers, version_11)?;
-    let says = |name: HeaderName, token: &[u8]| {
-        headers.get_all(name).iter().any(|v| {
-            v.as_bytes()
-                .split(|b| *b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-        })
-    };
     let keep_alive = if version_11 {
-        !says(header::CONNECTION, b"close")
+        !headers.has_token("connection", "close")
     } else {
-        says(header::CONNECTION, b"keep-alive")
+        headers.has_token("connection", "keep-alive")
     };
-    let expect_continue = version_11 && says(header::EXPECT, b"100-continue");
-    let mut request = Request::new(());
-    *request.method_mut() = method;
-    *request.uri_mut() = uri;
-    *request.version_mut() = version;
-    *request.headers_mut() = headers;
+    let expect_continue = version_11 && headers.has_token("expect", "100-continue");
     Ok(Parsed {
-        request,
+        head: RequestHead {
+            method,
+            uri,
+            headers,
+        },
+        version,
         body,
         keep_alive,
         expect_continue,
@@ -267,12 +265,11 @@ fn parse_request(head: &Bytes) -> Result<Parsed, StatusCode> {
 }
 
 /// How the request body's end is known (RFC 9112 §6.3), or why the request is refused.
-fn request_framing(headers: &HeaderMap, version_11: bool) -> Result<Framing, StatusCode> {
+fn request_framing(headers: &Fields, version_11: bool) -> Result<Framing, StatusCode> {
     let bad = StatusCode::BAD_REQUEST;
-    let lengths = headers.get_all(header::CONTENT_LENGTH);
     let mut codings = 0;
-    for value in headers.get_all(header::TRANSFER_ENCODING) {
-        for coding in value.as_bytes().split(|b| *b == b',') {
+    for value in headers.get_all("transfer-encoding") {
+        for coding in value.split(|b| *b == b',') {
             let coding = coding.trim_ascii();
             if coding.is_empty() {
                 continue;
@@ -284,18 +281,18 @@ fn request_framing(headers: &HeaderMap, version_11: bool) -> Result<Framing, Sta
             codings += 1;
         }
     }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+    if headers.contains("transfer-encoding") {
         // Chunked exactly once, in HTTP/1.1, and no length beside it: anything else is where
         // two servers in a row could disagree on where the body ends.
-        if codings != 1 || !version_11 || lengths.iter().next().is_some() {
+        if codings != 1 || !version_11 || headers.contains("content-length") {
             return Err(bad);
         }
         return Ok(Framing::Chunked);
     }
     // Repeated or listed values are one length only if they are all the same (RFC 9110 §8.6).
     let mut length = None;
-    for value in lengths {
-        for part in value.as_bytes().split(|b| *b == b',') {
+    for value in headers.get_all("content-length") {
+        for part in value.split(|b| *b == b',') {
             let n = super::client::digits(part.trim_ascii()).ok_or(bad)?;
             if length.is_some_and(|l| l != n) {
                 return Err(bad);
@@ -467,7 +464,8 @@ impl ResponseFraming {
 /// The response's status line and header fields, with the proxy's own framing.
 fn write_head(
     out: &mut Vec<u8>,
-    parts: &hyper::http::response::Parts,
+    status: StatusCode,
+    headers: &Fields,
     version_11: bool,
     framing: ResponseFraming,
     keep_alive: bool,
@@ -477,26 +475,21 @@ fn write_head(
     } else {
         b"HTTP/1.0 "
     });
-    out.extend_from_slice(parts.status.as_str().as_bytes());
+    out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(
-        parts
-            .status
-            .canonical_reason()
-            .unwrap_or_default()
-            .as_bytes(),
-    );
+    out.extend_from_slice(status.canonical_reason().unwrap_or_default().as_bytes());
     out.extend_from_slice(b"\r\n");
-    let no_length = matches!(parts.status.as_u16(), 100..=199 | 204);
-    for (name, value) in &parts.headers {
-        let framing_field = *name == header::TRANSFER_ENCODING
-            || (*name == header::CONTENT_LENGTH && (framing != ResponseFraming::None || no_length));
+    let no_length = matches!(status.as_u16(), 100..=199 | 204);
+    for (name, value) in headers.iter() {
+        let framing_field = name.eq_ignore_ascii_case(b"transfer-encoding")
+            || (name.eq_ignore_ascii_case(b"content-length")
+                && (framing != ResponseFraming::None || no_length));
         if framing_field {
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(name);
         out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
     match framing {
@@ -508,7 +501,7 @@ fn write_head(
         ResponseFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         ResponseFraming::None | ResponseFraming::Close => {}
     }
-    if !parts.headers.contains_key(header::DATE) {
+    if !headers.contains("date") {
         out.extend_from_slice(b"date: ");
         with_http_date(|date| out.extend_from_slice(date));
         out.extend_from_slice(b"\r\n");
@@ -778,7 +771,7 @@ mod tests {
     fn persistence_and_expectations_follow_the_version() {
         let p = parse("GET /a?b HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         assert!(p.keep_alive && !p.expect_continue);
-        assert_eq!(p.request.uri().path_and_query().unwrap().as_str(), "/a?b");
+        assert_eq!(p.head.uri.path_and_query().unwrap().as_str(), "/a?b");
         assert!(
             !parse("GET / HTTP/1.1\r\nConnection: Close\r\n\r\n")
                 .unwrap()
@@ -796,7 +789,7 @@ mod tests {
                 .expect_continue
         );
         let absolute = parse("GET http://h/p?q HTTP/1.1\r\n\r\n").unwrap();
-        assert_eq!(absolute.request.uri().path_and_query().unwrap(), "/p?q");
+        assert_eq!(absolute.head.uri.path_and_query().unwrap(), "/p?q");
     }
 
     #[test]
