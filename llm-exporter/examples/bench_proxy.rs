@@ -417,8 +417,8 @@ fn main() {
     let stream_runs = rt.block_on(interleaved(&chats, &stream_body, requests));
     // Throughput in rounds that take the paths in turn, as the latencies do: a second of other
     // work on the machine then weighs on one round of each path, not on one path's only run.
-    let per_round = (requests / ROUNDS).max(CONCURRENT_STREAMS) / CONCURRENT_STREAMS
-        * CONCURRENT_STREAMS;
+    let per_round =
+        (requests / ROUNDS).max(CONCURRENT_STREAMS) / CONCURRENT_STREAMS * CONCURRENT_STREAMS;
     let mut rates = vec![Vec::new(); chats.len()];
     let mut concurrent_failed = vec![0; chats.len()];
     for _ in 0..ROUNDS {
