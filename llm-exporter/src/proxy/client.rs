@@ -267,10 +267,7 @@ impl Upstream {
             {
                 continue;
             }
-            out.extend_from_slice(name);
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value);
-            out.extend_from_slice(b"\r\n");
+            fields::write_line(out, name, value);
         }
         match length {
             // An empty body needs no length unless the client gave one (a POST of nothing).

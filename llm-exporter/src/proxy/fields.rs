@@ -62,6 +62,14 @@ impl Fields {
     }
 }
 
+/// Appends one field line to a head being written.
+pub fn write_line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// A field name: one or more token characters (RFC 9110 §5.6.2).
 pub fn is_name(name: &[u8]) -> bool {
     !name.is_empty() && name.iter().all(|b| TOKEN[usize::from(*b)])

@@ -14,7 +14,7 @@
 use super::body::ProxyBody;
 use super::client::head_end;
 use super::decode::{Decoder, Framing};
-use super::fields::Fields;
+use super::fields::{self, Fields};
 use super::{forward, Answer, RequestHead, Target};
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
@@ -487,10 +487,7 @@ fn write_head(
         if framing_field {
             continue;
         }
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
+        fields::write_line(out, name, value);
     }
     match framing {
         ResponseFraming::Length(n) => {
