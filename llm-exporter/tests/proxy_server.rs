@@ -213,7 +213,7 @@ fn requests_whose_framing_could_smuggle_are_refused_and_never_reach_the_upstream
 #[test]
 fn a_chunked_request_body_reaches_the_upstream_decoded_and_framed_anew() {
     let fake = RawFake::start(echo());
-    let (_exporter, port) = start(&fake);
+    let (exporter, port) = start(&fake);
     let mut conn = connect(port);
     let request = b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
         5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n";
@@ -249,6 +249,14 @@ fn a_chunked_request_body_reaches_the_upstream_decoded_and_framed_anew() {
     }
     let lines = fake.request_lines();
     assert!(!lines.iter().any(|l| l.contains("hidden")), "{lines:?}");
+    // Counted as the client's error, with the code it got, not as a client that left.
+    wait_for_sum(
+        &exporter,
+        "llm_request_errors_total",
+        "kind=\"client_error\"",
+        4.0,
+    );
+    wait_for_sum(&exporter, "llm_requests_total", "code=\"400\"", 4.0);
 }
 
 #[test]
@@ -273,9 +281,16 @@ fn a_client_that_stops_sending_its_body_gets_an_error_after_the_client_timeout()
         .unwrap();
     let started = Instant::now();
     let answer = String::from_utf8_lossy(&read_to_close(&mut conn).unwrap()).to_string();
-    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
     assert!(answer.contains("connection: close\r\n"), "{answer}");
     assert!(started.elapsed() < Duration::from_secs(3));
+    wait_for_sum(
+        &exporter,
+        "llm_request_errors_total",
+        "kind=\"client_error\"",
+        1.0,
+    );
+    wait_for_sum(&exporter, "llm_requests_total", "code=\"408\"", 1.0);
     wait_for_sum(
         &exporter,
         "llm_active_requests",

@@ -44,8 +44,9 @@ pub enum SendError {
     Unreachable(String),
     /// The connection broke or the answer was not HTTP/1.1.
     Broken(String),
-    /// The client's request body failed (the client went away while sending it).
-    ClientBody(String),
+    /// The client's request body failed: the client went away while sending it, its chunked
+    /// coding was malformed (`InvalidData`), or it stalled (`TimedOut`).
+    ClientBody(std::io::Error),
 }
 
 /// An upstream's response head, and the connection its body is still to be read from.
@@ -110,8 +111,7 @@ impl Upstream {
         mut body: B,
     ) -> Result<Response, SendError>
     where
-        B: Body<Data = Bytes> + Unpin,
-        B::Error: std::fmt::Display,
+        B: Body<Data = Bytes, Error = std::io::Error> + Unpin,
     {
         // The framing is always the proxy's own: the body's exact size, or chunked coding when
         // the client's is not known in advance; never a client's header (RFC 9112 §6.3).
@@ -294,8 +294,7 @@ async fn send_body<B>(
     answer: &mut BytesMut,
 ) -> Result<bool, SendError>
 where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
+    B: Body<Data = Bytes, Error = std::io::Error> + Unpin,
 {
     let broken = |e: std::io::Error| SendError::Broken(format!("writing the request: {e}"));
     let stream = &*stream;
@@ -331,7 +330,7 @@ where
         let Some(frame) = frame else {
             break;
         };
-        let frame: Frame<_> = frame.map_err(|e| SendError::ClientBody(e.to_string()))?;
+        let frame: Frame<_> = frame.map_err(SendError::ClientBody)?;
         // Request trailers are not passed on.
         let Ok(data) = frame.into_data() else {
             continue;

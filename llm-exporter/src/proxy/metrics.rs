@@ -16,6 +16,9 @@ pub enum ErrorKind {
     StreamError,
     /// The client went away before the response ended.
     ClientDisconnect,
+    /// The client's request body could not be read: malformed chunked coding (answered 400),
+    /// or nothing more of it within --proxy.client-timeout (answered 408).
+    ClientError,
     /// No response headers within --proxy.header-timeout, or a body silent for
     /// --proxy.idle-timeout.
     UpstreamTimeout,
@@ -31,6 +34,7 @@ impl ErrorKind {
             ErrorKind::UpstreamStatus => "upstream_status",
             ErrorKind::StreamError => "stream_error",
             ErrorKind::ClientDisconnect => "client_disconnect",
+            ErrorKind::ClientError => "client_error",
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::UpstreamUnreachable => "upstream_unreachable",
             ErrorKind::UpstreamBroken => "upstream_broken",
@@ -225,7 +229,7 @@ impl ProxyMetrics {
         }
         let mut errors = MetricFamily::counter(
             "llm_request_errors_total",
-            "Failed inference requests by kind: upstream_status, stream_error, client_disconnect, upstream_timeout, upstream_unreachable, upstream_broken.",
+            "Failed inference requests by kind: upstream_status, stream_error, client_disconnect, client_error, upstream_timeout, upstream_unreachable, upstream_broken.",
         );
         for (key, series) in &state.series {
             let [u, m, r] = key.labels();

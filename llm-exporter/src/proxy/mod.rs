@@ -245,8 +245,7 @@ impl Drop for InFlight<'_> {
 
 async fn forward<B>(target: &Target, head: RequestHead, body: B) -> Answer
 where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
+    B: Body<Data = Bytes, Error = std::io::Error> + Unpin,
 {
     let started = Instant::now();
     let route = route::inference_route(&head.method, head.uri.path());
@@ -271,16 +270,39 @@ where
         Ok(Err(SendError::ClientBody(e))) => {
             common::log::warn(
                 "proxy: the client's request body failed",
-                &[("upstream", &target.name), ("err", &e)],
+                &[("upstream", &target.name), ("err", &e.to_string())],
             );
             in_flight.disarm();
+            // The client's fault (a body that cannot be read, or stalled) is answered and
+            // counted as such; a client that went away got nothing.
+            let (status, kind, message) = match e.kind() {
+                std::io::ErrorKind::InvalidData => (
+                    StatusCode::BAD_REQUEST,
+                    ErrorKind::ClientError,
+                    "malformed request body",
+                ),
+                std::io::ErrorKind::TimedOut => (
+                    StatusCode::REQUEST_TIMEOUT,
+                    ErrorKind::ClientError,
+                    "the request body stalled",
+                ),
+                _ => (
+                    StatusCode::BAD_REQUEST,
+                    ErrorKind::ClientDisconnect,
+                    "the request body failed",
+                ),
+            };
+            let code = match kind {
+                ErrorKind::ClientDisconnect => CLIENT_CLOSED,
+                _ => status.as_u16(),
+            };
             return local(
                 target,
                 route,
                 started,
-                finished(CLIENT_CLOSED, Some(ErrorKind::ClientDisconnect)),
-                StatusCode::BAD_REQUEST,
-                "the request body failed",
+                finished(code, Some(kind)),
+                status,
+                message,
             );
         }
         Ok(Err(e)) => {
@@ -288,9 +310,12 @@ where
                 SendError::Unreachable(e) => {
                     (ErrorKind::UpstreamUnreachable, "upstream unreachable", e)
                 }
-                SendError::Broken(e) | SendError::ClientBody(e) => {
-                    (ErrorKind::UpstreamBroken, "upstream answered badly", e)
-                }
+                SendError::Broken(e) => (ErrorKind::UpstreamBroken, "upstream answered badly", e),
+                SendError::ClientBody(e) => (
+                    ErrorKind::UpstreamBroken,
+                    "upstream answered badly",
+                    e.to_string(),
+                ),
             };
             common::log::warn(
                 "proxy: upstream request failed",
