@@ -362,12 +362,10 @@ where
         // Part of the request went out earlier: it can no longer be sent again whole.
         out.clear();
     }
-    let whole = sent.map_err(broken)?;
-    if !whole {
-        // Not all of it went out: never to be sent again as if it were whole.
-        out.clear();
-    }
-    Ok(whole)
+    // Stopped in this last write by an answer or a close: `out` still holds the whole request
+    // when nothing was written before, as after a failed write, and `send` sends it once more
+    // only if no byte of an answer came (the upstream closed a reused connection).
+    sent.map_err(broken)
 }
 
 /// Writes `bytes` unless the upstream begins to answer (or closes) while it does not take them;
