@@ -60,7 +60,8 @@ fn lock(inbound: &Mutex<Inbound>) -> MutexGuard<'_, Inbound> {
 
 /// Serves one client connection until it closes, breaks, times out, or a request or response
 /// leaves it unusable. `client_timeout` bounds the wait for a request head (an idle keep-alive
-/// connection included) and for the client to take each write.
+/// connection included), for each next piece of a request body, and for the client to take each
+/// write.
 pub async fn serve_connection(stream: TcpStream, target: &Target, client_timeout: Duration) {
     let inbound = Mutex::new(Inbound {
         buf: BytesMut::with_capacity(4096),
