@@ -14,15 +14,48 @@ use support::raw::{exchange, header, RawFake, RawHandler, Reply};
 
 /// Starts the proxy in front of `fake` with a short client timeout.
 fn start(fake: &RawFake) -> (Exporter, u16) {
+    start_in_front_of(
+        &fake.url(),
+        &[
+            "--upstream.backend=up=llama.cpp",
+            "--proxy.client-timeout=400ms",
+        ],
+    )
+}
+
+/// Starts the proxy, one thread, in front of the upstream at `url`, with `extra` flags.
+fn start_in_front_of(url: &str, extra: &[&str]) -> (Exporter, u16) {
     let port = free_port();
-    let exporter = Exporter::start(&[
-        format!("--upstream=up={}", fake.url()),
-        "--upstream.backend=up=llama.cpp".to_string(),
+    let mut args = vec![
+        format!("--upstream=up={url}"),
         format!("--proxy=up=127.0.0.1:{port}"),
         "--proxy.threads=1".to_string(),
-        "--proxy.client-timeout=400ms".to_string(),
-    ]);
-    (exporter, port)
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    (Exporter::start(&args), port)
+}
+
+/// A fake upstream that reads each request's head, not its body, and hands the connection and
+/// the head to `answer`: for upstreams that answer before or while a body comes. Its URL.
+fn head_reading_upstream(answer: impl Fn(TcpStream, &[u8]) + Send + Sync + 'static) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let answer = Arc::new(answer);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                answer(conn, &head);
+            });
+        }
+    });
+    url
 }
 
 fn connect(port: u16) -> TcpStream {
@@ -375,35 +408,17 @@ fn expect_100_continue_is_answered_before_the_body_is_sent() {
 fn an_upstream_100_continue_does_not_stop_the_body_from_being_sent() {
     // As cpp-httplib and Go's server do: `100 Continue` once the head is in, then the body is
     // read, then the answer.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            std::thread::spawn(move || {
-                let mut seen = Vec::new();
-                let mut byte = [0u8; 1];
-                while !seen.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
-                    seen.push(byte[0]);
-                }
-                if !seen.starts_with(b"POST") {
-                    return;
-                }
-                let _ = conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
-                let mut body = [0u8; 100_000];
-                if conn.read_exact(&mut body).is_ok() {
-                    let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nread");
-                }
-            });
+    let url = head_reading_upstream(|mut conn, head| {
+        if !head.starts_with(b"POST") {
+            return;
+        }
+        let _ = conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+        let mut body = [0u8; 100_000];
+        if conn.read_exact(&mut body).is_ok() {
+            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nread");
         }
     });
-    let port = free_port();
-    let _exporter = Exporter::start(&[
-        format!("--upstream=up={url}"),
-        format!("--proxy=up=127.0.0.1:{port}"),
-        "--proxy.threads=1".to_string(),
-        "--proxy.header-timeout=5s".to_string(),
-    ]);
+    let (_exporter, port) = start_in_front_of(&url, &["--proxy.header-timeout=5s"]);
     let mut conn = connect(port);
     conn.write_all(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
         .unwrap();
@@ -590,27 +605,12 @@ fn a_client_that_stops_reading_is_dropped_after_the_client_timeout_and_counted()
 fn an_upstream_that_answers_before_the_whole_body_came_ends_the_client_connection() {
     // An upstream with a size limit answers after the head and closes, as nginx and
     // cpp-httplib do with a 413.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
-                head.push(byte[0]);
-            }
-            let _ = conn.write_all(
-                b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo long",
-            );
-        }
+    let url = head_reading_upstream(|mut conn, _| {
+        let _ = conn.write_all(
+            b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo long",
+        );
     });
-    let port = free_port();
-    let _exporter = Exporter::start(&[
-        format!("--upstream=up={url}"),
-        format!("--proxy=up=127.0.0.1:{port}"),
-        "--proxy.threads=1".to_string(),
-    ]);
+    let (_exporter, port) = start_in_front_of(&url, &[]);
     let mut conn = connect(port);
     // 64 MiB announced, a little sent: the rest never comes.
     conn.write_all(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 67108864\r\n\r\n")

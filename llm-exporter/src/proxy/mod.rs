@@ -415,17 +415,23 @@ fn local(
         finished.duration = started.elapsed().as_secs_f64();
         target.metrics.finished(finished);
     }
+    let (headers, body) = error_body(message);
+    Answer {
+        status,
+        headers,
+        body: ProxyBody::Local(Some(body)),
+    }
+}
+
+/// The header fields and body of an error the proxy answers itself: a JSON object.
+fn error_body(message: &str) -> (Fields, Bytes) {
     let body = format!("{{\"error\":\"llm-exporter proxy: {message}\"}}");
     let mut headers = Fields::with_capacity(1);
     headers.push(
         Bytes::from_static(b"content-type"),
         Bytes::from_static(b"application/json"),
     );
-    Answer {
-        status,
-        headers,
-        body: ProxyBody::Local(Some(Bytes::from(body))),
-    }
+    (headers, Bytes::from(body))
 }
 
 fn without_hop_by_hop(mut headers: Fields) -> Fields {

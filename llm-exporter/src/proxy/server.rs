@@ -15,7 +15,7 @@ use super::body::ProxyBody;
 use super::client::head_end;
 use super::decode::{Decoder, Framing};
 use super::fields::{self, Fields};
-use super::{forward, Answer, RequestHead, Target};
+use super::{error_body, forward, Answer, RequestHead, Target};
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::{Method, StatusCode, Uri, Version};
@@ -629,24 +629,15 @@ async fn write_all(stream: &TcpStream, pieces: &[&[u8]], timeout: Duration) -> s
 
 /// Answers a request the proxy will not pass on, then closes the connection.
 async fn refuse(stream: TcpStream, out: &mut Vec<u8>, status: StatusCode, timeout: Duration) {
-    let message = format!(
-        "{{\"error\":\"llm-exporter proxy: {}\"}}",
-        status
-            .canonical_reason()
-            .unwrap_or("refused")
-            .to_lowercase()
-    );
+    let reason = status
+        .canonical_reason()
+        .unwrap_or("refused")
+        .to_lowercase();
+    let (headers, body) = error_body(&reason);
+    let length = ResponseFraming::Length(body.len() as u64);
     out.clear();
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or_default().as_bytes());
-    out.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
-    out.extend_from_slice(itoa::Buffer::new().format(message.len()).as_bytes());
-    out.extend_from_slice(b"\r\nconnection: close\r\ndate: ");
-    with_http_date(|date| out.extend_from_slice(date));
-    out.extend_from_slice(b"\r\n\r\n");
-    out.extend_from_slice(message.as_bytes());
+    write_head(out, status, &headers, true, length, false);
+    out.extend_from_slice(&body);
     if write_all(&stream, &[out], timeout).await.is_ok() {
         linger(stream, timeout).await;
     }
