@@ -296,6 +296,8 @@ fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Go-style durations as node_exporter takes them: `500ms`, `5s`, `1m`, `1h`, `1m30s`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -324,6 +326,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         };
         total += number * factor;
         rest = &rest[unit_len..];
+    }
+    // A year is more than any timeout or interval here needs, and far from the values where
+    // adding the duration to an Instant would overflow (and panic).
+    if total > MAX_DURATION.as_secs_f64() {
+        return Err(format!("'{s}' is too long a duration (a year at most)"));
     }
     Ok(Duration::from_secs_f64(total))
 }
@@ -645,6 +652,7 @@ mod tests {
         assert!(error(&["--log.format=xml"]).contains("--log.format"));
         assert!(error(&["--web.max-requests=-1"]).contains("--web.max-requests"));
         assert!(error(&["--scrape.timeout=5"]).contains("--scrape.timeout"));
+        assert!(error(&["--scrape.timeout=99999999999999999999s"]).contains("--scrape.timeout"));
         assert!(error(&["--web.listen-address=nonsense"]).contains("--web.listen-address"));
         assert!(error(&["--web.telemetry-path=metrics"]).contains("--web.telemetry-path"));
         assert!(error(&["--bogus"]).contains("--bogus"));
@@ -737,6 +745,11 @@ mod tests {
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        // Beyond what a Duration holds: an error, not a panic at start-up.
+        assert!(parse_duration("99999999999999999999s")
+            .unwrap_err()
+            .contains("too long"));
+        assert!(parse_duration("1e400s").is_err());
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("5d").is_err());
         assert!(parse_duration("").is_err());

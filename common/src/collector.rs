@@ -7,9 +7,9 @@ use crate::metrics::MetricFamily;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 pub type CollectResult = anyhow::Result<Vec<MetricFamily>>;
 pub type CollectFuture<'a> = Pin<Box<dyn Future<Output = CollectResult> + Send + 'a>>;
@@ -36,11 +36,22 @@ enum Kind {
 struct Entry {
     name: &'static str,
     kind: Kind,
-    /// Set while a blocking collection is running. One that outlives its deadline keeps it set
-    /// (a thread stuck in a syscall cannot be stopped), so later scrapes report failure instead
-    /// of stacking more stuck threads. Async collections are cancelled at their deadline and may
-    /// overlap (two Prometheus servers): those collectors coalesce their own work.
-    busy: Arc<AtomicBool>,
+    /// Set while a blocking collection is running: a scrape that arrives meanwhile (a second
+    /// Prometheus of an HA pair, a curl) waits for that collection and gets a copy of its result
+    /// instead of starting another. One that outlives its deadline keeps it set (a thread stuck
+    /// in a syscall cannot be stopped), so later scrapes wait up to their own deadline and report
+    /// failure instead of stacking more stuck threads. Async collections are cancelled at their
+    /// deadline and may overlap: those collectors coalesce their own work.
+    running: Arc<Mutex<Option<Running>>>,
+}
+
+/// Where scrapes that arrive during a blocking collection get its outcome.
+type Running = watch::Receiver<Option<Arc<SharedOutcome>>>;
+
+/// A finished collection as later arrivals receive it: errors as text, because
+/// `anyhow::Error` cannot be cloned.
+struct SharedOutcome {
+    result: Result<Vec<MetricFamily>, String>,
 }
 
 /// Which collectors one scrape asks for: node_exporter's `collect[]` / `exclude[]` parameters.
@@ -108,7 +119,7 @@ impl Collectors {
         self.entries.push(Entry {
             name,
             kind,
-            busy: Arc::new(AtomicBool::new(false)),
+            running: Arc::new(Mutex::new(None)),
         });
     }
 
@@ -165,19 +176,24 @@ impl Collectors {
                 Kind::Async(collector) => {
                     spawn_async(index, collector.clone(), deadline, done.clone())
                 }
-                Kind::Blocking(_) if entry.busy.swap(true, Ordering::AcqRel) => {
-                    outcomes[index] = Some((
-                        Duration::ZERO,
-                        Err(anyhow::anyhow!(
-                            "the previous collection is still running; not starting another"
-                        )),
-                    ));
+                Kind::Blocking(collector) => {
+                    let mut running = lock(&entry.running);
+                    match &*running {
+                        Some(outcome) => {
+                            spawn_waiter(index, outcome.clone(), deadline, done.clone())
+                        }
+                        None => {
+                            let (share, outcome) = watch::channel(None);
+                            *running = Some(outcome);
+                            queue.push_back(BlockingJob {
+                                index,
+                                collector: collector.clone(),
+                                running: entry.running.clone(),
+                                share,
+                            });
+                        }
+                    }
                 }
-                Kind::Blocking(collector) => queue.push_back(BlockingJob {
-                    index,
-                    collector: collector.clone(),
-                    busy: entry.busy.clone(),
-                }),
             }
         }
         let queue = Arc::new(Mutex::new(queue));
@@ -200,9 +216,10 @@ impl Collectors {
                 spawn_worker(queue.clone(), done.clone());
             }
         }
-        // Collectors that never got a thread before the deadline must not run late.
+        // Collectors that never got a thread before the deadline must not run late; scrapes
+        // waiting for them see the channel close and report it.
         for job in lock(&queue).drain(..) {
-            job.busy.store(false, Ordering::Release);
+            lock(&job.running).take();
         }
 
         let mut families: Vec<MetricFamily> = Vec::new();
@@ -254,7 +271,26 @@ struct Finished {
 struct BlockingJob {
     index: usize,
     collector: Arc<dyn BlockingCollector>,
-    busy: Arc<AtomicBool>,
+    running: Arc<Mutex<Option<Running>>>,
+    share: watch::Sender<Option<Arc<SharedOutcome>>>,
+}
+
+impl BlockingJob {
+    /// Marks the collector idle and hands a copy of the result to the scrapes that waited for
+    /// it. Copies are made only when someone waits: the entry's receiver is dropped first,
+    /// under its lock, so the receivers left are exactly the waiters.
+    fn finish(self, elapsed: Duration, result: CollectResult, done: &Finished) {
+        lock(&self.running).take();
+        if self.share.receiver_count() > 0 {
+            let result = match &result {
+                Ok(families) => Ok(families.clone()),
+                Err(err) => Err(format!("{err:#}")),
+            };
+            self.share
+                .send_replace(Some(Arc::new(SharedOutcome { result })));
+        }
+        lock(&done.results).push((self.index, elapsed, result));
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -277,8 +313,39 @@ fn spawn_worker(queue: Arc<Mutex<VecDeque<BlockingJob>>>, done: Arc<Finished>) {
                         panic_message(panic.as_ref())
                     ))
                 });
-        job.busy.store(false, Ordering::Release);
-        lock(&done.results).push((job.index, began.elapsed(), result));
+        job.finish(began.elapsed(), result, &done);
+    });
+}
+
+/// A scrape that found its collector already running: waits, up to its own deadline, for that
+/// collection's outcome and takes a copy of it.
+fn spawn_waiter(index: usize, mut outcome: Running, deadline: Duration, done: Arc<Finished>) {
+    tokio::spawn(async move {
+        let began = Instant::now();
+        let wait = async {
+            loop {
+                if let Some(shared) = outcome.borrow_and_update().clone() {
+                    return shared.result.clone().map_err(anyhow::Error::msg);
+                }
+                if outcome.changed().await.is_err() {
+                    return match outcome.borrow().clone() {
+                        Some(shared) => shared.result.clone().map_err(anyhow::Error::msg),
+                        None => Err(anyhow::anyhow!(
+                            "the collection this scrape waited for was cancelled at its deadline"
+                        )),
+                    };
+                }
+            }
+        };
+        let result = match tokio::time::timeout(deadline, wait).await {
+            Ok(result) => result,
+            Err(_) => Err(anyhow::anyhow!(
+                "timed out after {:.3}s waiting for the collection a previous scrape started",
+                deadline.as_secs_f64()
+            )),
+        };
+        lock(&done.results).push((index, began.elapsed(), result));
+        done.notify.notify_one();
     });
 }
 
@@ -342,7 +409,7 @@ fn merge_families(families: Vec<MetricFamily>) -> Vec<MetricFamily> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn families_are_sorted_and_each_name_appears_once_with_samples_in_collector_order() {
@@ -491,6 +558,44 @@ mod tests {
             1,
             "a second stuck thread was started"
         );
+    }
+
+    #[tokio::test]
+    async fn a_scrape_during_a_blocking_collection_shares_its_result() {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let mut collectors = Collectors::new("demo");
+        collectors.add_blocking(Sleeping(Duration::from_millis(300), runs.clone()));
+        collectors.add_blocking(Failing);
+        collectors.add_blocking(Fixed("a", 1.0));
+        let collectors = Arc::new(collectors);
+        let scrape = |c: Arc<Collectors>| async move {
+            c.collect(&Selection::All, Duration::from_secs(5)).await
+        };
+        // Two scrapes at once, as an HA pair of Prometheus servers makes them.
+        let first = tokio::spawn(scrape(collectors.clone()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let second = scrape(collectors.clone()).await;
+        let first = first.await.unwrap();
+        for families in [&first, &second] {
+            assert_eq!(
+                value(families, "demo_collector_success", "sleeping"),
+                Some(1.0)
+            );
+            assert_eq!(value(families, "demo_collector_success", "a"), Some(1.0));
+            assert_eq!(value(families, "demo_value", "a"), Some(1.0));
+            assert_eq!(
+                value(families, "demo_collector_success", "failing"),
+                Some(0.0)
+            );
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "the collection ran twice");
+        // Once it has finished, the next scrape runs it again.
+        let third = scrape(collectors.clone()).await;
+        assert_eq!(
+            value(&third, "demo_collector_success", "sleeping"),
+            Some(1.0)
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]

@@ -81,7 +81,7 @@ impl Server {
                 .headers()
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok());
-            if !auth.check(header) {
+            if !auth.check(header).await {
                 let mut r = text_response(StatusCode::UNAUTHORIZED, "Unauthorized\n");
                 r.headers_mut().insert(
                     header::WWW_AUTHENTICATE,
@@ -189,7 +189,10 @@ fn scrape_deadline(configured: Duration, headers: &hyper::HeaderMap) -> Duration
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s > 0.0)
-        .map(|s| configured.min(Duration::from_secs_f64(s * 0.9)))
+        // The header is the client's: a value too large for a Duration (1e308) means "no
+        // shorter than configured", never a panic.
+        .and_then(|s| Duration::try_from_secs_f64(s * 0.9).ok())
+        .map(|d| configured.min(d))
         .unwrap_or(configured)
 }
 
@@ -513,10 +516,20 @@ mod tests {
             scrape_deadline(configured, &headers),
             Duration::from_secs_f64(1.8)
         );
-        headers.insert(
-            "x-prometheus-scrape-timeout-seconds",
-            HeaderValue::from_static("junk"),
-        );
-        assert_eq!(scrape_deadline(configured, &headers), configured);
+        for junk in [
+            "junk",
+            "1e308",
+            "inf",
+            "NaN",
+            "-5",
+            "0",
+            "18446744073709551616",
+        ] {
+            headers.insert(
+                "x-prometheus-scrape-timeout-seconds",
+                HeaderValue::from_static(junk),
+            );
+            assert_eq!(scrape_deadline(configured, &headers), configured, "{junk}");
+        }
     }
 }

@@ -574,3 +574,67 @@ fn basic_auth_needs_the_right_password() {
     assert_eq!(ok.header("x-frame-options"), Some("deny"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_flood_of_wrong_passwords_does_not_hold_up_a_known_login() {
+    let dir = temp_dir("auth-flood");
+    let hash = bcrypt::hash("open sesame", 11).unwrap();
+    let path = dir.join("web.yml");
+    std::fs::write(
+        &path,
+        format!("basic_auth_users:\n  prometheus: '{hash}'\n"),
+    )
+    .unwrap();
+    let server = start_with(
+        options(0),
+        Duration::ZERO,
+        WebConfig::load(&path).unwrap(),
+        Duration::from_secs(10),
+    );
+    use base64::Engine;
+    let basic = |user: &str, pass: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+        )
+    };
+    let good = basic("prometheus", "open sesame");
+    assert_eq!(
+        get(server.addr, "/metrics", &[("Authorization", &good)]).status,
+        200
+    );
+
+    // Twelve clients with new wrong passwords (known and unknown users) at once: each costs a
+    // bcrypt check, and they are checked one at a time.
+    const FLOOD: usize = 12;
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let flood: Vec<_> = (0..FLOOD)
+        .map(|i| {
+            let (addr, answered) = (server.addr, answered.clone());
+            let header = basic(
+                if i % 2 == 0 { "prometheus" } else { "mallory" },
+                &format!("guess {i}"),
+            );
+            std::thread::spawn(move || {
+                let r = get(addr, "/metrics", &[("Authorization", &header)]);
+                answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                r.status
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(150));
+    // The remembered login and the health check answer without waiting for those checks.
+    let scrape = get(server.addr, "/metrics", &[("Authorization", &good)]);
+    let healthy = get(server.addr, "/-/healthy", &[("Authorization", &good)]);
+    let answered_before = answered.load(std::sync::atomic::Ordering::SeqCst);
+    for client in flood {
+        assert_eq!(client.join().unwrap(), 401);
+    }
+    assert_eq!(scrape.status, 200);
+    assert_eq!(healthy.status, 200);
+    assert!(
+        answered_before < FLOOD / 2,
+        "the good scrape waited behind {answered_before} of {FLOOD} bcrypt checks"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
