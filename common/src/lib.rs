@@ -7,6 +7,7 @@ pub mod cli;
 pub mod collector;
 pub mod encode;
 pub mod gpu;
+pub mod limits;
 pub mod log;
 pub mod metrics;
 pub mod process;
@@ -40,6 +41,7 @@ pub fn run(
     };
     log::init(options.log_level, options.log_format);
     limit_malloc_arenas();
+    limits::raise_open_file_limit();
 
     let web = match &options.web_config_file {
         Some(path) => match web_config::WebConfig::load(path) {
@@ -63,7 +65,7 @@ pub fn run(
         Ok(rt) => rt,
         Err(e) => return startup_error(&format!("cannot start the runtime: {e}")),
     };
-    runtime.block_on(async move {
+    let status = runtime.block_on(async move {
         let listeners = match server::bind(&options.listen_addresses).await {
             Ok(l) => l,
             Err(message) => return startup_error(&message),
@@ -86,8 +88,16 @@ pub fn run(
         let server = Arc::new(server::Server::new(spec, version, options, collectors, web));
         server::serve(server, listeners, server::shutdown_signal()).await;
         ExitCode::SUCCESS
-    })
+    });
+    // Dropping the runtime would wait for every blocking thread, and one stuck in a read (a
+    // FIFO in place of a procfs file) never returns: the process would live on after
+    // "shutting down". The grace for connections has passed; leave such threads behind.
+    runtime.shutdown_timeout(EXIT_GRACE);
+    status
 }
+
+/// How long, after the server stopped, blocking threads get to finish before the process exits.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// glibc gives every thread that allocates its own arena; with a few worker threads that
 /// multiplies the resident memory of a process that needs a few MiB. Two arenas are plenty.

@@ -135,6 +135,70 @@ fn sigterm_stops_the_exporter_cleanly() {
 }
 
 #[test]
+fn sigterm_stops_the_exporter_even_with_a_collector_stuck_in_a_read() {
+    // A FIFO in place of /proc/net/dev: opening it blocks until a writer comes, which never does.
+    let dir = std::env::temp_dir().join(format!("startup-fifo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    common::testing::copy_tree(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/full/proc")),
+        &dir,
+    );
+    let fifo = dir.join("net/dev");
+    std::fs::remove_file(&fifo).unwrap();
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let procfs = format!("--path.procfs={}", dir.display());
+    let mut exporter = ExporterProcess::start(
+        BINARY,
+        &[&procfs, "--scrape.timeout=1s", "--collector.disable-defaults", "--collector.netdev"],
+        &[],
+    );
+    let scrape = exporter.get("/metrics").text();
+    assert!(
+        scrape.contains("host_exporter_collector_success{collector=\"netdev\"} 0"),
+        "{scrape}"
+    );
+    let pid = exporter.child.id() as i32;
+    // SAFETY: sending a signal to our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    // The README promises an exit within 5 s of grace; allow generously more on a busy machine.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = exporter.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 20 s after SIGTERM: {}",
+            exporter.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "exit status {status}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
+    let exporter = ExporterProcess::start_command(
+        "sh",
+        &["-c", "ulimit -Sn 256 && exec \"$0\" \"$@\"", BINARY],
+        &[],
+    );
+    let limits =
+        std::fs::read_to_string(format!("/proc/{}/limits", exporter.child.id())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let (soft, hard) = (fields[3], fields[4]);
+    assert_ne!(soft, "256", "{line}");
+    assert_eq!(soft, hard, "{line}");
+}
+
+#[test]
 fn help_and_version() {
     let out = Command::new(BINARY).arg("--version").output().unwrap();
     assert!(out.status.success());
