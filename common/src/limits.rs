@@ -27,7 +27,10 @@ pub fn raise_open_file_limit() {
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0 {
         log::debug(
             "raised the open-file limit",
-            &[("from", &was.to_string()), ("to", &limit.rlim_max.to_string())],
+            &[
+                ("from", &was.to_string()),
+                ("to", &limit.rlim_max.to_string()),
+            ],
         );
     } else {
         log::warn(

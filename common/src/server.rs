@@ -18,7 +18,7 @@ use std::future::Future;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -26,6 +26,13 @@ use tokio::sync::Semaphore;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests get to finish after SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long one write may wait for a client that does not read: without it, such a client held
+/// its connection and 2 MB of buffers for ever. nginx's `send_timeout` is 60 s; a scrape is
+/// over long before 30 s.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// What Go's net/http answers to plain HTTP on a TLS port (Prometheus users know it).
+const PLAIN_HTTP_ON_TLS: &[u8] =
+    b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
 
 pub struct Server {
     spec: &'static ExporterSpec,
@@ -35,6 +42,8 @@ pub struct Server {
     web: WebConfig,
     scrape_slots: Option<Semaphore>,
     header_read_timeout: Duration,
+    write_timeout: Duration,
+    refusals: RateLimitedLog,
 }
 
 impl Server {
@@ -54,7 +63,15 @@ impl Server {
             web,
             scrape_slots,
             header_read_timeout: HEADER_READ_TIMEOUT,
+            write_timeout: WRITE_TIMEOUT,
+            refusals: RateLimitedLog::new(REFUSAL_LOG_INTERVAL),
         }
+    }
+
+    /// Shortens the write timeout (tests use this to check clients that stop reading).
+    pub fn with_write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
     }
 
     /// Shortens the header-read timeout (tests use this to check slow clients quickly).
@@ -120,10 +137,15 @@ impl Server {
             Some(slots) => match slots.try_acquire() {
                 Ok(p) => Some(p),
                 Err(_) => {
-                    log::warn(
-                        "too many concurrent scrapes; answering 503",
-                        &[("limit", &self.options.max_requests.to_string())],
-                    );
+                    if let Some(suppressed) = self.refusals.allow(Instant::now()) {
+                        log::warn(
+                            "too many concurrent scrapes; answering 503",
+                            &[
+                                ("limit", &self.options.max_requests.to_string()),
+                                ("also_refused_since_last_line", &suppressed.to_string()),
+                            ],
+                        );
+                    }
                     return text_response(
                         StatusCode::SERVICE_UNAVAILABLE,
                         "Too many concurrent scrapes\n",
@@ -179,6 +201,38 @@ impl Server {
             revision = process::REVISION,
             collectors = self.collectors.names().join(", "),
         )
+    }
+}
+
+/// The 503 warning, at most once per interval: under load, one line per refusal wrote 285,000
+/// lines (34 MB) in 30 s. Each line says how many refusals it stands for.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+struct RateLimitedLog {
+    interval: Duration,
+    /// When the last line was written, and the events since then that wrote none.
+    state: std::sync::Mutex<(Option<Instant>, u64)>,
+}
+
+impl RateLimitedLog {
+    fn new(interval: Duration) -> Self {
+        RateLimitedLog {
+            interval,
+            state: std::sync::Mutex::new((None, 0)),
+        }
+    }
+
+    /// Whether to write a line for an event at `now`; if so, the number of events left
+    /// unwritten since the last line.
+    fn allow(&self, now: Instant) -> Option<u64> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (last, suppressed) = &mut *state;
+        if last.is_some_and(|at| now.duration_since(at) < self.interval) {
+            *suppressed += 1;
+            return None;
+        }
+        *last = Some(now);
+        Some(std::mem::take(suppressed))
     }
 }
 
@@ -395,9 +449,14 @@ fn spawn_connection(
     let _ = stream.set_nodelay(true);
     let timeout = server.header_read_timeout;
     let mut builder = hyper::server::conn::http1::Builder::new();
+    // half_close: a request followed at once by the client's shutdown(SHUT_WR) is answered.
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(timeout);
+        .header_read_timeout(timeout)
+        .half_close(true);
+    let mut timed = tokio_io_timeout::TimeoutStream::new(stream);
+    timed.set_write_timeout(Some(server.write_timeout));
+    let stream = Box::pin(timed);
     let service = {
         let server = server.clone();
         hyper::service::service_fn(move |req| {
@@ -421,6 +480,13 @@ fn spawn_connection(
         Some(tls) => {
             let watcher = graceful.watcher();
             tokio::spawn(async move {
+                let mut stream = stream;
+                if is_plain_http(&stream, timeout).await {
+                    use tokio::io::AsyncWriteExt as _;
+                    let _ = stream.write_all(PLAIN_HTTP_ON_TLS).await;
+                    let _ = stream.shutdown().await;
+                    return;
+                }
                 let acceptor = tokio_rustls::TlsAcceptor::from(tls);
                 let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
                     Ok(Ok(s)) => s,
@@ -446,6 +512,17 @@ fn spawn_connection(
             });
         }
     }
+}
+
+/// Whether a connection to a TLS port starts like an HTTP request (a method's capital letter)
+/// rather than a TLS record (0x16). Waits for the first byte no longer than `timeout`.
+async fn is_plain_http(
+    stream: &std::pin::Pin<Box<tokio_io_timeout::TimeoutStream<tokio::net::TcpStream>>>,
+    timeout: Duration,
+) -> bool {
+    let mut first = [0u8; 1];
+    let peeked = tokio::time::timeout(timeout, stream.get_ref().peek(&mut first)).await;
+    matches!(peeked, Ok(Ok(1))) && first[0].is_ascii_uppercase()
 }
 
 /// Resolves when SIGTERM or SIGINT arrives.
@@ -501,6 +578,18 @@ mod tests {
         for bad in ["10470", ":port", "::1:2", "host:99999"] {
             assert!(parse_listen_address(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn refusal_lines_are_rate_limited_and_count_what_they_stand_for() {
+        let log = RateLimitedLog::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        assert_eq!(log.allow(t0), Some(0));
+        for i in 1..=1000 {
+            assert_eq!(log.allow(t0 + Duration::from_millis(i)), None);
+        }
+        assert_eq!(log.allow(t0 + Duration::from_secs(10)), Some(1000));
+        assert_eq!(log.allow(t0 + Duration::from_secs(11)), None);
     }
 
     #[test]

@@ -98,6 +98,20 @@ fn start_with(
     web: WebConfig,
     header_timeout: Duration,
 ) -> Running {
+    start_server(
+        options,
+        web,
+        move |collectors| collectors.add_blocking(Demo { delay }),
+        move |server| server.with_header_read_timeout(header_timeout),
+    )
+}
+
+fn start_server(
+    options: CommonOptions,
+    web: WebConfig,
+    add: impl FnOnce(&mut Collectors) + Send + 'static,
+    configure: impl FnOnce(Server) -> Server + Send + 'static,
+) -> Running {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
@@ -109,9 +123,8 @@ fn start_with(
             let listeners = bind(&options.listen_addresses).await.unwrap();
             addr_tx.send(listeners[0].local_addr().unwrap()).unwrap();
             let mut collectors = Collectors::new(SPEC.metric_prefix);
-            collectors.add_blocking(Demo { delay });
-            let server = Server::new(&SPEC, "1.2.3", options, collectors, web)
-                .with_header_read_timeout(header_timeout);
+            add(&mut collectors);
+            let server = configure(Server::new(&SPEC, "1.2.3", options, collectors, web));
             serve(std::sync::Arc::new(server), listeners, async {
                 let _ = stop_rx.await;
             })
@@ -459,7 +472,8 @@ fn tls_with_and_without_client_certificates() {
         "an unknown CA must be refused by the client"
     );
     let plain_http = format!("http://127.0.0.1:{}/metrics", server.addr.port());
-    assert_ne!(curl(&[&plain_http]).1, "200", "plain HTTP on a TLS port");
+    // Plain HTTP on a TLS port gets Go's 400 rather than a raw TLS alert.
+    assert_eq!(curl(&[&plain_http]).1, "400", "plain HTTP on a TLS port");
     drop(server);
 
     let mutual = dir.join("mtls.yml");
@@ -637,4 +651,79 @@ fn a_flood_of_wrong_passwords_does_not_hold_up_a_known_login() {
         "the good scrape waited behind {answered_before} of {FLOOD} bcrypt checks"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A collector whose exposition is far larger than the socket buffers of a loopback connection.
+struct Big;
+
+impl BlockingCollector for Big {
+    fn name(&self) -> &'static str {
+        "demo"
+    }
+    fn collect(&self) -> CollectResult {
+        let mut family = MetricFamily::gauge("demo_big_family", "Many series.");
+        for i in 0..400_000 {
+            family.push(
+                &[("series", format!("number-{i:08}-of-a-large-family"))],
+                i as f64,
+            );
+        }
+        Ok(vec![family])
+    }
+}
+
+#[test]
+fn a_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
+    let server = start_server(
+        options(40),
+        WebConfig::none(),
+        |collectors| collectors.add_blocking(Big),
+        |server| server.with_write_timeout(Duration::from_millis(300)),
+    );
+    let mut client = TcpStream::connect(server.addr).unwrap();
+    client
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    // Read nothing for a while: the server's writes block, and it gives up after its timeout.
+    std::thread::sleep(Duration::from_secs(3));
+    client
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut received = Vec::new();
+    let ended = client.read_to_end(&mut received);
+    let head_end = received
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("no head");
+    let head = String::from_utf8_lossy(&received[..head_end]).to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .expect("no content-length")
+        .trim()
+        .parse()
+        .unwrap();
+    let body = received.len() - head_end - 4;
+    assert!(
+        body < length,
+        "the whole body ({length} bytes) arrived; the connection was not cut ({ended:?})"
+    );
+}
+
+#[test]
+fn a_request_followed_by_a_half_close_is_answered() {
+    let server = start();
+    let mut client = TcpStream::connect(server.addr).unwrap();
+    client
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut received = Vec::new();
+    let _ = client.read_to_end(&mut received);
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("demo_requests_total"), "{text}");
 }

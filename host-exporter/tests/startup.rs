@@ -140,7 +140,10 @@ fn sigterm_stops_the_exporter_even_with_a_collector_stuck_in_a_read() {
     let dir = std::env::temp_dir().join(format!("startup-fifo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     common::testing::copy_tree(
-        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/full/proc")),
+        std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/full/proc"
+        )),
         &dir,
     );
     let fifo = dir.join("net/dev");
@@ -151,7 +154,12 @@ fn sigterm_stops_the_exporter_even_with_a_collector_stuck_in_a_read() {
     let procfs = format!("--path.procfs={}", dir.display());
     let mut exporter = ExporterProcess::start(
         BINARY,
-        &[&procfs, "--scrape.timeout=1s", "--collector.disable-defaults", "--collector.netdev"],
+        &[
+            &procfs,
+            "--scrape.timeout=1s",
+            "--collector.disable-defaults",
+            "--collector.netdev",
+        ],
         &[],
     );
     let scrape = exporter.get("/metrics").text();
@@ -186,8 +194,7 @@ fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
         &["-c", "ulimit -Sn 256 && exec \"$0\" \"$@\"", BINARY],
         &[],
     );
-    let limits =
-        std::fs::read_to_string(format!("/proc/{}/limits", exporter.child.id())).unwrap();
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", exporter.child.id())).unwrap();
     let line = limits
         .lines()
         .find(|l| l.starts_with("Max open files"))
