@@ -56,9 +56,7 @@ fn read_from_start(file: &File) -> std::io::Result<String> {
     crate::paths::with_scratch(|buf| {
         let mut len = 0;
         loop {
-            if len == buf.len() {
-                buf.resize(buf.len() * 2, 0);
-            }
+            crate::paths::grow_for_next_read(buf, len)?;
             match file.read_at(&mut buf[len..], len as u64) {
                 Ok(0) => break,
                 Ok(n) => len += n,

@@ -47,6 +47,26 @@ impl Paths {
 
 const SCRATCH_SIZE: usize = 32 * 1024;
 const MAX_KEPT_SCRATCH: usize = 256 * 1024;
+/// The most one procfs/sysfs file may hold. The largest real ones are a mountinfo or diskstats
+/// of ten thousand entries (about 2 MB). Without a cap, /proc/loadavg pointing at /dev/zero
+/// aborted the process on a 2 GiB allocation, and a 93 MB /proc/stat took 5.2 GB of memory.
+pub const MAX_FILE_BYTES: usize = 8 << 20;
+
+/// Makes room for the next read, refusing to grow past [`MAX_FILE_BYTES`].
+pub fn grow_for_next_read(buf: &mut Vec<u8>, len: usize) -> std::io::Result<()> {
+    if len < buf.len() {
+        return Ok(());
+    }
+    if len > MAX_FILE_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {} MiB; not read", MAX_FILE_BYTES >> 20),
+        ));
+    }
+    // One byte past the cap, so that a file of exactly the cap reads whole.
+    buf.resize((buf.len() * 2).min(MAX_FILE_BYTES + 1), 0);
+    Ok(())
+}
 
 /// Reads a whole procfs/sysfs file. `fs::read_to_string` asks for the size first (procfs says
 /// 0) and then reads in small growing steps: more than twice the system calls of this on a
@@ -57,9 +77,7 @@ pub fn read_whole(path: &Path) -> std::io::Result<String> {
     with_scratch(|buf| {
         let mut len = 0;
         loop {
-            if len == buf.len() {
-                buf.resize(buf.len() * 2, 0);
-            }
+            grow_for_next_read(buf, len)?;
             // Plain reads: File::read_to_end would also stat and seek for a size hint.
             match file.read(&mut buf[len..]) {
                 Ok(0) => break,
@@ -74,7 +92,8 @@ pub fn read_whole(path: &Path) -> std::io::Result<String> {
 
 /// Runs `fill` on this thread's scratch buffer (kept between calls, so a scrape does not
 /// allocate and zero 32 KiB per file); `fill` returns how many bytes it wrote, which are
-/// returned as text.
+/// returned as text. Bytes that are not UTF-8 (a mount point or interface name anyone can make)
+/// become U+FFFD, as node_exporter now writes them: one such name must not drop the whole file.
 pub fn with_scratch(
     fill: impl FnOnce(&mut Vec<u8>) -> std::io::Result<usize>,
 ) -> std::io::Result<String> {
@@ -83,10 +102,9 @@ pub fn with_scratch(
         static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0u8; SCRATCH_SIZE]);
     }
     SCRATCH.with_borrow_mut(|buf| {
-        let len = fill(buf)?;
-        let text = String::from_utf8(buf[..len].to_vec())
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e));
-        // One huge file (a mountinfo with thousands of mounts) should not pin its size.
+        let text = fill(buf).map(|len| String::from_utf8_lossy(&buf[..len]).into_owned());
+        // One huge file (a mountinfo with thousands of mounts, or one refused for its size)
+        // should not pin its size.
         if buf.len() > MAX_KEPT_SCRATCH {
             buf.truncate(SCRATCH_SIZE);
             buf.shrink_to_fit();
@@ -120,6 +138,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn invalid_utf8_becomes_replacement_characters_and_endless_files_are_refused() {
+        let path = std::env::temp_dir().join(format!("paths-lossy-{}", std::process::id()));
+        std::fs::write(&path, b"eth\xff0: 1 2\n").unwrap();
+        assert_eq!(read_whole(&path).unwrap(), "eth\u{fffd}0: 1 2\n");
+        std::fs::remove_file(&path).unwrap();
+        let endless = read_whole(Path::new("/dev/zero")).unwrap_err();
+        assert!(endless.to_string().contains("larger than 8 MiB"), "{endless}");
+        // The scratch buffer is back to its usual size afterwards.
+        let mut size = 0;
+        with_scratch(|buf| {
+            size = buf.len();
+            Ok(0)
+        })
+        .unwrap();
+        assert_eq!(size, SCRATCH_SIZE);
+    }
+
+    #[test]
     fn mount_points_lose_the_rootfs_prefix() {
         let paths = Paths {
             procfs: "/host/proc".into(),
@@ -149,10 +185,8 @@ mod tests {
         assert_eq!(read_whole(&dir.join("big")).unwrap(), big);
         assert_eq!(read_whole(&dir.join("small")).unwrap(), "MemTotal: 1 kB\n");
         assert_eq!(read_whole(&dir.join("empty")).unwrap(), "");
-        assert_eq!(
-            read_whole(&dir.join("binary")).unwrap_err().kind(),
-            std::io::ErrorKind::InvalidData
-        );
+        // Not UTF-8: kept, with replacement characters (issue 16: one bad name dropped a file).
+        assert_eq!(read_whole(&dir.join("binary")).unwrap(), "\u{fffd}\u{fffd}");
         assert!(read_whole(&dir.join("missing")).is_err());
         assert_eq!(read_whole(&dir.join("big")).unwrap(), big);
         std::fs::remove_dir_all(&dir).unwrap();

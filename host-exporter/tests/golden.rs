@@ -265,3 +265,57 @@ fn an_unreadable_file_fails_its_collector_with_a_clear_log_line() {
     drop(exporter);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Names anyone can make (a FUSE mount point, a tun interface) that are not UTF-8 keep their
+/// entries, with U+FFFD for the bad bytes, as node_exporter writes them; a file pointing at an
+/// endless device fails only its collector.
+#[test]
+fn names_that_are_not_utf8_keep_their_series_and_endless_files_are_refused() {
+    use std::io::Write;
+    let root = fixture("full");
+    let proc_dir = std::env::temp_dir().join(format!("golden-hostile-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&proc_dir);
+    common::testing::copy_tree(&root.join("proc"), &proc_dir);
+    let append = |rel: &str, line: &[u8]| {
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(proc_dir.join(rel))
+            .unwrap();
+        file.write_all(line).unwrap();
+    };
+    append(
+        "net/dev",
+        b"  tun\xff0:     100       1    0    0    0     0          0         0      200       2    0    0    0     0       0          0\n",
+    );
+    append("diskstats", b"   8      32 sd\xfez 5 0 40 3 0 0 0 0 0 4 3 0 0 0 0 0 0\n");
+    append("1/mountinfo", b"63 27 0:60 / /mnt/fuse\xff rw - fuse.sshfs host:/ rw\n");
+    std::fs::remove_file(proc_dir.join("loadavg")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", proc_dir.join("loadavg")).unwrap();
+
+    let args = [
+        format!("--path.procfs={}", proc_dir.display()),
+        format!("--path.sysfs={}", root.join("sys").display()),
+        format!("--path.rootfs={}", root.join("rootfs").display()),
+        format!("--path.udev.data={}", root.join("udev").display()),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let exporter = ExporterProcess::start(BINARY, &args, &[]);
+    let text = exporter.get("/metrics").text();
+    for collector in ["netdev", "diskstats", "filesystem"] {
+        assert_eq!(success(&text, collector), Some(1.0), "{collector}");
+    }
+    assert!(text.contains("node_network_receive_bytes_total{device=\"tun\u{fffd}0\"} 100"));
+    assert!(text.contains("node_disk_reads_completed_total{device=\"sd\u{fffd}z\"} 5"));
+    assert!(text.contains("mountpoint=\"/mnt/fuse\u{fffd}\""));
+    // The entries that were there before are all still there.
+    assert!(text.contains("node_network_receive_bytes_total{device=\"lo\"} 92491"));
+    assert!(text.contains("mountpoint=\"/mnt/models and weights\""));
+
+    assert_eq!(success(&text, "loadavg"), Some(0.0));
+    assert!(exporter.stderr().contains("loadavg"), "{}", exporter.stderr());
+    assert!(exporter.stderr().contains("larger than 8 MiB"));
+    // Still serving.
+    assert_eq!(exporter.get("/-/healthy").status, 200);
+    drop(exporter);
+    std::fs::remove_dir_all(&proc_dir).unwrap();
+}
