@@ -1023,9 +1023,10 @@ fn process_name(nvml: &Nvml, pid: u32) -> String {
         .ok()
         .filter(|n| !n.is_empty())
         .or_else(|| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            // Any process can name itself with bytes that are not UTF-8: keep the name, lossy.
+            std::fs::read(format!("/proc/{pid}/comm"))
                 .ok()
-                .map(|s| s.trim().to_string())
+                .map(|s| String::from_utf8_lossy(&s).trim().to_string())
         })
         .unwrap_or_default();
     match full.rsplit('/').next() {

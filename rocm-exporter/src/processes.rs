@@ -111,8 +111,9 @@ fn scan_process(dir: &Path, pid: u32) -> Vec<Usage> {
     if per_gpu.is_empty() {
         return Vec::new();
     }
-    let process = std::fs::read_to_string(dir.join("comm"))
-        .map(|c| c.trim().to_string())
+    // Any process can name itself with bytes that are not UTF-8: keep the name, lossy.
+    let process = std::fs::read(dir.join("comm"))
+        .map(|c| String::from_utf8_lossy(&c).trim().to_string())
         .unwrap_or_default();
     per_gpu
         .into_iter()

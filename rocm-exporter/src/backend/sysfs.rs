@@ -122,8 +122,8 @@ fn read_small(
             Err(e) => return Err(e.into()),
         }
     }
-    String::from_utf8(buf[..len].to_vec())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"))
+    // Bytes that are not UTF-8 become U+FFFD: a bad byte in one attribute must not lose it.
+    Ok(String::from_utf8_lossy(&buf[..len]).into_owned())
 }
 
 /// An open directory to read files relative to; `None` when it could not be opened (the full
@@ -694,6 +694,19 @@ impl<F: Files> Backend for SysfsBackend<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_attribute_that_is_not_utf8_is_kept_with_replacement_characters() {
+        let mut data: &[u8] = b"Radeon \xff8060S\n";
+        let text = read_small(|buf, _| {
+            let n = data.len().min(buf.len());
+            buf[..n].copy_from_slice(&data[..n]);
+            data = &data[n..];
+            Ok(n)
+        })
+        .unwrap();
+        assert_eq!(text, "Radeon \u{fffd}8060S\n");
+    }
     use common::testing::copy_tree;
     use std::collections::HashSet;
     use std::sync::{Arc, Mutex};
