@@ -5,6 +5,7 @@
 //! running when the exporter dies is killed by the kernel (parent-death signal).
 
 use std::io::{self, Read};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -76,10 +77,13 @@ impl Runner {
             });
         }
         let mut child = command.spawn().map_err(RunError::Spawn)?;
-        let stdout = read_in_background(child.stdout.take(), self.max_output);
-        let stderr = read_in_background(child.stderr.take(), 64 << 10);
-
         let deadline = started + self.timeout;
+        // The readers stop at the deadline too (plus the wait below): a grandchild that left the
+        // process group with the pipes open kept a reader thread and two fds per run otherwise.
+        let readers_stop = deadline + Duration::from_millis(100);
+        let stdout = read_in_background(child.stdout.take(), self.max_output, readers_stop);
+        let stderr = read_in_background(child.stderr.take(), 64 << 10, readers_stop);
+
         let status = match wait_until(&mut child, deadline) {
             Some(status) => status,
             None => {
@@ -131,10 +135,12 @@ fn wait_until(child: &mut Child, deadline: Instant) -> Option<ExitStatus> {
 }
 
 /// Reads a pipe to its end on a thread, keeping at most `cap` bytes and draining the rest so the
-/// child never blocks on a full pipe.
-fn read_in_background<R: Read + Send + 'static>(
+/// child never blocks on a full pipe. At `stop` the thread gives up and closes the pipe, so a
+/// writer that never closes it cannot keep the thread.
+fn read_in_background<R: Read + AsRawFd + Send + 'static>(
     pipe: Option<R>,
     cap: usize,
+    stop: Instant,
 ) -> mpsc::Receiver<(Vec<u8>, bool)> {
     let (tx, rx) = mpsc::channel();
     let Some(mut pipe) = pipe else {
@@ -146,6 +152,9 @@ fn read_in_background<R: Read + Send + 'static>(
         let mut truncated = false;
         let mut buf = [0u8; 16 << 10];
         loop {
+            if !readable_before(&pipe, stop) {
+                break;
+            }
             match pipe.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
@@ -160,6 +169,30 @@ fn read_in_background<R: Read + Send + 'static>(
         let _ = tx.send((kept, truncated));
     });
     rx
+}
+
+/// Waits until `fd` has data or is closed by its writer (true), or `stop` passes (false).
+fn readable_before(fd: &impl AsRawFd, stop: Instant) -> bool {
+    loop {
+        let left = stop.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        let mut poll = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let millis = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
+        // SAFETY: poll reads and writes only the one pollfd passed.
+        match unsafe { libc::poll(&mut poll, 1, millis) } {
+            n if n > 0 => return true,
+            0 => return false,
+            _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {}
+            // An error on our own pipe: let read() report it.
+            _ => return true,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -224,6 +257,30 @@ mod tests {
         }
         assert!(!alive(grandchild), "the grandchild survived the timeout");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_grandchild_holding_the_pipes_open_does_not_keep_the_readers() {
+        let dir = std::env::temp_dir().join(format!("child-pipes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let gone = dir.join("reader-gone");
+        // The grandchild leaves the process group (setsid) with stdout open, and writes to it
+        // until a write fails, which happens only once nobody reads the pipe any more.
+        let script = format!(
+            "setsid sh -c 'trap \"\" PIPE; while echo x; do sleep 0.05; done; echo > {}' & echo started",
+            gone.display()
+        );
+        let err = Runner::new(Duration::from_millis(300))
+            .run(&mut sh(&script))
+            .unwrap_err();
+        assert!(matches!(err, RunError::TimedOut), "{err:?}");
+        let by = Instant::now() + Duration::from_secs(10);
+        while !gone.exists() && Instant::now() < by {
+            thread::sleep(Duration::from_millis(20));
+        }
+        let closed = gone.exists();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(closed, "the reader still holds the grandchild's pipe");
     }
 
     #[test]
