@@ -67,6 +67,7 @@ impl WebConfig {
         let shown = path.display();
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read --web.config.file {shown}: {e}"))?;
+        check_shape(&text).map_err(|e| format!("--web.config.file {shown}: {e}"))?;
         let file: WebConfigFile = if text.trim().is_empty() {
             WebConfigFile::default()
         } else {
@@ -101,6 +102,31 @@ impl WebConfig {
         }
         Ok(WebConfig { tls, auth, headers })
     }
+}
+
+/// A web config is a few hundred bytes. The YAML parser takes quadratic time in the nesting of
+/// flow collections (32,000 `[` took 1.5 s, and more grows fast), so refuse what no real file
+/// looks like before parsing: over 64 KiB, or flow collections nested deeper than 32.
+fn check_shape(text: &str) -> Result<(), String> {
+    const MAX_BYTES: usize = 64 << 10;
+    const MAX_FLOW_DEPTH: usize = 32;
+    if text.len() > MAX_BYTES {
+        return Err(format!("larger than {} KiB", MAX_BYTES >> 10));
+    }
+    let mut depth = 0usize;
+    for byte in text.bytes() {
+        match byte {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Err(format!("nested deeper than {MAX_FLOW_DEPTH} levels"));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn resolve(base: &Path, file: &str) -> PathBuf {
@@ -423,6 +449,16 @@ mod tests {
                 "yaml.yml",
                 "basic_auth_users: [unclosed\n",
                 "web.config.file",
+            ),
+            (
+                "deep.yml",
+                &format!("basic_auth_users: {}\n", "[".repeat(32_000)),
+                "nested deeper than 32",
+            ),
+            (
+                "huge.yml",
+                &format!("basic_auth_users:\n{}", "  # comment\n".repeat(10_000)),
+                "larger than 64 KiB",
             ),
         ];
         for (name, text, expected) in cases {
