@@ -197,8 +197,8 @@ DASHBOARDS = {
             table("Exporter versions", "short", [q(f'host_exporter_build_info{{{I}}} or nvidia_exporter_build_info{{{I}}} or rocm_exporter_build_info{{{I}}} or llm_exporter_build_info{{{I}}}', "")], w=12),
             ts("Scrape duration", "s", [q(f'scrape_duration_seconds{{{I}}}', "{{job}} {{instance}}")]),
             ts("Samples per scrape", "short", [q(f'scrape_samples_scraped{{{I}}}', "{{job}} {{instance}}")]),
-            ts("Collector success", "short", [q(f'host_exporter_collector_success{{{I}}} or nvidia_exporter_collector_success{{{I}}} or rocm_exporter_collector_success{{{I}}} or llm_exporter_collector_success{{{I}}}', "{{job}} {{collector}}")], max=1),
-            ts("Collector duration", "s", [q(f'host_exporter_collector_duration_seconds{{{I}}} or nvidia_exporter_collector_duration_seconds{{{I}}} or rocm_exporter_collector_duration_seconds{{{I}}} or llm_exporter_collector_duration_seconds{{{I}}}', "{{job}} {{collector}}")]),
+            ts("Collector success", "short", [q(f'node_scrape_collector_success{{job="host",{I}}} or nvidia_exporter_collector_success{{{I}}} or rocm_exporter_collector_success{{{I}}} or llm_exporter_collector_success{{{I}}}', "{{job}} {{collector}}")], max=1),
+            ts("Collector duration", "s", [q(f'node_scrape_collector_duration_seconds{{job="host",{I}}} or nvidia_exporter_collector_duration_seconds{{{I}}} or rocm_exporter_collector_duration_seconds{{{I}}} or llm_exporter_collector_duration_seconds{{{I}}}', "{{job}} {{collector}}")]),
             ts("Exporter memory (RSS)", "bytes", [q(f'process_resident_memory_bytes{{job=~"host|nvidia|rocm|llm",{I}}}', "{{job}} {{instance}}")]),
             ts("Exporter CPU", "percentunit", [q(f'rate(process_cpu_seconds_total{{job=~"host|nvidia|rocm|llm",{I}}}[{RI}])', "{{job}} {{instance}}")]),
             ts("GPU backends", "short", [

@@ -22,6 +22,10 @@ pub struct ExporterSpec {
     pub name: &'static str,
     /// Prefix of its own metrics and environment variables, e.g. `host_exporter`.
     pub metric_prefix: &'static str,
+    /// Prefix of the per-collector health series: `<prefix>_collector_success` and
+    /// `<prefix>_collector_duration_seconds`. host-exporter uses node_exporter's `node_scrape`,
+    /// which the dashboards and alerts people already have query; the others their own prefix.
+    pub collector_metrics_prefix: &'static str,
     pub about: &'static str,
     pub default_port: u16,
     /// Every collector: name, enabled by default, one-line description.
@@ -582,6 +586,7 @@ mod tests {
     const SPEC: ExporterSpec = ExporterSpec {
         name: "demo-exporter",
         metric_prefix: "demo_exporter",
+        collector_metrics_prefix: "demo_exporter",
         about: "Demo",
         default_port: 10999,
         collectors: &[

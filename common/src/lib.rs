@@ -50,7 +50,8 @@ pub fn run(
         },
         None => web_config::WebConfig::none(),
     };
-    let mut collectors = Collectors::only(spec.metric_prefix, options.collectors.clone());
+    let mut collectors =
+        Collectors::only(spec.collector_metrics_prefix, options.collectors.clone());
     if let Err(CliOutcome::Error(message) | CliOutcome::Exit(message)) =
         build(&settings, &mut collectors)
     {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 static SPEC: ExporterSpec = ExporterSpec {
     name: "demo-exporter",
     metric_prefix: "demo_exporter",
+    collector_metrics_prefix: "demo_exporter",
     about: "A demo <exporter>",
     default_port: 0,
     collectors: &[CollectorSpec {

@@ -19,6 +19,8 @@ use std::process::ExitCode;
 static SPEC: ExporterSpec = ExporterSpec {
     name: "host-exporter",
     metric_prefix: "host_exporter",
+    // node_exporter's names for the collector health series, as its dashboards query them.
+    collector_metrics_prefix: "node_scrape",
     about: "Host metrics (CPU, memory, filesystems, disks, network, load, pressure, sensors) in node_exporter's names.",
     default_port: 10470,
     collectors: &[

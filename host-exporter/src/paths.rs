@@ -144,7 +144,10 @@ mod tests {
         assert_eq!(read_whole(&path).unwrap(), "eth\u{fffd}0: 1 2\n");
         std::fs::remove_file(&path).unwrap();
         let endless = read_whole(Path::new("/dev/zero")).unwrap_err();
-        assert!(endless.to_string().contains("larger than 8 MiB"), "{endless}");
+        assert!(
+            endless.to_string().contains("larger than 8 MiB"),
+            "{endless}"
+        );
         // The scratch buffer is back to its usual size afterwards.
         let mut size = 0;
         with_scratch(|buf| {

@@ -42,7 +42,7 @@ fn stable(text: &str, name: &str) -> String {
 }
 
 fn success(text: &str, collector: &str) -> Option<f64> {
-    let prefix = format!("host_exporter_collector_success{{collector=\"{collector}\"}} ");
+    let prefix = format!("node_scrape_collector_success{{collector=\"{collector}\"}} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))
         .and_then(|v| v.parse().ok())
@@ -287,8 +287,14 @@ fn names_that_are_not_utf8_keep_their_series_and_endless_files_are_refused() {
         "net/dev",
         b"  tun\xff0:     100       1    0    0    0     0          0         0      200       2    0    0    0     0       0          0\n",
     );
-    append("diskstats", b"   8      32 sd\xfez 5 0 40 3 0 0 0 0 0 4 3 0 0 0 0 0 0\n");
-    append("1/mountinfo", b"63 27 0:60 / /mnt/fuse\xff rw - fuse.sshfs host:/ rw\n");
+    append(
+        "diskstats",
+        b"   8      32 sd\xfez 5 0 40 3 0 0 0 0 0 4 3 0 0 0 0 0 0\n",
+    );
+    append(
+        "1/mountinfo",
+        b"63 27 0:60 / /mnt/fuse\xff rw - fuse.sshfs host:/ rw\n",
+    );
     std::fs::remove_file(proc_dir.join("loadavg")).unwrap();
     std::os::unix::fs::symlink("/dev/zero", proc_dir.join("loadavg")).unwrap();
 
@@ -312,7 +318,11 @@ fn names_that_are_not_utf8_keep_their_series_and_endless_files_are_refused() {
     assert!(text.contains("mountpoint=\"/mnt/models and weights\""));
 
     assert_eq!(success(&text, "loadavg"), Some(0.0));
-    assert!(exporter.stderr().contains("loadavg"), "{}", exporter.stderr());
+    assert!(
+        exporter.stderr().contains("loadavg"),
+        "{}",
+        exporter.stderr()
+    );
     assert!(exporter.stderr().contains("larger than 8 MiB"));
     // Still serving.
     assert_eq!(exporter.get("/-/healthy").status, 200);

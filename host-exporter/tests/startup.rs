@@ -164,7 +164,7 @@ fn sigterm_stops_the_exporter_even_with_a_collector_stuck_in_a_read() {
     );
     let scrape = exporter.get("/metrics").text();
     assert!(
-        scrape.contains("host_exporter_collector_success{collector=\"netdev\"} 0"),
+        scrape.contains("node_scrape_collector_success{collector=\"netdev\"} 0"),
         "{scrape}"
     );
     let pid = exporter.child.id() as i32;

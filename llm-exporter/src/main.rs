@@ -19,6 +19,7 @@ use std::sync::Arc;
 static SPEC: ExporterSpec = ExporterSpec {
     name: "llm-exporter",
     metric_prefix: "llm_exporter",
+    collector_metrics_prefix: "llm_exporter",
     about: "Prometheus exporter for llama-server and Ollama: an API poller and a measuring proxy",
     default_port: 10473,
     collectors: &[

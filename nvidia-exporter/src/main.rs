@@ -26,6 +26,7 @@ use std::process::ExitCode;
 static SPEC: ExporterSpec = ExporterSpec {
     name: "nvidia-exporter",
     metric_prefix: "nvidia_exporter",
+    collector_metrics_prefix: "nvidia_exporter",
     about: "NVIDIA GPU metrics through NVML, with dcgm-exporter compatible names",
     default_port: 10471,
     collectors: &[

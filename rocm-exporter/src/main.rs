@@ -15,6 +15,7 @@ use std::time::Duration;
 static SPEC: ExporterSpec = ExporterSpec {
     name: "rocm-exporter",
     metric_prefix: "rocm_exporter",
+    collector_metrics_prefix: "rocm_exporter",
     about: "Prometheus exporter for AMD GPUs and APUs: amdgpu sysfs or rocm-smi, hang-proof",
     default_port: 10472,
     collectors: &[
