@@ -1,6 +1,6 @@
-//! llm-exporter: watches llama-server and Ollama. It polls each upstream's API on every scrape
-//! and, where asked, puts a measuring reverse proxy in front of it for per-request latency and
-//! token metrics that neither server offers.
+//! llm-exporter: watches llama-server, Ollama, KoboldCpp and other OpenAI-compatible servers. It
+//! polls each upstream's API on every scrape and, where asked, puts a measuring reverse proxy in
+//! front of it for per-request latency and token metrics that the servers do not offer.
 
 mod config;
 mod detect;
@@ -50,7 +50,11 @@ fn main() -> ExitCode {
             }
 
             // The poller: one scrape, every upstream, each under --upstream.timeout.
-            collectors.add(poller::Poller::new(&config.upstreams, config.poll_timeout));
+            collectors.add(poller::Poller::new(
+                &config.upstreams,
+                config.poll_timeout,
+                config.poll_max_models,
+            ));
 
             // The proxies run on their own runtime; their measurements are read per scrape.
             let measurements = Arc::new(proxy::metrics::ProxyMetrics::new(config.proxy.max_models));
