@@ -19,7 +19,7 @@ use std::sync::Arc;
 static SPEC: ExporterSpec = ExporterSpec {
     name: "llm-exporter",
     metric_prefix: "llm_exporter",
-    about: "Prometheus exporter for llama-server and Ollama: an API poller and a measuring proxy",
+    about: "Prometheus exporter for llama-server, Ollama, KoboldCpp and OpenAI-compatible servers: an API poller and a measuring proxy",
     default_port: 10473,
     collectors: &[
         CollectorSpec {

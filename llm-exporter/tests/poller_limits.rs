@@ -35,7 +35,10 @@ fn assert_no_duplicate_series(metrics: &str) {
     let mut seen = BTreeSet::new();
     for line in metrics.lines().filter(|l| !l.starts_with('#')) {
         let (series, _) = line.rsplit_once(' ').unwrap();
-        assert!(seen.insert(series.to_string()), "twice: {series}\n{metrics}");
+        assert!(
+            seen.insert(series.to_string()),
+            "twice: {series}\n{metrics}"
+        );
     }
 }
 
@@ -80,7 +83,10 @@ fn a_hundred_thousand_installed_models_stay_within_the_cap() {
         Some(99_900_000.0)
     );
     assert_eq!(
-        value(&metrics, "llm_model_loaded{upstream=\"big\",model=\"other\"}"),
+        value(
+            &metrics,
+            "llm_model_loaded{upstream=\"big\",model=\"other\"}"
+        ),
         Some(0.0)
     );
     assert!(metrics.len() < 100_000, "{} bytes", metrics.len());
@@ -108,7 +114,10 @@ fn new_names_on_every_poll_do_not_pile_up_in_the_load_counters() {
     }
     assert!(poll.load(Ordering::SeqCst) >= 40);
     // 40 polls of 1,000 new names: at most 50 labelled names and `other`.
-    assert!(count_series(&metrics, "llm_model_loads_total") <= 51, "{metrics}");
+    assert!(
+        count_series(&metrics, "llm_model_loads_total") <= 51,
+        "{metrics}"
+    );
     assert!(count_series(&metrics, "llm_model_unloads_total") <= 51);
     // Every load after the first poll counted, under `other` for the names beyond the cap.
     let other = value(
@@ -124,7 +133,11 @@ fn new_names_on_every_poll_do_not_pile_up_in_the_load_counters() {
 fn names_that_normalize_alike_give_one_series() {
     let names = ["llama3", "llama3:latest", "", " ", "\u{7}", "mistral"];
     let tags = list(names.iter().map(|n| n.to_string()));
-    let ps = list(["llama3", "llama3:latest", ""].iter().map(|n| n.to_string()));
+    let ps = list(
+        ["llama3", "llama3:latest", ""]
+            .iter()
+            .map(|n| n.to_string()),
+    );
     let fake = Fake::start(ollama_lists(move || tags.clone(), move || ps.clone()));
     let exporter = Exporter::start(&[format!("--upstream=home={}", fake.url())]);
     for _ in 0..2 {
