@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::backends::{koboldcpp, openai, router, RouterState, KOBOLD_MODEL};
+use support::backends::{koboldcpp, openai, openai_with_key, router, RouterState, KOBOLD_MODEL};
 use support::exporter::{assert_golden, value, Exporter};
 use support::fake::Fake;
 
@@ -241,4 +241,36 @@ fn a_generic_openai_server_is_up_with_its_models_named_as_it_names_them() {
         "{:?}",
         fixed.paths()
     );
+}
+
+#[test]
+fn a_generic_openai_server_behind_an_api_key() {
+    let guarded = Fake::start(openai_with_key(Some("v11m-key")));
+    let keyed = Fake::start(openai_with_key(Some("v11m-key")));
+    let dir = std::env::temp_dir().join(format!("llm-exporter-openai-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key_file = dir.join("key");
+    std::fs::write(&key_file, "v11m-key\n").unwrap();
+    let exporter = Exporter::start(&[
+        upstream("nokey", &guarded),
+        upstream("keyed", &keyed),
+        format!("--upstream.api-key-file=keyed={}", key_file.display()),
+    ]);
+    let metrics = exporter.metrics();
+    // Detection gets as far as /v1/models, which refuses: unauthorized, not "unknown server".
+    assert_eq!(
+        value(
+            &metrics,
+            "llm_down_reason{upstream=\"nokey\",reason=\"unauthorized\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        value(&metrics, "llm_up{upstream=\"keyed\",backend=\"openai\"}"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("v11m-key") && !exporter.log().contains("v11m-key"));
+    std::fs::remove_dir_all(&dir).unwrap();
 }

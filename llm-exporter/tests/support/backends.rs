@@ -188,7 +188,12 @@ pub fn koboldcpp() -> Handler {
 /// A server with only the OpenAI API, as vLLM answers (FastAPI's 404 body), behind nothing
 /// that names it: no `Server` header. Two models: a base model and a LoRA adapter on it.
 pub fn openai() -> Handler {
-    Arc::new(|seen: &Seen| {
+    openai_with_key(None)
+}
+
+/// The same, started with `--api-key`: `/v1` routes answer 401 without `Authorization: Bearer`.
+pub fn openai_with_key(key: Option<&'static str>) -> Handler {
+    Arc::new(move |seen: &Seen| {
         let answer = |status: u16, body: &'static str| Answer::Full {
             status,
             headers: vec![
@@ -197,6 +202,16 @@ pub fn openai() -> Handler {
             ],
             body: Bytes::from_static(body.as_bytes()),
         };
+        let bearer = seen
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if let Some(key) = key {
+            if seen.path.starts_with("/v1/") && bearer != Some(key) {
+                return answer(401, "{\"error\":\"Unauthorized\"}");
+            }
+        }
         match (seen.method.as_str(), seen.path.as_str()) {
             ("GET", "/v1/models") => answer(
                 200,
