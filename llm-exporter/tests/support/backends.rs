@@ -110,17 +110,18 @@ fn per_model_answer(stem: &str, model: &str) -> Answer {
 /// KoboldCpp 1.102's model as its `friendlymodelname`.
 pub const KOBOLD_MODEL: &str = "koboldcpp/Qwen3-8B-Q4_K_M";
 
-/// Python's `http.server` headers as KoboldCpp sends them (its handler sets
-/// `server_version = "ConcedoLlamaForKoboldServer"`, `sys_version = ""`, and `end_headers`
-/// adds CORS and `cache-control`).
+/// Python's `http.server` headers as KoboldCpp sends them: `send_response` adds `Server` (its
+/// handler sets `server_version = "KoboldCppServer"`, `sys_version = "1"`) and `Date`, and its
+/// `end_headers` adds CORS, `cache-control` and the content type.
 fn kobold(status: u16, content_type: &str, body: impl Into<Bytes>) -> Answer {
     Answer::Full {
         status,
         headers: vec![
-            ("Server".into(), "ConcedoLlamaForKoboldServer".into()),
+            ("Server".into(), "KoboldCppServer 1".into()),
             ("Date".into(), "Mon, 07 Dec 2026 09:00:00 GMT".into()),
             ("access-control-allow-origin".into(), "*".into()),
             ("access-control-allow-methods".into(), "*".into()),
+            ("access-control-allow-headers".into(), "*, Accept, Content-Type, Content-Length, Cache-Control, Accept-Encoding, X-CSRF-Token, Client-Agent, X-Fields, Content-Type, Authorization, X-Requested-With, X-HTTP-Method-Override, apikey, genkey".into()),
             ("cache-control".into(), "no-store".into()),
             ("content-type".into(), content_type.into()),
         ],
