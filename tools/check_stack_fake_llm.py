@@ -7,6 +7,12 @@ send them, so the measuring proxy sees a time to first token and inter-token gap
   check_stack_fake_llm.py --fixtures DIR --llama-port N --ollama-port M
 
 A model named "nope" is not installed (Ollama 404, llama-server 404), to make failed requests.
+
+The headers are the servers' own: the llama-server answers carry exactly their recorded headers
+(`Server: llama.cpp`, no `Date`), the Ollama answers Go's (`Date`, no `Server`). Python's
+`send_response` would add `Server: BaseHTTP/0.6 Python/3.x` and a `Date` to both; the exporter
+tells llama-server by its `Server` header, so that header would label llama models the Ollama way.
+Only the framing headers (`Content-Length`, `Transfer-Encoding`) are the fake's own.
 """
 
 import argparse
@@ -24,9 +30,20 @@ def read(path):
         return f.read()
 
 
+FRAMING = ("content-length", "transfer-encoding", "connection", "keep-alive")
+
+
 class Base(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     fixtures = ""
+    sends_date = False  # Go's net/http (Ollama) dates its answers; llama-server does not
+
+    def send_response(self, code, message=None):
+        # The status line only: no Python `Server` header, and a `Date` only where the real
+        # server sends one.
+        self.send_response_only(code, message)
+        if self.sends_date:
+            self.send_header("Date", self.date_time_string())
 
     def log_message(self, *args):
         pass
@@ -42,7 +59,7 @@ class Base(BaseHTTPRequestHandler):
     def send(self, status, headers, body):
         self.send_response(status)
         for k, v in headers:
-            if k.lower() not in ("content-length", "transfer-encoding", "connection", "keep-alive", "date", "server"):
+            if k.lower() not in FRAMING:
                 self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -51,7 +68,7 @@ class Base(BaseHTTPRequestHandler):
     def stream(self, status, headers, events):
         self.send_response(status)
         for k, v in headers:
-            if k.lower() not in ("content-length", "transfer-encoding", "connection", "keep-alive", "date", "server"):
+            if k.lower() not in FRAMING:
                 self.send_header(k, v)
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
@@ -102,6 +119,8 @@ class Llama(Base):
 
 
 class Ollama(Base):
+    sends_date = True
+
     def json_answer(self, status, stem):
         body = read(os.path.join(self.fixtures, "ollama", stem + ".body"))
         self.send(status, [("Content-Type", "application/json; charset=utf-8")], body)

@@ -268,6 +268,17 @@ def main():
     print(f"ok   live end-to-end run: {ok}")
 
 
+def check_llama_model_label(prom):
+    """The fake llama-server's model as the proxy and the poller label it: the file name of its
+    path, as llama-server's own (`Server: llama.cpp`) answers are labelled, never Ollama's
+    `name:latest`."""
+    want = "tiny-random-llama.gguf"
+    for expr in ('llm_requests_total{upstream="local",status="success"}', 'llm_backend_info{upstream="local"}'):
+        models = {r["metric"].get("model") for r in prom_query(prom, expr)}
+        if models != {want}:
+            fail(f"llama model label of {expr}: {sorted(m or '' for m in models)}, want ['{want}']")
+
+
 def run(bin_dir, tmp):
     names = ["host", "nvidia", "rocm", "llm", "llama", "ollama", "proxy_llama", "proxy_ollama",
              "prometheus", "alertmanager", "sink"]
@@ -341,6 +352,7 @@ def run(bin_dir, tmp):
     time.sleep(3)
     send_traffic(ports, failing=False)
     time.sleep(4)
+    check_llama_model_label(prom)
 
     # 2. Every dashboard query returns data (and every variable query).
     queries = []

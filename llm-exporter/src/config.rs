@@ -7,7 +7,7 @@
 //! [[upstream]]
 //! name = "llama"
 //! url = "http://127.0.0.1:8080"
-//! backend = "llama.cpp"              # auto (default), llama.cpp or ollama
+//! backend = "llama.cpp"              # auto (default), llama.cpp, ollama, koboldcpp or openai
 //! api-key-file = "/etc/llm-exporter/llama.key"
 //! proxy = "127.0.0.1:8081"           # listen address of a measuring proxy in front of it
 //! ```
@@ -22,6 +22,12 @@ use std::time::Duration;
 pub enum Backend {
     LlamaCpp,
     Ollama,
+    /// KoboldCpp: it imitates Ollama's and llama-server's routes with made-up values, so it is
+    /// read through its own.
+    KoboldCpp,
+    /// Any other server with the OpenAI API (vLLM, SGLang, LM Studio, llama-swap, LocalAI, ...):
+    /// only `/v1/models` is common to them all.
+    OpenAi,
 }
 
 impl Backend {
@@ -29,6 +35,8 @@ impl Backend {
         match self {
             Backend::LlamaCpp => "llama.cpp",
             Backend::Ollama => "ollama",
+            Backend::KoboldCpp => "koboldcpp",
+            Backend::OpenAi => "openai",
         }
     }
 }
@@ -69,6 +77,8 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     /// Deadline for polling one upstream (all its requests together).
     pub poll_timeout: Duration,
+    /// Distinct model label values the poller keeps per upstream before the rest count as `other`.
+    pub poll_max_models: usize,
     pub proxy: ProxyConfig,
 }
 
@@ -107,7 +117,7 @@ pub fn args() -> Vec<Arg> {
         repeatable("upstream.url", "Same as --upstream (for the TOML [upstream] table)"),
         repeatable(
             "upstream.backend",
-            "Backend of an upstream, NAME=auto|llama.cpp|ollama (default auto); repeatable",
+            "Backend of an upstream, NAME=auto|llama.cpp|ollama|koboldcpp|openai (default auto); repeatable",
         ),
         repeatable(
             "upstream.api-key-file",
@@ -122,6 +132,10 @@ pub fn args() -> Vec<Arg> {
             .long("upstream.timeout")
             .default_value("5s")
             .help("Deadline for polling one upstream on a scrape"),
+        Arg::new("upstream.max-models")
+            .long("upstream.max-models")
+            .default_value("100")
+            .help("Distinct model label values the poller keeps per upstream before further models are counted as 'other'"),
         Arg::new("proxy.header-timeout")
             .long("proxy.header-timeout")
             .default_value("10m")
@@ -184,8 +198,17 @@ fn parse_backend(raw: &str) -> Result<BackendChoice, String> {
         "auto" => Ok(BackendChoice::Auto),
         "llama.cpp" | "llamacpp" | "llama-server" => Ok(BackendChoice::Fixed(Backend::LlamaCpp)),
         "ollama" => Ok(BackendChoice::Fixed(Backend::Ollama)),
-        _ => Err("expected auto, llama.cpp or ollama".into()),
+        "koboldcpp" => Ok(BackendChoice::Fixed(Backend::KoboldCpp)),
+        "openai" => Ok(BackendChoice::Fixed(Backend::OpenAi)),
+        _ => Err("expected auto, llama.cpp, ollama, koboldcpp or openai".into()),
     }
+}
+
+fn positive_count(s: &str) -> Result<usize, String> {
+    s.parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| "expected a whole number above zero".to_string())
 }
 
 fn positive_duration(s: &str) -> Result<Duration, String> {
@@ -340,19 +363,18 @@ pub fn load(settings: &Settings) -> Result<Config, CliOutcome> {
         .parsed("proxy.client-timeout", positive_duration)?
         .unwrap_or(Duration::from_secs(30));
     let max_models = settings
-        .parsed("proxy.max-models", |s| {
-            s.parse::<usize>()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| "expected a whole number above zero".to_string())
-        })?
+        .parsed("proxy.max-models", positive_count)?
         .unwrap_or(32);
+    let poll_max_models = settings
+        .parsed("upstream.max-models", positive_count)?
+        .unwrap_or(100);
     let threads = settings
         .parsed("proxy.threads", parse_threads)?
         .unwrap_or_else(available_cores);
     Ok(Config {
         upstreams,
         poll_timeout,
+        poll_max_models,
         proxy: ProxyConfig {
             header_timeout,
             idle_timeout,
@@ -405,6 +427,14 @@ mod tests {
         assert_eq!(
             parse_backend("llama.cpp").unwrap(),
             BackendChoice::Fixed(Backend::LlamaCpp)
+        );
+        assert_eq!(
+            parse_backend("openai").unwrap(),
+            BackendChoice::Fixed(Backend::OpenAi)
+        );
+        assert_eq!(
+            parse_backend("koboldcpp").unwrap(),
+            BackendChoice::Fixed(Backend::KoboldCpp)
         );
         assert!(parse_backend("vllm").is_err());
     }

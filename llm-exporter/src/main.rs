@@ -1,6 +1,6 @@
-//! llm-exporter: watches llama-server and Ollama. It polls each upstream's API on every scrape
-//! and, where asked, puts a measuring reverse proxy in front of it for per-request latency and
-//! token metrics that neither server offers.
+//! llm-exporter: watches llama-server, Ollama, KoboldCpp and other OpenAI-compatible servers. It
+//! polls each upstream's API on every scrape and, where asked, puts a measuring reverse proxy in
+//! front of it for per-request latency and token metrics that the servers do not offer.
 
 mod config;
 mod detect;
@@ -20,7 +20,7 @@ static SPEC: ExporterSpec = ExporterSpec {
     name: "llm-exporter",
     metric_prefix: "llm_exporter",
     collector_metrics_prefix: "llm_exporter",
-    about: "Prometheus exporter for llama-server and Ollama: an API poller and a measuring proxy",
+    about: "Prometheus exporter for llama-server, Ollama, KoboldCpp and OpenAI-compatible servers: an API poller and a measuring proxy",
     default_port: 10473,
     collectors: &[
         CollectorSpec {
@@ -51,7 +51,11 @@ fn main() -> ExitCode {
             }
 
             // The poller: one scrape, every upstream, each under --upstream.timeout.
-            collectors.add(poller::Poller::new(&config.upstreams, config.poll_timeout));
+            collectors.add(poller::Poller::new(
+                &config.upstreams,
+                config.poll_timeout,
+                config.poll_max_models,
+            ));
 
             // The proxies run on their own runtime; their measurements are read per scrape.
             let measurements = Arc::new(proxy::metrics::ProxyMetrics::new(config.proxy.max_models));

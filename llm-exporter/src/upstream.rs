@@ -51,6 +51,7 @@ impl std::fmt::Display for FetchError {
 }
 
 /// An upstream as the poller sees it: where it is, and a client with its token.
+#[derive(Clone)]
 pub struct Upstream {
     pub config: UpstreamConfig,
     client: Client<HttpConnector, Empty<Bytes>>,

@@ -34,6 +34,21 @@ fn ollama_ready_golden() {
     )
     .unwrap();
     assert!(far > 9e9, "{far}");
+    // llama3.2 is still listed although its expires_at (2026-11-23) has passed: Ollama leaves
+    // the time of the previous request's end while a request runs, so it is busy and its expiry
+    // unknown, not 0 ("about to unload").
+    assert_eq!(
+        value(
+            &metrics,
+            "llm_model_loaded{upstream=\"home\",model=\"llama3.2:latest\"}"
+        ),
+        Some(1.0)
+    );
+    assert!(
+        !metrics
+            .contains("llm_model_expires_in_seconds{upstream=\"home\",model=\"llama3.2:latest\"}"),
+        "{metrics}"
+    );
 }
 
 /// Every fault at once: one exporter, one upstream per fault. Each reports `llm_up 0` with its

@@ -4,6 +4,8 @@
 //! `GET /metrics` resets their window, so they are wrong whenever two parties scrape, and rates
 //! belong to `rate()` over the counters.
 
+use super::models::ModelTracker;
+use super::router;
 use super::{json, lock, Failure, Polled, Reason};
 use crate::config::Backend;
 use crate::model_name;
@@ -32,8 +34,10 @@ pub struct Memory {
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct Props {
-    build_info: Option<String>,
+pub struct Props {
+    /// `router` on a server started with `--models-dir` (many models, loaded on demand).
+    role: Option<String>,
+    pub build_info: Option<String>,
     model_alias: Option<String>,
     model_path: Option<String>,
     model_ftype: Option<String>,
@@ -65,9 +69,9 @@ struct ModelEntry {
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct ModelMeta {
+pub struct ModelMeta {
     n_params: Option<f64>,
-    size: Option<f64>,
+    pub size: Option<f64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -78,41 +82,28 @@ struct Slot {
     is_processing: Option<bool>,
     /// Builds from 2024 said `state` (1 = processing) instead.
     state: Option<i64>,
+    /// The tokens in the slot's context: the prompt and, while generating, the tokens generated
+    /// so far (b11312 records 21 with 6 prompt tokens and `next_token.n_decoded` 15), so nothing
+    /// is added to it.
     n_prompt_tokens: Option<f64>,
-    next_token: Option<NextToken>,
-}
-
-/// An array of one in 2026 builds, a plain object in older ones.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum NextToken {
-    Many(Vec<NextTokenEntry>),
-    One(NextTokenEntry),
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct NextTokenEntry {
-    n_decoded: Option<f64>,
 }
 
 impl Slot {
     fn busy(&self) -> bool {
         self.is_processing.unwrap_or(self.state == Some(1))
     }
-
-    fn decoded(&self) -> f64 {
-        match &self.next_token {
-            Some(NextToken::Many(v)) => v.first().and_then(|n| n.n_decoded).unwrap_or(0.0),
-            Some(NextToken::One(n)) => n.n_decoded.unwrap_or(0.0),
-            None => 0.0,
-        }
-    }
 }
 
-pub async fn poll(upstream: &Upstream, memory: &Mutex<Memory>, deadline: Instant) -> Polled {
+pub type Outcome = (Vec<MetricFamily>, Option<Failure>, bool);
+
+pub async fn poll(
+    upstream: &Upstream,
+    memory: &Mutex<Memory>,
+    models: &Mutex<ModelTracker>,
+    deadline: Instant,
+) -> Polled {
     let mut format_errors = Vec::new();
-    let result = poll_inner(upstream, memory, deadline, &mut format_errors).await;
+    let result = poll_inner(upstream, memory, models, deadline, &mut format_errors).await;
     let (families, failure, restarted) = match result {
         Ok(ok) => ok,
         Err(failure) => (Vec::new(), Some(failure), false),
@@ -125,11 +116,10 @@ pub async fn poll(upstream: &Upstream, memory: &Mutex<Memory>, deadline: Instant
     }
 }
 
-type Outcome = (Vec<MetricFamily>, Option<Failure>, bool);
-
-async fn poll_inner(
+pub async fn poll_inner(
     upstream: &Upstream,
     memory: &Mutex<Memory>,
+    models: &Mutex<ModelTracker>,
     deadline: Instant,
     format_errors: &mut Vec<&'static str>,
 ) -> Result<Outcome, Failure> {
@@ -148,7 +138,10 @@ async fn poll_inner(
     let props_reply = get(upstream, "/props", deadline).await?;
     check_status("/props", &props_reply)?;
     let props: Props = json("/props", &props_reply, format_errors)?;
-    let sleeping = props.is_sleeping.unwrap_or(false);
+    if props.role.as_deref() == Some("router") {
+        // One server, many models loaded on demand: its /metrics and /slots answer per model.
+        return Ok(router::poll(upstream, &props, models, deadline, format_errors).await);
+    }
     let raw_model = props
         .model_alias
         .as_deref()
@@ -156,46 +149,109 @@ async fn poll_inner(
         .unwrap_or("");
     let model = model_name::normalize(Some(Backend::LlamaCpp), raw_model);
 
-    // `/slots` wakes a sleeping server (the model reloads), so it is left alone while asleep.
-    let want_slots = !sleeping && props.endpoint_slots != Some(false);
-    let (metrics, models, slots) = tokio::join!(
-        get(upstream, "/metrics", deadline),
-        get(upstream, "/v1/models", deadline),
-        async {
-            if want_slots {
-                Some(get(upstream, "/slots", deadline).await)
-            } else {
-                None
+    let (read, models_reply) = tokio::join!(
+        read_model(upstream, &props, "", &model, Some(memory), deadline),
+        get(upstream, "/v1/models", deadline)
+    );
+    let (mut families, failure, restarted) = read.outcome;
+    format_errors.extend(read.format_errors);
+    let base = [("upstream", name), ("model", model.as_str())];
+    families.push(backend_info(
+        name,
+        props.build_info.as_deref().unwrap_or(""),
+        &model,
+        props.model_ftype.as_deref().unwrap_or(""),
+    ));
+
+    // Model facts from /v1/models are a bonus: their absence costs nothing else.
+    if let Ok(reply) = &models_reply {
+        if reply.status == StatusCode::OK {
+            if let Ok(models) = json::<Models>("/v1/models", reply, format_errors) {
+                if let Some(meta) = models
+                    .data
+                    .iter()
+                    .find(|m| model_name::normalize(Some(Backend::LlamaCpp), &m.id) == model)
+                    .or(models.data.first())
+                    .and_then(|m| m.meta.as_ref())
+                {
+                    families.extend(meta_families(meta, &base));
+                }
             }
         }
-    );
+    }
+    Ok((families, failure, restarted))
+}
 
-    let base = [("upstream", name), ("model", model.as_str())];
-    let mut families = Vec::new();
-    let version = props.build_info.clone().unwrap_or_default();
-    families.push(
-        MetricFamily::gauge(
-            "llm_backend_info",
-            "The upstream's backend, version, model and quantization (value 1).",
-        )
-        .with(
-            &[
-                ("upstream", name),
-                ("backend", "llama.cpp"),
-                ("version", version.as_str()),
-                ("model", model.as_str()),
-                ("quant", props.model_ftype.as_deref().unwrap_or("")),
-            ],
-            1.0,
-        ),
-    );
-    families.push(
-        MetricFamily::gauge(
-            "llm_model_sleeping",
-            "Whether llama-server has unloaded the model after --sleep-idle-seconds (1) or not (0).",
-        )
-        .with(&base, if sleeping { 1.0 } else { 0.0 }),
-    );
+pub fn backend_info(upstream: &str, version: &str, model: &str, quant: &str) -> MetricFamily {
+    MetricFamily::gauge(
+        "llm_backend_info",
+        "The upstream's backend, version, model and quantization (value 1).",
+    )
+    .with(
+        &[
+            ("upstream", upstream),
+            ("backend", "llama.cpp"),
+            ("version", version),
+            ("model", model),
+            ("quant", quant),
+        ],
+        1.0,
+    )
+}
+
+/// Size and parameter count from a `/v1/models` entry's `meta`.
+pub fn meta_families(meta: &ModelMeta, base: &[(&'static str, &str); 2]) -> Vec<MetricFamily> {
+    let mut out = Vec::new();
+    if let Some(size) = meta.size {
+        out.push(model_size().with(base, size));
+    }
+    if let Some(n) = meta.n_params {
+        out.push(
+            MetricFamily::gauge("llm_model_parameters", "Number of parameters of the model.")
+                .with(base, n),
+        );
+    }
+    out
+}
+
+/// What reading one model's `/metrics` and `/slots` gave.
+pub struct ModelRead {
+    pub outcome: Outcome,
+    pub format_errors: Vec<&'static str>,
+}
+
+/// Reads one model's series: its slots and counters, and the gauges its `/props` gives. `query`
+/// selects the model on a router (`?model=...`), empty otherwise. `memory`, when given, detects
+/// restarts of the server from its start marker and counters.
+pub async fn read_model(
+    upstream: &Upstream,
+    props: &Props,
+    query: &str,
+    model: &str,
+    memory: Option<&Mutex<Memory>>,
+    deadline: Instant,
+) -> ModelRead {
+    let mut format_errors = Vec::new();
+    let name = upstream.name();
+    let sleeping = props.is_sleeping.unwrap_or(false);
+    // `/slots` wakes a sleeping server (the model reloads), so it is left alone while asleep.
+    let want_slots = !sleeping && props.endpoint_slots != Some(false);
+    let metrics_path = format!("/metrics{query}");
+    let slots_path = format!("/slots{query}");
+    let (metrics, slots) = tokio::join!(get(upstream, &metrics_path, deadline), async {
+        if want_slots {
+            Some(get(upstream, &slots_path, deadline).await)
+        } else {
+            None
+        }
+    });
+
+    let base = [("upstream", name), ("model", model)];
+    let mut families = vec![MetricFamily::gauge(
+        "llm_model_sleeping",
+        "Whether llama-server has unloaded the model after --sleep-idle-seconds (1) or not (0).",
+    )
+    .with(&base, if sleeping { 1.0 } else { 0.0 })];
     if let Some(n_ctx) = props
         .default_generation_settings
         .as_ref()
@@ -206,38 +262,9 @@ async fn poll_inner(
     if let Some(total) = props.total_slots {
         families.push(slots_total().with(&base, total));
     }
-
-    // Model facts from /v1/models are a bonus: their absence costs nothing else.
-    if let Ok(reply) = &models {
-        if reply.status == StatusCode::OK {
-            if let Ok(models) = json::<Models>("/v1/models", reply, format_errors) {
-                if let Some(meta) = models
-                    .data
-                    .iter()
-                    .find(|m| model_name::normalize(Some(Backend::LlamaCpp), &m.id) == model)
-                    .or(models.data.first())
-                    .and_then(|m| m.meta.as_ref())
-                {
-                    if let Some(size) = meta.size {
-                        families.push(model_size().with(&base, size));
-                    }
-                    if let Some(n) = meta.n_params {
-                        families.push(
-                            MetricFamily::gauge(
-                                "llm_model_parameters",
-                                "Number of parameters of the model.",
-                            )
-                            .with(&base, n),
-                        );
-                    }
-                }
-            }
-        }
-    }
-
     if let Some(Ok(reply)) = &slots {
         if reply.status == StatusCode::OK {
-            if let Ok(slots) = json::<Vec<Slot>>("/slots", reply, format_errors) {
+            if let Ok(slots) = json::<Vec<Slot>>("/slots", reply, &mut format_errors) {
                 families.extend(slot_families(&slots, &base));
             }
         }
@@ -251,14 +278,17 @@ async fn poll_inner(
         Ok(reply) if reply.status == StatusCode::NOT_IMPLEMENTED => {
             failure = Some(Failure::new(
                 Reason::MetricsDisabled,
-                "GET /metrics: 501 (llama-server runs without --metrics)",
+                format!("GET {metrics_path}: 501 (llama-server runs without --metrics)"),
             ));
         }
         Ok(reply) if reply.status == StatusCode::SERVICE_UNAVAILABLE => {
-            failure = Some(Failure::new(Reason::Loading, "GET /metrics: 503"));
+            failure = Some(Failure::new(
+                Reason::Loading,
+                format!("GET {metrics_path}: 503"),
+            ));
         }
         Ok(reply) if reply.status != StatusCode::OK => {
-            failure = Some(Failure::status("/metrics", &reply));
+            failure = Some(Failure::status(&metrics_path, &reply));
         }
         Ok(reply) => match std::str::from_utf8(&reply.body)
             .map_err(|e| e.to_string())
@@ -266,10 +296,15 @@ async fn poll_inner(
         {
             Err(e) => {
                 format_errors.push("/metrics");
-                failure = Some(Failure::new(Reason::Error, format!("GET /metrics: {e}")));
+                failure = Some(Failure::new(
+                    Reason::Error,
+                    format!("GET {metrics_path}: {e}"),
+                ));
             }
             Ok(parsed) => {
-                restarted = restart_seen(&reply, &parsed, memory);
+                if let Some(memory) = memory {
+                    restarted = restart_seen(&reply, &parsed, memory);
+                }
                 families.extend(reexport(&parsed, &base));
             }
         },
@@ -281,17 +316,20 @@ async fn poll_inner(
             "/props: endpoint_metrics false",
         ));
     }
-    Ok((families, failure, restarted))
+    ModelRead {
+        outcome: (families, failure, restarted),
+        format_errors,
+    }
 }
 
-async fn get(upstream: &Upstream, path: &str, deadline: Instant) -> Result<Reply, Failure> {
+pub async fn get(upstream: &Upstream, path: &str, deadline: Instant) -> Result<Reply, Failure> {
     upstream
         .get(path, deadline)
         .await
         .map_err(|e| Failure::fetch(path, &e))
 }
 
-fn check_status(path: &str, reply: &Reply) -> Result<(), Failure> {
+pub fn check_status(path: &str, reply: &Reply) -> Result<(), Failure> {
     match reply.status {
         StatusCode::OK => Ok(()),
         StatusCode::SERVICE_UNAVAILABLE => Err(Failure::new(
@@ -335,7 +373,7 @@ fn slot_families(slots: &[Slot], base: &[(&'static str, &str); 2]) -> Vec<Metric
     for slot in slots {
         let n_ctx = slot.n_ctx.unwrap_or(0.0);
         if n_ctx > 0.0 {
-            let tokens = slot.n_prompt_tokens.unwrap_or(0.0) + slot.decoded();
+            let tokens = slot.n_prompt_tokens.unwrap_or(0.0);
             let id = slot.id.to_string();
             used.push(
                 &[base[0], base[1], ("slot", id.as_str())],
@@ -551,9 +589,10 @@ mod tests {
             find(&out, "llm_slots_processing").unwrap().samples[0].value,
             2.0
         );
-        // Slot 0: 21 prompt tokens + 15 decoded of 256.
+        // Slot 0: 21 tokens in its context of 256 (6 of the prompt, 15 generated so far, which
+        // `next_token.n_decoded` repeats and must not be added again).
         let used = find(&out, "llm_slot_context_used_ratio").unwrap();
-        assert_eq!(used.samples[0].value, 36.0 / 256.0);
+        assert_eq!(used.samples[0].value, 21.0 / 256.0);
         // 2024 builds: `state` instead of `is_processing`, `next_token` an object.
         let old: Vec<Slot> = serde_json::from_str(
             r#"[{"id":0,"n_ctx":100,"state":1,"n_prompt_tokens":10,"next_token":{"n_decoded":5}},{"id":1,"n_ctx":100,"state":0}]"#,
@@ -570,7 +609,7 @@ mod tests {
         );
         assert_eq!(
             find(&out, "llm_slot_context_used_ratio").unwrap().samples[0].value,
-            0.15
+            0.1
         );
     }
 }

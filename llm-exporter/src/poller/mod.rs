@@ -1,9 +1,14 @@
 //! The `upstream` collector: on each scrape, every upstream is polled concurrently under its own
 //! deadline, and reports `llm_up`, the reason when it is down, its identity and what its backend
-//! module reads. One upstream failing never costs another's series.
+//! module reads (`llama_cpp` and its `router` mode, `ollama`, `koboldcpp`, `openai`). One upstream
+//! failing never costs another's series.
 
+pub mod koboldcpp;
 pub mod llama_cpp;
+pub mod models;
 pub mod ollama;
+pub mod openai;
+pub mod router;
 
 use crate::config::{Backend, BackendChoice, UpstreamConfig};
 use crate::detect::{self, DetectError};
@@ -136,6 +141,9 @@ struct UpstreamState {
     last_backend: Mutex<Option<Backend>>,
     llama: Mutex<llama_cpp::Memory>,
     ollama: Mutex<ollama::Memory>,
+    koboldcpp: Mutex<koboldcpp::Memory>,
+    /// The upstream's model labels (bounded) and load counts, whatever the backend.
+    models: Mutex<models::ModelTracker>,
     restarts: Mutex<u64>,
     format_errors: Mutex<BTreeMap<&'static str, u64>>,
     /// The last reason logged, so that a lasting outage is logged once, not on every scrape.
@@ -148,7 +156,7 @@ pub struct Poller {
 }
 
 impl Poller {
-    pub fn new(configs: &[UpstreamConfig], timeout: Duration) -> Self {
+    pub fn new(configs: &[UpstreamConfig], timeout: Duration, max_models: usize) -> Self {
         let upstreams = configs
             .iter()
             .map(|config| {
@@ -162,6 +170,8 @@ impl Poller {
                     last_backend: Mutex::new(detected),
                     llama: Mutex::new(llama_cpp::Memory::default()),
                     ollama: Mutex::new(ollama::Memory::default()),
+                    koboldcpp: Mutex::new(koboldcpp::Memory::default()),
+                    models: Mutex::new(models::ModelTracker::new(max_models)),
                     restarts: Mutex::new(0),
                     format_errors: Mutex::new(BTreeMap::new()),
                     last_reason: Mutex::new(None),
@@ -216,14 +226,23 @@ async fn poll_one(state: &UpstreamState, timeout: Duration) -> Vec<MetricFamily>
                 DetectError::Unrecognized(m) => Failure::new(Reason::Error, m),
             }),
     };
+    let upstream = &state.upstream;
     let (backend, polled) = match backend {
-        Ok(Backend::LlamaCpp) => (
-            Some(Backend::LlamaCpp),
-            llama_cpp::poll(&state.upstream, &state.llama, deadline).await,
+        Ok(b @ Backend::LlamaCpp) => (
+            Some(b),
+            llama_cpp::poll(upstream, &state.llama, &state.models, deadline).await,
         ),
-        Ok(Backend::Ollama) => (
-            Some(Backend::Ollama),
-            ollama::poll(&state.upstream, &state.ollama, deadline).await,
+        Ok(b @ Backend::Ollama) => (
+            Some(b),
+            ollama::poll(upstream, &state.ollama, &state.models, deadline).await,
+        ),
+        Ok(b @ Backend::KoboldCpp) => (
+            Some(b),
+            koboldcpp::poll(upstream, &state.koboldcpp, deadline).await,
+        ),
+        Ok(b @ Backend::OpenAi) => (
+            Some(b),
+            openai::poll(upstream, &state.models, deadline).await,
         ),
         Err(failure) => (None, Polled::failed(failure)),
     };

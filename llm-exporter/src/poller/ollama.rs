@@ -1,8 +1,10 @@
 //! Polling Ollama, which has no metrics endpoint: `/api/version` for identity, `/api/tags` for the
 //! installed models, `/api/ps` for the loaded ones (memory, share in VRAM, time until unload).
-//! Loads and unloads are counted by comparing `/api/ps` between polls.
+//! Loads and unloads are counted by comparing `/api/ps` between polls; model labels are bounded
+//! by the upstream's [`ModelTracker`].
 
 use super::llama_cpp::model_size;
+use super::models::{loaded_gauge, ModelTracker, OTHER};
 use super::{json, lock, Failure, Polled};
 use crate::config::Backend;
 use crate::model_name;
@@ -10,7 +12,7 @@ use crate::upstream::{Reply, Upstream};
 use common::MetricFamily;
 use hyper::StatusCode;
 use serde::Deserialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
@@ -18,10 +20,6 @@ use tokio::time::Instant;
 #[derive(Default)]
 pub struct Memory {
     version: Option<String>,
-    /// The loaded set at the previous poll; `None` before the first.
-    loaded: Option<BTreeSet<String>>,
-    loads: BTreeMap<String, u64>,
-    unloads: BTreeMap<String, u64>,
 }
 
 #[derive(Deserialize)]
@@ -66,9 +64,19 @@ impl Model {
     }
 }
 
-pub async fn poll(upstream: &Upstream, memory: &Mutex<Memory>, deadline: Instant) -> Polled {
+/// Each model with its normalized name, in the server's order.
+fn named(models: Vec<Model>) -> Vec<(String, Model)> {
+    models.into_iter().map(|m| (m.label(), m)).collect()
+}
+
+pub async fn poll(
+    upstream: &Upstream,
+    memory: &Mutex<Memory>,
+    models: &Mutex<ModelTracker>,
+    deadline: Instant,
+) -> Polled {
     let mut format_errors = Vec::new();
-    match poll_inner(upstream, memory, deadline, &mut format_errors).await {
+    match poll_inner(upstream, memory, models, deadline, &mut format_errors).await {
         Ok((families, restarted)) => Polled {
             families,
             failure: None,
@@ -96,6 +104,7 @@ async fn fetch(upstream: &Upstream, path: &str, deadline: Instant) -> Result<Rep
 async fn poll_inner(
     upstream: &Upstream,
     memory: &Mutex<Memory>,
+    models: &Mutex<ModelTracker>,
     deadline: Instant,
     format_errors: &mut Vec<&'static str>,
 ) -> Result<(Vec<MetricFamily>, bool), Failure> {
@@ -109,14 +118,17 @@ async fn poll_inner(
         fetch(upstream, "/api/tags", deadline),
         fetch(upstream, "/api/ps", deadline)
     );
-    let installed = json::<ModelList>("/api/tags", &tags?, format_errors)?
-        .models
-        .unwrap_or_default();
-    let loaded = json::<ModelList>("/api/ps", &ps?, format_errors)?
-        .models
-        .unwrap_or_default();
+    let installed = named(
+        json::<ModelList>("/api/tags", &tags?, format_errors)?
+            .models
+            .unwrap_or_default(),
+    );
+    let loaded = named(
+        json::<ModelList>("/api/ps", &ps?, format_errors)?
+            .models
+            .unwrap_or_default(),
+    );
 
-    let loaded_names: BTreeSet<String> = loaded.iter().map(Model::label).collect();
     let restarted = {
         let mut memory = lock(memory);
         let restarted = memory
@@ -124,17 +136,16 @@ async fn poll_inner(
             .as_ref()
             .is_some_and(|before| *before != version.version);
         memory.version = Some(version.version.clone());
-        if let Some(before) = memory.loaded.take() {
-            for m in loaded_names.difference(&before) {
-                *memory.loads.entry(m.clone()).or_insert(0) += 1;
-            }
-            for m in before.difference(&loaded_names) {
-                *memory.unloads.entry(m.clone()).or_insert(0) += 1;
-            }
-        }
-        memory.loaded = Some(loaded_names.clone());
         restarted
     };
+    let loaded_names: BTreeSet<String> = loaded.iter().map(|(n, _)| n.clone()).collect();
+    let mut tracker = lock(models);
+    tracker.observe(
+        loaded.iter().map(|(n, _)| n.as_str()),
+        installed.iter().map(|(n, _)| n.as_str()),
+        Instant::now(),
+    );
+    tracker.count_transitions(loaded_names.clone());
 
     let mut families = vec![
         MetricFamily::gauge(
@@ -157,18 +168,10 @@ async fn poll_inner(
             .with(&[("upstream", name)], loaded.len() as f64),
     ];
 
-    let mut info = MetricFamily::gauge(
-        "llm_model_info",
-        "An installed model's format, family, size class and quantization (value 1).",
-    );
+    let mut info = model_info();
     let mut size = model_size();
-    let mut is_loaded = MetricFamily::gauge(
-        "llm_model_loaded",
-        "Whether the model is loaded in memory (1) or only installed (0).",
-    );
-    let mut all_models: BTreeSet<String> = BTreeSet::new();
-    for model in &installed {
-        let label = model.label();
+    let installed_split = tracker.split(&installed);
+    for (label, model) in &installed_split.own {
         let details = model.details.as_ref();
         let d = |f: fn(&Details) -> &Option<String>| {
             details
@@ -179,7 +182,7 @@ async fn poll_inner(
         info.push(
             &[
                 ("upstream", name),
-                ("model", label.as_str()),
+                ("model", label),
                 ("format", d(|d| &d.format).as_str()),
                 ("family", d(|d| &d.family).as_str()),
                 ("parameter_size", d(|d| &d.parameter_size).as_str()),
@@ -188,47 +191,47 @@ async fn poll_inner(
             1.0,
         );
         if let Some(bytes) = model.size {
-            size.push(&[("upstream", name), ("model", label.as_str())], bytes);
+            size.push(&[("upstream", name), ("model", label)], bytes);
         }
-        all_models.insert(label);
     }
-    all_models.extend(loaded_names.iter().cloned());
-    for model in &all_models {
-        let value = if loaded_names.contains(model) {
-            1.0
-        } else {
-            0.0
-        };
-        is_loaded.push(&[("upstream", name), ("model", model.as_str())], value);
+    // Beyond the cap: one `other` series holding the sum (no info series: it describes one model).
+    if let Some(bytes) = sum(installed_split.other.iter().map(|m| m.size)) {
+        size.push(&[("upstream", name), ("model", OTHER)], bytes);
     }
-    families.extend([info, size, is_loaded]);
-    families.extend(loaded_families(name, &loaded));
-
-    let memory = lock(memory);
-    let mut loads = MetricFamily::counter(
-        "llm_model_loads_total",
-        "Times the exporter saw the model appear in /api/ps.",
-    );
-    let mut unloads = MetricFamily::counter(
-        "llm_model_unloads_total",
-        "Times the exporter saw the model leave /api/ps.",
-    );
-    let seen: BTreeSet<&String> = memory
-        .loads
-        .keys()
-        .chain(memory.unloads.keys())
-        .chain(all_models.iter())
+    let all: BTreeSet<&str> = installed
+        .iter()
+        .chain(loaded.iter())
+        .map(|(n, _)| n.as_str())
         .collect();
-    for model in seen {
-        let labels = [("upstream", name), ("model", model.as_str())];
-        loads.push(&labels, *memory.loads.get(model).unwrap_or(&0) as f64);
-        unloads.push(&labels, *memory.unloads.get(model).unwrap_or(&0) as f64);
-    }
-    families.extend([loads, unloads]);
+    families.extend([
+        info,
+        size,
+        loaded_gauge(name, &tracker, &all, &loaded_names),
+    ]);
+    families.extend(loaded_families(name, &tracker, &loaded));
+    families.extend(tracker.counter_families(name));
     Ok((families, restarted))
 }
 
-fn loaded_families(name: &str, loaded: &[Model]) -> Vec<MetricFamily> {
+fn model_info() -> MetricFamily {
+    MetricFamily::gauge(
+        "llm_model_info",
+        "An installed model's format, family, size class and quantization (value 1).",
+    )
+}
+
+/// The sum of the values present, `None` when none is.
+fn sum(values: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    values
+        .flatten()
+        .fold(None, |acc, v| Some(acc.unwrap_or(0.0) + v))
+}
+
+fn loaded_families(
+    name: &str,
+    tracker: &ModelTracker,
+    loaded: &[(String, Model)],
+) -> Vec<MetricFamily> {
     let mut memory = MetricFamily::gauge(
         "llm_model_memory_bytes",
         "Memory the loaded model takes (weights, KV cache, buffers), in bytes.",
@@ -243,7 +246,7 @@ fn loaded_families(name: &str, loaded: &[Model]) -> Vec<MetricFamily> {
     );
     let mut expires = MetricFamily::gauge(
         "llm_model_expires_in_seconds",
-        "Seconds until Ollama unloads the idle model (keep_alive); very large for keep_alive=-1.",
+        "Seconds until Ollama unloads the idle model (keep_alive); very large for keep_alive=-1; absent while the model is busy.",
     );
     let mut context = MetricFamily::gauge(
         "llm_context_size",
@@ -253,9 +256,9 @@ fn loaded_families(name: &str, loaded: &[Model]) -> Vec<MetricFamily> {
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs_f64();
-    for model in loaded {
-        let label = model.label();
-        let labels = [("upstream", name), ("model", label.as_str())];
+    let split = tracker.split(loaded);
+    for (label, model) in &split.own {
+        let labels = [("upstream", name), ("model", *label)];
         if let Some(size) = model.size {
             memory.push(&labels, size);
             if let Some(in_vram) = model.size_vram {
@@ -265,11 +268,29 @@ fn loaded_families(name: &str, loaded: &[Model]) -> Vec<MetricFamily> {
                 }
             }
         }
+        // Ollama sets `expires_at` when a request ends and leaves it while the next one runs:
+        // a listed model whose time has passed is busy (an idle one would have been unloaded),
+        // and its real expiry is unknown until that request ends.
         if let Some(at) = model.expires_at.as_deref().and_then(parse_rfc3339) {
-            expires.push(&labels, (at - now).max(0.0));
+            if at > now {
+                expires.push(&labels, at - now);
+            }
         }
         if let Some(n) = model.context_length {
             context.push(&labels, n);
+        }
+    }
+    // Models beyond the cap: their memory summed, the offload of that sum.
+    let other = [("upstream", name), ("model", OTHER)];
+    let total = sum(split.other.iter().map(|m| m.size));
+    let in_vram = sum(split.other.iter().map(|m| m.size_vram));
+    if let Some(total) = total {
+        memory.push(&other, total);
+        if let Some(in_vram) = in_vram {
+            vram.push(&other, in_vram);
+            if total > 0.0 {
+                offload.push(&other, (in_vram / total).clamp(0.0, 1.0));
+            }
         }
     }
     vec![memory, vram, offload, expires, context]
