@@ -490,8 +490,9 @@ def check_compose():
     for name, prof in (("nvidia-exporter", "nvidia"), ("rocm-exporter", "rocm")):
         if s.get(name, {}).get("profiles") != [prof]:
             fail(f"{name} must come with its own profile {prof}")
+    one_shots = ("check-secrets", "check-nvidia", "check-rocm")
     for name, svc in s.items():
-        if "healthcheck" not in svc and name != "check-secrets":
+        if "healthcheck" not in svc and name not in one_shots:
             fail(f"{name}: no healthcheck")
         if name.endswith("-exporter"):
             if svc.get("build", {}).get("dockerfile") != "compose/Dockerfile":
@@ -504,8 +505,9 @@ def check_compose():
     h = s["host-exporter"]
     if h.get("pid") != "host" or h.get("network_mode") != "host":
         fail("host-exporter: needs the host's pid and network namespaces")
-    if "/:/host:ro,rslave" not in h.get("volumes", []):
-        fail("host-exporter: needs the host's / read-only at /host (/:/host:ro,rslave)")
+    # rslave by default; setup.sh sets plain ro where / is a private mount.
+    if "/:/host:${HOST_ROOT_MOUNT_OPTIONS:-ro,rslave}" not in h.get("volumes", []):
+        fail("host-exporter: needs the host's / read-only at /host (/:/host:${HOST_ROOT_MOUNT_OPTIONS:-ro,rslave})")
     cmd = " ".join(h.get("command", []))
     for flag in ("--path.rootfs=/host", "--path.procfs=/host/proc", "--path.sysfs=/host/sys"):
         if flag not in cmd:
@@ -516,6 +518,15 @@ def check_compose():
         fail("nvidia-exporter: needs the nvidia device reservation")
     if not {"/dev/kfd:/dev/kfd", "/dev/dri:/dev/dri"} <= set(s["rocm-exporter"].get("devices", [])):
         fail("rocm-exporter: needs /dev/kfd and /dev/dri")
+    # A GPU profile on a host without the devices fails with a message saying what is missing:
+    # the exporter waits for its one-shot check (compose/check-gpu.sh).
+    for exporter, check, profile in (("nvidia-exporter", "check-nvidia", "nvidia"), ("rocm-exporter", "check-rocm", "rocm")):
+        svc = s.get(check, {})
+        if svc.get("profiles") != [profile] or "check-gpu.sh" not in " ".join(svc.get("entrypoint") or []):
+            fail(f"{check}: a one-shot compose/check-gpu.sh {profile} in the {profile} profile is missing")
+        cond = (s[exporter].get("depends_on") or {}).get(check, {})
+        if cond.get("condition") != "service_completed_successfully":
+            fail(f"{exporter}: must wait for {check} (condition: service_completed_successfully)")
     for name, mount in (("prometheus", "/prometheus"), ("grafana", "/var/lib/grafana")):
         vols = s[name].get("volumes", [])
         named = [v for v in vols if v.split(":")[1] == mount and v.split(":")[0] in (c.get("volumes") or {})]

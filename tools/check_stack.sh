@@ -110,6 +110,7 @@ compose_config() {
 step "docker-compose config" compose_config
 step "compose-spec schema" "$PY" tools/check_stack.py schema
 step "compose requirements" "$PY" tools/check_stack.py compose
+step "setup, GPU and secret checks on fake hosts" tools/check_compose_scripts.sh
 
 # ---- Dashboards, alerts, metric names ----------------------------------------------------
 step "dashboards generated" "$PY" grafana/build_dashboards.py --check

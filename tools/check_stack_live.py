@@ -23,12 +23,14 @@ Every process it starts is stopped by its PID before it exits, whatever happens.
 """
 
 import argparse
+import base64
 import glob
 import json
 import os
 import re
 import shutil
 import signal
+import socketserver
 import socket
 import subprocess
 import sys
@@ -193,7 +195,7 @@ def prometheus_config(tmp, ports):
     return os.path.join(d, "prometheus.yml")
 
 
-def alertmanager_config(tmp, sink):
+def alertmanager_config(tmp, sink, smtp):
     """The repository's alertmanager.yml and templates; secrets and endpoints on the sink."""
     d = os.path.join(tmp, "alertmanager")
     shutil.copytree(os.path.join(ROOT, "alertmanager/templates"), os.path.join(d, "templates"))
@@ -203,6 +205,7 @@ def alertmanager_config(tmp, sink):
         "alertmanager_pagerduty_routing_key": "live-routing-key",
         "alertmanager_slack_webhook_url": f"{sink}/slack",
         "alertmanager_webhook_token": "live-token",
+        "alertmanager_smtp_password": "live-smtp-password",
     }
     with open(os.path.join(ROOT, "alertmanager/alertmanager.yml")) as f:
         text = f.read()
@@ -215,6 +218,9 @@ def alertmanager_config(tmp, sink):
     text = text.replace("/run/secrets/", secrets + "/")
     cfg = yaml.safe_load(text)
     cfg["global"]["pagerduty_url"] = f"{sink}/pagerduty"
+    # The SMTP sink speaks no TLS.
+    cfg["global"]["smtp_smarthost"] = smtp
+    cfg["global"]["smtp_require_tls"] = False
     for r in cfg["receivers"]:
         for w in r.get("webhook_configs", []):
             w["url"] = f"{sink}/webhook"
@@ -279,14 +285,57 @@ def check_llama_model_label(prom):
             fail(f"llama model label of {expr}: {sorted(m or '' for m in models)}, want ['{want}']")
 
 
+class SmtpSink(socketserver.StreamRequestHandler):
+    """Just enough SMTP for Alertmanager's e-mail receiver: EHLO with AUTH PLAIN, MAIL, RCPT,
+    DATA. Keeps each message and the credentials of its AUTH."""
+    messages = []
+
+    def handle(self):
+        reply = lambda text: self.wfile.write(text.encode() + b"\r\n")  # noqa: E731
+        reply("220 sink ESMTP")
+        auth, lines, in_data = "", [], False
+        while True:
+            line = self.rfile.readline()
+            if not line:
+                return
+            text = line.decode(errors="replace").rstrip("\r\n")
+            if in_data:
+                if text == ".":
+                    SmtpSink.messages.append({"auth": auth, "text": "\n".join(lines)})
+                    lines, in_data = [], False
+                    reply("250 queued")
+                else:
+                    lines.append(text[1:] if text.startswith("..") else text)
+                continue
+            verb = text.split(" ", 1)[0].upper()
+            if verb == "EHLO":
+                reply("250-sink")
+                reply("250 AUTH PLAIN")
+            elif verb == "AUTH":
+                parts = text.split(" ")
+                auth = base64.b64decode(parts[2]).decode(errors="replace") if len(parts) > 2 else ""
+                reply("235 ok")
+            elif verb == "DATA":
+                in_data = True
+                reply("354 go on")
+            elif verb == "QUIT":
+                reply("221 bye")
+                return
+            else:
+                reply("250 ok")
+
+
 def run(bin_dir, tmp):
     names = ["host", "nvidia", "rocm", "llm", "llama", "ollama", "proxy_llama", "proxy_ollama",
-             "prometheus", "alertmanager", "sink"]
+             "prometheus", "alertmanager", "sink", "smtp"]
     ports = {n: free_port() for n in names}
     sink_server = ThreadingHTTPServer(("127.0.0.1", ports["sink"]), Sink)
     sink_server.daemon_threads = True
     threading.Thread(target=sink_server.serve_forever, daemon=True).start()
     sink = f"http://127.0.0.1:{ports['sink']}"
+    smtp_server = socketserver.ThreadingTCPServer(("127.0.0.1", ports["smtp"]), SmtpSink)
+    smtp_server.daemon_threads = True
+    threading.Thread(target=smtp_server.serve_forever, daemon=True).start()
     b = lambda n: os.path.join(bin_dir, n)  # noqa: E731
     for n in ("host-exporter", "nvidia-exporter", "rocm-exporter", "llm-exporter"):
         if not os.access(b(n), os.X_OK):
@@ -312,7 +361,7 @@ def run(bin_dir, tmp):
                            f"--upstream=home=http://127.0.0.1:{ports['ollama']}",
                            f"--proxy=local=127.0.0.1:{ports['proxy_llama']}",
                            f"--proxy=home=127.0.0.1:{ports['proxy_ollama']}"], tmp)
-    am_cfg = alertmanager_config(tmp, sink)
+    am_cfg = alertmanager_config(tmp, sink, f"127.0.0.1:{ports['smtp']}")
     start("alertmanager", ["prometheus-alertmanager", f"--config.file={am_cfg}",
                            f"--web.listen-address=127.0.0.1:{ports['alertmanager']}",
                            "--cluster.listen-address=", f"--storage.path={tmp}/am-data"], tmp)
@@ -439,6 +488,14 @@ def run(bin_dir, tmp):
             fail(f"chat notification: text {att.get('text')!r}")
         if any(r["path"] == "/webhook" and "GPUXIDError" in json.dumps(r["body"]) for r in Sink.received):
             fail("a critical alert reached the default receiver")
+    # The e-mail receiver: the critical alert by mail, logged in with the secret file's password.
+    mail = wait_for("GPUXIDError by e-mail", lambda: [m for m in SmtpSink.messages if "GPUXIDError" in m["text"]], 40)
+    if mail:
+        m = mail[0]
+        if "live-smtp-password" not in m["auth"]:
+            fail(f"e-mail: SMTP login without the secret file's password ({m['auth']!r})")
+        if not re.search(r"(?m)^Subject: \[FIRING:\d+\] GPUXIDError \(critical\)", m["text"]):
+            fail(f"e-mail: subject line missing or wrong in {m['text'][:400]!r}")
 
     # 6. The inhibition rule, in the real Alertmanager: a critical silences its warning.
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
