@@ -305,7 +305,8 @@ def check_tokens_once(prom):
         fail(f"energy rules: the live run needs all of these above 0: {last}")
         return
     recorded, server, proxied_local, proxied_other = (last[k] for k in ("recorded", "server", "proxied_local", "proxied_other"))
-    if abs(recorded - (server + proxied_other)) > 0.01 * recorded:
+    # Off by less than a quarter of the proxied tokens of llama-server: adding them would show.
+    if abs(recorded - (server + proxied_other)) > min(0.01 * recorded, 0.25 * proxied_local):
         fail(f"instance:llm_generated_tokens:rate5m = {recorded}, want llama-server's own {server} + "
              f"Ollama's proxied {proxied_other} (the proxied {proxied_local} of llama-server not again)")
     else:
