@@ -3,7 +3,7 @@
 
 Run `python3 grafana/build_dashboards.py` after a change, and commit the JSON it writes;
 tools/check_stack.sh fails when the JSON in the repository differs from what this prints.
-Current panel types only (timeseries, stat, gauge, table, bargauge), a unit on every panel,
+Current panel types only (timeseries, stat, gauge, table, bargauge; row headers), a unit on every panel,
 the `$datasource` and `$instance` variables, `$__rate_interval` in every range.
 """
 
@@ -39,8 +39,53 @@ def bars(title, unit, targets, w=12, h=8, **kw):
     return dict(type="bargauge", title=title, unit=unit, targets=targets, w=w, h=h, **kw)
 
 
+def row(title):
+    """A row header: the panels after it, up to the next row, belong to it."""
+    return dict(type="row", title=title, w=24, h=1)
+
+
 def q(expr, legend=""):
     return (expr, legend)
+
+
+# The Energy row (issue 15): the recording rules of prometheus/rules/energy.yml, per host
+# (instance:…) and per model (instance_model:…), the power of each device, energy today.
+# "Energy today" adds the 15 s samples of instance:llm_power_watts:rate5m (its rule group is
+# pinned to interval 15s) since midnight: joules = sum × 15, kWh = joules / 3.6e6.
+ENERGY_ROW = [
+    row("Energy"),
+    stat("Energy per generated token", "joule", [q(f'instance:llm_joules_per_generated_token:rate5m{{{I}}}', "{{instance}}")], w=4, decimals=2),
+    stat("Generated tokens per kWh", "short", [q(f'instance:llm_generated_tokens_per_kwh:rate5m{{{I}}}', "{{instance}}")], w=4),
+    stat("Cost per million generated tokens", "short", [q(f'instance:llm_energy_cost_per_million_tokens:rate5m{{{I}}}', "{{instance}} {{currency}}")], w=4, decimals=3),
+    stat("Generated tokens/s", "short", [q(f'instance:llm_generated_tokens:rate5m{{{I}}}', "{{instance}}")], w=4),
+    stat("Counted power now", "watt", [q(f'instance:llm_power_watts:rate5m{{{I}}}', "{{instance}}")], w=4),
+    stat("Energy today", "kwatth", [q(f'sum_over_time(instance:llm_power_watts:rate5m{{{I}}}[$__range]) * 15 / 3.6e6', "{{instance}}")], w=4, decimals=2, instant=True, time_from="now/d"),
+    # Now: each GPU (an APU's is its whole package, CPU included) and each CPU package (RAPL).
+    bars("Power now per device", "watt", [
+        q(f'gpu_power_watts{{{I}}} * on (instance, gpu, id) group_left (model) gpu_info{{{I}}}', "{{instance}} GPU {{gpu}} {{model}}"),
+        q(f'max by (instance, index) (rate(node_rapl_package_joules_total{{{I}}}[{RI}]))', "{{instance}} CPU package {{index}} (RAPL)"),
+    ]),
+    ts("Counted power", "watt", [
+        q(f'instance:llm_power_watts:rate5m{{{I}}}', "{{instance}} counted (GPUs + CPU packages, APU once)"),
+        q(f'instance:llm_inference_power_watts:rate5m{{{I}}}', "{{instance}} for the tokens (above the idle baseline, if set)"),
+    ]),
+    ts("Energy per token", "joule", [
+        q(f'instance:llm_joules_per_generated_token:rate5m{{{I}}}', "{{instance}} per generated token"),
+        q(f'instance_model:llm_joules_per_generated_token:rate5m{{{I}}}', "{{instance}} {{model}} per generated token"),
+        q(f'instance_upstream_model:llm_joules_per_prompt_token:rate5m{{{I}}}', "{{instance}} {{model}} prefill, per prompt token (llama.cpp)"),
+        q(f'instance_upstream_model:llm_joules_per_decoded_token:rate5m{{{I}}}', "{{instance}} {{model}} decode, per generated token (llama.cpp)"),
+    ]),
+    ts("Generated tokens per kWh", "short", [
+        q(f'instance:llm_generated_tokens_per_kwh:rate5m{{{I}}}', "{{instance}}"),
+        q(f'instance_model:llm_generated_tokens_per_kwh:rate5m{{{I}}}', "{{instance}} {{model}}"),
+    ]),
+    ts("Cost per million generated tokens", "short", [
+        q(f'instance:llm_energy_cost_per_million_tokens:rate5m{{{I}}}', "{{instance}} ({{currency}})"),
+        q(f'instance_model:llm_energy_cost_per_million_tokens:rate5m{{{I}}}', "{{instance}} {{model}} ({{currency}})"),
+    ]),
+    # The host's power split by the models' shares of generated tokens.
+    ts("Power by model (token share)", "watt", [q(f'instance_model:llm_inference_power_watts:rate5m{{{I}}}', "{{instance}} {{model}}")]),
+]
 
 
 DASHBOARDS = {
@@ -86,6 +131,7 @@ DASHBOARDS = {
             ts("GPU Utilization", "percentunit", [q(f'gpu_utilization_ratio{{{I}}}', "GPU {{gpu}} {{instance}}")], max=1),
             # The seed divided used by free; this is used / total (carve-out + GTT on an APU).
             ts("GPU Memory Usage", "percentunit", [q(f'gpu_memory_used_bytes{{{I}}} / gpu_memory_total_bytes{{{I}}}', "GPU {{gpu}} {{instance}}")], max=1),
+            *ENERGY_ROW,
         ],
     ),
     # Seed 004, "System Resources Dashboard", plus seed 002's disk I/O and network panels.
@@ -252,6 +298,9 @@ def variables():
 
 
 def panel_json(pid, p, x, y):
+    if p["type"] == "row":
+        return {"id": pid, "type": "row", "title": p["title"], "collapsed": False,
+                "gridPos": {"x": x, "y": y, "w": p["w"], "h": p["h"]}, "panels": []}
     refs = "ABCDEFGHIJ"
     defaults = {"unit": p["unit"]}
     if "max" in p:
@@ -274,6 +323,8 @@ def panel_json(pid, p, x, y):
         "fieldConfig": {"defaults": defaults, "overrides": []},
         "targets": targets,
     }
+    if "time_from" in p:
+        out["timeFrom"] = p["time_from"]  # a panel's own range, e.g. now/d: today so far
     if p["type"] == "timeseries":
         out["options"] = {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True}, "tooltip": {"mode": "multi", "sort": "desc"}}
         defaults["custom"] = {"drawStyle": "line", "lineWidth": 1, "fillOpacity": 10, "showPoints": "never", "spanNulls": False}
@@ -289,7 +340,7 @@ def dashboard(uid, d):
     panels = []
     x = y = row_h = 0
     for i, p in enumerate(d["panels"], start=1):
-        if x + p["w"] > 24:
+        if x + p["w"] > 24 or p["type"] == "row":
             x, y, row_h = 0, y + row_h, 0
         panels.append(panel_json(i, p, x, y))
         x += p["w"]

@@ -61,12 +61,30 @@ SEED_SEVERITIES = {
     "HighQueueDepth": {"warning"},                   # 001
     "SLOBurnRateHigh": {"critical"},                 # 001
 }
-# The recording rules the seeds' series need.
+# The recording rules the seeds' series need, and issue 15's energy and cost per token series
+# (prometheus/rules/energy.yml) with its settings (energy_settings.yml).
 REQUIRED_RECORDS = [
     "system_cpu_usage_percent", "system_memory_usage_percent", "system_memory_available_gb",
     "system_gpu_usage_percent", "system_vram_usage_percent", "system_vram_used_gb",
     "system_disk_usage_percent",
+    "instance:llm_joules_per_generated_token:rate5m", "instance:llm_generated_tokens_per_kwh:rate5m",
+    "instance:llm_energy_cost_per_million_tokens:rate5m",
+    "instance_model:llm_joules_per_generated_token:rate5m", "instance_model:llm_generated_tokens_per_kwh:rate5m",
+    "instance_model:llm_energy_cost_per_million_tokens:rate5m",
+    "llm_energy_price_per_kwh", "llm_energy_idle_power_watts",
 ]
+# Issue 15's dashboard row: its title, the dashboard that holds it, and the series its panels
+# must query (the three per-token figures per host and per model, prefill/decode, the power of
+# each device, the counted power and energy today).
+ENERGY_ROW = ("Energy", "LLM Inference Service", [
+    "instance:llm_joules_per_generated_token:rate5m", "instance:llm_generated_tokens_per_kwh:rate5m",
+    "instance:llm_energy_cost_per_million_tokens:rate5m",
+    "instance_model:llm_joules_per_generated_token:rate5m", "instance_model:llm_generated_tokens_per_kwh:rate5m",
+    "instance_model:llm_energy_cost_per_million_tokens:rate5m", "instance_model:llm_inference_power_watts:rate5m",
+    "instance_upstream_model:llm_joules_per_prompt_token:rate5m",
+    "instance_upstream_model:llm_joules_per_decoded_token:rate5m",
+    "gpu_power_watts", "node_rapl_package_joules_total", "instance:llm_power_watts:rate5m",
+])
 # The seed dashboards and every panel title they list (grafana/dashboards/<uid>.json).
 SEED_DASHBOARDS = {
     "Local AI Service Dashboard": ["Request Rate", "Response Time (p95)", "AI Inference Duration",
@@ -106,7 +124,13 @@ def load_yaml(path):
 
 
 def rule_files():
-    return [os.path.join(ROOT, "prometheus/rules", n) for n in ("recording.yml", "alerts.yml")]
+    """The rule files prometheus.yml loads (relative to it), in its order."""
+    cfg = load_yaml(os.path.join(ROOT, "prometheus/prometheus.yml"))
+    return [os.path.join(ROOT, "prometheus", n) for n in cfg.get("rule_files") or []]
+
+
+def rule_test_files():
+    return sorted(glob.glob(os.path.join(ROOT, "prometheus/tests/*.yml")))
 
 
 def rules():
@@ -323,6 +347,7 @@ def check_dashboards():
                 if a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"] and \
                         a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"]:
                     fail(f"{w1} overlaps {w2}")
+    check_energy_row(titles)
     for title, wanted in SEED_DASHBOARDS.items():
         if title not in titles:
             fail(f"seed dashboard '{title}' missing")
@@ -333,6 +358,39 @@ def check_dashboards():
                 fail(f"dashboard '{title}' lacks the seed's panel '{panel}'")
     promtool_parse(exprs, "dashboards")
     return count, len(exprs)
+
+
+def check_energy_row(titles):
+    """The Energy row: on its dashboard, and its panels (up to the next row) query every series
+    ENERGY_ROW names; the "today" panel covers today (timeFrom now/d)."""
+    row_title, dash_title, wanted = ENERGY_ROW
+    dash = titles.get(dash_title)
+    if not dash:
+        fail(f"dashboard '{dash_title}' (Energy row) missing")
+        return
+    members, inside = [], False
+    for p in dash.get("panels", []):
+        if p.get("type") == "row":
+            inside = p.get("title") == row_title
+            if inside:
+                members += p.get("panels") or []  # a collapsed row holds its panels
+            continue
+        if inside:
+            members.append(p)
+    if not members:
+        fail(f"dashboard '{dash_title}' has no row '{row_title}' with panels")
+        return
+    variables = {v["name"] for v in dash.get("templating", {}).get("list", [])}
+    used = set()
+    for p in members:
+        for t in p.get("targets", []):
+            used |= metric_names(substitute(t.get("expr", ""), variables))
+    for name in wanted:
+        if name not in used:
+            fail(f"dashboard '{dash_title}', row '{row_title}': no panel queries {name}")
+    today = [p for p in members if "today" in p.get("title", "").lower()]
+    if not today or any(p.get("timeFrom") != "now/d" for p in today):
+        fail(f"dashboard '{dash_title}', row '{row_title}': needs an energy today panel with timeFrom now/d")
 
 
 def variable_query(v):
@@ -463,11 +521,11 @@ def check_alerts():
     for rec in REQUIRED_RECORDS:
         if rec not in records:
             fail(f"recording rule {rec} is missing")
-    rtests = load_yaml(os.path.join(ROOT, "prometheus/tests/recording_test.yml"))
     tested = set()
-    for t in rtests["tests"]:
-        for e in t.get("promql_expr_test", []):
-            tested |= metric_names(e["expr"])
+    for path in rule_test_files():
+        for t in load_yaml(path).get("tests") or []:
+            for e in t.get("promql_expr_test", []):
+                tested |= metric_names(e["expr"])
     for rec in records:
         if rec not in tested:
             fail(f"recording rule {rec} has no promql_expr_test")

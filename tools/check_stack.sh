@@ -135,7 +135,7 @@ canaries() {
     fi
   }
   # Controls: the unbroken copy passes every check the canaries use.
-  for c in "promtool test rules prometheus/tests/alerts_test.yml prometheus/tests/recording_test.yml" routes \
+  for c in "promtool test rules prometheus/tests/alerts_test.yml prometheus/tests/recording_test.yml prometheus/tests/energy_test.yml prometheus/tests/energy_settings_test.yml" routes \
       "$PY tools/check_stack.py schema" "$PY tools/check_stack.py compose" "$PY tools/check_stack.py dashboards" \
       "$PY tools/check_stack.py metrics" "$PY tools/check_stack.py alerts"; do
     # shellcheck disable=SC2086
@@ -165,6 +165,15 @@ canaries() {
     promtool test rules prometheus/tests/alerts_test.yml
   expect_fail "a critical the seeds do not give" "sed -i '/alert: HighLatency/,/labels:/s/severity: warning/severity: critical/' prometheus/rules/alerts.yml" \
     "$PY" tools/check_stack.py alerts
+  expect_fail "APU package power counted with the CPU's RAPL" "sed -i 's/amdgpu_apu == 1/amdgpu_apu == 2/' prometheus/rules/energy.yml" \
+    promtool test rules prometheus/tests/energy_test.yml
+  expect_fail "tokens counted by both the proxy and the poller" "sed -i 's/^          or on (instance, upstream)\$/          or/' prometheus/rules/energy.yml" \
+    promtool test rules prometheus/tests/energy_test.yml
+  expect_fail "J per token where no token was generated" "sed -i 's/ (instance:llm_generated_tokens:rate5m > 0)\$/ instance:llm_generated_tokens:rate5m/' prometheus/rules/energy.yml" \
+    promtool test rules prometheus/tests/energy_test.yml
+  expect_fail "energy price without a currency" "sed -i 's/currency: .*/currency: \"\"/' prometheus/rules/energy_settings.yml" \
+    promtool test rules prometheus/tests/energy_settings_test.yml
+  expect_fail "Energy row lacks the per-model tokens per kWh" "sed -i 's/instance_model:llm_generated_tokens_per_kwh:rate5m{/instance:llm_generated_tokens_per_kwh:rate5m{/' grafana/dashboards/llm-inference-service.json" "$PY" tools/check_stack.py dashboards
   [ "$bad" = 0 ] && echo "ok   $canaries canaries: every check fails on its broken input"
 }
 step "canaries" canaries

@@ -6,14 +6,17 @@ Starts, on free 127.0.0.1 ports and under a temporary directory:
     /sys tree, nvidia-exporter on the fake libnvidia-ml (built from its C source, "fleet"
     scenario), rocm-exporter on the Strix Halo fake sysfs tree, llm-exporter polling a fake
     llama-server and a fake Ollama (tools/check_stack_fake_llm.py) with its measuring proxy in
-    front of both, and requests sent through the proxies (some of them failing);
+    front of both, and requests sent through the proxies (some of them failing); the fake
+    llama-server serves a copy of its recorded /metrics whose counters (tokens, prompt and
+    generation seconds) this script raises with each request, as a real server's rise;
   - Debian's Prometheus with the repository's prometheus.yml and rules (the file-SD target lists
     pointed at loopback, intervals shortened to 1-2 s, rule groups' own intervals too);
   - Debian's Alertmanager with the repository's alertmanager.yml and templates (the secret files
     and the receivers' endpoints pointed at a local webhook sink).
 Then asserts: every target is up; every query of every dashboard panel (and variable) returns
-data; every recording rule produces series; every metric name the stack uses that the golden
-files cannot show was scraped; one real alert (GPUXIDError, from the fake GPU's XID 79) travels
+data; every recording rule produces series; the energy per token rules count llama-server's
+tokens once (its own counter, not also the proxy's); every metric name the stack uses that the
+golden files cannot show was scraped; one real alert (GPUXIDError, from the fake GPU's XID 79) travels
 Prometheus -> Alertmanager -> the pager and chat receivers with its labels and annotations; the
 critical-inhibits-warning rule suppresses a warning in the real Alertmanager.
 
@@ -229,7 +232,39 @@ def alertmanager_config(tmp, sink, smtp):
     return os.path.join(d, "alertmanager.yml")
 
 
-def send_traffic(ports, failing=True):
+# The fake llama-server's recorded /metrics, and what one answered request adds to its counters
+# here: the capture alone never moves, so every rate() of llama-server's own counters (the energy
+# rules' tokens and prefill/decode seconds) would be 0.
+LLAMA_METRICS = "llama-server/metrics-after-4-requests.body"
+LLAMA_PER_REQUEST = {
+    "llamacpp:prompt_tokens_total": 20, "llamacpp:prompt_seconds_total": 0.004,
+    "llamacpp:tokens_predicted_total": 12, "llamacpp:tokens_predicted_seconds_total": 0.03,
+    "llamacpp:n_decode_total": 12,
+}
+
+
+def llm_fixtures(tmp):
+    """A copy of llm-exporter's fixtures for the fake model servers (which read them per request)."""
+    d = os.path.join(tmp, "llm-fixtures")
+    shutil.copytree(os.path.join(ROOT, "llm-exporter/tests/fixtures"), d)
+    return d
+
+
+def llama_answered(fixtures, n):
+    """Raises the fake llama-server's counters by n answered requests (replaced atomically)."""
+    path = os.path.join(fixtures, LLAMA_METRICS)
+    with open(path) as f:
+        lines = f.read().split("\n")
+    for i, line in enumerate(lines):
+        name, _, value = line.partition(" ")
+        if name in LLAMA_PER_REQUEST:
+            lines[i] = f"{name} {float(value) + n * LLAMA_PER_REQUEST[name]!r}"
+    with open(path + ".new", "w") as f:
+        f.write("\n".join(lines))
+    os.replace(path + ".new", path)
+
+
+def send_traffic(ports, fixtures, failing=True):
     """Requests through llm-exporter's proxies: streamed and not, and some that fail (404)."""
     lp, op = ports["proxy_llama"], ports["proxy_ollama"]
     reqs = [
@@ -242,11 +277,47 @@ def send_traffic(ports, failing=True):
     ]
     if failing:
         reqs += [(op, "/api/chat", {"model": "nope", "messages": []}), (lp, "/v1/chat/completions", {"model": "nope", "messages": []})]
+    answered = 0
     for port, path, body in reqs:
         try:
             http(f"http://127.0.0.1:{port}{path}", json.dumps(body).encode(), {"Content-Type": "application/json"})
+            answered += port == lp
         except urllib.error.HTTPError:
             pass  # the failing ones
+    llama_answered(fixtures, answered)
+
+
+def check_tokens_once(prom):
+    sel = f'instance="{INSTANCE}"'
+
+    def value(expr, at):
+        url = f"{prom}/api/v1/query?" + urllib.parse.urlencode({"query": expr, "time": at})
+        out = json.loads(http(url)[1])["data"]["result"]
+        return float(out[0]["value"][1]) if out else 0.0
+    # A recorded sample a few seconds old (its scrapes all stored), from once the traffic has
+    # raised every counter involved between two scrapes, and the raw counters at that time.
+    last = {}
+
+    def settled():
+        at = value(f"timestamp(instance:llm_generated_tokens:rate5m{{{sel}}})", time.time() - 3)
+        last.update(
+            recorded=value(f"instance:llm_generated_tokens:rate5m{{{sel}}}", at),
+            server=value(f'sum(rate(llamacpp_tokens_predicted_total{{{sel},upstream="local"}}[5m]))', at),
+            proxied_local=value(f'sum(rate(llm_tokens_generated_total{{{sel},upstream="local"}}[5m]))', at),
+            proxied_other=value(f'sum(rate(llm_tokens_generated_total{{{sel},upstream!="local"}}[5m]))', at))
+        return at and all(v > 0 for v in last.values())
+    if not wait_for("tokens from llama-server's counter, the proxy for llama-server and the proxy for Ollama",
+                    settled, 20):
+        fail(f"energy rules: the live run needs all of these above 0: {last}")
+        return
+    recorded, server, proxied_local, proxied_other = (last[k] for k in ("recorded", "server", "proxied_local", "proxied_other"))
+    # Off by less than a quarter of the proxied tokens of llama-server: adding them would show.
+    if abs(recorded - (server + proxied_other)) > min(0.01 * recorded, 0.25 * proxied_local):
+        fail(f"instance:llm_generated_tokens:rate5m = {recorded}, want llama-server's own {server} + "
+             f"Ollama's proxied {proxied_other} (the proxied {proxied_local} of llama-server not again)")
+    else:
+        log(f"generated tokens counted once: {recorded:.3f}/s = llama-server {server:.3f} + Ollama {proxied_other:.3f} "
+            f"(llama-server's proxied {proxied_local:.3f} left out)")
 
 
 def main():
@@ -353,8 +424,9 @@ def run(bin_dir, tmp):
     rf = os.path.join(ROOT, "rocm-exporter/tests/fixtures")
     start("rocm-exporter", [b("rocm-exporter"), f"--web.listen-address=127.0.0.1:{ports['rocm']}",
                             "--backend=sysfs", f"--path.sysfs={rf}/sysfs/strix-halo", f"--path.procfs={rf}/proc"], tmp)
+    fixtures = llm_fixtures(tmp)
     start("fake-llm", [sys.executable, os.path.join(ROOT, "tools/check_stack_fake_llm.py"),
-                       "--fixtures", os.path.join(ROOT, "llm-exporter/tests/fixtures"),
+                       "--fixtures", fixtures,
                        "--llama-port", str(ports["llama"]), "--ollama-port", str(ports["ollama"])], tmp)
     start("llm-exporter", [b("llm-exporter"), f"--web.listen-address=127.0.0.1:{ports['llm']}",
                            f"--upstream=local=http://127.0.0.1:{ports['llama']}",
@@ -381,9 +453,9 @@ def run(bin_dir, tmp):
         return sink_server, ""
 
     # Traffic in two bursts a few scrapes apart, so the proxy's counters rise between scrapes.
-    send_traffic(ports)
+    send_traffic(ports, fixtures)
     time.sleep(4)
-    send_traffic(ports)
+    send_traffic(ports, fixtures)
 
     # 1. Every target up.
     def all_up():
@@ -399,7 +471,7 @@ def run(bin_dir, tmp):
             if x["health"] != "up":
                 fail(f"target {x['labels']['job']} {x['scrapeUrl']}: {x['health']} {x['lastError']}")
     time.sleep(3)
-    send_traffic(ports, failing=False)
+    send_traffic(ports, fixtures, failing=False)
     time.sleep(4)
     check_llama_model_label(prom)
 
@@ -435,6 +507,11 @@ def run(bin_dir, tmp):
         if not wait_for(f"recording rule {rec}", lambda rec=rec: prom_query(prom, rec), 20):
             fail(f"recording rule {rec} produces no series")
     log(f"{len(records)} recording rules produce series")
+
+    # 3b. Energy per token: llama-server's tokens counted once. The proxy carried tokens of
+    # upstream "local" too; the host's generated tokens are the server's own counter plus the
+    # proxy's for the other upstream (Ollama), evaluated at the recorded sample's time.
+    check_tokens_once(prom)
 
     # 4. The names the golden files cannot show were really scraped.
     _, body = http(f"{prom}/api/v1/label/__name__/values")
