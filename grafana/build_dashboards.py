@@ -48,6 +48,20 @@ def q(expr, legend=""):
     return (expr, legend)
 
 
+# The SLO row: prometheus/rules/slo.yml's objectives, the SLIs over 30 days, the error budget
+# left and how fast it burns now (1 = the pace that spends exactly the 30-day budget). The titles
+# name the objectives of slo.yml (slo:objective:ratio); tools/check_stack.py keeps them in step.
+SLO_ROW = [
+    row("Service level objectives (30 days)"),
+    stat("Availability (30d; objective 99.9 %)", "percentunit", [q(f'upstream:llm_request_success:ratio_rate30d{{{I}}}', "{{upstream}}")], w=6, decimals=3),
+    stat("First token within 0.5 s (30d; objective 95 %)", "percentunit", [q(f'upstream:llm_time_to_first_token_good:ratio_rate30d{{{I}}}', "{{upstream}}")], w=6, decimals=2),
+    stat("Error budget left (30d)", "percentunit", [q(f'upstream:slo_error_budget_remaining:ratio_rate30d{{{I}}}', "{{upstream}} {{slo}}")], w=6, decimals=1),
+    stat("Burn rate (1h)", "short", [q(f'upstream:slo_burn_rate:ratio_rate1h{{{I}}}', "{{upstream}} {{slo}}")], w=6, decimals=1),
+    ts("Error budget left", "percentunit", [q(f'upstream:slo_error_budget_remaining:ratio_rate30d{{{I}}}', "{{upstream}} {{slo}}")], w=12),
+    ts("Burn rate", "short", [q(f'upstream:slo_burn_rate:ratio_rate1h{{{I}}}', "{{upstream}} {{slo}}")], w=12),
+]
+
+
 # The Energy row (issue 15): the recording rules of prometheus/rules/energy.yml, per host
 # (instance:…) and per model (instance_model:…), the power of each device, energy today.
 # "Energy today" adds the 15 s samples of instance:llm_power_watts:rate5m (its rule group is
@@ -115,7 +129,8 @@ DASHBOARDS = {
             stat("Availability (7d)", "percentunit", [q(f'upstream:llm_request_success:ratio_rate7d{{{I}}}', "{{upstream}}")], decimals=3),
             stat("Latency p95 (7d)", "s", [q(f'upstream:llm_request_duration_seconds:p95_rate7d{{{I}}}', "{{upstream}}")]),
             stat("Throughput", "reqps", [q(f'instance:llm_requests:rate5m{{{I}}}', "{{instance}}")]),
-            stat("Error budget burn (1h)", "percentunit", [q(f'1 - upstream:llm_request_success:ratio_rate1h{{{I}}}', "{{upstream}}")], decimals=2),
+            # Of requests in the last hour, the share that failed (the SLO row shows the burn rate).
+            stat("Failed requests (1h)", "percentunit", [q(f'1 - upstream:llm_request_success:ratio_rate1h{{{I}}}', "{{upstream}}")], decimals=2),
             ts("Request Rate", "reqps", [q(f'sum by (upstream) (rate(llm_requests_total{{{I}}}[{RI}]))', "{{upstream}}")]),
             ts("Request Duration (p50, p95, p99)", "s", [
                 q(f'histogram_quantile(0.50, sum by (le) (rate(llm_request_duration_seconds_bucket{{{I}}}[{RI}])))', "p50"),
@@ -131,6 +146,7 @@ DASHBOARDS = {
             ts("GPU Utilization", "percentunit", [q(f'gpu_utilization_ratio{{{I}}}', "GPU {{gpu}} {{instance}}")], max=1),
             # The seed divided used by free; this is used / total (carve-out + GTT on an APU).
             ts("GPU Memory Usage", "percentunit", [q(f'gpu_memory_used_bytes{{{I}}} / gpu_memory_total_bytes{{{I}}}', "GPU {{gpu}} {{instance}}")], max=1),
+            *SLO_ROW,
             *ENERGY_ROW,
         ],
     ),

@@ -348,6 +348,7 @@ def check_dashboards():
                         a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"]:
                     fail(f"{w1} overlaps {w2}")
     check_energy_row(titles)
+    check_slo_titles(titles)
     for title, wanted in SEED_DASHBOARDS.items():
         if title not in titles:
             fail(f"seed dashboard '{title}' missing")
@@ -358,6 +359,26 @@ def check_dashboards():
                 fail(f"dashboard '{title}' lacks the seed's panel '{panel}'")
     promtool_parse(exprs, "dashboards")
     return count, len(exprs)
+
+
+def check_slo_titles(titles):
+    """Panel titles (of the dashboards in `titles`) that name an objective ("objective 99.9 %") name the one in rules/slo.yml."""
+    objectives = {}
+    for group in load_yaml(os.path.join(ROOT, "prometheus/rules/slo.yml"))["groups"]:
+        for r in group["rules"]:
+            if r.get("record") == "slo:objective:ratio":
+                objectives[r["labels"]["slo"]] = float(re.fullmatch(r"vector\(([\d.]+)\)", r["expr"]).group(1))
+    named = 0
+    for title in (p.get("title", "") for dash in titles.values() for p in panels_of(dash)):
+        m = re.search(r"objective ([\d.]+) %", title)
+        if not m:
+            continue
+        named += 1
+        slo = "latency" if "first token" in title.lower() else "availability"
+        if abs(float(m.group(1)) / 100 - objectives.get(slo, -1)) > 1e-9:
+            fail(f"panel '{title}': the {slo} objective in prometheus/rules/slo.yml is {objectives.get(slo)}")
+    if named < 2:
+        fail("the SLO row's titles no longer name the objectives")
 
 
 def check_energy_row(titles):
@@ -485,9 +506,8 @@ def check_alerts():
     for name in REQUIRED_ALERTS:
         if name not in alerts:
             fail(f"alert {name} is missing from prometheus/rules/alerts.yml")
-    tests = load_yaml(os.path.join(ROOT, "prometheus/tests/alerts_test.yml"))
     tested_fire, tested_quiet = set(), set()
-    for t in tests["tests"]:
+    for t in (t for path in rule_test_files() for t in load_yaml(path).get("tests") or []):
         for a in t.get("alert_rule_test", []):
             (tested_fire if a.get("exp_alerts") else tested_quiet).add(a["alertname"])
             for e in a.get("exp_alerts") or []:
