@@ -158,9 +158,9 @@ class Ollama(Base):
         self.send(404, [("Content-Type", "text/plain")], b"404 page not found")
 
 
-def serve(handler, port, fixtures):
+def serve(handler, port, fixtures, address="127.0.0.1"):
     handler.fixtures = fixtures
-    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    server = ThreadingHTTPServer((address, port), handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
@@ -171,9 +171,12 @@ def main():
     ap.add_argument("--fixtures", required=True)
     ap.add_argument("--llama-port", type=int, required=True)
     ap.add_argument("--ollama-port", type=int, required=True)
+    # The compose live run listens on the Docker bridge's address, where the containers'
+    # host.docker.internal leads; never on all interfaces.
+    ap.add_argument("--address", default="127.0.0.1")
     a = ap.parse_args()
-    serve(Llama, a.llama_port, a.fixtures)
-    serve(Ollama, a.ollama_port, a.fixtures)
+    serve(Llama, a.llama_port, a.fixtures, a.address)
+    serve(Ollama, a.ollama_port, a.fixtures, a.address)
     print("fake model servers ready", flush=True)
     while True:
         time.sleep(3600)
