@@ -79,8 +79,14 @@ fn wait_for(exporter: &Exporter, series: &str, want: f64) -> String {
     }
 }
 
+/// The last POST the fake received (the proxy's backend detection may GET meanwhile).
 fn last_request(fake: &Fake) -> Seen {
-    fake.seen.lock().unwrap().last().cloned().unwrap()
+    let seen = fake.seen.lock().unwrap();
+    seen.iter()
+        .rev()
+        .find(|s| s.method == "POST")
+        .cloned()
+        .unwrap()
 }
 
 const CHAT_STREAM_REQ: &str = "llama-server/v1-chat-completions-stream.request.json";

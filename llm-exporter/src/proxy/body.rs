@@ -6,6 +6,7 @@
 use super::client::{Conn, Upstream};
 use super::decode::Decoder;
 use super::metrics::{ErrorKind, Finished, ProxyMetrics};
+use super::naming::Naming;
 use super::observe::Observer;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
@@ -25,7 +26,7 @@ pub struct Record {
     pub started: Instant,
     pub observer: Option<Observer>,
     /// Turns the server's model name into the label value.
-    pub normalize: fn(&str) -> String,
+    pub naming: Naming,
 }
 
 impl Record {
@@ -47,7 +48,13 @@ impl Record {
             f.prompt_tokens = prompt;
             f.generated_tokens = generated;
             f.server_prefill = o.server_prefill;
-            f.model = o.model.as_deref().map(self.normalize);
+            f.reasoning_tokens = o.reasoning_tokens();
+            f.finish_reason = o.finish_reason();
+            f.load_duration = o.load_duration;
+            f.model = o
+                .model
+                .as_deref()
+                .map(|m| self.naming.label(m, o.ollama_fingerprint));
         }
         self.metrics.finished(self.finished);
     }
