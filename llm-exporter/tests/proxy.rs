@@ -879,3 +879,174 @@ async fn prompts_and_keys_never_reach_logs_or_metrics() {
     // The log did record the failures, so it was looked at, not empty.
     assert!(log.contains("upstream"), "{log}");
 }
+
+/// Idle upstream connections are closed when they reach their 4 s, not only when another
+/// request comes (issue 16: 344 were still open 30 s after a burst).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_upstream_connections_are_closed_on_time_without_another_request() {
+    const STREAMS: usize = 6;
+    let gate = Arc::new(Semaphore::new(0));
+    let g = gate.clone();
+    let fake = Fake::start(Arc::new(move |_: &Seen| {
+        Answer::recorded_stream("v1-chat-completions-stream", Duration::ZERO).gated(g.clone())
+    }));
+    let port = free_port();
+    let _exporter = Exporter::start(&[
+        format!("--upstream=local={}", fake.url()),
+        "--upstream.backend=local=llama.cpp".into(),
+        proxy_arg("local", port),
+        "--proxy.threads=1".into(),
+    ]);
+    // Streams held open at once: one upstream connection each.
+    let mut pending = Vec::new();
+    for _ in 0..STREAMS {
+        pending.push(tokio::spawn(async move {
+            read_all(post(port, "/v1/chat/completions", &fixture(CHAT_STREAM_REQ)).await).await
+        }));
+    }
+    let until = Instant::now() + PATIENCE;
+    while fake.paths().len() < STREAMS {
+        assert!(
+            Instant::now() < until,
+            "the streams never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    gate.add_permits(1000);
+    for stream in pending {
+        assert_eq!(
+            stream.await.unwrap(),
+            fixture("llama-server/v1-chat-completions-stream.body")
+        );
+    }
+    let open = || {
+        fake.open_connections
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    // Kept for reuse once the streams ended (the clients' own connections are closed).
+    assert!(open() > 0, "the proxy kept no connection to reuse");
+    // With no request after the burst, they are closed once idle for their 4 s.
+    let until = Instant::now() + PATIENCE;
+    while open() > 0 {
+        assert!(
+            Instant::now() < until,
+            "{} idle upstream connections still open after {PATIENCE:?}",
+            open()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends a measured request on a fresh connection to the proxy; the connection, with the
+/// request written.
+fn send_chat(port: u16) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let body = fixture(CHAT_STREAM_REQ);
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(&[head.as_bytes(), &body].concat()).unwrap();
+    conn
+}
+
+/// The status of the answer on `conn`, if one comes within `wait`.
+fn status_within(conn: &mut std::net::TcpStream, wait: Duration) -> Option<u16> {
+    use std::io::Read;
+    conn.set_read_timeout(Some(wait)).unwrap();
+    let mut head = [0u8; 12];
+    conn.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// With its file descriptors used up, the proxy cannot open a connection to the upstream: that
+/// is the proxy's own shortage, answered 503 and counted as `local_resource`, never as an
+/// unreachable upstream (issue 16: 325 such 502s were counted `upstream_unreachable`).
+#[test]
+fn a_proxy_out_of_file_descriptors_answers_503_and_counts_local_resource() {
+    // Every request is held by the upstream: each keeps two descriptors in the proxy.
+    let fake = Fake::start(Arc::new(|_: &Seen| Answer::Hang));
+    let (port, web) = (free_port(), free_port());
+    let log = std::env::temp_dir().join(format!(
+        "llm-exporter-emfile-{}-{web}.log",
+        std::process::id()
+    ));
+    // A hard limit too, so that raising the soft limit to the hard one cannot lift it.
+    let mut child = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -n 64 && exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_llm-exporter"),
+            &format!("--web.listen-address=127.0.0.1:{web}"),
+            &format!("--upstream=up={}", fake.url()),
+            "--upstream.backend=up=llama.cpp",
+            &proxy_arg("up", port),
+            "--proxy.threads=1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + PATIENCE;
+    while !support::exporter::http_get(web, "/-/healthy").is_ok_and(|(s, _)| s == 200) {
+        assert!(Instant::now() < until, "llm-exporter did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A client connection that holds one descriptor and can give it back.
+    let mut spare = Some(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    let mut held = Vec::new();
+    let status = loop {
+        assert!(held.len() < 64, "the descriptors never ran out");
+        let mut conn = send_chat(port);
+        let until = Instant::now() + Duration::from_secs(2);
+        let answered = loop {
+            if fake.paths().len() > held.len() {
+                break None;
+            }
+            if let Some(status) = status_within(&mut conn, Duration::from_millis(20)) {
+                break Some(Some(status));
+            }
+            if Instant::now() > until {
+                // Not even accepted (no descriptor left for it): freeing the spare's lets it
+                // be accepted, and leaves none for its upstream connection.
+                drop(spare.take());
+                break Some(status_within(&mut conn, PATIENCE));
+            }
+        };
+        match answered {
+            None => held.push(conn),
+            Some(status) => break status,
+        }
+    };
+    assert_eq!(status, Some(503));
+    // Descriptors back for the scrape.
+    drop(held);
+    let series = "llm_request_errors_total{upstream=\"up\",model=\"unknown\",route=\"/v1/chat/completions\",kind=\"local_resource\"}";
+    let until = Instant::now() + PATIENCE;
+    let metrics = loop {
+        if let Ok((200, metrics)) = support::exporter::http_get(web, "/metrics") {
+            if value(&metrics, series) == Some(1.0) {
+                break metrics;
+            }
+        }
+        assert!(Instant::now() < until, "{series} never reached 1");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        !metrics.contains("kind=\"upstream_unreachable\""),
+        "{metrics}"
+    );
+    assert_eq!(
+        value(&metrics, "llm_requests_total{upstream=\"up\",model=\"unknown\",route=\"/v1/chat/completions\",status=\"error\",code=\"503\"}"),
+        Some(1.0)
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert!(
+        text.contains("no resources to reach the upstream"),
+        "{text}"
+    );
+}

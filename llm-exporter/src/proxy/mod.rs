@@ -134,7 +134,13 @@ async fn serve_all(serving: Vec<(std::net::TcpListener, Target)>) {
     let mut tasks = Vec::new();
     for (listener, target) in serving {
         match tokio::net::TcpListener::from_std(listener) {
-            Ok(listener) => tasks.push(tokio::spawn(serve(listener, Arc::new(target)))),
+            Ok(listener) => {
+                tokio::spawn({
+                    let upstream = target.upstream.clone();
+                    async move { upstream.close_idle_on_time().await }
+                });
+                tasks.push(tokio::spawn(serve(listener, Arc::new(target))))
+            }
             Err(e) => common::log::error(
                 "proxy cannot listen",
                 &[("upstream", &target.name), ("err", &e.to_string())],
@@ -313,6 +319,23 @@ where
                 message,
             );
         }
+        Ok(Err(SendError::Local(e))) => {
+            // The proxy's own shortage (no file descriptor left): the upstream was not tried,
+            // and the answer says the service, not the gateway behind it, is unavailable now.
+            common::log::error(
+                "proxy: no resources to reach the upstream",
+                &[("upstream", &target.name), ("err", &e)],
+            );
+            in_flight.disarm();
+            return local(
+                target,
+                route,
+                started,
+                finished(503, Some(ErrorKind::LocalResource)),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "out of resources (open files)",
+            );
+        }
         Ok(Err(e)) => {
             let (kind, message, err) = match e {
                 SendError::Unreachable(e) => {
@@ -326,6 +349,7 @@ where
                     "upstream answered badly",
                     e.to_string(),
                 ),
+                SendError::Local(e) => (ErrorKind::LocalResource, "out of resources", e),
             };
             common::log::warn(
                 "proxy: upstream request failed",
