@@ -2,8 +2,11 @@
 //! come out as they went in, stream chunks must reach the client before the upstream sends the
 //! next one, and every request must show up in /metrics with the right outcome.
 
+#[path = "support/apis.rs"]
+mod apis;
 mod support;
 
+use apis::{generic_openai, llama_apis, ollama_v1, OllamaV1, GENERIC_MODEL};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -1048,5 +1051,232 @@ fn a_proxy_out_of_file_descriptors_answers_503_and_counts_local_resource() {
     assert!(
         text.contains("no resources to reach the upstream"),
         "{text}"
+    );
+}
+
+/// The value of `series`, or 0 when the exposition has no such line.
+fn count(metrics: &str, series: &str) -> f64 {
+    value(metrics, series).unwrap_or(0.0)
+}
+
+/// `/v1/messages` (Anthropic) and `/v1/responses` (OpenAI), plain and streamed, and the chat
+/// stream with `include_usage`, on llama-server's recorded bytes: passed unchanged, and measured
+/// as chat is (tokens, TTFT, inter-token gaps, finish reason, model).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_and_responses_apis_are_measured_like_chat() {
+    let fake = Fake::start(llama_apis());
+    let port = free_port();
+    let exporter = Exporter::start(&[
+        format!("--upstream=local={}", fake.url()),
+        proxy_arg("local", port),
+    ]);
+    for (path, stem, streamed) in [
+        ("/v1/messages", "messages", false),
+        ("/v1/messages", "messages-stream", true),
+        ("/v1/responses", "responses", false),
+        ("/v1/responses", "responses-stream", true),
+        (
+            "/v1/chat/completions",
+            "v1-chat-completions-stream-include-usage",
+            true,
+        ),
+    ] {
+        let request = fixture(&format!("llama-server/{stem}.request.json"));
+        let response = post(port, path, &request).await;
+        assert_eq!(response.status(), 200, "{stem}");
+        let want_type = if streamed {
+            "text/event-stream"
+        } else {
+            "application/json; charset=utf-8"
+        };
+        assert_eq!(response.headers()["content-type"], want_type, "{stem}");
+        assert_eq!(
+            read_all(response).await,
+            fixture(&format!("llama-server/{stem}.body")),
+            "{stem}"
+        );
+        assert_eq!(last_request(&fake).body, request);
+    }
+    let labels = |route: &str| {
+        format!("upstream=\"local\",model=\"tiny-random-llama.gguf\",route=\"{route}\"")
+    };
+    let messages = labels("/v1/messages");
+    let responses = labels("/v1/responses");
+    let chat = labels("/v1/chat/completions");
+    let metrics = wait_for(
+        &exporter,
+        &format!("llm_requests_total{{{chat},status=\"success\",code=\"200\"}}"),
+        1.0,
+    );
+    for route in [&messages, &responses] {
+        let v = |name: &str| value(&metrics, &format!("{name}{{{route}}}"));
+        assert_eq!(
+            value(
+                &metrics,
+                &format!("llm_requests_total{{{route},status=\"success\",code=\"200\"}}")
+            ),
+            Some(2.0),
+            "{metrics}"
+        );
+        // 31 prompt tokens (30 of them cached) and 8 generated, plain and streamed alike.
+        assert_eq!(v("llm_prompt_tokens_total"), Some(62.0), "{route}");
+        assert_eq!(v("llm_tokens_generated_total"), Some(16.0), "{route}");
+        assert_eq!(
+            v("llm_time_to_first_token_seconds_count"),
+            Some(1.0),
+            "{route}"
+        );
+        // 8 text deltas in each stream: 7 gaps.
+        assert_eq!(
+            v("llm_inter_token_latency_seconds_count"),
+            Some(7.0),
+            "{route}"
+        );
+    }
+    let finished = |route: &str, reason: &str| {
+        count(
+            &metrics,
+            &format!("llm_requests_finished_total{{{route},finish_reason=\"{reason}\"}}"),
+        )
+    };
+    // max_tokens (Messages), completed (Responses), length (chat).
+    assert_eq!(finished(&messages, "length"), 2.0, "{metrics}");
+    assert_eq!(finished(&responses, "stop"), 2.0, "{metrics}");
+    assert_eq!(finished(&chat, "length"), 1.0, "{metrics}");
+    // The include_usage chunk's counts (not the plain stream's 12 generated).
+    assert_eq!(
+        value(&metrics, &format!("llm_tokens_generated_total{{{chat}}}")),
+        Some(8.0)
+    );
+    assert_eq!(
+        value(&metrics, &format!("llm_prompt_tokens_total{{{chat}}}")),
+        Some(31.0)
+    );
+    assert!(!metrics.contains("model=\"unknown\""), "{metrics}");
+}
+
+/// Ollama's `/v1` streaming a thinking model: its `reasoning` deltas are generated tokens
+/// (first token, inter-token gaps), the label keeps Ollama's `:latest`; an error in the middle
+/// of a stream (a chunk naming the model `""`, no `[DONE]`) is a stream error of that model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ollama_v1_reasoning_streams_and_their_mid_stream_errors_are_measured() {
+    let thinking = Fake::start(ollama_v1(OllamaV1 {
+        model: "qwen3",
+        reasoning: &["Okay", ",", " the", " user"],
+        content: &["Hi", "!"],
+        fail_after: None,
+    }));
+    let failing = Fake::start(ollama_v1(OllamaV1 {
+        model: "qwen3",
+        reasoning: &["Okay", ",", " the", " user"],
+        content: &["Hi", "!"],
+        fail_after: Some(3),
+    }));
+    let (port, failing_port) = (free_port(), free_port());
+    let exporter = Exporter::start(&[
+        format!("--upstream=home={}", thinking.url()),
+        format!("--upstream=broken={}", failing.url()),
+        proxy_arg("home", port),
+        proxy_arg("broken", failing_port),
+    ]);
+    let request = b"{\"model\":\"qwen3\",\"stream\":true,\"stream_options\":{\"include_usage\":true},\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    let body = read_all(post(port, "/v1/chat/completions", request).await).await;
+    assert!(body.ends_with(b"data: [DONE]\n\n"));
+    let cut = read_all(post(failing_port, "/v1/chat/completions", request).await).await;
+    assert!(!cut.windows(6).any(|w| w == b"[DONE]"));
+    assert!(cut.windows(11).any(|w| w == b"\"model\":\"\","));
+
+    let home = "upstream=\"home\",model=\"qwen3:latest\",route=\"/v1/chat/completions\"";
+    let broken = "upstream=\"broken\",model=\"qwen3:latest\",route=\"/v1/chat/completions\"";
+    let metrics = wait_for(
+        &exporter,
+        &format!("llm_request_errors_total{{{broken},kind=\"stream_error\"}}"),
+        1.0,
+    );
+    // 4 reasoning and 2 answer deltas: 6 tokens, 5 gaps; the first token is the first thought.
+    assert_eq!(
+        value(
+            &metrics,
+            &format!("llm_inter_token_latency_seconds_count{{{home}}}")
+        ),
+        Some(5.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            &format!("llm_time_to_first_token_seconds_count{{{home}}}")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&metrics, &format!("llm_tokens_generated_total{{{home}}}")),
+        Some(6.0)
+    );
+    assert_eq!(
+        count(
+            &metrics,
+            &format!("llm_requests_finished_total{{{home},finish_reason=\"stop\"}}")
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            &format!("llm_requests_total{{{broken},status=\"error\",code=\"200\"}}")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        count(
+            &metrics,
+            &format!("llm_requests_finished_total{{{broken},finish_reason=\"error\"}}")
+        ),
+        1.0
+    );
+    assert!(!metrics.contains("model=\"unknown\""), "{metrics}");
+}
+
+/// Any OpenAI-compatible server (here in vLLM's shapes, no `Server` header): the model label is
+/// the server's own name, with no Ollama `:latest`; reasoning deltas are tokens; token counts
+/// come only when the client asked for the usage chunk, and reasoning tokens with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generic_openai_server_keeps_its_model_names_and_is_measured() {
+    let fake = Fake::start(generic_openai());
+    let port = free_port();
+    let exporter = Exporter::start(&[
+        format!("--upstream=vllm={}", fake.url()),
+        proxy_arg("vllm", port),
+    ]);
+    for usage in [false, true] {
+        let request = format!(
+            "{{\"model\":\"{GENERIC_MODEL}\",\"stream\":true,\"stream_options\":{{\"include_usage\":{usage}}},\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}"
+        );
+        let body = read_all(post(port, "/v1/chat/completions", request.as_bytes()).await).await;
+        let has_usage = body.windows(8).any(|w| w == b"\"usage\":");
+        assert_eq!(has_usage, usage);
+    }
+    let labels =
+        format!("upstream=\"vllm\",model=\"{GENERIC_MODEL}\",route=\"/v1/chat/completions\"");
+    let metrics = wait_for(
+        &exporter,
+        &format!("llm_requests_total{{{labels},status=\"success\",code=\"200\"}}"),
+        2.0,
+    );
+    assert!(!metrics.contains(":latest"), "{metrics}");
+    let v = |name: &str| value(&metrics, &format!("{name}{{{labels}}}"));
+    // Only the request that asked for usage reported tokens.
+    assert_eq!(v("llm_tokens_generated_total"), Some(8.0));
+    assert_eq!(v("llm_prompt_tokens_total"), Some(12.0));
+    assert_eq!(v("llm_reasoning_tokens_total"), Some(3.0));
+    // The role-only chunk is not a token; 3 reasoning and 5 answer deltas are: 7 gaps each.
+    assert_eq!(v("llm_inter_token_latency_seconds_count"), Some(14.0));
+    assert_eq!(v("llm_time_to_first_token_seconds_count"), Some(2.0));
+    assert_eq!(
+        count(
+            &metrics,
+            &format!("llm_requests_finished_total{{{labels},finish_reason=\"length\"}}")
+        ),
+        2.0
     );
 }
