@@ -316,6 +316,37 @@ async fn ollama_traffic_passes_unchanged_and_is_measured() {
         openai_value("llm_inter_token_latency_seconds_count"),
         Some(2.0)
     );
+    // Why each generation ended: `done_reason` natively, `finish_reason` on /v1.
+    for labels in [generate, chat, openai] {
+        assert_eq!(
+            value(
+                &metrics,
+                &format!("llm_requests_finished_total{{{labels},finish_reason=\"stop\"}}")
+            ),
+            Some(if labels == chat { 2.0 } else { 1.0 }),
+            "{labels}"
+        );
+    }
+    assert!(!metrics.contains(&format!("llm_requests_finished_total{{{embed}")));
+    // The model loads the answers reported (`load_duration`; absent when already loaded): the
+    // generate stream's and the plain chat's 41.3 ms, the embedding's 1.0 ms.
+    let loads = "llm_model_load_duration_seconds";
+    let llama = "upstream=\"home\",model=\"llama3.2:latest\"";
+    assert_eq!(
+        value(&metrics, &format!("{loads}_count{{{llama}}}")),
+        Some(2.0)
+    );
+    let sum = value(&metrics, &format!("{loads}_sum{{{llama}}}")).unwrap();
+    assert!((sum - 2.0 * 0.041295167).abs() < 1e-9, "{sum}");
+    assert_eq!(
+        value(&metrics, &format!("{loads}_bucket{{{llama},le=\"0.05\"}}")),
+        Some(2.0)
+    );
+    let embed_model = "upstream=\"home\",model=\"nomic-embed-text:latest\"";
+    assert_eq!(
+        value(&metrics, &format!("{loads}_count{{{embed_model}}}")),
+        Some(1.0)
+    );
 }
 
 /// The upstream sends one event and then waits for the test; the client must already have it.

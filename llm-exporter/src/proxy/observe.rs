@@ -240,12 +240,13 @@ impl Observer {
                 .unwrap_or(0)
                 .saturating_add(chunk.prompt_eval_duration.unwrap_or(0));
             self.server_prefill = Some(ns as f64 / 1e9);
-            if let Some(load) = chunk.load_duration.filter(|ns| *ns > 0) {
-                self.load_duration = Some(load as f64 / 1e9);
-            }
         } else if chunk.done.is_none() && chunk.prompt_eval_count.is_some() {
             // /api/embed: no `done`, only the prompt count.
             self.ollama.0 = chunk.prompt_eval_count;
+        }
+        // Ollama's final line, or its /api/embed answer (which has no `done`).
+        if let Some(load) = chunk.load_duration.filter(|ns| *ns > 0) {
+            self.load_duration = Some(load as f64 / 1e9);
         }
         if chunk.stop == Some(true) {
             self.native = (chunk.tokens_evaluated, chunk.tokens_predicted);
@@ -659,9 +660,10 @@ mod tests {
             b"\n\n",
         );
         assert_eq!(o.finish_reason(), Some(FinishReason::Length));
-        // Embeddings name none.
+        // Embeddings name none, but report a load too.
         let o = run(Framing::Json, &fixture("ollama/embed.body"), b"\n");
         assert_eq!(o.finish_reason(), None);
+        assert!((o.load_duration.unwrap() - 0.0010195).abs() < 1e-12);
     }
 
     #[test]
