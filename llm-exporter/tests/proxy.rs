@@ -1196,12 +1196,14 @@ async fn ollama_v1_reasoning_streams_and_their_mid_stream_errors_are_measured() 
         reasoning: &["Okay", ",", " the", " user"],
         content: &["Hi", "!"],
         fail_after: None,
+        slow_root: None,
     }));
     let failing = Fake::start(ollama_v1(OllamaV1 {
         model: "qwen3",
         reasoning: &["Okay", ",", " the", " user"],
         content: &["Hi", "!"],
         fail_after: Some(3),
+        slow_root: None,
     }));
     let (port, failing_port) = (free_port(), free_port());
     let exporter = Exporter::start(&[
@@ -1309,5 +1311,48 @@ async fn a_generic_openai_server_keeps_its_model_names_and_is_measured() {
             &format!("llm_requests_finished_total{{{labels},finish_reason=\"length\"}}")
         ),
         2.0
+    );
+}
+
+/// The first answers of an upstream whose backend is still being detected are recorded once
+/// detection has answered: an Ollama answer with no sign of Ollama in it (`/v1/messages`, not
+/// streamed) that ends before detection does still gets Ollama's `:latest`, as every later one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_that_end_while_the_backend_is_detected_get_the_detected_spelling() {
+    let fake = Fake::start(ollama_v1(OllamaV1 {
+        model: "qwen3",
+        reasoning: &[],
+        content: &["Hi"],
+        fail_after: None,
+        slow_root: Some(Duration::from_millis(300)),
+    }));
+    let port = free_port();
+    let exporter = Exporter::start(&[
+        format!("--upstream=home={}", fake.url()),
+        proxy_arg("home", port),
+    ]);
+    let request = b"{\"model\":\"qwen3\",\"max_tokens\":8,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    for _ in 0..2 {
+        let response = post(port, "/v1/messages", request).await;
+        assert_eq!(response.status(), 200);
+        read_all(response).await;
+    }
+    let labels = "upstream=\"home\",model=\"qwen3:latest\",route=\"/v1/messages\"";
+    let metrics = wait_for(
+        &exporter,
+        &format!("llm_requests_total{{{labels},status=\"success\",code=\"200\"}}"),
+        2.0,
+    );
+    assert!(!metrics.contains("model=\"qwen3\""), "{metrics}");
+    assert_eq!(
+        value(&metrics, &format!("llm_prompt_tokens_total{{{labels}}}")),
+        Some(22.0)
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            &format!("llm_requests_finished_total{{{labels},finish_reason=\"stop\"}}")
+        ),
+        Some(2.0)
     );
 }

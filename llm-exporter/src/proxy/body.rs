@@ -51,10 +51,25 @@ impl Record {
             f.reasoning_tokens = o.reasoning_tokens();
             f.finish_reason = o.finish_reason();
             f.load_duration = o.load_duration;
-            f.model = o
-                .model
-                .as_deref()
-                .map(|m| self.naming.label(m, o.ollama_fingerprint));
+            if let Some(model) = o.model.take() {
+                let sign = o.ollama_fingerprint;
+                // The first answers of an upstream being detected wait for the detection (a
+                // few loopback requests, bounded), so that they get the label every later
+                // answer gets; the client already has its answer.
+                if let Some(wait) = self.naming.pending() {
+                    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                        let (metrics, naming, mut finished) =
+                            (self.metrics, self.naming, self.finished);
+                        runtime.spawn(async move {
+                            wait.await;
+                            finished.model = Some(naming.label(&model, sign));
+                            metrics.finished(finished);
+                        });
+                        return;
+                    }
+                }
+                f.model = Some(self.naming.label(&model, sign));
+            }
         }
         self.metrics.finished(self.finished);
     }

@@ -5,13 +5,16 @@
 //! `Server: llama.cpp` header on the answer, or, for `auto`, the proxy's own detection (the
 //! poller's detection, run once per upstream for all proxy threads, started by the first
 //! measured answer without that header, and again after the upstream was unreachable, since the
-//! port may then be served by another server). Until detection has answered, the answer's own
-//! signs stand in: Ollama's own API (`/api/...`) or Ollama's `system_fingerprint` `fp_ollama`.
+//! port may then be served by another server). The answers that end while it runs are recorded
+//! when it has answered; if it finds nothing, the answer's own signs stand in: Ollama's own API
+//! (`/api/...`) or Ollama's `system_fingerprint` `fp_ollama`.
 
 use crate::config::{Backend, BackendChoice, UpstreamConfig};
 use crate::{detect, model_name, upstream};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// How long one detection may take.
@@ -23,6 +26,8 @@ const RETRY: Duration = Duration::from_secs(5);
 pub struct Detected {
     config: UpstreamConfig,
     state: Mutex<State>,
+    /// Woken when a detection ends.
+    ended: Notify,
 }
 
 #[derive(Default)]
@@ -37,6 +42,7 @@ impl Detected {
         Detected {
             config,
             state: Mutex::new(State::default()),
+            ended: Notify::new(),
         }
     }
 
@@ -67,21 +73,36 @@ impl Detected {
         tokio::spawn(async move {
             let client = upstream::Upstream::new(this.config.clone());
             let found = detect::detect(&client, Instant::now() + DETECT_TIMEOUT).await;
-            let mut state = this.lock();
-            state.running = false;
-            if let Ok(backend) = found {
-                if state.backend != Some(backend) {
-                    common::log::info(
-                        "proxy: upstream backend detected",
-                        &[
-                            ("upstream", &this.config.name),
-                            ("backend", backend.label()),
-                        ],
-                    );
+            {
+                let mut state = this.lock();
+                state.running = false;
+                if let Ok(backend) = found {
+                    if state.backend != Some(backend) {
+                        common::log::info(
+                            "proxy: upstream backend detected",
+                            &[
+                                ("upstream", &this.config.name),
+                                ("backend", backend.label()),
+                            ],
+                        );
+                    }
+                    state.backend = Some(backend);
                 }
-                state.backend = Some(backend);
             }
+            this.ended.notify_waiters();
         });
+    }
+
+    /// Completes when no detection is running (at once when none is).
+    async fn settled(&self) {
+        loop {
+            // Registered before the look, so that an end in between is not missed.
+            let ended = self.ended.notified();
+            if !self.lock().running {
+                return;
+            }
+            ended.await;
+        }
     }
 
     /// The upstream could not be reached: whatever answers next may be another server.
@@ -101,6 +122,23 @@ pub struct Naming {
 }
 
 impl Naming {
+    /// When this answer's label waits for a detection still running: the wait (bounded by the
+    /// detection's own deadline). `None`: the label can be made now.
+    pub fn pending(&self) -> Option<impl Future<Output = ()> + Send + 'static> {
+        if self.says_llama || self.choice != BackendChoice::Auto {
+            return None;
+        }
+        let state = self.detected.lock();
+        if state.backend.is_some() || !state.running {
+            return None;
+        }
+        drop(state);
+        let detected = self.detected.clone();
+        Some(async move {
+            let _ = tokio::time::timeout(DETECT_TIMEOUT, detected.settled()).await;
+        })
+    }
+
     /// The label value for the model name the server gave; `ollama_sign`: the answer carried
     /// Ollama's `system_fingerprint`.
     pub fn label(&self, raw: &str, ollama_sign: bool) -> String {

@@ -13,6 +13,7 @@ use crate::support::fake::{Answer, Handler, Seen};
 use crate::support::servers::{llama, Llama, TOKEN_GAP};
 use bytes::Bytes;
 use std::sync::Arc;
+use std::time::Duration;
 
 fn body(seen: &Seen) -> serde_json::Value {
     serde_json::from_slice(&seen.body).unwrap_or_default()
@@ -75,6 +76,8 @@ pub struct OllamaV1 {
     pub reasoning: &'static [&'static str],
     pub content: &'static [&'static str],
     pub fail_after: Option<usize>,
+    /// `GET /` sends "Ollama is" and the rest after this long (a busy host): detection waits.
+    pub slow_root: Option<Duration>,
 }
 
 pub fn ollama_v1(cfg: OllamaV1) -> Handler {
@@ -91,10 +94,30 @@ pub fn ollama_v1(cfg: OllamaV1) -> Handler {
             ]
         };
         match (seen.method.as_str(), path) {
-            ("GET" | "HEAD", "/") => Answer::Full {
+            ("GET" | "HEAD", "/") => match cfg.slow_root {
+                Some(gap) => Answer::Stream {
+                    status: 200,
+                    headers: headers("text/plain; charset=utf-8"),
+                    events: vec![Bytes::from_static(b"Ollama is"), Bytes::from_static(b" running")],
+                    gap,
+                    gate: None,
+                    stall_after: None,
+                    cut_after: None,
+                },
+                None => Answer::Full {
+                    status: 200,
+                    headers: headers("text/plain; charset=utf-8"),
+                    body: Bytes::from_static(b"Ollama is running"),
+                },
+            },
+            // Ollama's Anthropic-compatible answer, not streamed: no fingerprint in it.
+            ("POST", "/v1/messages") => Answer::Full {
                 status: 200,
-                headers: headers("text/plain; charset=utf-8"),
-                body: Bytes::from_static(b"Ollama is running"),
+                headers: headers("application/json; charset=utf-8"),
+                body: Bytes::from(format!(
+                    "{{\"id\":\"msg_7\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"{}\",\"content\":[{{\"type\":\"text\",\"text\":\"Hi\"}}],\"stop_reason\":\"end_turn\",\"stop_sequence\":null,\"usage\":{{\"input_tokens\":11,\"output_tokens\":2}}}}",
+                    cfg.model
+                )),
             },
             ("POST", "/v1/chat/completions") => {
                 let chunk = |model: &str, delta: String, finish: &str| {
