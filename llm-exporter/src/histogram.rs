@@ -30,6 +30,13 @@ pub const TOKENS: &[f64] = &[
     50000.0, 100000.0, 200000.0, 500000.0, 1000000.0,
 ];
 
+/// Model load times: Ollama reports `load_duration` only when it loaded the model for the
+/// request, from tens of milliseconds (a small model already in the page cache) to minutes (a
+/// large one from a slow disk). A 1-2.5-5 series from 10 ms to 500 s.
+pub const MODEL_LOAD_SECONDS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0,
+];
+
 #[derive(Clone, Debug)]
 pub struct Histogram {
     bounds: &'static [f64],
@@ -136,7 +143,13 @@ mod tests {
 
     #[test]
     fn bucket_sets_ascend() {
-        for set in [TTFT_SECONDS, ITL_SECONDS, DURATION_SECONDS, TOKENS] {
+        for set in [
+            TTFT_SECONDS,
+            ITL_SECONDS,
+            DURATION_SECONDS,
+            TOKENS,
+            MODEL_LOAD_SECONDS,
+        ] {
             assert!(set.windows(2).all(|w| w[0] < w[1]));
         }
     }

@@ -10,8 +10,12 @@ const MAX_LEN: usize = 128;
 pub fn normalize(backend: Option<Backend>, raw: &str) -> String {
     let raw = raw.trim();
     let name = match backend {
-        // A path such as /models/qwen3-8b.gguf: the file name is what people call it.
-        Some(Backend::LlamaCpp) => raw.rsplit(['/', '\\']).next().unwrap_or(raw),
+        // A path such as /models/qwen3-8b.gguf: the file name is what people call it (a
+        // trailing slash is no part of it).
+        Some(Backend::LlamaCpp) => {
+            let path = raw.trim_end_matches(['/', '\\']);
+            path.rsplit(['/', '\\']).next().unwrap_or(path)
+        }
         _ => raw,
     };
     // Printable ASCII (nearly every name) is kept as it is, without a walk over its characters.
@@ -54,7 +58,22 @@ mod tests {
             "tiny-random-llama.gguf"
         );
         assert_eq!(normalize(Some(Backend::LlamaCpp), "qwen3"), "qwen3");
+        // As the recorded Messages and Responses answers of b11312 name it.
+        assert_eq!(
+            normalize(
+                Some(Backend::LlamaCpp),
+                "/var/lib/llama-server/model/tiny-random-llama.gguf/////////////"
+            ),
+            "tiny-random-llama.gguf"
+        );
         assert_eq!(normalize(Some(Backend::LlamaCpp), ""), "unknown");
+    }
+
+    #[test]
+    fn other_servers_names_stay_as_they_are() {
+        // vLLM, SGLang, LM Studio: the organisation part and the case are the name.
+        assert_eq!(normalize(None, "Qwen/Qwen3-8B"), "Qwen/Qwen3-8B");
+        assert_eq!(normalize(None, "qwen3"), "qwen3");
     }
 
     #[test]

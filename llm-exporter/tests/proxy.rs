@@ -2,8 +2,11 @@
 //! come out as they went in, stream chunks must reach the client before the upstream sends the
 //! next one, and every request must show up in /metrics with the right outcome.
 
+#[path = "support/apis.rs"]
+mod apis;
 mod support;
 
+use apis::{generic_openai, llama_apis, ollama_v1, OllamaV1, GENERIC_MODEL};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -79,8 +82,14 @@ fn wait_for(exporter: &Exporter, series: &str, want: f64) -> String {
     }
 }
 
+/// The last POST the fake received (the proxy's backend detection may GET meanwhile).
 fn last_request(fake: &Fake) -> Seen {
-    fake.seen.lock().unwrap().last().cloned().unwrap()
+    let seen = fake.seen.lock().unwrap();
+    seen.iter()
+        .rev()
+        .find(|s| s.method == "POST")
+        .cloned()
+        .unwrap()
 }
 
 const CHAT_STREAM_REQ: &str = "llama-server/v1-chat-completions-stream.request.json";
@@ -306,6 +315,37 @@ async fn ollama_traffic_passes_unchanged_and_is_measured() {
     assert_eq!(
         openai_value("llm_inter_token_latency_seconds_count"),
         Some(2.0)
+    );
+    // Why each generation ended: `done_reason` natively, `finish_reason` on /v1.
+    for labels in [generate, chat, openai] {
+        assert_eq!(
+            value(
+                &metrics,
+                &format!("llm_requests_finished_total{{{labels},finish_reason=\"stop\"}}")
+            ),
+            Some(if labels == chat { 2.0 } else { 1.0 }),
+            "{labels}"
+        );
+    }
+    assert!(!metrics.contains(&format!("llm_requests_finished_total{{{embed}")));
+    // The model loads the answers reported (`load_duration`; absent when already loaded): the
+    // generate stream's and the plain chat's 41.3 ms, the embedding's 1.0 ms.
+    let loads = "llm_model_load_duration_seconds";
+    let llama = "upstream=\"home\",model=\"llama3.2:latest\"";
+    assert_eq!(
+        value(&metrics, &format!("{loads}_count{{{llama}}}")),
+        Some(2.0)
+    );
+    let sum = value(&metrics, &format!("{loads}_sum{{{llama}}}")).unwrap();
+    assert!((sum - 2.0 * 0.041295167).abs() < 1e-9, "{sum}");
+    assert_eq!(
+        value(&metrics, &format!("{loads}_bucket{{{llama},le=\"0.05\"}}")),
+        Some(2.0)
+    );
+    let embed_model = "upstream=\"home\",model=\"nomic-embed-text:latest\"";
+    assert_eq!(
+        value(&metrics, &format!("{loads}_count{{{embed_model}}}")),
+        Some(1.0)
     );
 }
 
@@ -872,4 +912,447 @@ async fn prompts_and_keys_never_reach_logs_or_metrics() {
     }
     // The log did record the failures, so it was looked at, not empty.
     assert!(log.contains("upstream"), "{log}");
+}
+
+/// Idle upstream connections are closed when they reach their 4 s, not only when another
+/// request comes (issue 16: 344 were still open 30 s after a burst).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_upstream_connections_are_closed_on_time_without_another_request() {
+    const STREAMS: usize = 6;
+    let gate = Arc::new(Semaphore::new(0));
+    let g = gate.clone();
+    let fake = Fake::start(Arc::new(move |_: &Seen| {
+        Answer::recorded_stream("v1-chat-completions-stream", Duration::ZERO).gated(g.clone())
+    }));
+    let port = free_port();
+    let _exporter = Exporter::start(&[
+        format!("--upstream=local={}", fake.url()),
+        "--upstream.backend=local=llama.cpp".into(),
+        proxy_arg("local", port),
+        "--proxy.threads=1".into(),
+    ]);
+    // Streams held open at once: one upstream connection each.
+    let mut pending = Vec::new();
+    for _ in 0..STREAMS {
+        pending.push(tokio::spawn(async move {
+            read_all(post(port, "/v1/chat/completions", &fixture(CHAT_STREAM_REQ)).await).await
+        }));
+    }
+    let until = Instant::now() + PATIENCE;
+    while fake.paths().len() < STREAMS {
+        assert!(
+            Instant::now() < until,
+            "the streams never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    gate.add_permits(1000);
+    for stream in pending {
+        assert_eq!(
+            stream.await.unwrap(),
+            fixture("llama-server/v1-chat-completions-stream.body")
+        );
+    }
+    let open = || {
+        fake.open_connections
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    // Kept for reuse once the streams ended (the clients' own connections are closed).
+    assert!(open() > 0, "the proxy kept no connection to reuse");
+    // With no request after the burst, they are closed once idle for their 4 s.
+    let until = Instant::now() + PATIENCE;
+    while open() > 0 {
+        assert!(
+            Instant::now() < until,
+            "{} idle upstream connections still open after {PATIENCE:?}",
+            open()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends a measured request on a fresh connection to the proxy; the connection, with the
+/// request written.
+fn send_chat(port: u16) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let body = fixture(CHAT_STREAM_REQ);
+    let head = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(&[head.as_bytes(), &body].concat()).unwrap();
+    conn
+}
+
+/// The status of the answer on `conn`, if one comes within `wait`.
+fn status_within(conn: &mut std::net::TcpStream, wait: Duration) -> Option<u16> {
+    use std::io::Read;
+    conn.set_read_timeout(Some(wait)).unwrap();
+    let mut head = [0u8; 12];
+    conn.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+/// With its file descriptors used up, the proxy cannot open a connection to the upstream: that
+/// is the proxy's own shortage, answered 503 and counted as `local_resource`, never as an
+/// unreachable upstream (issue 16: 325 such 502s were counted `upstream_unreachable`).
+#[test]
+fn a_proxy_out_of_file_descriptors_answers_503_and_counts_local_resource() {
+    // Every request is held by the upstream: each keeps two descriptors in the proxy.
+    let fake = Fake::start(Arc::new(|_: &Seen| Answer::Hang));
+    let (port, web) = (free_port(), free_port());
+    let log = std::env::temp_dir().join(format!(
+        "llm-exporter-emfile-{}-{web}.log",
+        std::process::id()
+    ));
+    // A hard limit too, so that raising the soft limit to the hard one cannot lift it.
+    let mut child = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -n 64 && exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_llm-exporter"),
+            &format!("--web.listen-address=127.0.0.1:{web}"),
+            &format!("--upstream=up={}", fake.url()),
+            "--upstream.backend=up=llama.cpp",
+            &proxy_arg("up", port),
+            "--proxy.threads=1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + PATIENCE;
+    while !support::exporter::http_get(web, "/-/healthy").is_ok_and(|(s, _)| s == 200) {
+        assert!(Instant::now() < until, "llm-exporter did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A client connection that holds one descriptor and can give it back.
+    let mut spare = Some(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
+    let mut held = Vec::new();
+    let status = loop {
+        assert!(held.len() < 64, "the descriptors never ran out");
+        let mut conn = send_chat(port);
+        let until = Instant::now() + Duration::from_secs(2);
+        let answered = loop {
+            if fake.paths().len() > held.len() {
+                break None;
+            }
+            if let Some(status) = status_within(&mut conn, Duration::from_millis(20)) {
+                break Some(Some(status));
+            }
+            if Instant::now() > until {
+                // Not even accepted (no descriptor left for it): freeing the spare's lets it
+                // be accepted, and leaves none for its upstream connection.
+                drop(spare.take());
+                break Some(status_within(&mut conn, PATIENCE));
+            }
+        };
+        match answered {
+            None => held.push(conn),
+            Some(status) => break status,
+        }
+    };
+    assert_eq!(status, Some(503));
+    // Descriptors back for the scrape.
+    drop(held);
+    let series = "llm_request_errors_total{upstream=\"up\",model=\"unknown\",route=\"/v1/chat/completions\",kind=\"local_resource\"}";
+    let until = Instant::now() + PATIENCE;
+    let metrics = loop {
+        if let Ok((200, metrics)) = support::exporter::http_get(web, "/metrics") {
+            if value(&metrics, series) == Some(1.0) {
+                break metrics;
+            }
+        }
+        assert!(Instant::now() < until, "{series} never reached 1");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        !metrics.contains("kind=\"upstream_unreachable\""),
+        "{metrics}"
+    );
+    assert_eq!(
+        value(&metrics, "llm_requests_total{upstream=\"up\",model=\"unknown\",route=\"/v1/chat/completions\",status=\"error\",code=\"503\"}"),
+        Some(1.0)
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert!(
+        text.contains("no resources to reach the upstream"),
+        "{text}"
+    );
+}
+
+/// The value of `series`, or 0 when the exposition has no such line.
+fn count(metrics: &str, series: &str) -> f64 {
+    value(metrics, series).unwrap_or(0.0)
+}
+
+/// `/v1/messages` (Anthropic) and `/v1/responses` (OpenAI), plain and streamed, and the chat
+/// stream with `include_usage`, on llama-server's recorded bytes: passed unchanged, and measured
+/// as chat is (tokens, TTFT, inter-token gaps, finish reason, model).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_and_responses_apis_are_measured_like_chat() {
+    let fake = Fake::start(llama_apis());
+    let port = free_port();
+    let exporter = Exporter::start(&[
+        format!("--upstream=local={}", fake.url()),
+        proxy_arg("local", port),
+    ]);
+    for (path, stem, streamed) in [
+        ("/v1/messages", "messages", false),
+        ("/v1/messages", "messages-stream", true),
+        ("/v1/responses", "responses", false),
+        ("/v1/responses", "responses-stream", true),
+        (
+            "/v1/chat/completions",
+            "v1-chat-completions-stream-include-usage",
+            true,
+        ),
+    ] {
+        let request = fixture(&format!("llama-server/{stem}.request.json"));
+        let response = post(port, path, &request).await;
+        assert_eq!(response.status(), 200, "{stem}");
+        let want_type = if streamed {
+            "text/event-stream"
+        } else {
+            "application/json; charset=utf-8"
+        };
+        assert_eq!(response.headers()["content-type"], want_type, "{stem}");
+        assert_eq!(
+            read_all(response).await,
+            fixture(&format!("llama-server/{stem}.body")),
+            "{stem}"
+        );
+        assert_eq!(last_request(&fake).body, request);
+    }
+    let labels = |route: &str| {
+        format!("upstream=\"local\",model=\"tiny-random-llama.gguf\",route=\"{route}\"")
+    };
+    let messages = labels("/v1/messages");
+    let responses = labels("/v1/responses");
+    let chat = labels("/v1/chat/completions");
+    let metrics = wait_for(
+        &exporter,
+        &format!("llm_requests_total{{{chat},status=\"success\",code=\"200\"}}"),
+        1.0,
+    );
+    for route in [&messages, &responses] {
+        let v = |name: &str| value(&metrics, &format!("{name}{{{route}}}"));
+        assert_eq!(
+            value(
+                &metrics,
+                &format!("llm_requests_total{{{route},status=\"success\",code=\"200\"}}")
+            ),
+            Some(2.0),
+            "{metrics}"
+        );
+        // 31 prompt tokens (30 of them cached) and 8 generated, plain and streamed alike.
+        assert_eq!(v("llm_prompt_tokens_total"), Some(62.0), "{route}");
+        assert_eq!(v("llm_tokens_generated_total"), Some(16.0), "{route}");
+        assert_eq!(
+            v("llm_time_to_first_token_seconds_count"),
+            Some(1.0),
+            "{route}"
+        );
+        // 8 text deltas in each stream: 7 gaps.
+        assert_eq!(
+            v("llm_inter_token_latency_seconds_count"),
+            Some(7.0),
+            "{route}"
+        );
+    }
+    let finished = |route: &str, reason: &str| {
+        count(
+            &metrics,
+            &format!("llm_requests_finished_total{{{route},finish_reason=\"{reason}\"}}"),
+        )
+    };
+    // max_tokens (Messages), completed (Responses), length (chat).
+    assert_eq!(finished(&messages, "length"), 2.0, "{metrics}");
+    assert_eq!(finished(&responses, "stop"), 2.0, "{metrics}");
+    assert_eq!(finished(&chat, "length"), 1.0, "{metrics}");
+    // The include_usage chunk's counts (not the plain stream's 12 generated).
+    assert_eq!(
+        value(&metrics, &format!("llm_tokens_generated_total{{{chat}}}")),
+        Some(8.0)
+    );
+    assert_eq!(
+        value(&metrics, &format!("llm_prompt_tokens_total{{{chat}}}")),
+        Some(31.0)
+    );
+    assert!(!metrics.contains("model=\"unknown\""), "{metrics}");
+}
+
+/// Ollama's `/v1` streaming a thinking model: its `reasoning` deltas are generated tokens
+/// (first token, inter-token gaps), the label keeps Ollama's `:latest`; an error in the middle
+/// of a stream (a chunk naming the model `""`, no `[DONE]`) is a stream error of that model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ollama_v1_reasoning_streams_and_their_mid_stream_errors_are_measured() {
+    let thinking = Fake::start(ollama_v1(OllamaV1 {
+        model: "qwen3",
+        reasoning: &["Okay", ",", " the", " user"],
+        content: &["Hi", "!"],
+        fail_after: None,
+        slow_root: None,
+    }));
+    let failing = Fake::start(ollama_v1(OllamaV1 {
+        model: "qwen3",
+        reasoning: &["Okay", ",", " the", " user"],
+        content: &["Hi", "!"],
+        fail_after: Some(3),
+        slow_root: None,
+    }));
+    let (port, failing_port) = (free_port(), free_port());
+    let exporter = Exporter::start(&[
+        format!("--upstream=home={}", thinking.url()),
+        format!("--upstream=broken={}", failing.url()),
+        proxy_arg("home", port),
+        proxy_arg("broken", failing_port),
+    ]);
+    let request = b"{\"model\":\"qwen3\",\"stream\":true,\"stream_options\":{\"include_usage\":true},\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    let body = read_all(post(port, "/v1/chat/completions", request).await).await;
+    assert!(body.ends_with(b"data: [DONE]\n\n"));
+    let cut = read_all(post(failing_port, "/v1/chat/completions", request).await).await;
+    assert!(!cut.windows(6).any(|w| w == b"[DONE]"));
+    assert!(cut.windows(11).any(|w| w == b"\"model\":\"\","));
+
+    let home = "upstream=\"home\",model=\"qwen3:latest\",route=\"/v1/chat/completions\"";
+    let broken = "upstream=\"broken\",model=\"qwen3:latest\",route=\"/v1/chat/completions\"";
+    let metrics = wait_for(
+        &exporter,
+        &format!("llm_request_errors_total{{{broken},kind=\"stream_error\"}}"),
+        1.0,
+    );
+    // 4 reasoning and 2 answer deltas: 6 tokens, 5 gaps; the first token is the first thought.
+    assert_eq!(
+        value(
+            &metrics,
+            &format!("llm_inter_token_latency_seconds_count{{{home}}}")
+        ),
+        Some(5.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            &format!("llm_time_to_first_token_seconds_count{{{home}}}")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&metrics, &format!("llm_tokens_generated_total{{{home}}}")),
+        Some(6.0)
+    );
+    assert_eq!(
+        count(
+            &metrics,
+            &format!("llm_requests_finished_total{{{home},finish_reason=\"stop\"}}")
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            &format!("llm_requests_total{{{broken},status=\"error\",code=\"200\"}}")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        count(
+            &metrics,
+            &format!("llm_requests_finished_total{{{broken},finish_reason=\"error\"}}")
+        ),
+        1.0
+    );
+    assert!(!metrics.contains("model=\"unknown\""), "{metrics}");
+}
+
+/// Any OpenAI-compatible server (here in vLLM's shapes, no `Server` header): the model label is
+/// the server's own name, with no Ollama `:latest`; reasoning deltas are tokens; token counts
+/// come only when the client asked for the usage chunk, and reasoning tokens with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generic_openai_server_keeps_its_model_names_and_is_measured() {
+    let fake = Fake::start(generic_openai());
+    let port = free_port();
+    let exporter = Exporter::start(&[
+        format!("--upstream=vllm={}", fake.url()),
+        proxy_arg("vllm", port),
+    ]);
+    for usage in [false, true] {
+        let request = format!(
+            "{{\"model\":\"{GENERIC_MODEL}\",\"stream\":true,\"stream_options\":{{\"include_usage\":{usage}}},\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}"
+        );
+        let body = read_all(post(port, "/v1/chat/completions", request.as_bytes()).await).await;
+        let has_usage = body.windows(8).any(|w| w == b"\"usage\":");
+        assert_eq!(has_usage, usage);
+    }
+    let labels =
+        format!("upstream=\"vllm\",model=\"{GENERIC_MODEL}\",route=\"/v1/chat/completions\"");
+    let metrics = wait_for(
+        &exporter,
+        &format!("llm_requests_total{{{labels},status=\"success\",code=\"200\"}}"),
+        2.0,
+    );
+    assert!(!metrics.contains(":latest"), "{metrics}");
+    let v = |name: &str| value(&metrics, &format!("{name}{{{labels}}}"));
+    // Only the request that asked for usage reported tokens.
+    assert_eq!(v("llm_tokens_generated_total"), Some(8.0));
+    assert_eq!(v("llm_prompt_tokens_total"), Some(12.0));
+    assert_eq!(v("llm_reasoning_tokens_total"), Some(3.0));
+    // The role-only chunk is not a token; 3 reasoning and 5 answer deltas are: 7 gaps each.
+    assert_eq!(v("llm_inter_token_latency_seconds_count"), Some(14.0));
+    assert_eq!(v("llm_time_to_first_token_seconds_count"), Some(2.0));
+    assert_eq!(
+        count(
+            &metrics,
+            &format!("llm_requests_finished_total{{{labels},finish_reason=\"length\"}}")
+        ),
+        2.0
+    );
+}
+
+/// The first answers of an upstream whose backend is still being detected are recorded once
+/// detection has answered: an Ollama answer with no sign of Ollama in it (`/v1/messages`, not
+/// streamed) that ends before detection does still gets Ollama's `:latest`, as every later one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_that_end_while_the_backend_is_detected_get_the_detected_spelling() {
+    let fake = Fake::start(ollama_v1(OllamaV1 {
+        model: "qwen3",
+        reasoning: &[],
+        content: &["Hi"],
+        fail_after: None,
+        slow_root: Some(Duration::from_millis(300)),
+    }));
+    let port = free_port();
+    let exporter = Exporter::start(&[
+        format!("--upstream=home={}", fake.url()),
+        proxy_arg("home", port),
+    ]);
+    let request = b"{\"model\":\"qwen3\",\"max_tokens\":8,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    for _ in 0..2 {
+        let response = post(port, "/v1/messages", request).await;
+        assert_eq!(response.status(), 200);
+        read_all(response).await;
+    }
+    let labels = "upstream=\"home\",model=\"qwen3:latest\",route=\"/v1/messages\"";
+    let metrics = wait_for(
+        &exporter,
+        &format!("llm_requests_total{{{labels},status=\"success\",code=\"200\"}}"),
+        2.0,
+    );
+    assert!(!metrics.contains("model=\"qwen3\""), "{metrics}");
+    assert_eq!(
+        value(&metrics, &format!("llm_prompt_tokens_total{{{labels}}}")),
+        Some(22.0)
+    );
+    assert_eq!(
+        value(
+            &metrics,
+            &format!("llm_requests_finished_total{{{labels},finish_reason=\"stop\"}}")
+        ),
+        Some(2.0)
+    );
 }

@@ -6,6 +6,7 @@
 use super::client::{Conn, Upstream};
 use super::decode::Decoder;
 use super::metrics::{ErrorKind, Finished, ProxyMetrics};
+use super::naming::Naming;
 use super::observe::Observer;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
@@ -25,7 +26,7 @@ pub struct Record {
     pub started: Instant,
     pub observer: Option<Observer>,
     /// Turns the server's model name into the label value.
-    pub normalize: fn(&str) -> String,
+    pub naming: Naming,
 }
 
 impl Record {
@@ -47,7 +48,28 @@ impl Record {
             f.prompt_tokens = prompt;
             f.generated_tokens = generated;
             f.server_prefill = o.server_prefill;
-            f.model = o.model.as_deref().map(self.normalize);
+            f.reasoning_tokens = o.reasoning_tokens();
+            f.finish_reason = o.finish_reason();
+            f.load_duration = o.load_duration;
+            if let Some(model) = o.model.take() {
+                let sign = o.ollama_fingerprint;
+                // The first answers of an upstream being detected wait for the detection (a
+                // few loopback requests, bounded), so that they get the label every later
+                // answer gets; the client already has its answer.
+                if let Some(wait) = self.naming.pending() {
+                    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                        let (metrics, naming, mut finished) =
+                            (self.metrics, self.naming, self.finished);
+                        runtime.spawn(async move {
+                            wait.await;
+                            finished.model = Some(naming.label(&model, sign));
+                            metrics.finished(finished);
+                        });
+                        return;
+                    }
+                }
+                f.model = Some(self.naming.label(&model, sign));
+            }
         }
         self.metrics.finished(self.finished);
     }

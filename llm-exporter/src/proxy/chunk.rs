@@ -5,6 +5,7 @@
 //! that is not what we expect counts for nothing. Unknown fields are checked for JSON syntax
 //! and skipped; a known field twice, or of the wrong type, refuses the line; `null` is absent.
 
+use super::finish::FinishReason;
 use std::borrow::Cow;
 
 /// What one line told.
@@ -12,14 +13,21 @@ use std::borrow::Cow;
 pub struct Chunk<'a> {
     /// The model the server named, decoded only when asked (it rarely changes in a stream).
     pub model: Option<Text<'a>>,
-    /// Whether it carries generated content (text, reasoning, or a tool call).
+    /// Whether it carries generated output of any kind: text, reasoning (`reasoning`,
+    /// `reasoning_content`, `thinking`), or a tool call, in any of the APIs' shapes.
     pub content: bool,
-    /// `error` is present and not null.
+    /// It carries a tool call (for the APIs whose finish reason does not say so).
+    pub tool_call: bool,
+    /// `system_fingerprint` is Ollama's (`fp_ollama`).
+    pub ollama_fingerprint: bool,
+    /// `error` is present and not null, or the event's `type` is `error`.
     pub error: bool,
-    /// OpenAI `usage`: prompt and completion tokens.
-    pub usage: Option<(Option<u64>, Option<u64>)>,
+    /// Token counts, as each API names them.
+    pub usage: Option<Usage>,
     /// llama-server `timings`.
     pub timings: Option<Timings>,
+    /// Why the generation ended, where this line says it.
+    pub finish: Option<FinishReason>,
     /// Ollama's final line (zero values are left out: omitempty).
     pub done: Option<bool>,
     pub prompt_eval_count: Option<u64>,
@@ -30,6 +38,22 @@ pub struct Chunk<'a> {
     pub tokens_predicted: Option<u64>,
     pub tokens_evaluated: Option<u64>,
     pub stop: Option<bool>,
+}
+
+/// `usage` in any of its spellings; every field as the server sent it.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct Usage {
+    /// OpenAI chat and text completions (cached tokens included).
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    /// Anthropic Messages (cached tokens left out) and the Responses API (included).
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    /// Anthropic only: the cached parts of the prompt, beside `input_tokens`.
+    pub cache_read_input_tokens: Option<u64>,
+    pub cache_creation_input_tokens: Option<u64>,
+    /// `completion_tokens_details` or `output_tokens_details`: `reasoning_tokens`.
+    pub reasoning_tokens: Option<u64>,
 }
 
 /// A string as it stands in the line, quotes included.
@@ -56,6 +80,11 @@ impl<'a> Text<'a> {
                 .map(Cow::Owned),
         }
     }
+
+    /// The empty string.
+    pub fn is_empty(&self) -> bool {
+        self.quoted.len() == 2
+    }
 }
 
 #[derive(Default, Debug)]
@@ -66,11 +95,28 @@ pub struct Timings {
     pub prompt_ms: Option<f64>,
 }
 
+/// A Responses API response object's end state, read where it stands (the whole answer, or the
+/// `response` of a `response.*` event).
+#[derive(Default)]
+struct ResponseEnd<'a> {
+    status: Option<&'a [u8]>,
+    incomplete: Option<&'a [u8]>,
+    function_call: bool,
+}
+
+impl ResponseEnd<'_> {
+    fn finish(&self) -> Option<FinishReason> {
+        self.status
+            .and_then(|s| FinishReason::responses(s, self.incomplete, self.function_call))
+    }
+}
+
 /// `None` when the line is not the JSON expected.
 pub fn parse(line: &[u8]) -> Option<Chunk<'_>> {
     let mut p = Reader { s: line, i: 0 };
     p.ws();
     let mut c = Chunk::default();
+    let mut end = ResponseEnd::default();
     p.object(|p, key| {
         Some(match key {
             b"model" => {
@@ -78,27 +124,40 @@ pub fn parse(line: &[u8]) -> Option<Chunk<'_>> {
                 1
             }
             b"choices" => {
-                c.content |= p.or_null(Reader::choices)?.unwrap_or(false);
+                p.or_null(|p| p.choices(&mut c))?;
                 1 << 1
             }
             b"content" => {
-                c.content |= p.or_null(Reader::filled)?.unwrap_or(false);
+                c.content |= p.or_null(Reader::content)?.unwrap_or(false);
                 1 << 2
             }
+            // Ollama's generated text, or a Responses event's response object.
             b"response" => {
-                c.content |= p.or_null(Reader::filled)?.unwrap_or(false);
+                if p.peek() == Some(b'{') {
+                    p.response(&mut c)?;
+                } else {
+                    c.content |= p.or_null(Reader::filled)?.unwrap_or(false);
+                }
                 1 << 3
             }
             b"thinking" => {
                 c.content |= p.or_null(Reader::filled)?.unwrap_or(false);
                 1 << 4
             }
+            // Ollama's chat message or Anthropic's `message_start`; the text of a Responses
+            // error event.
             b"message" => {
-                c.content |= p.or_null(Reader::delta)?.unwrap_or(false);
+                if p.peek() == Some(b'"') {
+                    p.raw_string()?;
+                } else {
+                    p.or_null(|p| p.message(&mut c))?;
+                }
                 1 << 5
             }
             b"usage" => {
-                c.usage = p.or_null(Reader::usage)?;
+                if let Some(u) = p.or_null(Reader::usage)? {
+                    c.usage = Some(u);
+                }
                 1 << 6
             }
             b"timings" => {
@@ -106,7 +165,7 @@ pub fn parse(line: &[u8]) -> Option<Chunk<'_>> {
                 1 << 7
             }
             b"error" => {
-                c.error = p.or_null(|p| p.skip(0))?.is_some();
+                c.error |= p.or_null(|p| p.skip(0))?.is_some();
                 1 << 8
             }
             b"done" => {
@@ -141,6 +200,57 @@ pub fn parse(line: &[u8]) -> Option<Chunk<'_>> {
                 c.tokens_evaluated = p.or_null(Reader::u64)?;
                 1 << 16
             }
+            // Anthropic content_block_delta / message_delta (an object), or a Responses
+            // `*.delta` event (a string: text, reasoning or function-call arguments).
+            b"delta" => {
+                if p.peek() == Some(b'"') {
+                    c.content |= p.filled()?;
+                } else {
+                    p.or_null(|p| p.anthropic_delta(&mut c))?;
+                }
+                1 << 17
+            }
+            b"done_reason" => {
+                if let Some((raw, _)) = p.or_null(Reader::raw_string)? {
+                    c.finish = Some(FinishReason::openai(raw));
+                }
+                1 << 18
+            }
+            b"stop_reason" => {
+                if let Some((raw, _)) = p.or_null(Reader::raw_string)? {
+                    c.finish = Some(FinishReason::anthropic(raw));
+                }
+                1 << 19
+            }
+            b"stop_type" => {
+                if let Some((raw, _)) = p.or_null(Reader::raw_string)? {
+                    c.finish = Some(FinishReason::llama_stop_type(raw));
+                }
+                1 << 20
+            }
+            // An Anthropic or Responses error event.
+            b"type" => {
+                let kind = p.or_null(Reader::raw_string)?;
+                c.error |= kind.is_some_and(|(raw, _)| raw == b"error");
+                1 << 21
+            }
+            b"status" => {
+                end.status = p.or_null(Reader::raw_string)?.map(|(raw, _)| raw);
+                1 << 22
+            }
+            b"incomplete_details" => {
+                end.incomplete = p.or_null(Reader::incomplete_details)?.flatten();
+                1 << 23
+            }
+            b"output" => {
+                end.function_call |= p.or_null(Reader::output)?.unwrap_or(false);
+                1 << 24
+            }
+            b"system_fingerprint" => {
+                let raw = p.or_null(Reader::raw_string)?;
+                c.ollama_fingerprint = raw.is_some_and(|(raw, _)| raw == b"fp_ollama");
+                1 << 25
+            }
             _ => {
                 p.skip(0)?;
                 0
@@ -148,6 +258,9 @@ pub fn parse(line: &[u8]) -> Option<Chunk<'_>> {
         })
     })?;
     p.ws();
+    if let Some(finish) = end.finish() {
+        c.finish = Some(finish);
+    }
     (p.i == p.s.len()).then_some(c)
 }
 
@@ -482,19 +595,33 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// `choices`: whether one of them carries content.
-    fn choices(&mut self) -> Option<bool> {
-        let mut any = false;
+    /// `content`: a string, whose emptiness is what counts, or an array of content blocks (a
+    /// whole Anthropic answer, which has no first token to time: skipped).
+    fn content(&mut self) -> Option<bool> {
+        if self.peek() == Some(b'[') {
+            return self.skip(1).map(|_| false);
+        }
+        self.filled()
+    }
+
+    /// `choices`: content, tool calls and the finish reason of any of them.
+    fn choices(&mut self, c: &mut Chunk<'a>) -> Option<()> {
         self.array(|p| {
             p.object(|p, key| {
                 Some(match key {
                     b"text" => {
-                        any |= p.or_null(Reader::filled)?.unwrap_or(false);
+                        c.content |= p.or_null(Reader::filled)?.unwrap_or(false);
                         1
                     }
                     b"delta" => {
-                        any |= p.or_null(Reader::delta)?.unwrap_or(false);
+                        p.or_null(|p| p.message(c))?;
                         2
+                    }
+                    b"finish_reason" => {
+                        if let Some((raw, _)) = p.or_null(Reader::raw_string)? {
+                            c.finish = Some(FinishReason::openai(raw));
+                        }
+                        4
                     }
                     _ => {
                         p.skip(2)?;
@@ -502,26 +629,26 @@ impl<'a> Reader<'a> {
                     }
                 })
             })
-        })?;
-        Some(any)
+        })
     }
 
-    /// A chat delta or Ollama message: whether it carries content.
-    fn delta(&mut self) -> Option<bool> {
-        let mut any = false;
+    /// A chat delta, an Ollama message, or the message of Anthropic's `message_start`: its
+    /// content of any kind, and the model, usage and stop reason where it carries them.
+    fn message(&mut self, c: &mut Chunk<'a>) -> Option<()> {
         self.object(|p, key| {
             Some(match key {
                 b"content" => {
-                    any |= p.or_null(Reader::filled)?.unwrap_or(false);
+                    c.content |= p.or_null(Reader::content)?.unwrap_or(false);
                     1
                 }
-                b"reasoning_content" => {
-                    any |= p.or_null(Reader::filled)?.unwrap_or(false);
-                    2
-                }
-                b"thinking" => {
-                    any |= p.or_null(Reader::filled)?.unwrap_or(false);
-                    4
+                // llama-server; vLLM and Ollama's `/v1`; Ollama's native API.
+                b"reasoning_content" | b"reasoning" | b"thinking" => {
+                    c.content |= p.or_null(Reader::filled)?.unwrap_or(false);
+                    match key {
+                        b"reasoning_content" => 2,
+                        b"reasoning" => 4,
+                        _ => 8,
+                    }
                 }
                 b"tool_calls" => {
                     let mut calls = false;
@@ -531,8 +658,118 @@ impl<'a> Reader<'a> {
                             p.skip(3)
                         })
                     })?;
-                    any |= calls;
+                    c.content |= calls;
+                    c.tool_call |= calls;
+                    16
+                }
+                b"model" => {
+                    c.model = p.or_null(Reader::string)?;
+                    32
+                }
+                b"usage" => {
+                    if let Some(u) = p.or_null(Reader::usage)? {
+                        c.usage = Some(u);
+                    }
+                    64
+                }
+                b"stop_reason" => {
+                    if let Some((raw, _)) = p.or_null(Reader::raw_string)? {
+                        c.finish = Some(FinishReason::anthropic(raw));
+                    }
+                    128
+                }
+                _ => {
+                    p.skip(3)?;
+                    0
+                }
+            })
+        })
+    }
+
+    /// An Anthropic event's `delta`: generated text, thinking or tool input
+    /// (`content_block_delta`), or the stop reason (`message_delta`).
+    fn anthropic_delta(&mut self, c: &mut Chunk<'a>) -> Option<()> {
+        self.object(|p, key| {
+            Some(match key {
+                b"text" | b"thinking" => {
+                    c.content |= p.or_null(Reader::filled)?.unwrap_or(false);
+                    if key == b"text" {
+                        1
+                    } else {
+                        2
+                    }
+                }
+                b"partial_json" => {
+                    let filled = p.or_null(Reader::filled)?.unwrap_or(false);
+                    c.content |= filled;
+                    c.tool_call |= filled;
+                    4
+                }
+                b"stop_reason" => {
+                    if let Some((raw, _)) = p.or_null(Reader::raw_string)? {
+                        c.finish = Some(FinishReason::anthropic(raw));
+                    }
                     8
+                }
+                _ => {
+                    p.skip(2)?;
+                    0
+                }
+            })
+        })
+    }
+
+    /// The `response` object of a Responses API event: model, usage, and how it ended.
+    fn response(&mut self, c: &mut Chunk<'a>) -> Option<()> {
+        let mut end = ResponseEnd::default();
+        self.object(|p, key| {
+            Some(match key {
+                b"model" => {
+                    c.model = p.or_null(Reader::string)?;
+                    1
+                }
+                b"usage" => {
+                    if let Some(u) = p.or_null(Reader::usage)? {
+                        c.usage = Some(u);
+                    }
+                    2
+                }
+                b"status" => {
+                    end.status = p.or_null(Reader::raw_string)?.map(|(raw, _)| raw);
+                    4
+                }
+                b"incomplete_details" => {
+                    end.incomplete = p.or_null(Reader::incomplete_details)?.flatten();
+                    8
+                }
+                b"output" => {
+                    end.function_call |= p.or_null(Reader::output)?.unwrap_or(false);
+                    16
+                }
+                b"error" => {
+                    c.error |= p.or_null(|p| p.skip(2))?.is_some();
+                    32
+                }
+                _ => {
+                    p.skip(2)?;
+                    0
+                }
+            })
+        })?;
+        if let Some(finish) = end.finish() {
+            c.finish = Some(finish);
+        }
+        Some(())
+    }
+
+    /// `incomplete_details`: its `reason`.
+    fn incomplete_details(&mut self) -> Option<Option<&'a [u8]>> {
+        let mut reason = None;
+        self.object(|p, key| {
+            Some(match key {
+                b"reason" => {
+                    reason = p.or_null(Reader::raw_string)?.map(|(raw, _)| raw);
+                    1
                 }
                 _ => {
                     p.skip(3)?;
@@ -540,20 +777,67 @@ impl<'a> Reader<'a> {
                 }
             })
         })?;
-        Some(any)
+        Some(reason)
     }
 
-    fn usage(&mut self) -> Option<(Option<u64>, Option<u64>)> {
-        let mut u = (None, None);
+    /// A response's `output` items: whether one is a function call.
+    fn output(&mut self) -> Option<bool> {
+        let mut function_call = false;
+        self.array(|p| {
+            p.object(|p, key| {
+                Some(match key {
+                    b"type" => {
+                        let kind = p.or_null(Reader::raw_string)?;
+                        function_call |= kind.is_some_and(|(raw, _)| raw == b"function_call");
+                        1
+                    }
+                    _ => {
+                        p.skip(4)?;
+                        0
+                    }
+                })
+            })
+        })?;
+        Some(function_call)
+    }
+
+    fn usage(&mut self) -> Option<Usage> {
+        let mut u = Usage::default();
         self.object(|p, key| {
             Some(match key {
                 b"prompt_tokens" => {
-                    u.0 = p.or_null(Reader::u64)?;
+                    u.prompt_tokens = p.or_null(Reader::u64)?;
                     1
                 }
                 b"completion_tokens" => {
-                    u.1 = p.or_null(Reader::u64)?;
+                    u.completion_tokens = p.or_null(Reader::u64)?;
                     2
+                }
+                b"input_tokens" => {
+                    u.input_tokens = p.or_null(Reader::u64)?;
+                    4
+                }
+                b"output_tokens" => {
+                    u.output_tokens = p.or_null(Reader::u64)?;
+                    8
+                }
+                b"cache_read_input_tokens" => {
+                    u.cache_read_input_tokens = p.or_null(Reader::u64)?;
+                    16
+                }
+                b"cache_creation_input_tokens" => {
+                    u.cache_creation_input_tokens = p.or_null(Reader::u64)?;
+                    32
+                }
+                b"completion_tokens_details" | b"output_tokens_details" => {
+                    if let Some(n) = p.or_null(Reader::reasoning_tokens)?.flatten() {
+                        u.reasoning_tokens = Some(n);
+                    }
+                    if key == b"completion_tokens_details" {
+                        64
+                    } else {
+                        128
+                    }
                 }
                 _ => {
                     p.skip(2)?;
@@ -562,6 +846,24 @@ impl<'a> Reader<'a> {
             })
         })?;
         Some(u)
+    }
+
+    /// `completion_tokens_details` / `output_tokens_details`: `reasoning_tokens`.
+    fn reasoning_tokens(&mut self) -> Option<Option<u64>> {
+        let mut n = None;
+        self.object(|p, key| {
+            Some(match key {
+                b"reasoning_tokens" => {
+                    n = p.or_null(Reader::u64)?;
+                    1
+                }
+                _ => {
+                    p.skip(3)?;
+                    0
+                }
+            })
+        })?;
+        Some(n)
     }
 
     fn timings(&mut self) -> Option<Timings> {
@@ -683,7 +985,13 @@ mod tests {
             (t.prompt_ms, t.prompt_n, t.cache_n),
             (Some(2.5), Some(3), None)
         );
-        assert_eq!(c.usage, Some((Some(1), None)));
+        assert_eq!(
+            c.usage,
+            Some(Usage {
+                prompt_tokens: Some(1),
+                ..Default::default()
+            })
+        );
         assert!(parse(br#"{"error":{"code":500}}"#).unwrap().error);
         // An escaped key is the key it decodes to, duplicates included.
         let escaped = parse(br#"{"mod\u0065l":"\u006d"}"#).unwrap().model.unwrap();
@@ -703,6 +1011,14 @@ mod tests {
             br#"{"choices":[null]}"#,
             br#"{"message":[]}"#,
             br#"{"timings":{"prompt_ms":"1"}}"#,
+            br#"{"delta":5}"#,
+            br#"{"response":7}"#,
+            br#"{"content":{}}"#,
+            br#"{"choices":[{"finish_reason":1}]}"#,
+            br#"{"usage":{"completion_tokens_details":{"reasoning_tokens":"2"}}}"#,
+            br#"{"output":[1]}"#,
+            br#"{"incomplete_details":{"reason":2}}"#,
+            br#"{"status":"completed","status":"failed"}"#,
         ] {
             assert!(parse(bad).is_none(), "{}", String::from_utf8_lossy(bad));
         }

@@ -42,6 +42,9 @@ const WRITE_BATCH: usize = 64 << 10;
 pub enum SendError {
     /// No connection could be made.
     Unreachable(String),
+    /// The proxy could not open a connection for want of its own resources (no file descriptor
+    /// left): the upstream was never tried.
+    Local(String),
     /// The connection broke or the answer was not HTTP/1.1.
     Broken(String),
     /// The client's request body failed: the client went away while sending it, its chunked
@@ -195,6 +198,25 @@ impl Upstream {
         })
     }
 
+    /// Closes idle connections as they reach IDLE_TIMEOUT, whether or not another request comes
+    /// (they are otherwise looked at only when one does): runs for as long as the proxy thread.
+    pub async fn close_idle_on_time(&self) {
+        loop {
+            let next = {
+                let now = Instant::now();
+                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+                // The oldest are at the front.
+                let stale = idle
+                    .iter()
+                    .take_while(|(_, since)| now - *since >= IDLE_TIMEOUT)
+                    .count();
+                idle.drain(..stale);
+                idle.first().map_or(now, |(_, since)| *since) + IDLE_TIMEOUT
+            };
+            tokio::time::sleep_until(next).await;
+        }
+    }
+
     /// A connection whose response has been read whole goes back to this thread's idle list.
     pub fn give_back(&self, stream: TcpStream) {
         let now = Instant::now();
@@ -236,7 +258,7 @@ impl Upstream {
         )
         .await
         .map_err(|_| SendError::Unreachable("connect timed out".into()))?
-        .map_err(|e| SendError::Unreachable(e.to_string()))?;
+        .map_err(connect_error)?;
         // Small stream chunks must not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
         Ok(stream)
@@ -279,6 +301,19 @@ impl Upstream {
             None => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         }
         out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// Why a connection could not be made: the proxy's own lack of file descriptors or memory
+/// (EMFILE, ENFILE, ENOMEM: the same numbers on Linux, the BSDs and macOS) is not the upstream's
+/// fault, and is told apart so that it is not counted as an unreachable upstream.
+fn connect_error(e: std::io::Error) -> SendError {
+    const ENOMEM: i32 = 12;
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    match e.raw_os_error() {
+        Some(ENOMEM | ENFILE | EMFILE) => SendError::Local(e.to_string()),
+        _ => SendError::Unreachable(e.to_string()),
     }
 }
 
@@ -781,6 +816,24 @@ mod tests {
             &h(&[("connection", "keep-alive")]),
             false
         ));
+    }
+
+    #[test]
+    fn a_lack_of_file_descriptors_is_told_from_an_unreachable_upstream() {
+        for local in [24, 23, 12] {
+            let e = std::io::Error::from_raw_os_error(local);
+            assert!(matches!(connect_error(e), SendError::Local(_)), "{local}");
+        }
+        let refused = std::io::Error::from(IoKind::ConnectionRefused);
+        assert!(matches!(connect_error(refused), SendError::Unreachable(_)));
+        // ECONNREFUSED and EHOSTUNREACH as the kernel reports them.
+        for remote in [111, 113] {
+            let e = std::io::Error::from_raw_os_error(remote);
+            assert!(
+                matches!(connect_error(e), SendError::Unreachable(_)),
+                "{remote}"
+            );
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! gauge, by upstream, model and route. A request's measurements are added in one step when it
 //! ends, so a scrape never sees half a request.
 
+use super::finish::FinishReason;
 use crate::histogram::{self, Histogram};
 use common::MetricFamily;
 use std::collections::{BTreeMap, BTreeSet};
@@ -26,6 +27,9 @@ pub enum ErrorKind {
     UpstreamUnreachable,
     /// The upstream broke the connection or sent malformed HTTP.
     UpstreamBroken,
+    /// The proxy itself lacked a resource to reach the upstream (no file descriptor left:
+    /// EMFILE/ENFILE; no memory for a socket): the cause is local, the upstream may be fine.
+    LocalResource,
 }
 
 impl ErrorKind {
@@ -38,6 +42,7 @@ impl ErrorKind {
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::UpstreamUnreachable => "upstream_unreachable",
             ErrorKind::UpstreamBroken => "upstream_broken",
+            ErrorKind::LocalResource => "local_resource",
         }
     }
 }
@@ -61,6 +66,12 @@ pub struct Finished {
     pub generated_tokens: Option<u64>,
     /// Prefill (and load) time the server reports; with TTFT it gives the queue time.
     pub server_prefill: Option<f64>,
+    /// Reasoning tokens, where the server reports them apart (part of `generated_tokens`).
+    pub reasoning_tokens: Option<u64>,
+    /// Why the generation ended, as the server said it.
+    pub finish_reason: Option<FinishReason>,
+    /// Ollama's `load_duration` when it loaded the model for this request.
+    pub load_duration: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -85,9 +96,11 @@ struct Series {
     /// By (status, code).
     requests: BTreeMap<(&'static str, u16), u64>,
     errors: BTreeMap<ErrorKind, u64>,
+    finished: BTreeMap<FinishReason, u64>,
     /// `None` until a request reported any: no series is shown before then.
     prompt_tokens: Option<u64>,
     generated_tokens: Option<u64>,
+    reasoning_tokens: Option<u64>,
     duration: Histogram,
     ttft: Option<Histogram>,
     inter_token: Option<Histogram>,
@@ -101,8 +114,10 @@ impl Series {
         Series {
             requests: BTreeMap::new(),
             errors: BTreeMap::new(),
+            finished: BTreeMap::new(),
             prompt_tokens: None,
             generated_tokens: None,
+            reasoning_tokens: None,
             duration: Histogram::new(histogram::DURATION_SECONDS),
             ttft: None,
             inter_token: None,
@@ -118,6 +133,8 @@ struct State {
     models: BTreeSet<String>,
     series: BTreeMap<Key, Series>,
     active: BTreeMap<(Arc<str>, &'static str), i64>,
+    /// Model loads by (upstream, model): a load serves whichever route asked first.
+    loads: BTreeMap<(Arc<str>, String), Histogram>,
 }
 
 pub struct ProxyMetrics {
@@ -164,6 +181,14 @@ impl ProxyMetrics {
         } else {
             "other".into()
         };
+        if let Some(load) = f.load_duration {
+            let key = (f.upstream.clone(), model.clone());
+            state
+                .loads
+                .entry(key)
+                .or_insert_with(|| Histogram::new(histogram::MODEL_LOAD_SECONDS))
+                .observe(load);
+        }
         let key = Key {
             upstream: f.upstream,
             model,
@@ -184,6 +209,15 @@ impl ProxyMetrics {
         *series.requests.entry((status, f.code)).or_insert(0) += 1;
         if let Some(kind) = f.error {
             *series.errors.entry(kind).or_insert(0) += 1;
+        }
+        // A failed request ended in error whatever the server said before it failed; an
+        // answer that names no reason (embeddings) is not counted.
+        let finish = match f.error {
+            Some(_) => Some(FinishReason::Error),
+            None => f.finish_reason,
+        };
+        if let Some(finish) = finish {
+            *series.finished.entry(finish).or_insert(0) += 1;
         }
         series.duration.observe(f.duration);
         if let Some(ttft) = f.ttft {
@@ -212,6 +246,10 @@ impl ProxyMetrics {
             *total = total.saturating_add(n);
             observe(&mut series.generated_hist, histogram::TOKENS, n as f64);
         }
+        if let Some(n) = f.reasoning_tokens {
+            let total = series.reasoning_tokens.get_or_insert(0);
+            *total = total.saturating_add(n);
+        }
     }
 
     pub fn families(&self) -> Vec<MetricFamily> {
@@ -229,13 +267,30 @@ impl ProxyMetrics {
         }
         let mut errors = MetricFamily::counter(
             "llm_request_errors_total",
-            "Failed inference requests by kind: upstream_status, stream_error, client_disconnect, client_error, upstream_timeout, upstream_unreachable, upstream_broken.",
+            "Failed inference requests by kind: upstream_status, stream_error, client_disconnect, client_error, upstream_timeout, upstream_unreachable, upstream_broken, local_resource.",
         );
         for (key, series) in &state.series {
             let [u, m, r] = key.labels();
             for (kind, n) in &series.errors {
                 errors.push(&[u, m, r, ("kind", kind.label())], *n as f64);
             }
+        }
+        let mut finished = MetricFamily::counter(
+            "llm_requests_finished_total",
+            "Inference requests by why the generation ended: stop, length (truncated by a token limit), tool_calls, content_filter, error (the request failed), other. Answers that name no reason (embeddings) are not counted.",
+        );
+        for (key, series) in &state.series {
+            let [u, m, r] = key.labels();
+            for (reason, n) in &series.finished {
+                finished.push(&[u, m, r, ("finish_reason", reason.label())], *n as f64);
+            }
+        }
+        let mut loads = MetricFamily::histogram(
+            "llm_model_load_duration_seconds",
+            "Model loads a proxied request waited for, as Ollama reports them (load_duration above zero).",
+        );
+        for ((upstream, model), h) in &state.loads {
+            loads.push_histogram(&[("upstream", &**upstream), ("model", model)], h.snapshot());
         }
         let counter =
             |name: &'static str, help: &'static str, value: fn(&Series) -> Option<u64>| {
@@ -267,6 +322,7 @@ impl ProxyMetrics {
         vec![
             requests,
             errors,
+            finished,
             active,
             counter(
                 "llm_prompt_tokens_total",
@@ -277,6 +333,11 @@ impl ProxyMetrics {
                 "llm_tokens_generated_total",
                 "Generated tokens of proxied requests, as the server reported them (usage, timings or eval_count).",
                 |s| s.generated_tokens,
+            ),
+            counter(
+                "llm_reasoning_tokens_total",
+                "Reasoning tokens of proxied requests, where the server reports them apart (usage completion_tokens_details or output_tokens_details); part of llm_tokens_generated_total.",
+                |s| s.reasoning_tokens,
             ),
             hist(
                 "llm_request_duration_seconds",
@@ -308,6 +369,7 @@ impl ProxyMetrics {
                 "Generated tokens per request.",
                 |s| s.generated_hist.as_ref(),
             ),
+            loads,
         ]
     }
 }
@@ -350,6 +412,55 @@ mod tests {
     }
 
     #[test]
+    fn finish_reasons_reasoning_tokens_and_loads_are_counted() {
+        let m = ProxyMetrics::new(4);
+        for (finish, error, reasoning, load) in [
+            (Some(FinishReason::Length), None, Some(7), Some(2.0)),
+            (Some(FinishReason::Length), None, Some(5), None),
+            // A failed request ended in error, whatever the server said before.
+            (
+                Some(FinishReason::Stop),
+                Some(ErrorKind::StreamError),
+                None,
+                None,
+            ),
+            // Named no reason (an embedding): not counted.
+            (None, None, None, Some(0.5)),
+        ] {
+            m.started(&Arc::from("u"), "/api/chat");
+            m.finished(Finished {
+                finish_reason: finish,
+                error,
+                reasoning_tokens: reasoning,
+                load_duration: load,
+                ..finished("a")
+            });
+        }
+        let families = m.families();
+        let family = |name: &str| families.iter().find(|f| f.name == name).unwrap();
+        let finished: Vec<(String, f64)> = family("llm_requests_finished_total")
+            .samples
+            .iter()
+            .map(|s| (s.labels[3].1.clone(), s.value))
+            .collect();
+        assert_eq!(
+            finished,
+            [("length".to_string(), 2.0), ("error".to_string(), 1.0)]
+        );
+        assert_eq!(family("llm_reasoning_tokens_total").samples[0].value, 12.0);
+        let loads = &family("llm_model_load_duration_seconds").samples;
+        assert_eq!(loads.len(), 1);
+        let labels: Vec<(&str, &str)> = loads[0]
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.as_str()))
+            .collect();
+        assert_eq!(labels, [("upstream", "u"), ("model", "a")]);
+        let h = loads[0].histogram.as_ref().unwrap();
+        assert_eq!((h.count, h.sum), (2, 2.5));
+    }
+
+    #[test]
     fn model_values_beyond_the_cap_become_other() {
         let m = ProxyMetrics::new(2);
         for model in ["a", "b", "c", "d", "a"] {
@@ -367,7 +478,10 @@ mod tests {
             models,
             vec![("a".into(), 2.0), ("b".into(), 1.0), ("other".into(), 2.0)]
         );
-        let active = &families[2];
+        let active = families
+            .iter()
+            .find(|f| f.name == "llm_active_requests")
+            .unwrap();
         assert_eq!(active.samples[0].value, 0.0);
     }
 }

@@ -10,13 +10,14 @@ pub mod client;
 pub mod collector;
 pub mod decode;
 pub mod fields;
+pub mod finish;
 pub mod metrics;
+pub mod naming;
 pub mod observe;
 pub mod route;
 mod server;
 
-use crate::config::{Backend, BackendChoice, Config, ProxyConfig, UpstreamConfig};
-use crate::model_name;
+use crate::config::{BackendChoice, Config, ProxyConfig, UpstreamConfig};
 use body::{MeteredBody, ProxyBody, Record};
 use bytes::Bytes;
 use client::{SendError, Upstream};
@@ -24,6 +25,7 @@ use fields::Fields;
 use hyper::body::Body;
 use hyper::{Method, StatusCode, Uri};
 use metrics::{ErrorKind, Finished, ProxyMetrics};
+use naming::{Detected, Naming};
 use observe::{Framing, Observer};
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +67,8 @@ pub struct Answer {
 struct Target {
     name: Arc<str>,
     backend: BackendChoice,
+    /// The backend the proxy detected, shared by every proxy thread.
+    detected: Arc<Detected>,
     /// This thread's connections to the upstream.
     upstream: Arc<Upstream>,
     settings: ProxyConfig,
@@ -84,12 +88,13 @@ pub fn start(config: &Config, metrics: Arc<ProxyMetrics>) -> Result<(), String> 
         };
         let listener = bind(listen)
             .map_err(|e| format!("--proxy {}={listen}: cannot listen: {e}", upstream.name))?;
-        bound.push((listener, upstream));
+        let detected = Arc::new(Detected::new(upstream.clone()));
+        bound.push((listener, upstream, detected));
     }
     if bound.is_empty() {
         return Ok(());
     }
-    for (listener, upstream) in &bound {
+    for (listener, upstream, _) in &bound {
         let address = listener
             .local_addr()
             .map(|a| a.to_string())
@@ -105,11 +110,12 @@ pub fn start(config: &Config, metrics: Arc<ProxyMetrics>) -> Result<(), String> 
     }
     for i in 0..config.proxy.threads {
         let mut serving = Vec::new();
-        for (listener, upstream) in &bound {
+        for (listener, upstream, detected) in &bound {
             let listener = listener.try_clone().map_err(|e| {
                 format!("--proxy {}: cannot share the listener: {e}", upstream.name)
             })?;
-            serving.push((listener, target(upstream, &config.proxy, metrics.clone())?));
+            let target = target(upstream, &config.proxy, metrics.clone(), detected.clone())?;
+            serving.push((listener, target));
         }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -128,7 +134,13 @@ async fn serve_all(serving: Vec<(std::net::TcpListener, Target)>) {
     let mut tasks = Vec::new();
     for (listener, target) in serving {
         match tokio::net::TcpListener::from_std(listener) {
-            Ok(listener) => tasks.push(tokio::spawn(serve(listener, Arc::new(target)))),
+            Ok(listener) => {
+                tokio::spawn({
+                    let upstream = target.upstream.clone();
+                    async move { upstream.close_idle_on_time().await }
+                });
+                tasks.push(tokio::spawn(serve(listener, Arc::new(target))))
+            }
             Err(e) => common::log::error(
                 "proxy cannot listen",
                 &[("upstream", &target.name), ("err", &e.to_string())],
@@ -165,12 +177,14 @@ fn target(
     upstream: &UpstreamConfig,
     settings: &ProxyConfig,
     metrics: Arc<ProxyMetrics>,
+    detected: Arc<Detected>,
 ) -> Result<Target, String> {
     let client = Upstream::new(&upstream.base_url)
         .map_err(|e| format!("upstream {}: {e}", upstream.name))?;
     Ok(Target {
         name: Arc::from(upstream.name.as_str()),
         backend: upstream.backend,
+        detected,
         upstream: Arc::new(client),
         settings: settings.clone(),
         metrics,
@@ -305,9 +319,28 @@ where
                 message,
             );
         }
+        Ok(Err(SendError::Local(e))) => {
+            // The proxy's own shortage (no file descriptor left): the upstream was not tried,
+            // and the answer says the service, not the gateway behind it, is unavailable now.
+            common::log::error(
+                "proxy: no resources to reach the upstream",
+                &[("upstream", &target.name), ("err", &e)],
+            );
+            in_flight.disarm();
+            return local(
+                target,
+                route,
+                started,
+                finished(503, Some(ErrorKind::LocalResource)),
+                StatusCode::SERVICE_UNAVAILABLE,
+                "out of resources (open files)",
+            );
+        }
         Ok(Err(e)) => {
             let (kind, message, err) = match e {
                 SendError::Unreachable(e) => {
+                    // Whatever answers on its port next may be another server.
+                    target.detected.forget();
                     (ErrorKind::UpstreamUnreachable, "upstream unreachable", e)
                 }
                 SendError::Broken(e) => (ErrorKind::UpstreamBroken, "upstream answered badly", e),
@@ -316,6 +349,7 @@ where
                     "upstream answered badly",
                     e.to_string(),
                 ),
+                SendError::Local(e) => (ErrorKind::LocalResource, "out of resources", e),
             };
             common::log::warn(
                 "proxy: upstream request failed",
@@ -361,13 +395,24 @@ where
             .headers
             .get_str("server")
             .is_some_and(|s| s.contains("llama.cpp"));
+        let observer = framing.filter(|_| ok).map(|f| Observer::new(f, started));
+        if observer.is_some() && !says_llama {
+            // An answer that may name a model, from a server not yet recognized: detect it
+            // while the body comes (once; again after the upstream was unreachable).
+            target.detected.ensure();
+        }
         Record {
             metrics: target.metrics.clone(),
             finished: finished(status.as_u16(), (!ok).then_some(ErrorKind::UpstreamStatus)),
             started,
             // Error answers are passed on but not read: their bodies carry no tokens.
-            observer: framing.filter(|_| ok).map(|f| Observer::new(f, started)),
-            normalize: normalizer(target.backend, says_llama),
+            observer,
+            naming: Naming {
+                choice: target.backend,
+                says_llama,
+                ollama_route: route.is_some_and(|r| r.starts_with("/api/")),
+                detected: target.detected.clone(),
+            },
         }
     });
     let mut headers = without_hop_by_hop(response.headers);
@@ -388,17 +433,6 @@ where
         status,
         headers,
         body: ProxyBody::Upstream(Box::new(body)),
-    }
-}
-
-/// The model label's spelling follows the backend: the `Server` header names llama.cpp, the
-/// configuration may name either, and otherwise the answer came from Ollama.
-fn normalizer(backend: BackendChoice, says_llama: bool) -> fn(&str) -> String {
-    let llama = says_llama || backend == BackendChoice::Fixed(Backend::LlamaCpp);
-    if llama {
-        |m| model_name::normalize(Some(Backend::LlamaCpp), m)
-    } else {
-        |m| model_name::normalize(Some(Backend::Ollama), m)
     }
 }
 

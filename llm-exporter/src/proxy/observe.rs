@@ -1,9 +1,11 @@
 //! Reading a response as it passes, without holding it back: SSE (`data: {…}` events, `:` pings,
 //! `[DONE]`), Ollama's NDJSON, or one JSON document. It notes when the first content token came
-//! (not the role-only chunk, not a ping), the gaps between content chunks, the model the server
-//! named, the token counts the server reported, and error lines.
+//! of any kind (text, reasoning or a tool call; not the role-only chunk, not a ping), the gaps
+//! between content chunks, the model the server named, the token counts the server reported, why
+//! the generation ended, and error lines.
 
-use super::chunk::{self, Chunk};
+use super::chunk::{self, Chunk, Usage};
+use super::finish::FinishReason;
 use tokio::time::Instant;
 
 /// Longest line or document kept for parsing; longer ones pass through unread.
@@ -46,11 +48,23 @@ pub struct Observer {
     pub inter_token: Vec<f64>,
     pub model: Option<String>,
     pub error_line: bool,
-    usage: (Option<u64>, Option<u64>),
+    /// Every `usage` field seen, the latest value of each (Anthropic sends the input count at
+    /// the start and the output count at the end).
+    usage: Usage,
     timings: (Option<u64>, Option<u64>),
     ollama: (Option<u64>, Option<u64>),
     native: (Option<u64>, Option<u64>),
     pub server_prefill: Option<f64>,
+    /// Ollama's `load_duration` of this request, where it was above zero.
+    pub load_duration: Option<f64>,
+    finish: Option<FinishReason>,
+    tool_call: bool,
+    /// The stream ended with `data: [DONE]`.
+    done_marker: bool,
+    /// A chunk named the model `""`: what Ollama's `/v1` sends in place of an error.
+    empty_model: bool,
+    /// The answer carried Ollama's `system_fingerprint` (its `/v1` answers do).
+    pub ollama_fingerprint: bool,
 }
 
 impl Observer {
@@ -65,11 +79,17 @@ impl Observer {
             inter_token: Vec::new(),
             model: None,
             error_line: false,
-            usage: (None, None),
+            usage: Usage::default(),
             timings: (None, None),
             ollama: (None, None),
             native: (None, None),
             server_prefill: None,
+            load_duration: None,
+            finish: None,
+            tool_call: false,
+            done_marker: false,
+            empty_model: false,
+            ollama_fingerprint: false,
         }
     }
 
@@ -120,6 +140,12 @@ impl Observer {
         if !self.overflow && !rest.is_empty() {
             self.line(&rest, now);
         }
+        // Ollama's `/v1` turns an error in the middle of a stream into a chunk with an empty
+        // delta and `"model":""`, and ends the stream without `[DONE]`; its streams that
+        // succeed always end with `[DONE]`.
+        if self.framing == Framing::Sse && self.empty_model && !self.done_marker {
+            self.error_line = true;
+        }
     }
 
     fn line(&mut self, line: &[u8], now: Instant) {
@@ -132,7 +158,11 @@ impl Observer {
             },
             Framing::Ndjson | Framing::Json => line,
         };
-        if payload.is_empty() || payload == b"[DONE]" {
+        if payload == b"[DONE]" {
+            self.done_marker = true;
+            return;
+        }
+        if payload.is_empty() {
             return;
         }
         // A line that is not the JSON we expect carries nothing we can count; it passes anyway.
@@ -142,7 +172,10 @@ impl Observer {
     }
 
     fn chunk(&mut self, chunk: &Chunk, now: Instant) {
-        if let Some(model) = &chunk.model {
+        if chunk.model.is_some_and(|m| m.is_empty()) {
+            // Not a name: the model label stays what the stream named before.
+            self.empty_model = true;
+        } else if let Some(model) = &chunk.model {
             let known = self.model.as_deref().map(str::as_bytes);
             if model.undecoded().is_none() || model.undecoded() != known {
                 match model.decode() {
@@ -163,8 +196,28 @@ impl Observer {
             self.last_content = Some(now);
         }
         if let Some(u) = chunk.usage {
-            self.usage = u;
+            let merge = |into: &mut Option<u64>, from: Option<u64>| {
+                if from.is_some() {
+                    *into = from;
+                }
+            };
+            let m = &mut self.usage;
+            merge(&mut m.prompt_tokens, u.prompt_tokens);
+            merge(&mut m.completion_tokens, u.completion_tokens);
+            merge(&mut m.input_tokens, u.input_tokens);
+            merge(&mut m.output_tokens, u.output_tokens);
+            merge(&mut m.cache_read_input_tokens, u.cache_read_input_tokens);
+            merge(
+                &mut m.cache_creation_input_tokens,
+                u.cache_creation_input_tokens,
+            );
+            merge(&mut m.reasoning_tokens, u.reasoning_tokens);
         }
+        if chunk.finish.is_some() {
+            self.finish = chunk.finish;
+        }
+        self.tool_call |= chunk.tool_call;
+        self.ollama_fingerprint |= chunk.ollama_fingerprint;
         if let Some(t) = &chunk.timings {
             let prompt = match (t.prompt_n, t.cache_n) {
                 (None, None) => None,
@@ -191,8 +244,27 @@ impl Observer {
             // /api/embed: no `done`, only the prompt count.
             self.ollama.0 = chunk.prompt_eval_count;
         }
+        // Ollama's final line, or its /api/embed answer (which has no `done`).
+        if let Some(load) = chunk.load_duration.filter(|ns| *ns > 0) {
+            self.load_duration = Some(load as f64 / 1e9);
+        }
         if chunk.stop == Some(true) {
             self.native = (chunk.tokens_evaluated, chunk.tokens_predicted);
+        }
+    }
+
+    /// Reasoning tokens, where the server reports them apart.
+    pub fn reasoning_tokens(&self) -> Option<u64> {
+        self.usage.reasoning_tokens
+    }
+
+    /// Why the generation ended, as the server said it. Ollama's native API and the Responses
+    /// stream say `stop` after a tool call: a tool call seen makes it `tool_calls`, as Ollama's
+    /// own `/v1` does.
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        match self.finish {
+            Some(FinishReason::Stop) if self.tool_call => Some(FinishReason::ToolCalls),
+            other => other,
         }
     }
 
@@ -203,7 +275,18 @@ impl Observer {
     /// The server's own counts: `usage`, else `timings`, else Ollama's final line, else
     /// llama-server's native final chunk.
     pub fn tokens(&self) -> (Option<u64>, Option<u64>) {
-        let sources = [self.usage, self.timings, self.ollama, self.native];
+        let u = &self.usage;
+        // Anthropic's `input_tokens` leaves the cached part out; the Responses API's has no
+        // such fields beside it. Either way the sum is the whole prompt, as `prompt_tokens` is.
+        let input = u.input_tokens.map(|n| {
+            n.saturating_add(u.cache_read_input_tokens.unwrap_or(0))
+                .saturating_add(u.cache_creation_input_tokens.unwrap_or(0))
+        });
+        let usage = (
+            u.prompt_tokens.or(input),
+            u.completion_tokens.or(u.output_tokens),
+        );
+        let sources = [usage, self.timings, self.ollama, self.native];
         let prompt = sources.iter().find_map(|s| s.0);
         let generated = sources.iter().find_map(|s| s.1);
         (prompt, generated)
@@ -368,6 +451,235 @@ mod tests {
         ] {
             assert_eq!(content(line), (false, None), "{line}");
         }
+    }
+
+    #[test]
+    fn a_reasoning_token_of_any_spelling_is_the_first_token() {
+        // Each API's first reasoning chunk, then an answer chunk: TTFT is at the first (10 ms).
+        let chat = |delta: &str| {
+            format!("data: {{\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"finish_reason\":null}}]}}\n\n")
+        };
+        for first in [
+            // Ollama's /v1 and vLLM.
+            chat(r#"{"role":"assistant","content":"","reasoning":"Let"}"#),
+            // llama-server.
+            chat(r#"{"reasoning_content":"Let"}"#),
+            // A tool call before any text.
+            chat(
+                r#"{"tool_calls":[{"index":0,"id":"c","type":"function","function":{"name":"f","arguments":""}}]}"#,
+            ),
+        ] {
+            let body = [first, chat(r#"{"content":"Hi"}"#)].concat();
+            let o = run(Framing::Sse, body.as_bytes(), b"\n\n");
+            assert_eq!(o.ttft(), Some(0.01), "{body}");
+            assert_eq!(o.inter_token.len(), 1);
+        }
+        // Ollama's native API: `message.thinking` (chat) and `thinking` (generate).
+        for first in [
+            r#"{"model":"m","message":{"role":"assistant","content":"","thinking":"Let"},"done":false}"#,
+            r#"{"model":"m","response":"","thinking":"Let","done":false}"#,
+        ] {
+            let body = format!("{first}\n{{\"model\":\"m\",\"response\":\"Hi\",\"done\":false}}\n");
+            let o = run(Framing::Ndjson, body.as_bytes(), b"\n");
+            assert_eq!(o.ttft(), Some(0.01), "{body}");
+        }
+        // Anthropic thinking blocks and a Responses reasoning delta.
+        for first in [
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"Let"}}"#,
+            r#"{"type":"response.reasoning_text.delta","item_id":"r","delta":"Let"}"#,
+        ] {
+            let body = format!("data: {first}\n\ndata: {{\"type\":\"x\",\"delta\":\"Hi\"}}\n\n");
+            let o = run(Framing::Sse, body.as_bytes(), b"\n\n");
+            assert_eq!(o.ttft(), Some(0.01), "{body}");
+        }
+        // The role chunk and empty reasoning are not tokens.
+        let body = [
+            chat(r#"{"role":"assistant","content":"","reasoning":""}"#),
+            chat(r#"{"content":"Hi"}"#),
+        ]
+        .concat();
+        assert_eq!(
+            run(Framing::Sse, body.as_bytes(), b"\n\n").ttft(),
+            Some(0.02)
+        );
+    }
+
+    #[test]
+    fn reasoning_tokens_are_read_where_the_server_reports_them() {
+        let body = b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":40,\"completion_tokens_details\":{\"reasoning_tokens\":31}}}\n\ndata: [DONE]\n\n";
+        let o = run(Framing::Sse, body, b"\n\n");
+        assert_eq!(
+            (o.tokens(), o.reasoning_tokens()),
+            ((Some(9), Some(40)), Some(31))
+        );
+        let body = br#"{"status":"completed","usage":{"input_tokens":5,"output_tokens":20,"output_tokens_details":{"reasoning_tokens":12}}}"#;
+        let o = run(Framing::Json, body, b"\n");
+        assert_eq!(
+            (o.tokens(), o.reasoning_tokens()),
+            ((Some(5), Some(20)), Some(12))
+        );
+        let o = run(
+            Framing::Sse,
+            &fixture("llama-server/v1-chat-completions-stream.body"),
+            b"\n\n",
+        );
+        assert_eq!(o.reasoning_tokens(), None);
+    }
+
+    #[test]
+    fn the_recorded_messages_api_answers_are_measured_like_chat() {
+        let o = run(Framing::Json, &fixture("llama-server/messages.body"), b"\n");
+        assert_eq!(o.tokens(), (Some(31), Some(8)));
+        assert_eq!(o.finish_reason(), Some(FinishReason::Length));
+        assert_eq!(o.ttft(), None);
+        assert_eq!(
+            o.model.as_deref(),
+            Some("/var/lib/llama-server/model/tiny-random-llama.gguf/////////////")
+        );
+        // Streamed: the input count (1 + 30 cached) at the start, the output count at the end.
+        let o = run(
+            Framing::Sse,
+            &fixture("llama-server/messages-stream.body"),
+            b"\n\n",
+        );
+        assert_eq!(o.tokens(), (Some(31), Some(8)));
+        assert_eq!(o.finish_reason(), Some(FinishReason::Length));
+        // Events: message_start, content_block_start, then the first text delta (the 3rd).
+        assert_eq!(o.ttft(), Some(0.03));
+        assert_eq!(o.inter_token.len(), 7);
+        assert!(!o.error_line);
+        assert!(o.model.is_some());
+        // An error event.
+        let body = b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+        assert!(run(Framing::Sse, body, b"\n\n").error_line);
+        // A tool call: the input's first piece is a token.
+        let body = b"data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"a\"}}\n\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":3}}\n\n";
+        let o = run(Framing::Sse, body, b"\n\n");
+        assert_eq!(o.ttft(), Some(0.01));
+        assert_eq!(o.finish_reason(), Some(FinishReason::ToolCalls));
+    }
+
+    #[test]
+    fn the_recorded_responses_api_answers_are_measured_like_chat() {
+        let o = run(
+            Framing::Json,
+            &fixture("llama-server/responses.body"),
+            b"\n",
+        );
+        assert_eq!(o.tokens(), (Some(31), Some(8)));
+        assert_eq!(o.finish_reason(), Some(FinishReason::Stop));
+        assert!(o.model.is_some() && !o.error_line);
+        let o = run(
+            Framing::Sse,
+            &fixture("llama-server/responses-stream.body"),
+            b"\n\n",
+        );
+        assert_eq!(o.tokens(), (Some(31), Some(8)));
+        assert_eq!(o.finish_reason(), Some(FinishReason::Stop));
+        // created, in_progress, output_item.added, content_part.added, then the first delta.
+        assert_eq!(o.ttft(), Some(0.05));
+        // 8 deltas; the `done` events repeat the text and are not tokens.
+        assert_eq!(o.inter_token.len(), 7);
+        assert!((o.server_prefill.unwrap() - 0.000926).abs() < 1e-9);
+        assert_eq!(
+            o.model.as_deref(),
+            Some("/var/lib/llama-server/model/tiny-random-llama.gguf/////////////")
+        );
+        // Cut by the token limit, failed, or a function call.
+        for (end, want) in [
+            (
+                r#""status":"incomplete","incomplete_details":{"reason":"max_output_tokens"}"#,
+                FinishReason::Length,
+            ),
+            (
+                r#""status":"failed","error":{"code":"server_error","message":"x"}"#,
+                FinishReason::Error,
+            ),
+            (
+                r#""status":"completed","output":[{"type":"function_call","call_id":"c","name":"f","arguments":"{}"}]"#,
+                FinishReason::ToolCalls,
+            ),
+        ] {
+            let body = format!("{{\"object\":\"response\",\"model\":\"m\",{end}}}");
+            let o = run(Framing::Json, body.as_bytes(), b"\n");
+            assert_eq!(o.finish_reason(), Some(want), "{body}");
+            assert_eq!(o.error_line, want == FinishReason::Error, "{body}");
+        }
+        let body = b"event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"status\":\"failed\",\"error\":{\"code\":\"server_error\",\"message\":\"x\"}}}\n\n";
+        let o = run(Framing::Sse, body, b"\n\n");
+        assert!(o.error_line);
+        assert_eq!(o.finish_reason(), Some(FinishReason::Error));
+        let body = b"event: error\ndata: {\"type\":\"error\",\"code\":\"ERR\",\"message\":\"x\",\"param\":null}\n\n";
+        assert!(run(Framing::Sse, body, b"\n\n").error_line);
+    }
+
+    #[test]
+    fn the_recorded_include_usage_chat_stream_counts_its_usage_chunk() {
+        let o = run(
+            Framing::Sse,
+            &fixture("llama-server/v1-chat-completions-stream-include-usage.body"),
+            b"\n\n",
+        );
+        assert_eq!(o.tokens(), (Some(31), Some(8)));
+        assert_eq!(o.finish_reason(), Some(FinishReason::Length));
+        assert_eq!(o.ttft(), Some(0.02));
+        assert_eq!(o.inter_token.len(), 7);
+        assert!(!o.error_line);
+    }
+
+    #[test]
+    fn finish_reasons_and_model_loads_of_each_api() {
+        // Ollama: `done_reason`, and the load it waited for (absent when already loaded).
+        let o = run(
+            Framing::Ndjson,
+            &fixture("ollama/generate-stream.body"),
+            b"\n",
+        );
+        assert_eq!(o.finish_reason(), Some(FinishReason::Stop));
+        assert!((o.load_duration.unwrap() - 0.041295167).abs() < 1e-12);
+        let line = b"{\"model\":\"m\",\"done\":true,\"done_reason\":\"length\",\"eval_count\":3}\n";
+        let o = run(Framing::Ndjson, line, b"\n");
+        assert_eq!(
+            (o.finish_reason(), o.load_duration),
+            (Some(FinishReason::Length), None)
+        );
+        // Ollama's native tool call ends with `stop`: it is a tool call.
+        let body = b"{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{\"function\":{\"name\":\"f\",\"arguments\":{}}}]},\"done\":false}\n{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true,\"done_reason\":\"stop\"}\n";
+        let o = run(Framing::Ndjson, body, b"\n");
+        assert_eq!(o.finish_reason(), Some(FinishReason::ToolCalls));
+        // llama-server: OpenAI's `finish_reason`, and `stop_type` natively.
+        let o = run(
+            Framing::Json,
+            &fixture("llama-server/v1-chat-completions.body"),
+            b"\n",
+        );
+        assert!(o.finish_reason().is_some());
+        let o = run(
+            Framing::Sse,
+            &fixture("llama-server/completion-stream.body"),
+            b"\n\n",
+        );
+        assert_eq!(o.finish_reason(), Some(FinishReason::Length));
+        // Embeddings name none, but report a load too.
+        let o = run(Framing::Json, &fixture("ollama/embed.body"), b"\n");
+        assert_eq!(o.finish_reason(), None);
+        assert!((o.load_duration.unwrap() - 0.0010195).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ollama_v1_error_mid_stream_is_a_stream_error_and_keeps_the_model() {
+        // What Ollama's /v1 writes when the generation fails after the first chunk: the error
+        // becomes a chunk with an empty delta and `"model":""`, and no `[DONE]` follows.
+        let chunk = |model: &str, content: &str| {
+            format!("data: {{\"id\":\"chatcmpl-7\",\"object\":\"chat.completion.chunk\",\"created\":1751919739,\"model\":\"{model}\",\"system_fingerprint\":\"fp_ollama\",\"choices\":[{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"{content}\"}},\"finish_reason\":null}}]}}\n\n")
+        };
+        let body = [chunk("qwen3:8b", "Hi"), chunk("", "")].concat();
+        let o = run(Framing::Sse, body.as_bytes(), b"\n\n");
+        assert!(o.error_line);
+        assert_eq!(o.model.as_deref(), Some("qwen3:8b"));
+        // The same stream ended by `[DONE]` is not an error.
+        let body = [chunk("qwen3:8b", "Hi"), "data: [DONE]\n\n".to_string()].concat();
+        assert!(!run(Framing::Sse, body.as_bytes(), b"\n\n").error_line);
     }
 
     #[test]

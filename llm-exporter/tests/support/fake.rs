@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, Semaphore};
@@ -220,6 +221,8 @@ pub struct Fake {
     handler: Arc<Mutex<Handler>>,
     /// Streams the fake could not finish because the client went away.
     pub aborted_streams: Arc<Mutex<u32>>,
+    /// Client connections open now (accepted and not yet closed by either side).
+    pub open_connections: Arc<AtomicUsize>,
     /// Ends the fake's runtime: the listener and every open connection close.
     stop: Mutex<
         Option<(
@@ -242,7 +245,8 @@ impl Fake {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let handler = Arc::new(Mutex::new(handler));
         let aborted = Arc::new(Mutex::new(0));
-        let (s, h, a) = (seen.clone(), handler.clone(), aborted.clone());
+        let open = Arc::new(AtomicUsize::new(0));
+        let (s, h, a, o) = (seen.clone(), handler.clone(), aborted.clone(), open.clone());
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -261,7 +265,8 @@ impl Fake {
                     };
                     // Without it, Nagle and delayed ACKs hold small stream chunks ~40 ms.
                     let _ = stream.set_nodelay(true);
-                    let (s, h, a) = (s.clone(), h.clone(), a.clone());
+                    let (s, h, a, o) = (s.clone(), h.clone(), a.clone(), o.clone());
+                    o.fetch_add(1, Ordering::SeqCst);
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(move |req| {
                             let (s, h, a) = (s.clone(), h.clone(), a.clone());
@@ -270,6 +275,7 @@ impl Fake {
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), service)
                             .await;
+                        o.fetch_sub(1, Ordering::SeqCst);
                     });
                 }
             });
@@ -279,6 +285,7 @@ impl Fake {
             seen,
             handler,
             aborted_streams: aborted,
+            open_connections: open,
             stop: Mutex::new(Some((stop_tx, thread))),
         }
     }
