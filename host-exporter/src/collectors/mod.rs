@@ -13,3 +13,13 @@ pub mod stat;
 pub mod thermal_zone;
 pub mod time;
 pub mod uname;
+// Network: node_exporter's arp, conntrack, netstat, sockstat, softnet, udp_queues, netclass
+// and bonding collectors.
+pub mod arp;
+pub mod bonding;
+pub mod conntrack;
+pub mod netclass;
+pub mod netstat;
+pub mod sockstat;
+pub mod softnet;
+pub mod udp_queues;
