@@ -44,6 +44,7 @@ static SPEC: ExporterSpec = ExporterSpec {
         CollectorSpec { name: "softnet", default_enabled: true, help: "per-CPU packet processing counters" },
         CollectorSpec { name: "udp_queues", default_enabled: true, help: "bytes queued in UDP sockets" },
         CollectorSpec { name: "netclass", default_enabled: true, help: "network interface state, speed, MTU and properties from sysfs" },
+        CollectorSpec { name: "ipvs", default_enabled: true, help: "IPVS load balancer totals and backends" },
         CollectorSpec { name: "bonding", default_enabled: true, help: "bonded interfaces and their active slaves" },
     ],
 };
@@ -130,6 +131,11 @@ fn own_args() -> Vec<Arg> {
             Some(netclass::DEFAULT_IGNORED_DEVICES),
             "Regexp of net devices to ignore for netclass collector",
         ),
+        opt(
+            "collector.ipvs.backend-labels",
+            Some("local_address,local_port,remote_address,remote_port,proto,local_mark"),
+            "Comma separated list for IPVS backend stats labels",
+        ),
         Arg::new("collector.netclass.ignore-invalid-speed")
             .long("collector.netclass.ignore-invalid-speed")
             .action(clap::ArgAction::SetTrue)
@@ -213,6 +219,10 @@ fn build(settings: &Settings, collectors: &mut Collectors) -> Result<(), CliOutc
         regex("collector.netclass.ignored-devices")?,
         settings.flag("collector.netclass.ignore-invalid-speed")?,
     ));
+    let ipvs_labels = settings
+        .parsed("collector.ipvs.backend-labels", ipvs::parse_backend_labels)?
+        .unwrap_or_default();
+    collectors.add_blocking(ipvs::Ipvs::new(&paths, ipvs_labels));
     collectors.add_blocking(bonding::Bonding::new(&paths));
     Ok(())
 }

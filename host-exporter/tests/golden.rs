@@ -75,6 +75,7 @@ fn full_fixture_matches_golden_output() {
         "sockstat",
         "softnet",
         "udp_queues",
+        "ipvs",
         "netclass",
         "bonding",
     ] {
@@ -114,6 +115,7 @@ fn broken_files_fail_only_their_collector_and_are_logged() {
         ("sockstat", 1.0),
         ("softnet", 1.0),
         ("udp_queues", 1.0),
+        ("ipvs", 0.0),
         ("netclass", 1.0),
         ("bonding", 1.0),
     ] {
@@ -148,6 +150,7 @@ fn broken_files_fail_only_their_collector_and_are_logged() {
         "skipping unparsable sockstat line".to_string(),
         "skipping unparsable softnet_stat line".to_string(),
         "skipping unparsable udp socket line".to_string(),
+        format!("{}/net/ip_vs_stats", root.join("proc").display()),
         format!("{}/class/net/loop0", root.join("sys").display()),
         format!(
             "{}/class/net/bond9/bonding/slaves",

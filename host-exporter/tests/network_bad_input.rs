@@ -49,6 +49,7 @@ fn start(dir: &Path, extra: &[&str]) -> ExporterProcess {
         "sockstat",
         "softnet",
         "udp_queues",
+        "ipvs",
         "netclass",
         "bonding",
     ] {

@@ -10,7 +10,7 @@ const BINARY: &str = env!("CARGO_BIN_EXE_host-exporter");
 const NODE_EXPORTER: &str = "prometheus-node-exporter";
 
 /// Collectors both have; node_exporter is limited to these.
-const COLLECTORS: [&str; 21] = [
+const COLLECTORS: [&str; 22] = [
     "cpu",
     "meminfo",
     "filesystem",
@@ -30,6 +30,7 @@ const COLLECTORS: [&str; 21] = [
     "sockstat",
     "softnet",
     "udp_queues",
+    "ipvs",
     "netclass",
     "bonding",
 ];

@@ -13,11 +13,12 @@ pub mod stat;
 pub mod thermal_zone;
 pub mod time;
 pub mod uname;
-// Network: node_exporter's arp, conntrack, netstat, sockstat, softnet, udp_queues, netclass
-// and bonding collectors.
+// Network: node_exporter's arp, conntrack, netstat, sockstat, softnet, udp_queues, ipvs,
+// netclass and bonding collectors.
 pub mod arp;
 pub mod bonding;
 pub mod conntrack;
+pub mod ipvs;
 pub mod netclass;
 pub mod netstat;
 pub mod sockstat;
