@@ -46,6 +46,7 @@ static SPEC: ExporterSpec = ExporterSpec {
         CollectorSpec { name: "netclass", default_enabled: true, help: "network interface state, speed, MTU and properties from sysfs" },
         CollectorSpec { name: "ipvs", default_enabled: true, help: "IPVS load balancer totals and backends" },
         CollectorSpec { name: "bonding", default_enabled: true, help: "bonded interfaces and their active slaves" },
+        CollectorSpec { name: "infiniband", default_enabled: true, help: "InfiniBand and RoCE port state, rate and counters" },
     ],
 };
 
@@ -224,6 +225,7 @@ fn build(settings: &Settings, collectors: &mut Collectors) -> Result<(), CliOutc
         .unwrap_or_default();
     collectors.add_blocking(ipvs::Ipvs::new(&paths, ipvs_labels));
     collectors.add_blocking(bonding::Bonding::new(&paths));
+    collectors.add_blocking(infiniband::Infiniband::new(&paths));
     Ok(())
 }
 

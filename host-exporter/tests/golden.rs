@@ -78,6 +78,7 @@ fn full_fixture_matches_golden_output() {
         "ipvs",
         "netclass",
         "bonding",
+        "infiniband",
     ] {
         assert_eq!(
             success(&text, collector),
@@ -118,6 +119,7 @@ fn broken_files_fail_only_their_collector_and_are_logged() {
         ("ipvs", 0.0),
         ("netclass", 1.0),
         ("bonding", 1.0),
+        ("infiniband", 1.0),
     ] {
         assert_eq!(success(&text, collector), Some(expected), "{collector}");
     }

@@ -10,7 +10,7 @@ const BINARY: &str = env!("CARGO_BIN_EXE_host-exporter");
 const NODE_EXPORTER: &str = "prometheus-node-exporter";
 
 /// Collectors both have; node_exporter is limited to these.
-const COLLECTORS: [&str; 22] = [
+const COLLECTORS: [&str; 23] = [
     "cpu",
     "meminfo",
     "filesystem",
@@ -33,10 +33,11 @@ const COLLECTORS: [&str; 22] = [
     "ipvs",
     "netclass",
     "bonding",
+    "infiniband",
 ];
 
 /// Families that node_exporter added after Debian's 1.5.0 and that we already emit.
-const NEWER_THAN_DEBIAN: [&str; 6] = [
+const NEWER_THAN_DEBIAN: [&str; 36] = [
     "node_pressure_cpu_stalled_seconds_total",
     "node_pressure_irq_stalled_seconds_total",
     // Debian's 1.5.0 reads only the first three softnet columns; upstream reads them all.
@@ -44,6 +45,37 @@ const NEWER_THAN_DEBIAN: [&str; 6] = [
     "node_softnet_cpu_collision_total",
     "node_softnet_flow_limit_count_total",
     "node_softnet_received_rps_total",
+    // The hw_counters of mlx5 and irdma InfiniBand/RoCE ports, which 1.5.0 does not read.
+    "node_infiniband_duplicate_requests_packets_total",
+    "node_infiniband_implied_nak_seq_errors_total",
+    "node_infiniband_lifespan_seconds",
+    "node_infiniband_local_ack_timeout_errors_total",
+    "node_infiniband_np_cnp_packets_sent_total",
+    "node_infiniband_np_ecn_marked_roce_packets_received_total",
+    "node_infiniband_out_of_buffer_drops_total",
+    "node_infiniband_out_of_sequence_packets_received_total",
+    "node_infiniband_packet_sequence_errors_total",
+    "node_infiniband_req_cqes_errors_total",
+    "node_infiniband_req_cqes_flush_errors_total",
+    "node_infiniband_req_remote_access_errors_total",
+    "node_infiniband_req_remote_invalid_request_errors_total",
+    "node_infiniband_resp_cqes_errors_total",
+    "node_infiniband_resp_cqes_flush_errors_total",
+    "node_infiniband_resp_local_length_errors_total",
+    "node_infiniband_resp_remote_access_errors_total",
+    "node_infiniband_rnr_nak_retry_packets_received_total",
+    "node_infiniband_roce_adp_retransmits_timeout_total",
+    "node_infiniband_roce_adp_retransmits_total",
+    "node_infiniband_roce_slow_restart_cnps_total",
+    "node_infiniband_roce_slow_restart_total",
+    "node_infiniband_roce_slow_restart_used_total",
+    "node_infiniband_rp_cnp_ignored_packets_received_total",
+    "node_infiniband_rp_cnp_packets_handled_total",
+    "node_infiniband_rx_atomic_requests_total",
+    "node_infiniband_rx_dct_connect_requests_total",
+    "node_infiniband_rx_icrc_encapsulated_errors_total",
+    "node_infiniband_rx_read_requests_total",
+    "node_infiniband_rx_write_requests_total",
 ];
 
 /// Labels that node_exporter added after Debian's 1.5.0, by family: removed from ours before
