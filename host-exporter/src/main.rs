@@ -47,6 +47,7 @@ static SPEC: ExporterSpec = ExporterSpec {
         CollectorSpec { name: "ipvs", default_enabled: true, help: "IPVS load balancer totals and backends" },
         CollectorSpec { name: "bonding", default_enabled: true, help: "bonded interfaces and their active slaves" },
         CollectorSpec { name: "infiniband", default_enabled: true, help: "InfiniBand and RoCE port state, rate and counters" },
+        CollectorSpec { name: "fibrechannel", default_enabled: true, help: "Fibre Channel host ports and their counters" },
     ],
 };
 
@@ -226,6 +227,7 @@ fn build(settings: &Settings, collectors: &mut Collectors) -> Result<(), CliOutc
     collectors.add_blocking(ipvs::Ipvs::new(&paths, ipvs_labels));
     collectors.add_blocking(bonding::Bonding::new(&paths));
     collectors.add_blocking(infiniband::Infiniband::new(&paths));
+    collectors.add_blocking(fibrechannel::Fibrechannel::new(&paths));
     Ok(())
 }
 

@@ -79,6 +79,7 @@ fn full_fixture_matches_golden_output() {
         "netclass",
         "bonding",
         "infiniband",
+        "fibrechannel",
     ] {
         assert_eq!(
             success(&text, collector),
@@ -120,6 +121,7 @@ fn broken_files_fail_only_their_collector_and_are_logged() {
         ("netclass", 1.0),
         ("bonding", 1.0),
         ("infiniband", 1.0),
+        ("fibrechannel", 1.0),
     ] {
         assert_eq!(success(&text, collector), Some(expected), "{collector}");
     }

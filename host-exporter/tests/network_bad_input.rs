@@ -52,6 +52,8 @@ fn start(dir: &Path, extra: &[&str]) -> ExporterProcess {
         "ipvs",
         "netclass",
         "bonding",
+        "infiniband",
+        "fibrechannel",
     ] {
         args.push(format!("--collector.{c}"));
     }

@@ -10,7 +10,7 @@ const BINARY: &str = env!("CARGO_BIN_EXE_host-exporter");
 const NODE_EXPORTER: &str = "prometheus-node-exporter";
 
 /// Collectors both have; node_exporter is limited to these.
-const COLLECTORS: [&str; 23] = [
+const COLLECTORS: [&str; 24] = [
     "cpu",
     "meminfo",
     "filesystem",
@@ -34,6 +34,7 @@ const COLLECTORS: [&str; 23] = [
     "netclass",
     "bonding",
     "infiniband",
+    "fibrechannel",
 ];
 
 /// Families that node_exporter added after Debian's 1.5.0 and that we already emit.
