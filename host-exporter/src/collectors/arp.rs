@@ -39,21 +39,25 @@ impl BlockingCollector for Arp {
         };
         let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
         for line in text.lines() {
-            let columns: Vec<&str> = line.split_ascii_whitespace().collect();
-            match columns.as_slice() {
-                [] | ["IP", ..] => continue,
-                [.., device] if columns.len() == COLUMNS => {
-                    if !self.filter.ignored(device) {
-                        *counts.entry(device).or_default() += 1;
-                    }
-                }
-                _ => log::warn(
+            let mut fields = line.split_ascii_whitespace();
+            // The header, and blank lines.
+            let Some(first) = fields.next().filter(|f| *f != "IP") else {
+                continue;
+            };
+            // The device is the last of the columns.
+            let (count, device) = fields.fold((1, first), |(n, _), field| (n + 1, field));
+            if count != COLUMNS {
+                log::warn(
                     "skipping unparsable arp line",
                     &[
                         ("path", &self.file.path().display().to_string()),
                         ("line", line),
                     ],
-                ),
+                );
+                continue;
+            }
+            if !self.filter.ignored(device) {
+                *counts.entry(device).or_default() += 1;
             }
         }
         let mut entries = MetricFamily::gauge("node_arp_entries", "ARP entries by device");

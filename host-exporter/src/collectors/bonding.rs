@@ -3,14 +3,16 @@
 //! as node_exporter reports them. Without the bonding driver the list is absent and nothing is
 //! reported.
 
-use crate::kept_file::KeptFile;
-use crate::paths::{read_sysfs_value, read_whole, Paths};
+use crate::kept_file::{KeptFile, KeptFileScrape, KeptFileSet};
+use crate::paths::Paths;
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 use std::path::Path;
 
 pub struct Bonding {
     paths: Paths,
     masters: KeptFile,
+    /// Each master's slave list and each slave's status, kept open.
+    files: KeptFileSet,
 }
 
 impl Bonding {
@@ -18,6 +20,7 @@ impl Bonding {
         Bonding {
             paths: paths.clone(),
             masters: KeptFile::new(paths.sys("class/net/bonding_masters")),
+            files: KeptFileSet::default(),
         }
     }
 }
@@ -42,13 +45,13 @@ impl BlockingCollector for Bonding {
             "node_bonding_active",
             "Number of active slaves per bonding interface.",
         );
+        let mut files = self.files.scrape();
         let mut masters: Vec<&str> = masters.split_ascii_whitespace().collect();
         masters.sort_unstable();
         masters.dedup();
         for master in masters {
             let slaves_path = root.join(master).join("bonding/slaves");
-            // Lists, longer than one small read with many slaves.
-            let slaves = match read_whole(&slaves_path) {
+            let slaves = match files.read(&slaves_path) {
                 Ok(s) => s,
                 Err(e) => {
                     // A master deleted between the two reads, or a damaged tree: skip it.
@@ -65,7 +68,7 @@ impl BlockingCollector for Bonding {
             let (mut configured, mut active) = (0.0, 0.0);
             for slave in slaves.split_ascii_whitespace() {
                 configured += 1.0;
-                if mii_status(&root.join(master), slave).as_deref() == Some("up") {
+                if mii_status(&mut files, &root.join(master), slave).as_deref() == Some("up") {
                     active += 1.0;
                 }
             }
@@ -78,14 +81,14 @@ impl BlockingCollector for Bonding {
 
 /// A slave's MII status, found through the master's `lower_<slave>` link (`slave_<slave>` on
 /// older kernels). `None`, logged, when neither can be read: the slave counts as not active.
-fn mii_status(master: &Path, slave: &str) -> Option<String> {
+fn mii_status(files: &mut KeptFileScrape, master: &Path, slave: &str) -> Option<String> {
     let mut last_error = None;
     for prefix in ["lower_", "slave_"] {
         let path = master
             .join(format!("{prefix}{slave}"))
             .join("bonding_slave/mii_status");
-        match read_sysfs_value(&path) {
-            Ok(status) => return Some(status),
+        match files.read(&path) {
+            Ok(status) => return Some(status.trim().to_string()),
             Err(e) => last_error = Some((path, e)),
         }
     }

@@ -24,37 +24,111 @@ pub struct Netclass {
 /// node_exporter's default for `--collector.netclass.ignored-devices`: none.
 pub const DEFAULT_IGNORED_DEVICES: &str = "^$";
 
-/// (sysfs attribute, family, type), numbers. `speed` is Mbit/s and becomes bytes per second.
-const NUMERIC: [(&str, &str, MetricType); 17] = [
-    ("addr_assign_type", "address_assign_type", MetricType::Gauge),
-    ("carrier", "carrier", MetricType::Gauge),
+/// (sysfs attribute, family, help, type), numbers. `speed` is Mbit/s and becomes bytes per
+/// second.
+const NUMERIC: [(&str, &str, &str, MetricType); 17] = [
+    (
+        "addr_assign_type",
+        "node_network_address_assign_type",
+        "Network device property: address_assign_type",
+        MetricType::Gauge,
+    ),
+    (
+        "carrier",
+        "node_network_carrier",
+        "Network device property: carrier",
+        MetricType::Gauge,
+    ),
     (
         "carrier_changes",
-        "carrier_changes_total",
+        "node_network_carrier_changes_total",
+        "Network device property: carrier_changes_total",
         MetricType::Counter,
     ),
     (
         "carrier_up_count",
-        "carrier_up_changes_total",
+        "node_network_carrier_up_changes_total",
+        "Network device property: carrier_up_changes_total",
         MetricType::Counter,
     ),
     (
         "carrier_down_count",
-        "carrier_down_changes_total",
+        "node_network_carrier_down_changes_total",
+        "Network device property: carrier_down_changes_total",
         MetricType::Counter,
     ),
-    ("dev_id", "device_id", MetricType::Gauge),
-    ("dormant", "dormant", MetricType::Gauge),
-    ("flags", "flags", MetricType::Gauge),
-    ("ifindex", "iface_id", MetricType::Gauge),
-    ("iflink", "iface_link", MetricType::Gauge),
-    ("link_mode", "iface_link_mode", MetricType::Gauge),
-    ("mtu", "mtu_bytes", MetricType::Gauge),
-    ("name_assign_type", "name_assign_type", MetricType::Gauge),
-    ("netdev_group", "net_dev_group", MetricType::Gauge),
-    ("speed", "speed_bytes", MetricType::Gauge),
-    ("tx_queue_len", "transmit_queue_length", MetricType::Gauge),
-    ("type", "protocol_type", MetricType::Gauge),
+    (
+        "dev_id",
+        "node_network_device_id",
+        "Network device property: device_id",
+        MetricType::Gauge,
+    ),
+    (
+        "dormant",
+        "node_network_dormant",
+        "Network device property: dormant",
+        MetricType::Gauge,
+    ),
+    (
+        "flags",
+        "node_network_flags",
+        "Network device property: flags",
+        MetricType::Gauge,
+    ),
+    (
+        "ifindex",
+        "node_network_iface_id",
+        "Network device property: iface_id",
+        MetricType::Gauge,
+    ),
+    (
+        "iflink",
+        "node_network_iface_link",
+        "Network device property: iface_link",
+        MetricType::Gauge,
+    ),
+    (
+        "link_mode",
+        "node_network_iface_link_mode",
+        "Network device property: iface_link_mode",
+        MetricType::Gauge,
+    ),
+    (
+        "mtu",
+        "node_network_mtu_bytes",
+        "Network device property: mtu_bytes",
+        MetricType::Gauge,
+    ),
+    (
+        "name_assign_type",
+        "node_network_name_assign_type",
+        "Network device property: name_assign_type",
+        MetricType::Gauge,
+    ),
+    (
+        "netdev_group",
+        "node_network_net_dev_group",
+        "Network device property: net_dev_group",
+        MetricType::Gauge,
+    ),
+    (
+        "speed",
+        "node_network_speed_bytes",
+        "Network device property: speed_bytes",
+        MetricType::Gauge,
+    ),
+    (
+        "tx_queue_len",
+        "node_network_transmit_queue_length",
+        "Network device property: transmit_queue_length",
+        MetricType::Gauge,
+    ),
+    (
+        "type",
+        "node_network_protocol_type",
+        "Network device property: protocol_type",
+        MetricType::Gauge,
+    ),
 ];
 const SPEED: usize = 14;
 const FLAGS: usize = 7;
@@ -73,7 +147,7 @@ impl DeviceFiles {
         DeviceFiles {
             numeric: NUMERIC
                 .iter()
-                .map(|(file, _, _)| KeptFile::new(dir.join(file)))
+                .map(|(file, _, _, _)| KeptFile::new(dir.join(file)))
                 .collect(),
             text: TEXT
                 .iter()
@@ -143,13 +217,7 @@ impl BlockingCollector for Netclass {
         );
         let mut numeric: Vec<MetricFamily> = NUMERIC
             .iter()
-            .map(|(_, family, kind)| {
-                MetricFamily::new(
-                    format!("node_network_{family}"),
-                    format!("Network device property: {family}"),
-                    *kind,
-                )
-            })
+            .map(|(_, name, help, kind)| MetricFamily::new(*name, *help, *kind))
             .collect();
         let mut kept = self.devices.lock().unwrap_or_else(|p| p.into_inner());
         let mut previous = std::mem::take(&mut *kept);

@@ -23,33 +23,43 @@ impl Softnet {
 /// (family, help, column, the fewest columns a line has when the kernel writes it). Counters
 /// but the last.
 const COLUMNS: [(&str, &str, usize, usize); 7] = [
-    ("processed_total", "Number of processed packets", 0, 9),
-    ("dropped_total", "Number of dropped packets", 1, 9),
     (
-        "times_squeezed_total",
+        "node_softnet_processed_total",
+        "Number of processed packets",
+        0,
+        9,
+    ),
+    (
+        "node_softnet_dropped_total",
+        "Number of dropped packets",
+        1,
+        9,
+    ),
+    (
+        "node_softnet_times_squeezed_total",
         "Number of times processing packets ran out of quota",
         2,
         9,
     ),
     (
-        "cpu_collision_total",
+        "node_softnet_cpu_collision_total",
         "Number of collision occur while obtaining device lock while transmitting",
         8,
         9,
     ),
     (
-        "received_rps_total",
+        "node_softnet_received_rps_total",
         "Number of times cpu woken up received_rps",
         9,
         10,
     ),
     (
-        "flow_limit_count_total",
+        "node_softnet_flow_limit_count_total",
         "Number of times flow limit has been reached",
         10,
         11,
     ),
-    ("backlog_len", "Softnet backlog status", 11, 13),
+    ("node_softnet_backlog_len", "Softnet backlog status", 11, 13),
 ];
 const CPU_COLUMN: usize = 12;
 
@@ -67,11 +77,10 @@ impl BlockingCollector for Softnet {
         let mut families: Vec<MetricFamily> = COLUMNS
             .iter()
             .map(|(name, help, column, _)| {
-                let name = format!("node_softnet_{name}");
                 if *column == 11 {
-                    MetricFamily::gauge(name, *help)
+                    MetricFamily::gauge(*name, *help)
                 } else {
-                    MetricFamily::counter(name, *help)
+                    MetricFamily::counter(*name, *help)
                 }
             })
             .collect();
