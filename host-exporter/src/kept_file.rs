@@ -81,6 +81,49 @@ fn is_kernel_generated(file: &File) -> bool {
     matches!(stats.f_type as i64, PROC_SUPER_MAGIC | SYSFS_MAGIC)
 }
 
+/// Files whose paths are found anew on each scrape (a device's counters, listed from its
+/// directory), kept open between scrapes by path. A file not read during a scrape is closed at
+/// its end, so devices that go away do not hold descriptors.
+#[derive(Default)]
+pub struct KeptFileSet {
+    files: Mutex<std::collections::HashMap<PathBuf, KeptFile>>,
+}
+
+/// One scrape's use of a [`KeptFileSet`]; the files it did not read are closed on drop.
+pub struct KeptFileScrape<'a> {
+    kept: std::sync::MutexGuard<'a, std::collections::HashMap<PathBuf, KeptFile>>,
+    previous: std::collections::HashMap<PathBuf, KeptFile>,
+}
+
+impl KeptFileSet {
+    pub fn scrape(&self) -> KeptFileScrape<'_> {
+        let mut kept = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = std::mem::take(&mut *kept);
+        KeptFileScrape { kept, previous }
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.files.lock().unwrap().len()
+    }
+}
+
+impl KeptFileScrape<'_> {
+    /// The whole file, read through the file kept for this path, or a new one.
+    pub fn read(&mut self, path: &Path) -> std::io::Result<String> {
+        if let Some(file) = self.kept.get(path) {
+            return file.read_io();
+        }
+        let file = self
+            .previous
+            .remove(path)
+            .unwrap_or_else(|| KeptFile::new(path.to_path_buf()));
+        let text = file.read_io();
+        self.kept.insert(path.to_path_buf(), file);
+        text
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +176,21 @@ mod tests {
             std::io::ErrorKind::NotFound
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_kept_file_set_keeps_only_the_files_of_the_last_scrape() {
+        let set = KeptFileSet::default();
+        let mut scrape = set.scrape();
+        assert!(scrape.read(Path::new("/proc/uptime")).is_ok());
+        assert!(scrape.read(Path::new("/proc/loadavg")).is_ok());
+        assert!(scrape.read(Path::new("/nonexistent")).is_err());
+        drop(scrape);
+        assert_eq!(set.len(), 3);
+        let mut scrape = set.scrape();
+        assert!(scrape.read(Path::new("/proc/uptime")).is_ok());
+        drop(scrape);
+        assert_eq!(set.len(), 1, "files not read in the last scrape are closed");
     }
 
     #[test]

@@ -37,6 +37,17 @@ static SPEC: ExporterSpec = ExporterSpec {
         CollectorSpec { name: "hwmon", default_enabled: true, help: "hardware sensors" },
         CollectorSpec { name: "thermal_zone", default_enabled: true, help: "thermal zones and cooling devices" },
         CollectorSpec { name: "rapl", default_enabled: true, help: "RAPL energy counters" },
+        CollectorSpec { name: "arp", default_enabled: true, help: "ARP entries per device" },
+        CollectorSpec { name: "conntrack", default_enabled: true, help: "connection tracking table size and statistics" },
+        CollectorSpec { name: "netstat", default_enabled: true, help: "IP, TCP, UDP and ICMP counters from /proc/net/{netstat,snmp,snmp6}" },
+        CollectorSpec { name: "sockstat", default_enabled: true, help: "sockets in use and their memory per protocol" },
+        CollectorSpec { name: "softnet", default_enabled: true, help: "per-CPU packet processing counters" },
+        CollectorSpec { name: "udp_queues", default_enabled: true, help: "bytes queued in UDP sockets" },
+        CollectorSpec { name: "netclass", default_enabled: true, help: "network interface state, speed, MTU and properties from sysfs" },
+        CollectorSpec { name: "ipvs", default_enabled: true, help: "IPVS load balancer totals and backends" },
+        CollectorSpec { name: "bonding", default_enabled: true, help: "bonded interfaces and their active slaves" },
+        CollectorSpec { name: "infiniband", default_enabled: true, help: "InfiniBand and RoCE port state, rate and counters" },
+        CollectorSpec { name: "fibrechannel", default_enabled: true, help: "Fibre Channel host ports and their counters" },
     ],
 };
 
@@ -102,6 +113,35 @@ fn own_args() -> Vec<Arg> {
             None,
             "Regexp of block devices to include (instead of the exclude)",
         ),
+        opt(
+            "collector.arp.device-include",
+            None,
+            "Regexp of arp devices to include (mutually exclusive to device-exclude)",
+        ),
+        opt(
+            "collector.arp.device-exclude",
+            None,
+            "Regexp of arp devices to exclude (mutually exclusive to device-include)",
+        ),
+        opt(
+            "collector.netstat.fields",
+            Some(netstat::DEFAULT_FIELDS),
+            "Regexp of fields to return for netstat collector",
+        ),
+        opt(
+            "collector.netclass.ignored-devices",
+            Some(netclass::DEFAULT_IGNORED_DEVICES),
+            "Regexp of net devices to ignore for netclass collector",
+        ),
+        opt(
+            "collector.ipvs.backend-labels",
+            Some("local_address,local_port,remote_address,remote_port,proto,local_mark"),
+            "Comma separated list for IPVS backend stats labels",
+        ),
+        Arg::new("collector.netclass.ignore-invalid-speed")
+            .long("collector.netclass.ignore-invalid-speed")
+            .action(clap::ArgAction::SetTrue)
+            .help("Ignore devices where the speed is invalid"),
     ]
 }
 
@@ -160,6 +200,34 @@ fn build(settings: &Settings, collectors: &mut Collectors) -> Result<(), CliOutc
     collectors.add_blocking(hwmon::Hwmon::new(&paths));
     collectors.add_blocking(thermal_zone::ThermalZone::new(&paths));
     collectors.add_blocking(rapl::Rapl::new(&paths));
+    let regex = |key: &str| -> Result<regex_lite::Regex, CliOutcome> {
+        let raw = settings.value(key)?.unwrap_or_default();
+        regex_lite::Regex::new(&raw).map_err(|e| settings.invalid(key, &raw, &e.to_string()))
+    };
+    collectors.add_blocking(arp::Arp::new(
+        &paths,
+        filter("collector.arp.device", "arp")?,
+    ));
+    collectors.add_blocking(conntrack::Conntrack::new(&paths));
+    collectors.add_blocking(netstat::Netstat::new(
+        &paths,
+        regex("collector.netstat.fields")?,
+    ));
+    collectors.add_blocking(sockstat::Sockstat::new(&paths));
+    collectors.add_blocking(softnet::Softnet::new(&paths));
+    collectors.add_blocking(udp_queues::UdpQueues::new(&paths));
+    collectors.add_blocking(netclass::Netclass::new(
+        &paths,
+        regex("collector.netclass.ignored-devices")?,
+        settings.flag("collector.netclass.ignore-invalid-speed")?,
+    ));
+    let ipvs_labels = settings
+        .parsed("collector.ipvs.backend-labels", ipvs::parse_backend_labels)?
+        .unwrap_or_default();
+    collectors.add_blocking(ipvs::Ipvs::new(&paths, ipvs_labels));
+    collectors.add_blocking(bonding::Bonding::new(&paths));
+    collectors.add_blocking(infiniband::Infiniband::new(&paths));
+    collectors.add_blocking(fibrechannel::Fibrechannel::new(&paths));
     Ok(())
 }
 

@@ -69,6 +69,17 @@ fn full_fixture_matches_golden_output() {
         "hwmon",
         "thermal_zone",
         "rapl",
+        "arp",
+        "conntrack",
+        "netstat",
+        "sockstat",
+        "softnet",
+        "udp_queues",
+        "ipvs",
+        "netclass",
+        "bonding",
+        "infiniband",
+        "fibrechannel",
     ] {
         assert_eq!(
             success(&text, collector),
@@ -100,6 +111,17 @@ fn broken_files_fail_only_their_collector_and_are_logged() {
         ("rapl", 1.0),
         ("uname", 1.0),
         ("time", 1.0),
+        ("conntrack", 0.0),
+        ("arp", 1.0),
+        ("netstat", 1.0),
+        ("sockstat", 1.0),
+        ("softnet", 1.0),
+        ("udp_queues", 1.0),
+        ("ipvs", 0.0),
+        ("netclass", 1.0),
+        ("bonding", 1.0),
+        ("infiniband", 1.0),
+        ("fibrechannel", 1.0),
     ] {
         assert_eq!(success(&text, collector), Some(expected), "{collector}");
     }
@@ -123,6 +145,21 @@ fn broken_files_fail_only_their_collector_and_are_logged() {
         "skipping unparsable meminfo line".to_string(),
         "skipping unparsable mountinfo line".to_string(),
         "skipping unparsable pressure line".to_string(),
+        format!(
+            "{}/sys/net/netfilter/nf_conntrack_count",
+            root.join("proc").display()
+        ),
+        "skipping unparsable arp line".to_string(),
+        "skipping unparsable netstat lines".to_string(),
+        "skipping unparsable sockstat line".to_string(),
+        "skipping unparsable softnet_stat line".to_string(),
+        "skipping unparsable udp socket line".to_string(),
+        format!("{}/net/ip_vs_stats", root.join("proc").display()),
+        format!("{}/class/net/loop0", root.join("sys").display()),
+        format!(
+            "{}/class/net/bond9/bonding/slaves",
+            root.join("sys").display()
+        ),
     ] {
         assert!(log.contains(&expected), "log lacks {expected:?}:\n{log}");
     }
@@ -189,13 +226,13 @@ fn both_formats_are_valid_for_the_reference_parsers_and_promtool() {
     if let Err(e) = check_exposition("text", &text) {
         panic!("{e}");
     }
-    // promtool lints node_exporter's own meminfo names (`MemTotal`) as camelCase, as it does for
-    // node_exporter; anything else it reports is a real problem.
+    // promtool lints node_exporter's own meminfo and netstat names (`MemTotal`, `Tcp_InSegs`)
+    // as camelCase, as it does for node_exporter; anything else it reports is a real problem.
     let (code, output) = promtool_check_metrics(&text);
     let problems: Vec<&str> = output
         .lines()
         .filter(|l| {
-            !(l.starts_with("node_memory_")
+            !((l.starts_with("node_memory_") || l.starts_with("node_netstat_"))
                 && l.ends_with("should be written in 'snake_case' not 'camelCase'"))
         })
         .collect();

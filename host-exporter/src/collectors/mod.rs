@@ -13,3 +13,16 @@ pub mod stat;
 pub mod thermal_zone;
 pub mod time;
 pub mod uname;
+// Network: node_exporter's arp, conntrack, netstat, sockstat, softnet, udp_queues, ipvs,
+// netclass, bonding, infiniband and fibrechannel collectors.
+pub mod arp;
+pub mod bonding;
+pub mod conntrack;
+pub mod fibrechannel;
+pub mod infiniband;
+pub mod ipvs;
+pub mod netclass;
+pub mod netstat;
+pub mod sockstat;
+pub mod softnet;
+pub mod udp_queues;
