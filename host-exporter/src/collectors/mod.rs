@@ -13,3 +13,17 @@ pub mod stat;
 pub mod thermal_zone;
 pub mod time;
 pub mod uname;
+// System collectors (issue 12).
+pub mod cpufreq;
+pub mod dmi;
+pub mod edac;
+pub mod entropy;
+pub mod filefd;
+pub mod kernel_hung;
+pub mod os;
+pub mod powersupplyclass;
+pub mod schedstat;
+pub mod selinux;
+pub mod timex;
+pub mod vmstat;
+pub mod watchdog;
