@@ -242,10 +242,11 @@ fn both_formats_are_valid_for_the_reference_parsers_and_promtool() {
     let problems: Vec<&str> = output
         .lines()
         .filter(|l| {
-            !(l.starts_with("node_memory_")
-                && l.ends_with("should be written in 'snake_case' not 'camelCase'"))
-                // node_exporter's entropy names count bits, which promtool would have in bytes.
-                && !(l.starts_with("node_entropy_") && l.ends_with("instead of \"bits\""))
+            let camel_meminfo = l.starts_with("node_memory_")
+                && l.ends_with("should be written in 'snake_case' not 'camelCase'");
+            // node_exporter's entropy names count bits, which promtool would have in bytes.
+            let entropy_bits = l.starts_with("node_entropy_") && l.ends_with("instead of \"bits\"");
+            !(camel_meminfo || entropy_bits)
         })
         .collect();
     assert!(code == 0 || code == 3, "promtool failed ({code}): {output}");
