@@ -2,18 +2,22 @@
 //! scaling) and the scaling governor, from /sys/devices/system/cpu/cpuN/cpufreq, in hertz
 //! (sysfs says kHz).
 
-use crate::paths::{read_sysfs_value, sorted_entries, Paths};
+use crate::kept_file::{KeptFiles, KeptScrape};
+use crate::paths::{sorted_entries, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub struct Cpufreq {
     dir: PathBuf,
+    /// About eight attributes per CPU, read every scrape: kept open.
+    files: KeptFiles,
 }
 
 impl Cpufreq {
     pub fn new(paths: &Paths) -> Self {
         Cpufreq {
             dir: paths.sys("devices/system/cpu"),
+            files: KeptFiles::default(),
         }
     }
 }
@@ -53,8 +57,8 @@ const FREQUENCIES: [(&str, &str, &str); 6] = [
 ];
 
 /// A sysfs attribute, or None where it is absent or unreadable (cpuinfo_cur_freq is root-only).
-fn attribute(path: &Path) -> Option<String> {
-    match read_sysfs_value(path) {
+fn attribute(files: &mut KeptScrape, path: PathBuf) -> Option<String> {
+    match files.read(path.clone()) {
         Ok(v) => Some(v),
         Err(e) => {
             if e.kind() != std::io::ErrorKind::NotFound {
@@ -101,11 +105,12 @@ impl BlockingCollector for Cpufreq {
             "node_cpu_scaling_governor",
             "Current enabled CPU frequency governor.",
         );
+        let mut files = self.files.scrape();
         for (number, dir) in cpus {
             let cpu = number.to_string();
             for ((file, _, _), family) in FREQUENCIES.iter().zip(families.iter_mut()) {
                 let path = dir.join(file);
-                let Some(raw) = attribute(&path) else {
+                let Some(raw) = attribute(&mut files, path.clone()) else {
                     continue;
                 };
                 match raw.parse::<u64>() {
@@ -116,11 +121,13 @@ impl BlockingCollector for Cpufreq {
                     ),
                 }
             }
-            let Some(current) = attribute(&dir.join("scaling_governor")).filter(|g| !g.is_empty())
+            let Some(current) =
+                attribute(&mut files, dir.join("scaling_governor")).filter(|g| !g.is_empty())
             else {
                 continue;
             };
-            let available = attribute(&dir.join("scaling_available_governors")).unwrap_or_default();
+            let available =
+                attribute(&mut files, dir.join("scaling_available_governors")).unwrap_or_default();
             for governor in available.split(' ') {
                 governors.push(
                     &[("cpu", cpu.as_str()), ("governor", governor)],

@@ -4,7 +4,8 @@
 //! `node_power_supply_info` labelled by the text attributes. Supplies whose name matches
 //! `--collector.powersupply.ignored-supplies` are left out.
 
-use crate::paths::{read_sysfs_value, sorted_entries, Paths};
+use crate::kept_file::KeptFiles;
+use crate::paths::{sorted_entries, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 use regex_lite::Regex;
 use std::collections::BTreeMap;
@@ -13,6 +14,8 @@ use std::path::PathBuf;
 pub struct PowerSupplyClass {
     dir: PathBuf,
     ignored: Option<Regex>,
+    /// Up to 60 attributes per supply, read every scrape: kept open.
+    files: KeptFiles,
 }
 
 impl PowerSupplyClass {
@@ -20,6 +23,7 @@ impl PowerSupplyClass {
         PowerSupplyClass {
             dir: paths.sys("class/power_supply"),
             ignored,
+            files: KeptFiles::default(),
         }
     }
 }
@@ -116,13 +120,22 @@ impl BlockingCollector for PowerSupplyClass {
             "node_power_supply_info",
             "info of /sys/class/power_supply/<power_supply>.",
         );
+        let mut files = self.files.scrape();
         for (supply, path) in entries {
             if self.ignored.as_ref().is_some_and(|r| r.is_match(&supply)) {
                 continue;
             }
-            let read = |file: &str| -> Option<String> {
+            // Listing the directory once costs less than failing to open the ~40 attributes
+            // a given supply does not have.
+            let present: std::collections::HashSet<String> = sorted_entries(&path)
+                .map(|e| e.into_iter().map(|(name, _)| name).collect())
+                .unwrap_or_default();
+            let mut read = |file: &str| -> Option<String> {
+                if !present.contains(file) {
+                    return None;
+                }
                 let attr = path.join(file);
-                match read_sysfs_value(&attr) {
+                match files.read(attr.clone()) {
                     Ok(v) => Some(v),
                     // Absent, or a driver that cannot answer now (ENODATA, EIO): skip it.
                     Err(e) => {

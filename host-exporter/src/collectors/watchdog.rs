@@ -2,18 +2,21 @@
 //! per numeric attribute and `node_watchdog_info` labelled by the text ones, as node_exporter
 //! names them. Attributes a driver does not provide are left out.
 
-use crate::paths::{read_sysfs_value, sorted_entries, Paths};
+use crate::kept_file::KeptFiles;
+use crate::paths::{sorted_entries, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 use std::path::PathBuf;
 
 pub struct Watchdog {
     dir: PathBuf,
+    files: KeptFiles,
 }
 
 impl Watchdog {
     pub fn new(paths: &Paths) -> Self {
         Watchdog {
             dir: paths.sys("class/watchdog"),
+            files: KeptFiles::default(),
         }
     }
 }
@@ -53,10 +56,11 @@ impl BlockingCollector for Watchdog {
             "node_watchdog_info",
             "Info of /sys/class/watchdog/<watchdog>",
         );
+        let mut files = self.files.scrape();
         for (name, path) in entries {
-            let read = |file: &str| -> Option<String> {
+            let mut read = |file: &str| -> Option<String> {
                 let attr = path.join(file);
-                match read_sysfs_value(&attr) {
+                match files.read(attr.clone()) {
                     Ok(v) => Some(v),
                     Err(e) => {
                         if e.kind() != std::io::ErrorKind::NotFound {
@@ -85,7 +89,7 @@ impl BlockingCollector for Watchdog {
                     ),
                 }
             }
-            let text = |file: &str| read(file).unwrap_or_default();
+            let mut text = |file: &str| read(file).unwrap_or_default();
             info.push(
                 &[
                     ("identity", text("identity")),
