@@ -126,12 +126,10 @@ impl Cpu {
             "node_cpu_bug_info",
             "The `bugs` field of CPU information from /proc/cpuinfo taken from the first core.",
         );
-        // One block per logical CPU, separated by blank lines.
-        for (index, block) in text
-            .split("\n\n")
-            .filter(|b| !b.trim().is_empty())
-            .enumerate()
-        {
+        // One block per logical CPU, separated by blank lines. Other blocks (ARM ends with a
+        // Hardware/Revision block) are skipped.
+        let mut first = true;
+        for block in text.split("\n\n") {
             let mut fields: BTreeMap<&str, &str> = BTreeMap::new();
             for line in block.lines() {
                 if let Some((key, value)) = line.split_once(':') {
@@ -140,10 +138,7 @@ impl Cpu {
             }
             let Some(processor) = fields.get("processor").filter(|p| p.parse::<u32>().is_ok())
             else {
-                anyhow::bail!(
-                    "{}: a block without a processor number",
-                    self.cpuinfo.path().display()
-                );
+                continue;
             };
             let get = |key: &str| fields.get(key).copied().unwrap_or("");
             info.push(
@@ -161,19 +156,31 @@ impl Cpu {
                 ],
                 1.0,
             );
-            if index == 0 {
-                for (field, filter, family, label) in [
-                    ("flags", &self.options.flags_include, &mut flags, "flag"),
-                    ("bugs", &self.options.bugs_include, &mut bugs, "bug"),
+            if std::mem::take(&mut first) {
+                // ARM names its flags "Features".
+                let cpu_flags = fields.get("flags").or(fields.get("Features")).copied();
+                for (values, filter, family, label) in [
+                    (cpu_flags, &self.options.flags_include, &mut flags, "flag"),
+                    (
+                        fields.get("bugs").copied(),
+                        &self.options.bugs_include,
+                        &mut bugs,
+                        "bug",
+                    ),
                 ] {
-                    let Some(filter) = filter else { continue };
-                    for value in get(field).split_ascii_whitespace() {
+                    let (Some(values), Some(filter)) = (values, filter) else {
+                        continue;
+                    };
+                    for value in values.split_ascii_whitespace() {
                         if filter.is_match(value) {
                             family.push(&[(label, value)], 1.0);
                         }
                     }
                 }
             }
+        }
+        if info.is_empty() {
+            anyhow::bail!("{}: no processor entries", self.cpuinfo.path().display());
         }
         families.extend([info, flags, bugs]);
         Ok(())
@@ -298,10 +305,53 @@ impl BlockingCollector for Cpu {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_cpu_list;
+    use super::*;
+
+    fn collect_with_cpuinfo(name: &str, cpuinfo: &str) -> anyhow::Result<Vec<MetricFamily>> {
+        let dir = std::env::temp_dir().join(format!("cpuinfo-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("proc")).unwrap();
+        std::fs::write(dir.join("proc/cpuinfo"), cpuinfo).unwrap();
+        std::fs::write(dir.join("proc/stat"), "cpu0 1 2 3 4 5 6 7 8 9 10\n").unwrap();
+        let paths = Paths {
+            procfs: dir.join("proc"),
+            sysfs: dir.join("sys"),
+            rootfs: dir.clone(),
+            udev_data: dir.join("udev"),
+        };
+        let options = CpuOptions {
+            guest: true,
+            info: false,
+            flags_include: Regex::new("^(neon|vfp)$").ok(),
+            bugs_include: None,
+        };
+        let cpu = Cpu::new(SharedRead::new(paths.proc("stat")), &paths, options);
+        let result = cpu.collect();
+        std::fs::remove_dir_all(&dir).unwrap();
+        result
+    }
+
+    #[test]
+    fn arm_cpuinfo_and_garbage() {
+        // A Raspberry Pi's: "Features" for flags, a trailing block without a processor.
+        let arm = "processor\t: 0\nmodel name\t: ARMv7 Processor rev 4 (v7l)\nFeatures\t: half thumb fastmult vfp edsp neon\n\nprocessor\t: 1\nmodel name\t: ARMv7 Processor rev 4 (v7l)\n\nHardware\t: BCM2835\nRevision\t: a02082\n";
+        let families = collect_with_cpuinfo("arm", arm).unwrap();
+        let family = |name: &str| families.iter().find(|f| f.name == name).unwrap();
+        assert_eq!(family("node_cpu_info").samples.len(), 2);
+        let flags: Vec<&str> = family("node_cpu_flag_info")
+            .samples
+            .iter()
+            .map(|s| s.labels[0].1.as_str())
+            .collect();
+        assert_eq!(flags, ["vfp", "neon"]);
+        let err = collect_with_cpuinfo("garbage", "\u{0}\u{1}garbage\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cpuinfo: no processor entries"), "{err}");
+    }
 
     #[test]
     fn cpu_lists() {
+        use super::parse_cpu_list;
         assert_eq!(parse_cpu_list(""), Some(vec![]));
         assert_eq!(parse_cpu_list("1-3,8\n"), Some(vec![1, 2, 3, 8]));
         assert_eq!(parse_cpu_list("3-1"), None);
