@@ -214,6 +214,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn etc_wins_over_usr_lib_and_a_changed_file_is_read_again() {
+        let dir = std::env::temp_dir().join(format!("os-release-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("usr/lib")).unwrap();
+        std::fs::create_dir_all(dir.join("etc")).unwrap();
+        let paths = Paths {
+            procfs: dir.join("proc"),
+            sysfs: dir.join("sys"),
+            rootfs: dir.clone(),
+            udev_data: dir.join("udev"),
+        };
+        let os = Os::new(&paths);
+        let id = |families: &[MetricFamily]| {
+            let labels = &families[0].samples[0].labels;
+            labels.iter().find(|(k, _)| k == "id").unwrap().1.clone()
+        };
+        assert!(os.collect().unwrap().is_empty(), "no os-release: nothing");
+        std::fs::write(dir.join("usr/lib/os-release"), "ID=debian\n").unwrap();
+        assert_eq!(id(&os.collect().unwrap()), "debian");
+        std::fs::write(dir.join("etc/os-release"), "ID=fedora\n").unwrap();
+        assert_eq!(id(&os.collect().unwrap()), "fedora");
+        // A new modification time: parsed again.
+        std::fs::write(dir.join("etc/os-release"), "ID=arch\n").unwrap();
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(10);
+        std::fs::File::options()
+            .write(true)
+            .open(dir.join("etc/os-release"))
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        assert_eq!(id(&os.collect().unwrap()), "arch");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn quoting_and_versions() {
         let env = parse_os_release(
             "NAME=\"Ubuntu\"\nVERSION_ID='22.04.3'\n# comment\nID=ubuntu # trailing\nPRETTY_NAME=\"A \\\"quoted\\\" name\"\nbad line\nSUPPORT_END=2027-06-30\n",
