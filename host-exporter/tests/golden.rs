@@ -566,6 +566,14 @@ fn hostile_system_files_fail_only_their_collector() {
     // A battery attribute that loops: that attribute is skipped, the battery stays.
     let capacity = sys_dir.join("class/power_supply/BAT0/capacity");
     replace_with_link(capacity.clone(), &capacity);
+    // A supply whose name is not UTF-8: kept, with U+FFFD in its label.
+    use std::os::unix::ffi::OsStrExt;
+    let odd = sys_dir
+        .join("class/power_supply")
+        .join(std::ffi::OsStr::from_bytes(b"BAT\xff1"));
+    std::fs::create_dir(&odd).unwrap();
+    std::fs::write(odd.join("type"), "Battery\n").unwrap();
+    std::fs::write(odd.join("capacity"), "55\n").unwrap();
 
     let args = [
         format!("--path.procfs={}", proc_dir.display()),
@@ -589,7 +597,11 @@ fn hostile_system_files_fail_only_their_collector() {
         assert_eq!(success(&text, collector), Some(expected), "{collector}");
     }
     assert!(text.contains("node_power_supply_voltage_volt{power_supply=\"BAT0\"} 12.543"));
-    assert!(!text.contains("node_power_supply_capacity{"));
+    assert!(!text.contains("node_power_supply_capacity{power_supply=\"BAT0\"}"));
+    assert!(text.contains("node_power_supply_capacity{power_supply=\"BAT\u{fffd}1\"} 55\n"));
+    assert!(
+        text.contains("node_power_supply_info{power_supply=\"BAT\u{fffd}1\",type=\"Battery\"} 1\n")
+    );
     let log = exporter.stderr();
     for expected in [
         format!("{}", entropy.display()),
