@@ -5,7 +5,7 @@
 //! `node_cpu_bug_info` from the first CPU; the thermal throttle counters, isolated CPUs and
 //! online states from /sys/devices/system/cpu, as node_exporter emits them.
 
-use crate::kept_file::KeptFile;
+use crate::kept_file::{KeptFile, KeptFiles};
 use crate::paths::{read_sysfs_value, sorted_entries, Paths};
 use crate::shared_read::SharedRead;
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
@@ -28,6 +28,8 @@ pub struct Cpu {
     options: CpuOptions,
     /// Isolated CPUs are set on the kernel command line: read once, as node_exporter does.
     isolated: Vec<u32>,
+    /// Topology, throttle and online files, read every scrape: kept open.
+    files: KeptFiles,
     ticks_per_second: f64,
 }
 
@@ -58,6 +60,7 @@ impl Cpu {
             cpu_dir,
             options,
             isolated,
+            files: KeptFiles::default(),
             ticks_per_second: if ticks > 0 { ticks as f64 } else { 100.0 },
         }
     }
@@ -195,8 +198,8 @@ impl Cpu {
             .filter_map(|(name, path)| Some((name.strip_prefix("cpu")?.parse().ok()?, path)))
             .collect();
         cpus.sort();
-        let read_u64 =
-            |path: PathBuf| -> Option<u64> { read_sysfs_value(&path).ok()?.parse().ok() };
+        let mut files = self.files.scrape();
+        let mut read_u64 = |path: PathBuf| -> Option<u64> { files.read(path).ok()?.parse().ok() };
         let mut cores: BTreeMap<(u64, u64), Option<u64>> = BTreeMap::new();
         let mut packages: BTreeMap<u64, Option<u64>> = BTreeMap::new();
         for (_, path) in &cpus {
@@ -253,7 +256,7 @@ impl Cpu {
         );
         if cpus.first().is_some_and(|(_, p)| p.join("online").exists()) {
             for (number, path) in &cpus {
-                let value = read_sysfs_value(&path.join("online")).is_ok_and(|v| v == "1");
+                let value = read_u64(path.join("online")) == Some(1);
                 online.push(
                     &[("cpu", number.to_string())],
                     if value { 1.0 } else { 0.0 },
