@@ -2,24 +2,30 @@
 //! and chip-select row, from /sys/devices/system/edac/mc. Errors a controller cannot place on a
 //! row (`*_noinfo_count`) are reported with `csrow="unknown"`, as node_exporter does.
 
-use crate::paths::{read_sysfs_value, sorted_entries, Paths};
+use crate::kept_file::{KeptFiles, KeptScrape};
+use crate::paths::{sorted_entries, Paths};
 use common::{BlockingCollector, CollectResult, MetricFamily};
 use std::path::{Path, PathBuf};
 
 pub struct Edac {
     dir: PathBuf,
+    /// Four counts per controller and two per row, read every scrape: kept open.
+    files: KeptFiles,
 }
 
 impl Edac {
     pub fn new(paths: &Paths) -> Self {
         Edac {
             dir: paths.sys("devices/system/edac/mc"),
+            files: KeptFiles::default(),
         }
     }
 }
 
-fn count(path: &Path) -> anyhow::Result<f64> {
-    let raw = read_sysfs_value(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+fn count(files: &mut KeptScrape, path: PathBuf) -> anyhow::Result<f64> {
+    let raw = files
+        .read(path.clone())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     raw.parse::<u64>()
         .map(|v| v as f64)
         .map_err(|e| anyhow::anyhow!("{}: {e}: {raw:?}", path.display()))
@@ -62,17 +68,19 @@ impl BlockingCollector for Edac {
             "node_edac_csrow_uncorrectable_errors_total",
             "Total uncorrectable memory errors for this csrow.",
         );
+        let mut files = self.files.scrape();
+        let mut count = |path: PathBuf| count(&mut files, path);
         for (number, controller) in numbered(&self.dir, "mc")? {
             let mc = number.to_string();
-            ce.push(&[("controller", &mc)], count(&controller.join("ce_count"))?);
-            ue.push(&[("controller", &mc)], count(&controller.join("ue_count"))?);
+            ce.push(&[("controller", &mc)], count(controller.join("ce_count"))?);
+            ue.push(&[("controller", &mc)], count(controller.join("ue_count"))?);
             let unknown = [("controller", mc.as_str()), ("csrow", "unknown")];
-            row_ce.push(&unknown, count(&controller.join("ce_noinfo_count"))?);
-            row_ue.push(&unknown, count(&controller.join("ue_noinfo_count"))?);
+            row_ce.push(&unknown, count(controller.join("ce_noinfo_count"))?);
+            row_ue.push(&unknown, count(controller.join("ue_noinfo_count"))?);
             for (row, csrow) in numbered(&controller, "csrow")? {
                 let labels = [("controller", mc.clone()), ("csrow", row.to_string())];
-                row_ce.push(&labels, count(&csrow.join("ce_count"))?);
-                row_ue.push(&labels, count(&csrow.join("ue_count"))?);
+                row_ce.push(&labels, count(csrow.join("ce_count"))?);
+                row_ue.push(&labels, count(csrow.join("ue_count"))?);
             }
         }
         Ok(vec![ce, ue, row_ce, row_ue])
