@@ -190,7 +190,11 @@ fn build(settings: &Settings, collectors: &mut Collectors) -> Result<(), CliOutc
         }
     };
     let cpu_options = cpu::CpuOptions {
-        guest: !settings.flag("no-collector.cpu.guest")?,
+        // On unless --no-collector.cpu.guest, or collector.cpu.guest=false in the environment
+        // or the config file.
+        guest: !settings.flag("no-collector.cpu.guest")?
+            && (!settings.is_explicit("collector.cpu.guest")
+                || settings.flag("collector.cpu.guest")?),
         info: settings.flag("collector.cpu.info")?,
         flags_include: regex("collector.cpu.info.flags-include")?,
         bugs_include: regex("collector.cpu.info.bugs-include")?,

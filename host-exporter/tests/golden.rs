@@ -420,6 +420,25 @@ fn system_collector_flags_change_what_is_reported() {
     }
     assert_eq!(success(&text, "kernel_hung"), Some(1.0));
 
+    // collector.cpu.guest=false from the environment turns guest seconds off too; by default
+    // they are on.
+    let root = fixture("full");
+    let procfs = format!("--path.procfs={}", root.join("proc").display());
+    let off = ExporterProcess::start(
+        BINARY,
+        &[&procfs],
+        &[("HOST_EXPORTER_COLLECTOR_CPU_GUEST", "false")],
+    );
+    assert!(!off
+        .get("/metrics")
+        .text()
+        .contains("node_cpu_guest_seconds_total{"));
+    let on = ExporterProcess::start(BINARY, &[&procfs], &[]);
+    assert!(on
+        .get("/metrics")
+        .text()
+        .contains("node_cpu_guest_seconds_total{"));
+
     // A bad regular expression is refused at startup, naming the flag.
     let bad = std::process::Command::new(BINARY)
         .args([
