@@ -48,6 +48,19 @@ static SPEC: ExporterSpec = ExporterSpec {
         CollectorSpec { name: "bonding", default_enabled: true, help: "bonded interfaces and their active slaves" },
         CollectorSpec { name: "infiniband", default_enabled: true, help: "InfiniBand and RoCE port state, rate and counters" },
         CollectorSpec { name: "fibrechannel", default_enabled: true, help: "Fibre Channel host ports and their counters" },
+        CollectorSpec { name: "cpufreq", default_enabled: true, help: "CPU frequencies and scaling governors" },
+        CollectorSpec { name: "dmi", default_enabled: true, help: "DMI (BIOS, board, product) identity" },
+        CollectorSpec { name: "edac", default_enabled: true, help: "memory error counts (EDAC)" },
+        CollectorSpec { name: "entropy", default_enabled: true, help: "available entropy" },
+        CollectorSpec { name: "filefd", default_enabled: true, help: "allocated and maximum file descriptors" },
+        CollectorSpec { name: "kernel_hung", default_enabled: false, help: "hung tasks detected by the kernel" },
+        CollectorSpec { name: "os", default_enabled: true, help: "OS release from os-release" },
+        CollectorSpec { name: "powersupplyclass", default_enabled: true, help: "batteries and power supplies" },
+        CollectorSpec { name: "schedstat", default_enabled: true, help: "scheduler run and wait time per CPU" },
+        CollectorSpec { name: "selinux", default_enabled: true, help: "SELinux state" },
+        CollectorSpec { name: "timex", default_enabled: true, help: "clock synchronisation state (adjtimex)" },
+        CollectorSpec { name: "vmstat", default_enabled: true, help: "paging, swapping and OOM counters from /proc/vmstat" },
+        CollectorSpec { name: "watchdog", default_enabled: true, help: "watchdog devices" },
     ],
 };
 
@@ -58,6 +71,12 @@ fn own_args() -> Vec<Arg> {
             Some(d) => arg.default_value(d),
             None => arg,
         }
+    };
+    let switch = |key: &'static str, help: &'static str| {
+        Arg::new(key)
+            .long(key)
+            .help(help)
+            .action(clap::ArgAction::SetTrue)
     };
     vec![
         opt("path.procfs", Some("/proc"), "procfs mountpoint"),
@@ -142,6 +161,34 @@ fn own_args() -> Vec<Arg> {
             .long("collector.netclass.ignore-invalid-speed")
             .action(clap::ArgAction::SetTrue)
             .help("Ignore devices where the speed is invalid"),
+        // node_exporter's cpu switches: guest seconds on (off with --no-collector.cpu.guest),
+        // node_cpu_info off unless asked for.
+        switch(
+            "collector.cpu.guest",
+            "Enables metric node_cpu_guest_seconds_total (default: on)",
+        ),
+        switch("no-collector.cpu.guest", "Disables metric node_cpu_guest_seconds_total").hide(true),
+        switch("collector.cpu.info", "Enables metric node_cpu_info"),
+        opt(
+            "collector.cpu.info.flags-include",
+            None,
+            "Regexp of /proc/cpuinfo flags to report as node_cpu_flag_info (implies --collector.cpu.info)",
+        ),
+        opt(
+            "collector.cpu.info.bugs-include",
+            None,
+            "Regexp of /proc/cpuinfo bugs to report as node_cpu_bug_info (implies --collector.cpu.info)",
+        ),
+        opt(
+            "collector.vmstat.fields",
+            Some(vmstat::DEFAULT_FIELDS),
+            "Regexp of fields to return for vmstat",
+        ),
+        opt(
+            "collector.powersupply.ignored-supplies",
+            Some("^$"),
+            "Regexp of power supplies to ignore for powersupplyclass collector",
+        ),
     ]
 }
 
@@ -174,9 +221,32 @@ fn build(settings: &Settings, collectors: &mut Collectors) -> Result<(), CliOutc
         })
     };
 
+    let regex = |key: &str| -> Result<Option<regex_lite::Regex>, CliOutcome> {
+        match settings.value(key)? {
+            Some(raw) if !raw.is_empty() => regex_lite::Regex::new(&raw)
+                .map(Some)
+                .map_err(|e| settings.invalid(key, &raw, &e.to_string())),
+            _ => Ok(None),
+        }
+    };
+    let cpu_options = cpu::CpuOptions {
+        // On unless --no-collector.cpu.guest, or collector.cpu.guest=false in the environment
+        // or the config file.
+        guest: !settings.flag("no-collector.cpu.guest")?
+            && (!settings.is_explicit("collector.cpu.guest")
+                || settings.flag("collector.cpu.guest")?),
+        info: settings.flag("collector.cpu.info")?,
+        flags_include: regex("collector.cpu.info.flags-include")?,
+        bugs_include: regex("collector.cpu.info.bugs-include")?,
+    };
+    // An empty field regex matches every field, as in Go.
+    let vmstat_fields = regex("collector.vmstat.fields")?
+        .unwrap_or_else(|| regex_lite::Regex::new("").expect("empty regex"));
+    let ignored_supplies = regex("collector.powersupply.ignored-supplies")?;
+
     // cpu and stat both parse /proc/stat: one read serves both.
     let proc_stat = shared_read::SharedRead::new(paths.proc("stat"));
-    collectors.add_blocking(cpu::Cpu::new(proc_stat.clone()));
+    collectors.add_blocking(cpu::Cpu::new(proc_stat.clone(), &paths, cpu_options));
     collectors.add_blocking(meminfo::Meminfo::new(&paths));
     collectors.add_blocking(filesystem::Filesystem::new(
         &paths,
@@ -228,6 +298,22 @@ fn build(settings: &Settings, collectors: &mut Collectors) -> Result<(), CliOutc
     collectors.add_blocking(bonding::Bonding::new(&paths));
     collectors.add_blocking(infiniband::Infiniband::new(&paths));
     collectors.add_blocking(fibrechannel::Fibrechannel::new(&paths));
+    collectors.add_blocking(cpufreq::Cpufreq::new(&paths));
+    collectors.add_blocking(dmi::Dmi::new(&paths));
+    collectors.add_blocking(edac::Edac::new(&paths));
+    collectors.add_blocking(entropy::Entropy::new(&paths));
+    collectors.add_blocking(filefd::Filefd::new(&paths));
+    collectors.add_blocking(kernel_hung::KernelHung::new(&paths));
+    collectors.add_blocking(os::Os::new(&paths));
+    collectors.add_blocking(powersupplyclass::PowerSupplyClass::new(
+        &paths,
+        ignored_supplies,
+    ));
+    collectors.add_blocking(schedstat::Schedstat::new(&paths));
+    collectors.add_blocking(selinux::Selinux::new(&paths));
+    collectors.add_blocking(timex::Timex::new());
+    collectors.add_blocking(vmstat::Vmstat::new(&paths, vmstat_fields));
+    collectors.add_blocking(watchdog::Watchdog::new(&paths));
     Ok(())
 }
 

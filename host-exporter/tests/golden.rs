@@ -39,6 +39,13 @@ fn stable(text: &str, name: &str) -> String {
         ],
     )
     .replace(&root.display().to_string(), "FIXTURE")
+    .lines()
+    // timex reads the live kernel clock (one adjtimex call), which no fixture can stand for:
+    // its families are checked for shape in `timex_reports_the_live_clock` and for values
+    // against node_exporter in node_exporter_compat.rs.
+    .filter(|line| !line.contains("node_timex_"))
+    .map(|line| [line, "\n"].concat())
+    .collect()
 }
 
 fn success(text: &str, collector: &str) -> Option<f64> {
@@ -80,6 +87,18 @@ fn full_fixture_matches_golden_output() {
         "bonding",
         "infiniband",
         "fibrechannel",
+        "cpufreq",
+        "dmi",
+        "edac",
+        "entropy",
+        "filefd",
+        "os",
+        "powersupplyclass",
+        "schedstat",
+        "selinux",
+        "timex",
+        "vmstat",
+        "watchdog",
     ] {
         assert_eq!(
             success(&text, collector),
@@ -122,6 +141,18 @@ fn broken_files_fail_only_their_collector_and_are_logged() {
         ("bonding", 1.0),
         ("infiniband", 1.0),
         ("fibrechannel", 1.0),
+        ("cpufreq", 1.0),
+        ("dmi", 1.0),
+        ("edac", 0.0),
+        ("entropy", 0.0),
+        ("filefd", 0.0),
+        ("os", 0.0),
+        ("powersupplyclass", 1.0),
+        ("schedstat", 1.0),
+        ("selinux", 0.0),
+        ("timex", 1.0),
+        ("vmstat", 1.0),
+        ("watchdog", 1.0),
     ] {
         assert_eq!(success(&text, collector), Some(expected), "{collector}");
     }
@@ -160,6 +191,22 @@ fn broken_files_fail_only_their_collector_and_are_logged() {
             "{}/class/net/bond9/bonding/slaves",
             root.join("sys").display()
         ),
+        format!(
+            "{}/sys/kernel/random/entropy_avail",
+            root.join("proc").display()
+        ),
+        format!("{}/sys/fs/file-nr", root.join("proc").display()),
+        format!(
+            "{}/devices/system/edac/mc/mc0/ue_count",
+            root.join("sys").display()
+        ),
+        format!("{}/fs/selinux/enforce", root.join("sys").display()),
+        format!("{}/etc/os-release", root.join("rootfs").display()),
+        "skipping unparsable vmstat line".to_string(),
+        "skipping short schedstat line".to_string(),
+        "skipping unparsable cpufreq value".to_string(),
+        "skipping unparsable power supply value".to_string(),
+        "skipping unparsable watchdog value".to_string(),
     ] {
         assert!(log.contains(&expected), "log lacks {expected:?}:\n{log}");
     }
@@ -227,13 +274,17 @@ fn both_formats_are_valid_for_the_reference_parsers_and_promtool() {
         panic!("{e}");
     }
     // promtool lints node_exporter's own meminfo and netstat names (`MemTotal`, `Tcp_InSegs`)
-    // as camelCase, as it does for node_exporter; anything else it reports is a real problem.
+    // as camelCase and its entropy names' unit, as it does for node_exporter; anything else it
+    // reports is a real problem.
     let (code, output) = promtool_check_metrics(&text);
     let problems: Vec<&str> = output
         .lines()
         .filter(|l| {
-            !((l.starts_with("node_memory_") || l.starts_with("node_netstat_"))
-                && l.ends_with("should be written in 'snake_case' not 'camelCase'"))
+            let camel = (l.starts_with("node_memory_") || l.starts_with("node_netstat_"))
+                && l.ends_with("should be written in 'snake_case' not 'camelCase'");
+            // node_exporter's entropy names count bits, which promtool would have in bytes.
+            let entropy_bits = l.starts_with("node_entropy_") && l.ends_with("instead of \"bits\"");
+            !(camel || entropy_bits)
         })
         .collect();
     assert!(code == 0 || code == 3, "promtool failed ({code}): {output}");
@@ -365,4 +416,261 @@ fn names_that_are_not_utf8_keep_their_series_and_endless_files_are_refused() {
     assert_eq!(exporter.get("/-/healthy").status, 200);
     drop(exporter);
     std::fs::remove_dir_all(&proc_dir).unwrap();
+}
+
+/// The system collectors' flags, with node_exporter's names: cpuinfo and its flag/bug filters,
+/// guest seconds off, kernel_hung on, another vmstat field set, an ignored power supply.
+#[test]
+fn system_collector_flags_change_what_is_reported() {
+    let exporter = start_on(
+        "full",
+        &[
+            "--collector.cpu.info.flags-include=^(aes|avx2)$",
+            "--collector.cpu.info.bugs-include=^spectre_v1$",
+            "--no-collector.cpu.guest",
+            "--collector.kernel_hung",
+            "--collector.vmstat.fields=^nr_(free_pages|dirty)$",
+            "--collector.powersupply.ignored-supplies=^AC$",
+        ],
+    );
+    let text = exporter.get("/metrics").text();
+    // flags-include implies --collector.cpu.info.
+    for expected in [
+        "node_cpu_info{cachesize=\"1024 KB\",core=\"1\",cpu=\"1\",family=\"25\",microcode=\"0x1000065\",model=\"17\",model_name=\"AMD EPYC\",package=\"0\",stepping=\"1\",vendor=\"AuthenticAMD\"} 1\n",
+        "node_cpu_flag_info{flag=\"aes\"} 1\n",
+        "node_cpu_flag_info{flag=\"avx2\"} 1\n",
+        "node_cpu_bug_info{bug=\"spectre_v1\"} 1\n",
+        "node_kernel_hung_task_detect_count 0\n",
+        "node_vmstat_nr_free_pages ",
+        "node_vmstat_nr_dirty ",
+        "node_power_supply_info{capacity_level=\"Normal\"",
+    ] {
+        assert!(text.contains(expected), "lacks {expected:?}:\n{text}");
+    }
+    assert_eq!(text.matches("node_cpu_flag_info{").count(), 2, "{text}");
+    assert_eq!(text.matches("node_cpu_bug_info{").count(), 1);
+    for absent in [
+        "node_cpu_guest_seconds_total{",
+        "node_vmstat_pgfault",
+        "power_supply=\"AC\"",
+    ] {
+        assert!(!text.contains(absent), "has {absent:?}:\n{text}");
+    }
+    assert_eq!(success(&text, "kernel_hung"), Some(1.0));
+
+    // collector.cpu.guest=false from the environment turns guest seconds off too; by default
+    // they are on.
+    let root = fixture("full");
+    let procfs = format!("--path.procfs={}", root.join("proc").display());
+    let off = ExporterProcess::start(
+        BINARY,
+        &[&procfs],
+        &[("HOST_EXPORTER_COLLECTOR_CPU_GUEST", "false")],
+    );
+    assert!(!off
+        .get("/metrics")
+        .text()
+        .contains("node_cpu_guest_seconds_total{"));
+    let on = ExporterProcess::start(BINARY, &[&procfs], &[]);
+    assert!(on
+        .get("/metrics")
+        .text()
+        .contains("node_cpu_guest_seconds_total{"));
+
+    // A bad regular expression is refused at startup, naming the flag.
+    let bad = std::process::Command::new(BINARY)
+        .args([
+            "--collector.vmstat.fields=(",
+            "--web.listen-address=127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("collector.vmstat.fields"));
+}
+
+/// timex has no fixture (one adjtimex call on the live clock): every family is there with a
+/// plausible value; node_exporter_compat.rs compares the values with node_exporter's.
+#[test]
+fn timex_reports_the_live_clock() {
+    let exporter = start_on("full", &[]);
+    let text = exporter.get("/metrics").text();
+    let families = common::testing::parse_text(&text).unwrap();
+    let value = |name: &str| families[name].samples[0].2;
+    for name in [
+        "node_timex_offset_seconds",
+        "node_timex_offset_overflow_total",
+        "node_timex_frequency_adjustment_ratio",
+        "node_timex_maxerror_seconds",
+        "node_timex_estimated_error_seconds",
+        "node_timex_status",
+        "node_timex_loop_time_constant",
+        "node_timex_tick_seconds",
+        "node_timex_pps_frequency_hertz",
+        "node_timex_pps_jitter_seconds",
+        "node_timex_pps_shift_seconds",
+        "node_timex_pps_stability_hertz",
+        "node_timex_pps_jitter_total",
+        "node_timex_pps_calibration_total",
+        "node_timex_pps_error_total",
+        "node_timex_pps_stability_exceeded_total",
+        "node_timex_tai_offset_seconds",
+        "node_timex_sync_status",
+    ] {
+        assert!(families.contains_key(name), "no {name}");
+    }
+    // USER_HZ-independent kernel tick: 1/HZ seconds, between 1/1000 and 1/24.
+    assert!((0.0009..0.05).contains(&value("node_timex_tick_seconds")));
+    assert!((0.99..1.01).contains(&value("node_timex_frequency_adjustment_ratio")));
+    assert!([0.0, 1.0].contains(&value("node_timex_sync_status")));
+}
+
+/// Where the kernel interfaces are absent (an empty sysfs and a procfs without them), the
+/// system collectors report nothing and succeed, except those node_exporter fails too
+/// (filefd, vmstat: every Linux has them).
+#[test]
+fn absent_system_interfaces_report_nothing_and_succeed() {
+    let dir = std::env::temp_dir().join(format!("golden-absent-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for sub in ["proc", "sys", "rootfs"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    let args = [
+        format!("--path.procfs={}", dir.join("proc").display()),
+        format!("--path.sysfs={}", dir.join("sys").display()),
+        format!("--path.rootfs={}", dir.join("rootfs").display()),
+        "--collector.kernel_hung".to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let exporter = ExporterProcess::start(BINARY, &args, &[]);
+    let text = exporter.get("/metrics").text();
+    for collector in [
+        "cpufreq",
+        "dmi",
+        "edac",
+        "entropy",
+        "kernel_hung",
+        "os",
+        "powersupplyclass",
+        "schedstat",
+        "selinux",
+        "watchdog",
+    ] {
+        assert_eq!(success(&text, collector), Some(1.0), "{collector}");
+    }
+    for collector in ["filefd", "vmstat"] {
+        assert_eq!(success(&text, collector), Some(0.0), "{collector}");
+    }
+    for prefix in [
+        "node_cpu_frequency",
+        "node_dmi_",
+        "node_edac_",
+        "node_entropy_",
+        "node_kernel_hung_",
+        "node_os_",
+        "node_power_supply_",
+        "node_schedstat_",
+        "node_watchdog_",
+        "node_cpu_online",
+    ] {
+        assert!(!text.contains(prefix), "{prefix}:\n{text}");
+    }
+    // SELinux absent reads as disabled, as node_exporter reports it.
+    assert!(text.contains("node_selinux_enabled 0\n"));
+    drop(exporter);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Hostile files where the system collectors' files should be: a symlink loop, an endless
+/// device, a huge file, a directory, a FIFO. Each fails or skips only its own entry, the
+/// scrape answers, and the log names the file.
+#[test]
+fn hostile_system_files_fail_only_their_collector() {
+    let root = fixture("full");
+    let dir = std::env::temp_dir().join(format!("golden-hostile-sys-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let proc_dir = dir.join("proc");
+    let sys_dir = dir.join("sys");
+    common::testing::copy_tree(&root.join("proc"), &proc_dir);
+    common::testing::copy_tree(&root.join("rootfs"), &dir.join("rootfs"));
+    for part in [
+        "class/power_supply",
+        "devices/system/edac",
+        "devices/system/cpu",
+    ] {
+        common::testing::copy_tree(&root.join("sys").join(part), &sys_dir.join(part));
+    }
+    let replace_with_link = |path: std::path::PathBuf, target: &std::path::Path| {
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(target, &path).unwrap();
+    };
+    // A symlink loop for entropy_avail.
+    let entropy = proc_dir.join("sys/kernel/random/entropy_avail");
+    replace_with_link(entropy.clone(), &entropy);
+    // /dev/zero for vmstat: refused at 8 MiB.
+    replace_with_link(proc_dir.join("vmstat"), std::path::Path::new("/dev/zero"));
+    // A 9 MiB schedstat.
+    std::fs::write(proc_dir.join("schedstat"), vec![b'x'; 9 << 20]).unwrap();
+    // A directory where file-nr should be.
+    std::fs::remove_file(proc_dir.join("sys/fs/file-nr")).unwrap();
+    std::fs::create_dir(proc_dir.join("sys/fs/file-nr")).unwrap();
+    // A FIFO where an EDAC count should be: the read would block until a writer comes.
+    let fifo = sys_dir.join("devices/system/edac/mc/mc0/ce_count");
+    std::fs::remove_file(&fifo).unwrap();
+    let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    // A battery attribute that loops: that attribute is skipped, the battery stays.
+    let capacity = sys_dir.join("class/power_supply/BAT0/capacity");
+    replace_with_link(capacity.clone(), &capacity);
+    // A supply whose name is not UTF-8: kept, with U+FFFD in its label.
+    use std::os::unix::ffi::OsStrExt;
+    let odd = sys_dir
+        .join("class/power_supply")
+        .join(std::ffi::OsStr::from_bytes(b"BAT\xff1"));
+    std::fs::create_dir(&odd).unwrap();
+    std::fs::write(odd.join("type"), "Battery\n").unwrap();
+    std::fs::write(odd.join("capacity"), "55\n").unwrap();
+
+    let args = [
+        format!("--path.procfs={}", proc_dir.display()),
+        format!("--path.sysfs={}", sys_dir.display()),
+        format!("--path.rootfs={}", dir.join("rootfs").display()),
+        "--scrape.timeout=2s".to_string(),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let exporter = ExporterProcess::start(BINARY, &args, &[]);
+    let text = exporter.get("/metrics").text();
+    for (collector, expected) in [
+        ("entropy", 0.0),
+        ("vmstat", 0.0),
+        ("schedstat", 0.0),
+        ("filefd", 0.0),
+        ("edac", 0.0),
+        ("powersupplyclass", 1.0),
+        ("cpufreq", 1.0),
+        ("os", 1.0),
+    ] {
+        assert_eq!(success(&text, collector), Some(expected), "{collector}");
+    }
+    assert!(text.contains("node_power_supply_voltage_volt{power_supply=\"BAT0\"} 12.543"));
+    assert!(!text.contains("node_power_supply_capacity{power_supply=\"BAT0\"}"));
+    assert!(text.contains("node_power_supply_capacity{power_supply=\"BAT\u{fffd}1\"} 55\n"));
+    assert!(
+        text.contains("node_power_supply_info{power_supply=\"BAT\u{fffd}1\",type=\"Battery\"} 1\n")
+    );
+    let log = exporter.stderr();
+    for expected in [
+        format!("{}", entropy.display()),
+        format!("{}/vmstat", proc_dir.display()),
+        format!("{}/schedstat", proc_dir.display()),
+        format!("{}/sys/fs/file-nr", proc_dir.display()),
+        "larger than 8 MiB".to_string(),
+        "collector=edac".to_string(),
+    ] {
+        assert!(log.contains(&expected), "log lacks {expected:?}:\n{log}");
+    }
+    assert_eq!(exporter.get("/-/healthy").status, 200);
+    drop(exporter);
+    std::fs::remove_dir_all(&dir).unwrap();
 }

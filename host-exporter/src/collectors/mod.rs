@@ -26,3 +26,17 @@ pub mod netstat;
 pub mod sockstat;
 pub mod softnet;
 pub mod udp_queues;
+// System collectors (issue 12).
+pub mod cpufreq;
+pub mod dmi;
+pub mod edac;
+pub mod entropy;
+pub mod filefd;
+pub mod kernel_hung;
+pub mod os;
+pub mod powersupplyclass;
+pub mod schedstat;
+pub mod selinux;
+pub mod timex;
+pub mod vmstat;
+pub mod watchdog;

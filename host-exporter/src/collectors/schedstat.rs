@@ -1,0 +1,71 @@
+//! `node_schedstat_{running,waiting}_seconds_total` and `node_schedstat_timeslices_total` per
+//! CPU from /proc/schedstat (the last three numbers of each `cpuN` line: nanoseconds running,
+//! nanoseconds waiting to run, timeslices run).
+
+use crate::kept_file::KeptFile;
+use crate::paths::Paths;
+use common::{log, BlockingCollector, CollectResult, MetricFamily};
+
+pub struct Schedstat {
+    file: KeptFile,
+}
+
+impl Schedstat {
+    pub fn new(paths: &Paths) -> Self {
+        Schedstat {
+            file: KeptFile::new(paths.proc("schedstat")),
+        }
+    }
+}
+
+impl BlockingCollector for Schedstat {
+    fn name(&self) -> &'static str {
+        "schedstat"
+    }
+
+    fn collect(&self) -> CollectResult {
+        let text = match self.file.read_io() {
+            Ok(text) => text,
+            // Kernels built without CONFIG_SCHEDSTATS have no such file.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => anyhow::bail!("{}: {e}", self.file.path().display()),
+        };
+        let mut running = MetricFamily::counter(
+            "node_schedstat_running_seconds_total",
+            "Number of seconds CPU spent running a process.",
+        );
+        let mut waiting = MetricFamily::counter(
+            "node_schedstat_waiting_seconds_total",
+            "Number of seconds spent by processing waiting for this CPU.",
+        );
+        let mut timeslices = MetricFamily::counter(
+            "node_schedstat_timeslices_total",
+            "Number of timeslices executed by CPU.",
+        );
+        for line in text.lines() {
+            let mut fields = line.split_ascii_whitespace();
+            let Some(cpu) = fields
+                .next()
+                .and_then(|f| f.strip_prefix("cpu"))
+                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            else {
+                continue;
+            };
+            let values: Vec<u64> = fields.map_while(|f| f.parse().ok()).collect();
+            if values.len() < 9 {
+                log::warn(
+                    "skipping short schedstat line",
+                    &[
+                        ("path", &self.file.path().display().to_string()),
+                        ("line", line),
+                    ],
+                );
+                continue;
+            }
+            running.push(&[("cpu", cpu)], values[6] as f64 / 1e9);
+            waiting.push(&[("cpu", cpu)], values[7] as f64 / 1e9);
+            timeslices.push(&[("cpu", cpu)], values[8] as f64);
+        }
+        Ok(vec![running, waiting, timeslices])
+    }
+}
