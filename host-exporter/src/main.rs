@@ -37,6 +37,7 @@ static SPEC: ExporterSpec = ExporterSpec {
         CollectorSpec { name: "hwmon", default_enabled: true, help: "hardware sensors" },
         CollectorSpec { name: "thermal_zone", default_enabled: true, help: "thermal zones and cooling devices" },
         CollectorSpec { name: "rapl", default_enabled: true, help: "RAPL energy counters" },
+        CollectorSpec { name: "textfile", default_enabled: true, help: "metrics from *.prom files in --collector.textfile.directory" },
     ],
 };
 
@@ -102,6 +103,11 @@ fn own_args() -> Vec<Arg> {
             None,
             "Regexp of block devices to include (instead of the exclude)",
         ),
+        // Repeatable, no default: as node_exporter, which reads nothing until told where.
+        Arg::new("collector.textfile.directory")
+            .long("collector.textfile.directory")
+            .action(clap::ArgAction::Append)
+            .help("Directory to read text files with metrics from, supports glob matching (repeatable)"),
     ]
 }
 
@@ -160,6 +166,9 @@ fn build(settings: &Settings, collectors: &mut Collectors) -> Result<(), CliOutc
     collectors.add_blocking(hwmon::Hwmon::new(&paths));
     collectors.add_blocking(thermal_zone::ThermalZone::new(&paths));
     collectors.add_blocking(rapl::Rapl::new(&paths));
+    collectors.add_blocking(textfile::Textfile::new(
+        settings.values("collector.textfile.directory")?,
+    ));
     Ok(())
 }
 
