@@ -37,10 +37,20 @@ fn flag(dir: &Path) -> String {
     format!("--collector.textfile.directory={}", dir.display())
 }
 
-fn assert_valid_exposition(text: &str) {
+/// The text exposition passes promtool and the Python parser, and the OpenMetrics one (asked
+/// of the exporter again) the Python OpenMetrics parser.
+fn assert_valid_exposition(exporter: &ExporterProcess, text: &str) {
     check_exposition("text", text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let (code, output) = promtool_check_metrics(text);
     assert_eq!(code, 0, "promtool check metrics: {output}\n{text}");
+    let openmetrics = common::testing::http_get(
+        exporter.addr,
+        "/metrics",
+        &[("Accept", "application/openmetrics-text; version=1.0.0")],
+    )
+    .unwrap()
+    .text();
+    check_exposition("openmetrics", &openmetrics).unwrap_or_else(|e| panic!("{e}\n{openmetrics}"));
 }
 
 #[test]
@@ -145,7 +155,7 @@ fn unreadable_and_malformed_files_are_left_out_logged_and_never_block() {
     assert!(log.contains("Permission denied"), "{log}");
     assert!(log.contains("larger than 8 MiB"), "{log}");
     assert!(log.contains("not a regular file"), "{log}");
-    assert_valid_exposition(&text);
+    assert_valid_exposition(&exporter, &text);
     // And again: nothing was left stuck.
     assert!(exporter
         .get("/metrics")
@@ -290,7 +300,7 @@ fn families_across_files_and_the_exporters_own_names_follow_node_exporter() {
     ] {
         assert!(log.contains(expected), "log lacks {expected:?}:\n{log}");
     }
-    assert_valid_exposition(&text);
+    assert_valid_exposition(&exporter, &text);
     drop(exporter);
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -152,7 +152,8 @@ fn read_file(path: &[u8]) -> Result<(f64, Vec<Family>), String> {
         ));
     }
     let mut data = Vec::with_capacity((meta.len() as usize).min(MAX_FILE_BYTES) + 1);
-    file.take(MAX_FILE_BYTES as u64 + 1)
+    (&file)
+        .take(MAX_FILE_BYTES as u64 + 1)
         .read_to_end(&mut data)
         .map_err(|e| format!("failed to read {shown:?}: {e}"))?;
     if data.len() > MAX_FILE_BYTES {
@@ -182,8 +183,10 @@ fn read_file(path: &[u8]) -> Result<(f64, Vec<Family>), String> {
             "textfile {shown:?}: {label:?} is not a valid label name for metric {family:?} (the __ prefix is reserved)"
         ));
     }
-    // The mtime after parsing, as node_exporter takes it, so that a failure does not look fresh.
-    let mtime = std::fs::metadata(OsStr::from_bytes(path))
+    // The mtime after parsing, as node_exporter takes it (so that a failure does not look
+    // fresh), of the file that was read even if a writer has renamed a new one over it since.
+    let mtime = file
+        .metadata()
         .and_then(|m| m.modified())
         .map_err(|e| format!("failed to stat {shown:?}: {e}"))?;
     let seconds = match mtime.duration_since(std::time::UNIX_EPOCH) {
