@@ -185,6 +185,8 @@ fn directories_come_from_globs_and_repeated_flags_and_none_by_default() {
                 root.display()
             ),
             flag(&root.join("other")),
+            // The same directory twice: its files are read twice, their series appear once.
+            flag(&root.join("other")),
             flag(&root.join("missing")),
         ],
         false,
@@ -194,6 +196,8 @@ fn directories_come_from_globs_and_repeated_flags_and_none_by_default() {
         assert!(text.contains(line), "{line}: {text}");
     }
     assert!(!text.contains("not_matched"));
+    assert_eq!(text.matches("from_other 4\n").count(), 1, "{text}");
+    assert_eq!(text.matches("/other/z.prom\"}").count(), 1, "{text}");
     let shown = root.display().to_string();
     assert!(text.contains(&format!(
         "node_textfile_mtime_seconds{{file=\"{shown}/jobs/a/x.prom\"}} "

@@ -95,8 +95,8 @@ impl BlockingCollector for Textfile {
             "node_textfile_mtime_seconds",
             "Unixtime mtime of textfiles successfully read.",
         );
-        let mut by_path: Vec<(&str, f64)> = files.iter().map(|f| (&*f.path, f.mtime)).collect();
-        by_path.sort_by(|a, b| a.0.cmp(b.0));
+        // By path, once each: two patterns may name the same directory.
+        let by_path: BTreeMap<&str, f64> = files.iter().map(|f| (&*f.path, f.mtime)).collect();
         for (path, mtime) in by_path {
             mtimes.push(&[("file", path)], mtime);
         }
