@@ -11,8 +11,11 @@
 //!   "Metric read from <the files>". Then the rules of the common runner's join apply (as
 //!   client_golang's registry does them for node_exporter, without a scrape error): a later
 //!   family of another type or help is dropped, and so is a later sample with the same labels.
-//! - Within one file's family, a label that some samples lack is added to them with value "".
-//! - The exporter's own families win over a file's family of the same name.
+//! - Within one file's family, a label that some samples lack is added to them with value "";
+//!   a repeated label set is dropped.
+//! - The exporter's own families win over a file's family of the same name, and a family whose
+//!   name is another's `_count`, `_sum` or `_bucket` series is dropped (the registry's rule).
+//! - A label name with the reserved `__` prefix refuses its file (node_exporter panics on it).
 //!
 //! Reads never block a scrape: a file is opened non-blocking and must be a regular file (a FIFO
 //! named `x.prom` would otherwise wait for a writer), and at most 8 MiB of it is read.
@@ -347,26 +350,28 @@ fn convert(family: Family, help: String) -> MetricFamily {
         }
         samples.push(sample);
     }
-    // client_golang's order: fewer labels first, then by label values in label-name order.
+    // client_golang's order: fewer labels first, then by label values in label-name order. The
+    // sort is stable, and every sample now has the same label names: repeated label sets are
+    // neighbours, the first of them from the file's first line.
     samples.sort_by(|a, b| {
-        a.labels.len().cmp(&b.labels.len()).then_with(|| {
-            let values = |s: &Sample| s.labels.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>();
-            values(a).cmp(&values(b))
-        })
+        let values_b = b.labels.iter().map(|(_, v)| v);
+        a.labels
+            .len()
+            .cmp(&b.labels.len())
+            .then_with(|| a.labels.iter().map(|(_, v)| v).cmp(values_b))
     });
-    let mut seen: HashSet<Vec<(LabelName, String)>> = HashSet::new();
-    samples.retain(|s| {
-        let fresh = seen.insert(s.labels.clone());
-        if !fresh {
+    samples.dedup_by(|later, earlier| {
+        let repeated = later.labels == earlier.labels;
+        if repeated {
             log::error(
                 "dropping a sample collected before with the same name and labels",
                 &[
                     ("family", &family.name),
-                    ("labels", &format!("{:?}", s.labels)),
+                    ("labels", &format!("{:?}", later.labels)),
                 ],
             );
         }
-        fresh
+        repeated
     });
     MetricFamily {
         name: family.name.into(),
