@@ -389,3 +389,40 @@ fn last_of_each<T: Copy>(pairs: &[(f64, T)]) -> Vec<(f64, T)> {
     sorted.dedup_by(|later, earlier| later.1 .0 == earlier.1 .0);
     sorted.into_iter().map(|(_, pair)| pair).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_bounds_keep_the_last_and_come_out_sorted() {
+        let pairs = [(1.0, 10u64), (f64::INFINITY, 30), (0.5, 5), (1.0, 11)];
+        assert_eq!(
+            last_of_each(&pairs),
+            [(0.5, 5), (1.0, 11), (f64::INFINITY, 30)]
+        );
+    }
+
+    #[test]
+    fn a_pattern_that_matches_nothing_or_is_malformed_is_taken_as_a_directory() {
+        assert_eq!(
+            directories(b"/nonexistent/*/x"),
+            [b"/nonexistent/*/x".to_vec()]
+        );
+        assert_eq!(directories(b"/tmp/[unclosed"), [b"/tmp/[unclosed".to_vec()]);
+        assert_eq!(directories(b""), [Vec::<u8>::new()]);
+    }
+
+    #[test]
+    fn no_directory_gives_no_error_and_no_mtimes() {
+        let families = Textfile::new(Vec::new()).collect().unwrap();
+        let error = families
+            .iter()
+            .find(|f| f.name == "node_textfile_scrape_error")
+            .unwrap();
+        assert_eq!(error.samples[0].value, 0.0);
+        assert!(families
+            .iter()
+            .all(|f| f.name == "node_textfile_scrape_error" || f.samples.is_empty()));
+    }
+}
