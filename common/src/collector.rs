@@ -251,6 +251,18 @@ impl Collectors {
             success.push(&[("collector", entry.name)], if ok { 1.0 } else { 0.0 });
         }
         let mut families = merge_families(families);
+        // The health series are the runner's own: a collector's family of the same name (a
+        // file of the textfile collector can name anything) would make the name appear twice.
+        families.retain(|f| {
+            let own = f.name == duration.name || f.name == success.name;
+            if own {
+                log::error(
+                    "dropping a collected family that has the name of a health series",
+                    &[("family", &f.name)],
+                );
+            }
+            !own
+        });
         families.push(duration);
         families.push(success);
         families
@@ -385,10 +397,16 @@ fn timeout_error(deadline: Duration) -> anyhow::Error {
     anyhow::anyhow!("timed out after {:.3}s", deadline.as_secs_f64())
 }
 
-/// Sorts the families by name and joins those that two collectors both emitted (never with the
-/// same label sets), so that each family appears once in the output, as both formats require.
-/// Joined samples keep the order of the collectors. Indices are sorted rather than the families
-/// themselves (large structs) or a map keyed by a copy of each name.
+/// Sorts the families by name and joins those that two collectors both emitted, so that each
+/// family appears once in the output, as both formats require. Joined samples keep the order of
+/// the collectors. Indices are sorted rather than the families themselves (large structs) or a
+/// map keyed by a copy of each name.
+///
+/// Files passed through (host-exporter's textfile collector) can name any family, so a join
+/// follows client_golang's registry, whose rules node_exporter's users know: the first family of
+/// a name, in collector order, sets its type and help; a later one that differs in either is
+/// dropped whole, and a later sample with a label set already present is dropped. Each drop is
+/// logged.
 fn merge_families(families: Vec<MetricFamily>) -> Vec<MetricFamily> {
     let mut order: Vec<usize> = (0..families.len()).collect();
     order.sort_unstable_by(|&a, &b| families[a].name.cmp(&families[b].name).then(a.cmp(&b)));
@@ -399,11 +417,50 @@ fn merge_families(families: Vec<MetricFamily>) -> Vec<MetricFamily> {
             continue;
         };
         match merged.last_mut() {
-            Some(last) if last.name == family.name => last.samples.extend(family.samples),
+            Some(last) if last.name == family.name => join_family(last, family),
             _ => merged.push(family),
         }
     }
     merged
+}
+
+/// Adds `from`'s samples to `into` (same name) under the rules of [`merge_families`].
+fn join_family(into: &mut MetricFamily, from: MetricFamily) {
+    if into.kind != from.kind || into.help != from.help {
+        log::error(
+            "dropping a family that an earlier collector emits with another type or help",
+            &[
+                ("family", &from.name),
+                ("type", &format!("{:?}", from.kind)),
+                ("earlier_type", &format!("{:?}", into.kind)),
+            ],
+        );
+        return;
+    }
+    let key = |s: &crate::metrics::Sample| {
+        let mut pairs: Vec<(String, String)> = s
+            .labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        pairs.sort();
+        pairs
+    };
+    let mut seen: std::collections::HashSet<Vec<(String, String)>> =
+        into.samples.iter().map(key).collect();
+    for sample in from.samples {
+        if seen.insert(key(&sample)) {
+            into.samples.push(sample);
+        } else {
+            log::error(
+                "dropping a sample collected before with the same name and labels",
+                &[
+                    ("family", &from.name),
+                    ("labels", &format!("{:?}", sample.labels)),
+                ],
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -431,6 +488,27 @@ mod tests {
             .map(|s| s.labels[0].1.as_str())
             .collect();
         assert_eq!(froms, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_later_family_with_another_type_or_help_and_repeated_label_sets_are_dropped() {
+        let merged = merge_families(vec![
+            MetricFamily::gauge("m", "h")
+                .with(&[("a", "1")], 1.0)
+                .with(&[("a", "2")], 2.0),
+            // Another type: dropped whole.
+            MetricFamily::counter("m", "h").with(&[("a", "3")], 3.0),
+            // Another help: dropped whole.
+            MetricFamily::gauge("m", "other").with(&[("a", "4")], 4.0),
+            // Same type and help: joined, but the label set a=2 is there already.
+            MetricFamily::gauge("m", "h")
+                .with(&[("a", "2")], 20.0)
+                .with(&[("a", "5")], 5.0),
+        ]);
+        assert_eq!(merged.len(), 1);
+        let values: Vec<f64> = merged[0].samples.iter().map(|s| s.value).collect();
+        assert_eq!(values, [1.0, 2.0, 5.0]);
+        assert_eq!(merged[0].kind, crate::MetricType::Gauge);
     }
 
     struct Fixed(&'static str, f64);
@@ -505,6 +583,34 @@ mod tests {
             .iter()
             .find(|s| s.labels.iter().any(|(_, v)| v == label))
             .map(|s| s.value)
+    }
+
+    /// Emits a family with the name of the runner's success series.
+    struct Impostor;
+    impl BlockingCollector for Impostor {
+        fn name(&self) -> &'static str {
+            "impostor"
+        }
+        fn collect(&self) -> CollectResult {
+            Ok(vec![MetricFamily::gauge("demo_collector_success", "Fake.")
+                .with(&[("collector", "nothing")], 1.0)])
+        }
+    }
+
+    #[tokio::test]
+    async fn a_collected_family_named_like_a_health_series_is_dropped() {
+        let mut collectors = Collectors::new("demo");
+        collectors.add_blocking(Impostor);
+        let families = collectors
+            .collect(&Selection::All, Duration::from_secs(5))
+            .await;
+        let named: Vec<&MetricFamily> = families
+            .iter()
+            .filter(|f| f.name == "demo_collector_success")
+            .collect();
+        assert_eq!(named.len(), 1, "{families:?}");
+        assert_eq!(named[0].help, "Whether a collector succeeded.");
+        assert_eq!(value(&families, "demo_collector_success", "nothing"), None);
     }
 
     #[tokio::test]

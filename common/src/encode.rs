@@ -87,6 +87,7 @@ fn write_text_family(out: &mut String, family: &MetricFamily) {
         MetricType::Counter => "counter",
         MetricType::Gauge => "gauge",
         MetricType::Histogram => "histogram",
+        MetricType::Summary => "summary",
         MetricType::Untyped => "untyped",
     };
     out.push_str("# HELP ");
@@ -111,6 +112,7 @@ fn write_openmetrics_family(out: &mut String, family: &MetricFamily) {
         },
         MetricType::Gauge => (&*family.name, "gauge", ""),
         MetricType::Histogram => (&*family.name, "histogram", ""),
+        MetricType::Summary => (&*family.name, "summary", ""),
         MetricType::Untyped => (&*family.name, "unknown", ""),
     };
     out.push_str("# TYPE ");
@@ -127,8 +129,10 @@ fn write_openmetrics_family(out: &mut String, family: &MetricFamily) {
 
 fn write_samples(out: &mut String, base: &str, family: &MetricFamily, suffix: &str) {
     for sample in &family.samples {
-        match &sample.histogram {
-            None => {
+        match (&sample.histogram, &sample.summary) {
+            (Some(h), _) => write_histogram(out, base, sample, h),
+            (None, Some(s)) => write_summary(out, base, sample, s),
+            (None, None) => {
                 out.push_str(base);
                 out.push_str(suffix);
                 write_labels(out, &sample.labels, None);
@@ -136,9 +140,32 @@ fn write_samples(out: &mut String, base: &str, family: &MetricFamily, suffix: &s
                 write_value(out, sample.value);
                 out.push('\n');
             }
-            Some(h) => write_histogram(out, base, sample, h),
         }
     }
+}
+
+/// The same lines in both formats: one per quantile, then `_sum` and `_count`.
+fn write_summary(out: &mut String, base: &str, sample: &Sample, s: &crate::metrics::SummaryValue) {
+    let mut quantile = String::new();
+    for &(q, value) in &s.quantiles {
+        quantile.clear();
+        write_value(&mut quantile, q);
+        out.push_str(base);
+        write_labels(out, &sample.labels, Some(("quantile", &quantile)));
+        out.push(' ');
+        write_value(out, value);
+        out.push('\n');
+    }
+    out.push_str(base);
+    out.push_str("_sum");
+    write_labels(out, &sample.labels, None);
+    out.push(' ');
+    write_value(out, s.sum);
+    out.push('\n');
+    out.push_str(base);
+    out.push_str("_count");
+    write_labels(out, &sample.labels, None);
+    let _ = writeln!(out, " {}", s.count);
 }
 
 fn write_histogram(
@@ -148,12 +175,12 @@ fn write_histogram(
     h: &crate::metrics::HistogramValue,
 ) {
     let mut bound = String::new();
-    for (upper, count) in h
+    let has_inf = h
         .buckets
-        .iter()
-        .copied()
-        .chain(std::iter::once((f64::INFINITY, h.count)))
-    {
+        .last()
+        .is_some_and(|(upper, _)| *upper == f64::INFINITY);
+    let implicit_inf = (!has_inf).then_some((f64::INFINITY, h.count));
+    for (upper, count) in h.buckets.iter().copied().chain(implicit_inf) {
         bound.clear();
         write_value(&mut bound, upper);
         out.push_str(base);
@@ -355,6 +382,47 @@ mod tests {
         assert!(text.contains("demo_seconds_bucket{route=\"/x\",le=\"+Inf\"} 4\n"));
         assert!(text.contains("demo_seconds_sum{route=\"/x\"} 2.5\n"));
         assert!(text.contains("demo_seconds_count{route=\"/x\"} 4\n"));
+
+        // A list that ends with +Inf keeps its count, and no second +Inf line is added.
+        let mut family = MetricFamily::histogram("demo_seconds", "Latency.");
+        family.push_histogram::<&str, &str>(
+            &[],
+            HistogramValue {
+                buckets: vec![(1.0, 3), (f64::INFINITY, 5)],
+                sum: 2.5,
+                count: 6,
+            },
+        );
+        let text = encode(&[family], Format::Text);
+        assert_eq!(text.matches("le=\"+Inf\"").count(), 1, "{text}");
+        assert!(text.contains("demo_seconds_bucket{le=\"+Inf\"} 5\n"));
+        assert!(text.contains("demo_seconds_count 6\n"));
+    }
+
+    #[test]
+    fn summaries_have_quantiles_sum_and_count_in_both_formats() {
+        let mut family = MetricFamily::new("demo_rpc_seconds", "RPC latency.", MetricType::Summary);
+        family.push_summary(
+            &[("service", "a")],
+            crate::metrics::SummaryValue {
+                quantiles: vec![(0.5, 0.25), (0.99, f64::NAN)],
+                sum: 12.5,
+                count: 40,
+            },
+        );
+        let text = encode(std::slice::from_ref(&family), Format::Text);
+        assert_eq!(
+            text,
+            "# HELP demo_rpc_seconds RPC latency.\n\
+             # TYPE demo_rpc_seconds summary\n\
+             demo_rpc_seconds{service=\"a\",quantile=\"0.5\"} 0.25\n\
+             demo_rpc_seconds{service=\"a\",quantile=\"0.99\"} NaN\n\
+             demo_rpc_seconds_sum{service=\"a\"} 12.5\n\
+             demo_rpc_seconds_count{service=\"a\"} 40\n"
+        );
+        let om = encode(&[family], Format::OpenMetrics);
+        assert!(om.starts_with("# TYPE demo_rpc_seconds summary\n"), "{om}");
+        assert!(om.contains("\ndemo_rpc_seconds_count{service=\"a\"} 40\n# EOF\n"));
     }
 
     #[test]

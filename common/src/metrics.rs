@@ -3,12 +3,14 @@
 //! Prometheus text format and OpenMetrics from it without a registry in between.
 
 /// The metric types we emit. `Untyped` exists for series whose type is not known (OpenMetrics
-/// calls it `unknown`).
+/// calls it `unknown`). `Summary` comes only from files passed through (host-exporter's
+/// textfile collector): no exporter here computes quantiles itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MetricType {
     Counter,
     Gauge,
     Histogram,
+    Summary,
     Untyped,
 }
 
@@ -17,18 +19,30 @@ pub enum MetricType {
 pub type LabelName = std::borrow::Cow<'static, str>;
 
 /// One sample: the label pairs (in output order) and the value. For a histogram the buckets,
-/// sum and count live in `histogram` and `value` is unused.
+/// sum and count live in `histogram`, for a summary its quantiles, sum and count in `summary`;
+/// `value` is then unused.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
     pub labels: Vec<(LabelName, String)>,
     pub value: f64,
     pub histogram: Option<HistogramValue>,
+    pub summary: Option<SummaryValue>,
 }
 
-/// Cumulative bucket counts by upper bound (ascending, without `+Inf`), plus sum and count.
+/// Cumulative bucket counts by upper bound (ascending), plus sum and count. The `+Inf` bucket
+/// is written with `count` unless the list ends with one of its own (a histogram passed through
+/// from a file, whose `+Inf` count may differ from its `_count`, as client_golang keeps it).
 #[derive(Clone, Debug, PartialEq)]
 pub struct HistogramValue {
     pub buckets: Vec<(f64, u64)>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+/// Quantiles (ascending by quantile, each with its value), plus sum and count.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SummaryValue {
+    pub quantiles: Vec<(f64, f64)>,
     pub sum: f64,
     pub count: u64,
 }
@@ -97,6 +111,7 @@ impl MetricFamily {
                 .collect(),
             value,
             histogram: None,
+            summary: None,
         });
     }
 
@@ -112,6 +127,23 @@ impl MetricFamily {
                 .collect(),
             value: 0.0,
             histogram: Some(value),
+            summary: None,
+        });
+    }
+
+    pub fn push_summary<K: Into<LabelName> + Clone, V: AsRef<str>>(
+        &mut self,
+        labels: &[(K, V)],
+        value: SummaryValue,
+    ) {
+        self.samples.push(Sample {
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.clone().into(), v.as_ref().to_string()))
+                .collect(),
+            value: 0.0,
+            histogram: None,
+            summary: Some(value),
         });
     }
 

@@ -157,8 +157,21 @@ impl Server {
         let deadline = scrape_deadline(self.options.scrape_timeout, req.headers());
         let mut families = self.collectors.collect(&selection, deadline).await;
         if !self.options.disable_exporter_metrics {
-            families.extend(process::process_metrics());
-            families.push(process::build_info(self.spec.metric_prefix, &self.version));
+            let mut own = process::process_metrics();
+            own.push(process::build_info(self.spec.metric_prefix, &self.version));
+            // The exporter's own series win over a collected family of the same name (a file
+            // of host-exporter's textfile collector can name anything), as in node_exporter.
+            families.retain(|f| {
+                let clash = own.iter().any(|o| o.name == f.name);
+                if clash {
+                    log::error(
+                        "dropping a collected family that has the name of the exporter's own",
+                        &[("family", &f.name)],
+                    );
+                }
+                !clash
+            });
+            families.extend(own);
         }
         let format = Format::negotiate(
             req.headers()

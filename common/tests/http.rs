@@ -685,7 +685,13 @@ fn a_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
     client
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         .unwrap();
-    // Read nothing for a while: the server's writes block, and it gives up after its timeout.
+    // Once the answer has begun (building 400,000 series can take seconds in a debug build on a
+    // busy machine), read nothing for a while: the server's writes block, and it gives up after
+    // its timeout.
+    client
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    client.peek(&mut [0u8; 1]).expect("no answer began");
     std::thread::sleep(Duration::from_secs(3));
     client
         .set_read_timeout(Some(Duration::from_secs(20)))

@@ -61,6 +61,7 @@ static SPEC: ExporterSpec = ExporterSpec {
         CollectorSpec { name: "timex", default_enabled: true, help: "clock synchronisation state (adjtimex)" },
         CollectorSpec { name: "vmstat", default_enabled: true, help: "paging, swapping and OOM counters from /proc/vmstat" },
         CollectorSpec { name: "watchdog", default_enabled: true, help: "watchdog devices" },
+        CollectorSpec { name: "textfile", default_enabled: true, help: "metrics from *.prom files in --collector.textfile.directory" },
     ],
 };
 
@@ -189,6 +190,11 @@ fn own_args() -> Vec<Arg> {
             Some("^$"),
             "Regexp of power supplies to ignore for powersupplyclass collector",
         ),
+        // Repeatable, no default: as node_exporter, which reads nothing until told where.
+        Arg::new("collector.textfile.directory")
+            .long("collector.textfile.directory")
+            .action(clap::ArgAction::Append)
+            .help("Directory to read text files with metrics from, supports glob matching (repeatable)"),
     ]
 }
 
@@ -314,6 +320,9 @@ fn build(settings: &Settings, collectors: &mut Collectors) -> Result<(), CliOutc
     collectors.add_blocking(timex::Timex::new());
     collectors.add_blocking(vmstat::Vmstat::new(&paths, vmstat_fields));
     collectors.add_blocking(watchdog::Watchdog::new(&paths));
+    collectors.add_blocking(textfile::Textfile::new(
+        settings.values("collector.textfile.directory")?,
+    ));
     Ok(())
 }
 

@@ -21,10 +21,29 @@ fn start_on(name: &str, extra: &[&str]) -> ExporterProcess {
         format!("--path.sysfs={}", root.join("sys").display()),
         format!("--path.rootfs={}", root.join("rootfs").display()),
         format!("--path.udev.data={}", root.join("udev").display()),
+        format!(
+            "--collector.textfile.directory={}",
+            root.join("textfile").display()
+        ),
     ];
+    pin_textfile_mtimes(&root.join("textfile"));
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     ExporterProcess::start(BINARY, &args, &[])
+}
+
+/// The textfile fixture's files get a fixed mtime, so `node_textfile_mtime_seconds` is stable.
+fn pin_textfile_mtimes(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_733_540_000);
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            let file = std::fs::File::options().write(true).open(entry.path());
+            file.and_then(|f| f.set_modified(at)).unwrap();
+        }
+    }
 }
 
 /// The exposition with the host-dependent families and the fixture's absolute path removed.
@@ -99,6 +118,7 @@ fn full_fixture_matches_golden_output() {
         "timex",
         "vmstat",
         "watchdog",
+        "textfile",
     ] {
         assert_eq!(
             success(&text, collector),
@@ -153,6 +173,7 @@ fn broken_files_fail_only_their_collector_and_are_logged() {
         ("timex", 1.0),
         ("vmstat", 1.0),
         ("watchdog", 1.0),
+        ("textfile", 1.0),
     ] {
         assert_eq!(success(&text, collector), Some(expected), "{collector}");
     }
@@ -207,6 +228,13 @@ fn broken_files_fail_only_their_collector_and_are_logged() {
         "skipping unparsable cpufreq value".to_string(),
         "skipping unparsable power supply value".to_string(),
         "skipping unparsable watchdog value".to_string(),
+        // Each textfile that is left out, with its path.
+        format!("{}/garbage.prom", root.join("textfile").display()),
+        format!("{}/timestamps.prom", root.join("textfile").display()),
+        format!("{}/truncated.prom", root.join("textfile").display()),
+        format!("{}/bad_escape.prom", root.join("textfile").display()),
+        format!("{}/directory.prom", root.join("textfile").display()),
+        "inconsistent metric help text".to_string(),
     ] {
         assert!(log.contains(&expected), "log lacks {expected:?}:\n{log}");
     }

@@ -10,6 +10,7 @@ pub mod netdev;
 pub mod pressure;
 pub mod rapl;
 pub mod stat;
+pub mod textfile;
 pub mod thermal_zone;
 pub mod time;
 pub mod uname;
