@@ -67,16 +67,20 @@ fi
 listener() {
   local port_hex
   port_hex=$(printf '%04X' "$1")
-  cat "$root/proc/net/tcp" "$root/proc/net/tcp6" 2>/dev/null | awk -v p="$port_hex" '
+  # awk reads the files itself: a pipe from cat would die of SIGPIPE when awk is done early.
+  local files=()
+  for f in "$root/proc/net/tcp" "$root/proc/net/tcp6"; do [ -r "$f" ] && files+=("$f"); done
+  [ "${#files[@]}" -gt 0 ] || return 0
+  awk -v p="$port_hex" '
     $4 == "0A" {
       split($2, a, ":")
       if (toupper(a[2]) != p) next
       ip = toupper(a[1])
-      if (ip ~ /^0+$/) { print "any"; exit }
-      if (ip == "0100007F" || ip == "00000000000000000000000001000000") { found = "loopback"; next }
-      if (found == "") found = "other"
+      if (ip ~ /^0+$/) { found = "any"; next }
+      if (ip == "0100007F" || ip == "00000000000000000000000001000000") { if (found == "") found = "loopback"; next }
+      if (found == "" || found == "loopback") found = "other"
     }
-    END { if (found != "") print found }'
+    END { if (found != "") print found }' "${files[@]}"
 }
 upstreams=()
 proxies=()
@@ -111,6 +115,7 @@ if ! awk '$5 == "/" { for (i = 7; $i != "-"; i++) if ($i ~ /^shared:/) s = 1 } E
 fi
 
 # --- compose/.env
+mkdir -p "$compose_dir"
 env_file="$compose_dir/.env"
 [ -f "$env_file" ] && cp "$env_file" "$env_file.previous"
 join() { local IFS=,; echo "$*"; }

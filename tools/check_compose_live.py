@@ -172,13 +172,17 @@ CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prome
 """, {"prometheus": shutil.which("prometheus")}, tmp, created)
     build_image(pins["alertmanager"], f"""FROM {BASE_IMAGE}
 COPY alertmanager /bin/alertmanager
+# Debian's build reads its default notification templates from here (the official one embeds them).
+COPY default.tmpl email.tmpl /usr/share/prometheus/alertmanager/
 RUN ln -s /bin/busybox /bin/wget && mkdir -p /etc/alertmanager /alertmanager && chown 65534:65534 /alertmanager
 USER 65534
 WORKDIR /alertmanager
 EXPOSE 9093
 ENTRYPOINT ["/bin/alertmanager"]
 CMD ["--config.file=/etc/alertmanager/alertmanager.yml", "--storage.path=/alertmanager"]
-""", {"alertmanager": shutil.which("prometheus-alertmanager")}, tmp, created)
+""", {"alertmanager": shutil.which("prometheus-alertmanager"),
+        "default.tmpl": "/usr/share/prometheus/alertmanager/default.tmpl",
+        "email.tmpl": "/usr/share/prometheus/alertmanager/email.tmpl"}, tmp, created)
     build_image(pins["check-secrets"], f"FROM {BASE_IMAGE}\nCMD [\"bash\"]\n", {}, tmp, created)
     # The exporters as compose/Dockerfile's final stage has them: /usr/local/bin, a busybox for
     # wget, a non-root user.
@@ -199,8 +203,9 @@ def check_build_context(tmp):
     made_dir = not os.path.isdir(secrets)
     os.makedirs(secrets, exist_ok=True)
     canary = os.path.join(secrets, f"live-canary-{os.getpid()}")
+    secret = os.urandom(12).hex()  # a value found nowhere else in the tree
     with open(canary, "w") as f:
-        f.write("a secret that must never reach an image")
+        f.write(secret)
     tag = f"llm-stack-live/context-probe:{os.getpid()}"
     dockerfile = os.path.join(tmp, "Dockerfile.context")
     with open(dockerfile, "w") as f:
@@ -210,7 +215,7 @@ def check_build_context(tmp):
            env={**os.environ, "DOCKER_BUILDKIT": "0"}, capture=True)
         probe = ("test -f /ctx/Cargo.toml && test -f /ctx/compose/Dockerfile && "
                  "test ! -e /ctx/compose/secrets && test ! -e /ctx/target && test ! -e /ctx/.git && "
-                 "! grep -rqs 'must never reach an image' /ctx")
+                 f"! grep -rqs {secret} /ctx")
         r = sh("docker", "run", "--rm", "--network", "none", "--entrypoint", "sh", tag, "-c", probe,
                check=False, capture=True)
         if r.returncode != 0:
@@ -306,8 +311,9 @@ def run(a, tmp):
     log(f"stand-in images: {', '.join(created) or 'already there'}")
     check_build_context(tmp)
 
-    gateway = sh("docker", "network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}",
-                 capture=True).stdout.strip()
+    # host.docker.internal (host-gateway) is the default bridge's address on the host.
+    gateway = re.search(r"inet (\d+\.\d+\.\d+\.\d+)/", sh("ip", "-4", "-o", "addr", "show", "docker0",
+                                                          capture=True).stdout).group(1)
     block_outside(gateway)
 
     # The fakes the containers reach through host.docker.internal (the bridge's gateway).
@@ -436,6 +442,8 @@ def run(a, tmp):
     # The GPU profiles' checks, alone as on a host without GPUs: they fail and say why.
     real = ["docker-compose", "-p", project, "-f", os.path.join(ROOT, "compose/compose.yaml"),
             "--env-file", env_file, "--profile", "nvidia", "--profile", "rocm"]
+    # `run` creates the project's volumes of this file (grafana-data too): remove them after.
+    cleanups.append(lambda: sh(*real, "down", "-v", "--remove-orphans", check=False, capture=True))
     for check, needle in (("check-rocm", "no /dev/kfd"), ("check-nvidia", "NVIDIA")):
         r = sh(*real, "run", "--rm", "--no-deps", check, check=False, capture=True)
         if r.returncode == 0 or needle not in r.stdout:
@@ -469,10 +477,12 @@ def main():
                 step()
             except Exception as e:  # noqa: BLE001
                 log(f"cleanup: {e}")
-        leftovers = sh("docker", "ps", "-a", "-q", "--filter", f"label=com.docker.compose.project=llmlive{os.getpid()}",
-                       check=False, capture=True).stdout.split() if shutil.which("docker") else []
-        if leftovers:
-            fail(f"containers left behind: {leftovers}")
+        label = f"label=com.docker.compose.project=llmlive{os.getpid()}"
+        for kind in ("container", "network", "volume"):
+            every = ["-a"] if kind == "container" else []
+            listed = sh("docker", kind, "ls", "-q", *every, "--filter", label, check=False, capture=True)
+            if listed.returncode == 0 and listed.stdout.split():
+                fail(f"{kind}s left behind: {listed.stdout.split()}")
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     if failures:
