@@ -37,6 +37,10 @@ static SPEC: ExporterSpec = ExporterSpec {
         CollectorSpec { name: "hwmon", default_enabled: true, help: "hardware sensors" },
         CollectorSpec { name: "thermal_zone", default_enabled: true, help: "thermal zones and cooling devices" },
         CollectorSpec { name: "rapl", default_enabled: true, help: "RAPL energy counters" },
+        CollectorSpec { name: "mdadm", default_enabled: true, help: "software RAID arrays from /proc/mdstat" },
+        CollectorSpec { name: "nfs", default_enabled: true, help: "NFS client RPC statistics" },
+        CollectorSpec { name: "xfs", default_enabled: true, help: "XFS statistics per filesystem" },
+        CollectorSpec { name: "nvme", default_enabled: true, help: "NVMe controllers and namespaces" },
     ],
 };
 
@@ -160,6 +164,10 @@ fn build(settings: &Settings, collectors: &mut Collectors) -> Result<(), CliOutc
     collectors.add_blocking(hwmon::Hwmon::new(&paths));
     collectors.add_blocking(thermal_zone::ThermalZone::new(&paths));
     collectors.add_blocking(rapl::Rapl::new(&paths));
+    collectors.add_blocking(mdadm::Mdadm::new(&paths));
+    collectors.add_blocking(nfs::Nfs::new(&paths));
+    collectors.add_blocking(xfs::Xfs::new(&paths));
+    collectors.add_blocking(nvme::Nvme::new(&paths));
     Ok(())
 }
 

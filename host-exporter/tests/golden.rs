@@ -69,6 +69,10 @@ fn full_fixture_matches_golden_output() {
         "hwmon",
         "thermal_zone",
         "rapl",
+        "mdadm",
+        "nfs",
+        "xfs",
+        "nvme",
     ] {
         assert_eq!(
             success(&text, collector),
@@ -100,9 +104,18 @@ fn broken_files_fail_only_their_collector_and_are_logged() {
         ("rapl", 1.0),
         ("uname", 1.0),
         ("time", 1.0),
+        // Storage: garbage mdstat and nfs files fail their collector; a truncated xfs stats
+        // file and an nvme controller missing attributes are skipped, the rest reported.
+        ("mdadm", 0.0),
+        ("nfs", 0.0),
+        ("xfs", 1.0),
+        ("nvme", 1.0),
     ] {
         assert_eq!(success(&text, collector), Some(expected), "{collector}");
     }
+    assert!(text.contains("node_xfs_read_calls_total{device=\"sdc1\"} 1976\n"));
+    assert!(!text.contains("device=\"sdb1\""));
+    assert!(!text.contains("node_nvme_info"));
     // What still parsed is served.
     assert!(
         text.contains("node_memory_MemTotal_bytes 25276063744\n"),
@@ -123,6 +136,10 @@ fn broken_files_fail_only_their_collector_and_are_logged() {
         "skipping unparsable meminfo line".to_string(),
         "skipping unparsable mountinfo line".to_string(),
         "skipping unparsable pressure line".to_string(),
+        format!("{}/mdstat", root.join("proc").display()),
+        format!("{}/net/rpc/nfs", root.join("proc").display()),
+        format!("{}/fs/xfs/sdb1/stats/stats", root.join("sys").display()),
+        format!("{}/class/nvme/nvme0/", root.join("sys").display()),
     ] {
         assert!(log.contains(&expected), "log lacks {expected:?}:\n{log}");
     }

@@ -13,3 +13,8 @@ pub mod stat;
 pub mod thermal_zone;
 pub mod time;
 pub mod uname;
+// Storage collectors.
+pub mod mdadm;
+pub mod nfs;
+pub mod nvme;
+pub mod xfs;
