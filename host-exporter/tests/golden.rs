@@ -73,6 +73,7 @@ fn full_fixture_matches_golden_output() {
         "nfs",
         "xfs",
         "nvme",
+        "zfs",
     ] {
         assert_eq!(
             success(&text, collector),
@@ -110,12 +111,18 @@ fn broken_files_fail_only_their_collector_and_are_logged() {
         ("nfs", 0.0),
         ("xfs", 1.0),
         ("nvme", 1.0),
+        // Bad kstat files are skipped one by one, the pool's state still reported.
+        ("zfs", 1.0),
     ] {
         assert_eq!(success(&text, collector), Some(expected), "{collector}");
     }
     assert!(text.contains("node_xfs_read_calls_total{device=\"sdc1\"} 1976\n"));
     assert!(!text.contains("device=\"sdb1\""));
     assert!(!text.contains("node_nvme_info"));
+    assert!(text.contains("node_zfs_abd_linear_cnt 7421\n"));
+    assert!(text.contains("node_zfs_zpool_state{zpool=\"bpool\",state=\"suspended\"} 1\n"));
+    assert!(!text.contains("node_zfs_arc_"));
+    assert!(!text.contains("node_zfs_zpool_nread"));
     // What still parsed is served.
     assert!(
         text.contains("node_memory_MemTotal_bytes 25276063744\n"),
@@ -140,6 +147,12 @@ fn broken_files_fail_only_their_collector_and_are_logged() {
         format!("{}/net/rpc/nfs", root.join("proc").display()),
         format!("{}/fs/xfs/sdb1/stats/stats", root.join("sys").display()),
         format!("{}/class/nvme/nvme0/", root.join("sys").display()),
+        format!("{}/spl/kstat/zfs/arcstats", root.join("proc").display()),
+        format!("{}/spl/kstat/zfs/bpool/io", root.join("proc").display()),
+        format!(
+            "{}/spl/kstat/zfs/bpool/objset-0x36",
+            root.join("proc").display()
+        ),
     ] {
         assert!(log.contains(&expected), "log lacks {expected:?}:\n{log}");
     }

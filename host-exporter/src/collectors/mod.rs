@@ -18,3 +18,4 @@ pub mod mdadm;
 pub mod nfs;
 pub mod nvme;
 pub mod xfs;
+pub mod zfs;
