@@ -41,6 +41,7 @@ static SPEC: ExporterSpec = ExporterSpec {
         CollectorSpec { name: "nfs", default_enabled: true, help: "NFS client RPC statistics" },
         CollectorSpec { name: "xfs", default_enabled: true, help: "XFS statistics per filesystem" },
         CollectorSpec { name: "nvme", default_enabled: true, help: "NVMe controllers and namespaces" },
+        CollectorSpec { name: "btrfs", default_enabled: true, help: "btrfs space, commits and device errors" },
         CollectorSpec { name: "zfs", default_enabled: true, help: "ZFS ARC and module statistics, pool I/O, datasets and state" },
     ],
 };
@@ -170,6 +171,7 @@ fn build(settings: &Settings, collectors: &mut Collectors) -> Result<(), CliOutc
     collectors.add_blocking(xfs::Xfs::new(&paths));
     collectors.add_blocking(nvme::Nvme::new(&paths));
     collectors.add_blocking(zfs::Zfs::new(&paths));
+    collectors.add_blocking(btrfs::Btrfs::new(&paths));
     Ok(())
 }
 

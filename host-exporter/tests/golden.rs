@@ -74,6 +74,7 @@ fn full_fixture_matches_golden_output() {
         "xfs",
         "nvme",
         "zfs",
+        "btrfs",
     ] {
         assert_eq!(
             success(&text, collector),
@@ -113,6 +114,8 @@ fn broken_files_fail_only_their_collector_and_are_logged() {
         ("nvme", 1.0),
         // Bad kstat files are skipped one by one, the pool's state still reported.
         ("zfs", 1.0),
+        // A filesystem with garbage commit_stats is skipped; an unparsable number counts 0.
+        ("btrfs", 1.0),
     ] {
         assert_eq!(success(&text, collector), Some(expected), "{collector}");
     }
@@ -123,6 +126,10 @@ fn broken_files_fail_only_their_collector_and_are_logged() {
     assert!(text.contains("node_zfs_zpool_state{zpool=\"bpool\",state=\"suspended\"} 1\n"));
     assert!(!text.contains("node_zfs_arc_"));
     assert!(!text.contains("node_zfs_zpool_nread"));
+    assert!(!text.contains("b0b20a59-d456-4e7d-afe4-94e6da0c0fd7"));
+    assert!(text.contains(
+        "node_btrfs_global_rsv_size_bytes{uuid=\"7f3c2b1e-5a6d-4e8f-9a0b-1c2d3e4f5a6b\"} 0\n"
+    ));
     // What still parsed is served.
     assert!(
         text.contains("node_memory_MemTotal_bytes 25276063744\n"),

@@ -10,7 +10,7 @@ const BINARY: &str = env!("CARGO_BIN_EXE_host-exporter");
 const NODE_EXPORTER: &str = "prometheus-node-exporter";
 
 /// Collectors both have; node_exporter is limited to these.
-const COLLECTORS: [&str; 18] = [
+const COLLECTORS: [&str; 19] = [
     "cpu",
     "meminfo",
     "filesystem",
@@ -29,10 +29,11 @@ const COLLECTORS: [&str; 18] = [
     "xfs",
     "nvme",
     "zfs",
+    "btrfs",
 ];
 
 /// Families that node_exporter added after Debian's 1.5.0 and that we already emit.
-const NEWER_THAN_DEBIAN: [&str; 9] = [
+const NEWER_THAN_DEBIAN: [&str; 13] = [
     "node_pressure_cpu_stalled_seconds_total",
     "node_pressure_irq_stalled_seconds_total",
     // NVMe namespaces (node_exporter 1.10).
@@ -44,6 +45,11 @@ const NEWER_THAN_DEBIAN: [&str; 9] = [
     // Signed (int64) ZFS kstats: node_exporter reads them since 1.7.
     "node_zfs_arc_memory_available_bytes",
     "node_zfs_arc_memory_free_bytes",
+    // btrfs commit statistics (node_exporter 1.7, Linux 6.0+).
+    "node_btrfs_commits_total",
+    "node_btrfs_commit_seconds_total",
+    "node_btrfs_last_commit_seconds",
+    "node_btrfs_max_commit_seconds",
 ];
 
 /// Labels that node_exporter added to a family after Debian's 1.5.0: left out of our series
@@ -252,9 +258,9 @@ fn same_names_types_labels_and_values_as_node_exporter() {
 }
 
 /// Collectors whose kernel interfaces this test machine may lack (no md arrays, no NFS mounts,
-/// no NVMe, no mounted XFS, no ZFS): both programs read the checked-in fixture tree instead, where
+/// no NVMe, no mounted XFS, no ZFS, no btrfs): both programs read the checked-in fixture tree instead, where
 /// every value must be identical.
-const FIXTURE_COLLECTORS: [&str; 5] = ["mdadm", "nfs", "xfs", "nvme", "zfs"];
+const FIXTURE_COLLECTORS: [&str; 6] = ["mdadm", "nfs", "xfs", "nvme", "zfs", "btrfs"];
 
 #[test]
 fn storage_collectors_read_the_fixture_tree_as_node_exporter_does() {
