@@ -39,6 +39,7 @@ static SPEC: ExporterSpec = ExporterSpec {
         CollectorSpec { name: "rapl", default_enabled: true, help: "RAPL energy counters" },
         CollectorSpec { name: "mdadm", default_enabled: true, help: "software RAID arrays from /proc/mdstat" },
         CollectorSpec { name: "nfs", default_enabled: true, help: "NFS client RPC statistics" },
+        CollectorSpec { name: "nfsd", default_enabled: true, help: "NFS server RPC statistics" },
         CollectorSpec { name: "xfs", default_enabled: true, help: "XFS statistics per filesystem" },
         CollectorSpec { name: "nvme", default_enabled: true, help: "NVMe controllers and namespaces" },
         CollectorSpec { name: "btrfs", default_enabled: true, help: "btrfs space, commits and device errors" },
@@ -168,6 +169,7 @@ fn build(settings: &Settings, collectors: &mut Collectors) -> Result<(), CliOutc
     collectors.add_blocking(rapl::Rapl::new(&paths));
     collectors.add_blocking(mdadm::Mdadm::new(&paths));
     collectors.add_blocking(nfs::Nfs::new(&paths));
+    collectors.add_blocking(nfsd::Nfsd::new(&paths));
     collectors.add_blocking(xfs::Xfs::new(&paths));
     collectors.add_blocking(nvme::Nvme::new(&paths));
     collectors.add_blocking(zfs::Zfs::new(&paths));

@@ -75,6 +75,7 @@ fn full_fixture_matches_golden_output() {
         "nvme",
         "zfs",
         "btrfs",
+        "nfsd",
     ] {
         assert_eq!(
             success(&text, collector),
@@ -116,6 +117,7 @@ fn broken_files_fail_only_their_collector_and_are_logged() {
         ("zfs", 1.0),
         // A filesystem with garbage commit_stats is skipped; an unparsable number counts 0.
         ("btrfs", 1.0),
+        ("nfsd", 0.0),
     ] {
         assert_eq!(success(&text, collector), Some(expected), "{collector}");
     }
@@ -152,6 +154,7 @@ fn broken_files_fail_only_their_collector_and_are_logged() {
         "skipping unparsable pressure line".to_string(),
         format!("{}/mdstat", root.join("proc").display()),
         format!("{}/net/rpc/nfs", root.join("proc").display()),
+        format!("{}/net/rpc/nfsd", root.join("proc").display()),
         format!("{}/fs/xfs/sdb1/stats/stats", root.join("sys").display()),
         format!("{}/class/nvme/nvme0/", root.join("sys").display()),
         format!("{}/spl/kstat/zfs/arcstats", root.join("proc").display()),

@@ -17,6 +17,7 @@ pub mod uname;
 pub mod btrfs;
 pub mod mdadm;
 pub mod nfs;
+pub mod nfsd;
 pub mod nvme;
 pub mod xfs;
 pub mod zfs;
