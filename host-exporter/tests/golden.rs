@@ -369,3 +369,110 @@ fn names_that_are_not_utf8_keep_their_series_and_endless_files_are_refused() {
     drop(exporter);
     std::fs::remove_dir_all(&proc_dir).unwrap();
 }
+
+/// The storage collectors on hostile files: a symlink loop, an endless file, a FIFO nobody
+/// writes, names that are not UTF-8. Each fails only itself (or skips the entry) with the
+/// path in the log, keeps the entries that are fine, and the scrape answers.
+#[test]
+fn storage_collectors_survive_hostile_files() {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::symlink;
+    let root = fixture("full");
+    let dir = std::env::temp_dir().join(format!("golden-storage-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (proc_dir, sys_dir) = (dir.join("proc"), dir.join("sys"));
+    std::fs::create_dir_all(&dir).unwrap();
+    // cp -a: the sys tree holds symlinks, as the real one does.
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .args([root.join("proc"), root.join("sys")])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+
+    // mdstat: a symlink loop (ELOOP). nfs: endless. nfsd: a FIFO without a writer.
+    std::fs::remove_file(proc_dir.join("mdstat")).unwrap();
+    symlink("mdstat", proc_dir.join("mdstat")).unwrap();
+    std::fs::remove_file(proc_dir.join("net/rpc/nfs")).unwrap();
+    symlink("/dev/zero", proc_dir.join("net/rpc/nfs")).unwrap();
+    let fifo = proc_dir.join("net/rpc/nfsd");
+    std::fs::remove_file(&fifo).unwrap();
+    let c_path = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    // SAFETY: mkfifo reads a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    // zfs: arcstats endless, a pool whose name is not UTF-8.
+    let zfs = proc_dir.join("spl/kstat/zfs");
+    std::fs::remove_file(zfs.join("arcstats")).unwrap();
+    symlink("/dev/zero", zfs.join("arcstats")).unwrap();
+    let odd = |name: &[u8]| std::ffi::OsStr::from_bytes(name).to_os_string();
+    std::fs::rename(zfs.join("tank"), zfs.join(odd(b"ta\xffnk"))).unwrap();
+    // xfs and nvme: device names that are not UTF-8; an nvme attribute that loops.
+    let xfs = sys_dir.join("fs/xfs");
+    std::fs::rename(xfs.join("vda2"), xfs.join(odd(b"vd\xfea2"))).unwrap();
+    let nvme = sys_dir.join("class/nvme");
+    std::fs::rename(nvme.join("nvme1"), nvme.join(odd(b"nvme\xff1"))).unwrap();
+    std::fs::remove_file(nvme.join("nvme0/model")).unwrap();
+    symlink("model", nvme.join("nvme0/model")).unwrap();
+    // btrfs: a label that is not UTF-8.
+    std::fs::write(
+        sys_dir.join("fs/btrfs/b0b20a59-d456-4e7d-afe4-94e6da0c0fd7/label"),
+        b"mod\xffels\n",
+    )
+    .unwrap();
+
+    let args = [
+        format!("--path.procfs={}", proc_dir.display()),
+        format!("--path.sysfs={}", sys_dir.display()),
+        format!("--path.rootfs={}", root.join("rootfs").display()),
+        "--scrape.timeout=1s".to_string(),
+        "--collector.disable-defaults".to_string(),
+    ];
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let collectors = ["mdadm", "nfs", "nfsd", "xfs", "nvme", "zfs", "btrfs"];
+    let flags: Vec<String> = collectors
+        .iter()
+        .map(|c| format!("--collector.{c}"))
+        .collect();
+    args.extend(flags.iter().map(String::as_str));
+    let exporter = ExporterProcess::start(BINARY, &args, &[]);
+    let text = exporter.get("/metrics").text();
+    for (collector, expected) in [
+        ("mdadm", 0.0),
+        ("nfs", 0.0),
+        ("nfsd", 0.0),
+        ("xfs", 1.0),
+        ("nvme", 1.0),
+        ("zfs", 1.0),
+        ("btrfs", 1.0),
+    ] {
+        assert_eq!(
+            success(&text, collector),
+            Some(expected),
+            "{collector}\n{text}"
+        );
+    }
+    assert!(text.contains("node_xfs_read_calls_total{device=\"vd\u{fffd}a2\"} 1976\n"));
+    assert!(text.contains("device=\"nvme\u{fffd}1\""), "{text}");
+    assert!(
+        !text.contains("device=\"nvme0\""),
+        "a controller that cannot be read is skipped"
+    );
+    assert!(text.contains("node_zfs_zpool_state{zpool=\"ta\u{fffd}nk\",state=\"degraded\"} 1\n"));
+    assert!(!text.contains("node_zfs_arc_"));
+    assert!(text.contains("node_zfs_abd_linear_cnt 7421\n"));
+    assert!(text.contains("node_btrfs_info{label=\"mod\u{fffd}els\","));
+    let log = exporter.stderr();
+    for expected in [
+        format!("{}/mdstat", proc_dir.display()),
+        format!("{}/net/rpc/nfs:", proc_dir.display()),
+        format!("{}/arcstats", zfs.display()),
+        format!("{}/nvme0/model", nvme.display()),
+        "larger than 8 MiB".to_string(),
+    ] {
+        assert!(log.contains(&expected), "log lacks {expected:?}:\n{log}");
+    }
+    assert_eq!(exporter.get("/-/healthy").status, 200);
+    drop(exporter);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
