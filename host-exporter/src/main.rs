@@ -42,6 +42,7 @@ static SPEC: ExporterSpec = ExporterSpec {
         CollectorSpec { name: "nfsd", default_enabled: true, help: "NFS server RPC statistics" },
         CollectorSpec { name: "xfs", default_enabled: true, help: "XFS statistics per filesystem" },
         CollectorSpec { name: "nvme", default_enabled: true, help: "NVMe controllers and namespaces" },
+        CollectorSpec { name: "tapestats", default_enabled: true, help: "SCSI tape drive statistics" },
         CollectorSpec { name: "btrfs", default_enabled: true, help: "btrfs space, commits and device errors" },
         CollectorSpec { name: "zfs", default_enabled: true, help: "ZFS ARC and module statistics, pool I/O, datasets and state" },
     ],
@@ -109,6 +110,11 @@ fn own_args() -> Vec<Arg> {
             None,
             "Regexp of block devices to include (instead of the exclude)",
         ),
+        opt(
+            "collector.tapestats.ignored-devices",
+            Some(tapestats::DEFAULT_IGNORED_DEVICES),
+            "Regexp of devices to ignore for tapestats.",
+        ),
     ]
 }
 
@@ -174,6 +180,11 @@ fn build(settings: &Settings, collectors: &mut Collectors) -> Result<(), CliOutc
     collectors.add_blocking(nvme::Nvme::new(&paths));
     collectors.add_blocking(zfs::Zfs::new(&paths));
     collectors.add_blocking(btrfs::Btrfs::new(&paths));
+    let key = "collector.tapestats.ignored-devices";
+    let raw = settings.value(key)?.unwrap_or_default();
+    let ignored_tapes =
+        regex_lite::Regex::new(&raw).map_err(|e| settings.invalid(key, &raw, &e.to_string()))?;
+    collectors.add_blocking(tapestats::Tapestats::new(&paths, ignored_tapes));
     Ok(())
 }
 

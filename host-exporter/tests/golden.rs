@@ -76,6 +76,7 @@ fn full_fixture_matches_golden_output() {
         "zfs",
         "btrfs",
         "nfsd",
+        "tapestats",
     ] {
         assert_eq!(
             success(&text, collector),
@@ -118,6 +119,7 @@ fn broken_files_fail_only_their_collector_and_are_logged() {
         // A filesystem with garbage commit_stats is skipped; an unparsable number counts 0.
         ("btrfs", 1.0),
         ("nfsd", 0.0),
+        ("tapestats", 1.0),
     ] {
         assert_eq!(success(&text, collector), Some(expected), "{collector}");
     }
@@ -129,6 +131,10 @@ fn broken_files_fail_only_their_collector_and_are_logged() {
     assert!(!text.contains("node_zfs_arc_"));
     assert!(!text.contains("node_zfs_zpool_nread"));
     assert!(!text.contains("b0b20a59-d456-4e7d-afe4-94e6da0c0fd7"));
+    assert!(
+        !text.contains("node_tape_"),
+        "both tape drives are unreadable"
+    );
     assert!(text.contains(
         "node_btrfs_global_rsv_size_bytes{uuid=\"7f3c2b1e-5a6d-4e8f-9a0b-1c2d3e4f5a6b\"} 0\n"
     ));
@@ -155,6 +161,11 @@ fn broken_files_fail_only_their_collector_and_are_logged() {
         format!("{}/mdstat", root.join("proc").display()),
         format!("{}/net/rpc/nfs", root.join("proc").display()),
         format!("{}/net/rpc/nfsd", root.join("proc").display()),
+        format!(
+            "{}/class/scsi_tape/st0/stats/read_cnt",
+            root.join("sys").display()
+        ),
+        format!("{}/class/scsi_tape/st1/stats", root.join("sys").display()),
         format!("{}/fs/xfs/sdb1/stats/stats", root.join("sys").display()),
         format!("{}/class/nvme/nvme0/", root.join("sys").display()),
         format!("{}/spl/kstat/zfs/arcstats", root.join("proc").display()),
@@ -475,4 +486,36 @@ fn storage_collectors_survive_hostile_files() {
     assert_eq!(exporter.get("/-/healthy").status, 200);
     drop(exporter);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn tapestats_ignores_the_devices_its_flag_names() {
+    let exporter = start_on(
+        "full",
+        &[
+            "--collector.disable-defaults",
+            "--collector.tapestats",
+            "--collector.tapestats.ignored-devices=^st1$",
+        ],
+    );
+    let text = exporter.get("/metrics").text();
+    assert!(
+        text.contains("node_tape_io_now{device=\"st0\"} 1\n"),
+        "{text}"
+    );
+    assert!(!text.contains("device=\"st1\""), "{text}");
+    // The variants of st0 (nst0, st0a) are the same drive, never reported apart.
+    assert!(!text.contains("device=\"nst0\""));
+    assert!(!text.contains("device=\"st0a\""));
+    // A regular expression that does not compile stops the exporter at start, naming the flag.
+    let bad = std::process::Command::new(BINARY)
+        .arg("--collector.tapestats.ignored-devices=(")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("collector.tapestats.ignored-devices"),
+        "{stderr}"
+    );
 }

@@ -10,7 +10,7 @@ const BINARY: &str = env!("CARGO_BIN_EXE_host-exporter");
 const NODE_EXPORTER: &str = "prometheus-node-exporter";
 
 /// Collectors both have; node_exporter is limited to these.
-const COLLECTORS: [&str; 20] = [
+const COLLECTORS: [&str; 21] = [
     "cpu",
     "meminfo",
     "filesystem",
@@ -31,6 +31,7 @@ const COLLECTORS: [&str; 20] = [
     "zfs",
     "btrfs",
     "nfsd",
+    "tapestats",
 ];
 
 /// Families that node_exporter added after Debian's 1.5.0 and that we already emit.
@@ -267,7 +268,16 @@ fn same_names_types_labels_and_values_as_node_exporter() {
 /// Collectors whose kernel interfaces this test machine may lack (no md arrays, no NFS mounts,
 /// no NVMe, no mounted XFS, no ZFS, no btrfs): both programs read the checked-in fixture tree instead, where
 /// every value must be identical.
-const FIXTURE_COLLECTORS: [&str; 7] = ["mdadm", "nfs", "nfsd", "xfs", "nvme", "zfs", "btrfs"];
+const FIXTURE_COLLECTORS: [&str; 8] = [
+    "mdadm",
+    "nfs",
+    "nfsd",
+    "xfs",
+    "nvme",
+    "zfs",
+    "btrfs",
+    "tapestats",
+];
 
 #[test]
 fn storage_collectors_read_the_fixture_tree_as_node_exporter_does() {

@@ -19,5 +19,6 @@ pub mod mdadm;
 pub mod nfs;
 pub mod nfsd;
 pub mod nvme;
+pub mod tapestats;
 pub mod xfs;
 pub mod zfs;
