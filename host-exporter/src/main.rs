@@ -43,6 +43,7 @@ static SPEC: ExporterSpec = ExporterSpec {
         CollectorSpec { name: "xfs", default_enabled: true, help: "XFS statistics per filesystem" },
         CollectorSpec { name: "nvme", default_enabled: true, help: "NVMe controllers and namespaces" },
         CollectorSpec { name: "tapestats", default_enabled: true, help: "SCSI tape drive statistics" },
+        CollectorSpec { name: "dmmultipath", default_enabled: false, help: "device-mapper multipath maps and their paths" },
         CollectorSpec { name: "btrfs", default_enabled: true, help: "btrfs space, commits and device errors" },
         CollectorSpec { name: "zfs", default_enabled: true, help: "ZFS ARC and module statistics, pool I/O, datasets and state" },
     ],
@@ -180,6 +181,7 @@ fn build(settings: &Settings, collectors: &mut Collectors) -> Result<(), CliOutc
     collectors.add_blocking(nvme::Nvme::new(&paths));
     collectors.add_blocking(zfs::Zfs::new(&paths));
     collectors.add_blocking(btrfs::Btrfs::new(&paths));
+    collectors.add_blocking(dmmultipath::DmMultipath::new(&paths));
     let key = "collector.tapestats.ignored-devices";
     let raw = settings.value(key)?.unwrap_or_default();
     let ignored_tapes =

@@ -519,3 +519,52 @@ fn tapestats_ignores_the_devices_its_flag_names() {
         "{stderr}"
     );
 }
+
+/// dmmultipath is off by default, as in node_exporter: its golden lines are checked here. A
+/// multipath map with one path up and one offline; an LVM volume is not a map; a map with an
+/// unparsable attribute is skipped with a log line.
+#[test]
+fn dmmultipath_reports_maps_and_their_paths_when_enabled() {
+    let text = start_on("full", &[]).get("/metrics").text();
+    assert!(!text.contains("node_dmmultipath"), "off by default");
+
+    let exporter = start_on(
+        "full",
+        &["--collector.disable-defaults", "--collector.dmmultipath"],
+    );
+    let text = exporter.get("/metrics").text();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("node_dmmultipath"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "node_dmmultipath_device_active{device=\"mpatha\",sysfs_name=\"dm-0\"} 1",
+            "node_dmmultipath_device_info{device=\"mpatha\",sysfs_name=\"dm-0\",uuid=\"mpath-3600508b400105e210000900000490000\"} 1",
+            "node_dmmultipath_device_paths{device=\"mpatha\",sysfs_name=\"dm-0\"} 2",
+            "node_dmmultipath_device_paths_active{device=\"mpatha\",sysfs_name=\"dm-0\"} 1",
+            "node_dmmultipath_device_paths_failed{device=\"mpatha\",sysfs_name=\"dm-0\"} 1",
+            "node_dmmultipath_device_size_bytes{device=\"mpatha\",sysfs_name=\"dm-0\"} 2147483648000",
+            "node_dmmultipath_path_state{device=\"mpatha\",path=\"sdb\",state=\"running\"} 1",
+            "node_dmmultipath_path_state{device=\"mpatha\",path=\"sdc\",state=\"offline\"} 1",
+        ]
+    );
+
+    let exporter = start_on(
+        "broken",
+        &["--collector.disable-defaults", "--collector.dmmultipath"],
+    );
+    let text = exporter.get("/metrics").text();
+    assert_eq!(success(&text, "dmmultipath"), Some(1.0));
+    assert!(!text.contains("node_dmmultipath_device"));
+    let root = fixture("broken");
+    let log = exporter.stderr();
+    assert!(
+        log.contains(&format!(
+            "{}/block/dm-0/dm/suspended",
+            root.join("sys").display()
+        )),
+        "{log}"
+    );
+}

@@ -15,6 +15,7 @@ pub mod time;
 pub mod uname;
 // Storage collectors.
 pub mod btrfs;
+pub mod dmmultipath;
 pub mod mdadm;
 pub mod nfs;
 pub mod nfsd;
