@@ -43,6 +43,7 @@ static SPEC: ExporterSpec = ExporterSpec {
         CollectorSpec { name: "xfs", default_enabled: true, help: "XFS statistics per filesystem" },
         CollectorSpec { name: "nvme", default_enabled: true, help: "NVMe controllers and namespaces" },
         CollectorSpec { name: "tapestats", default_enabled: true, help: "SCSI tape drive statistics" },
+        CollectorSpec { name: "bcache", default_enabled: true, help: "bcache cache sets, backing and cache devices" },
         CollectorSpec { name: "dmmultipath", default_enabled: false, help: "device-mapper multipath maps and their paths" },
         CollectorSpec { name: "btrfs", default_enabled: true, help: "btrfs space, commits and device errors" },
         CollectorSpec { name: "zfs", default_enabled: true, help: "ZFS ARC and module statistics, pool I/O, datasets and state" },
@@ -116,6 +117,10 @@ fn own_args() -> Vec<Arg> {
             Some(tapestats::DEFAULT_IGNORED_DEVICES),
             "Regexp of devices to ignore for tapestats.",
         ),
+        Arg::new("collector.bcache.priorityStats")
+            .long("collector.bcache.priorityStats")
+            .action(clap::ArgAction::SetTrue)
+            .help("Expose expensive priority stats."),
     ]
 }
 
@@ -182,6 +187,10 @@ fn build(settings: &Settings, collectors: &mut Collectors) -> Result<(), CliOutc
     collectors.add_blocking(zfs::Zfs::new(&paths));
     collectors.add_blocking(btrfs::Btrfs::new(&paths));
     collectors.add_blocking(dmmultipath::DmMultipath::new(&paths));
+    collectors.add_blocking(bcache::Bcache::new(
+        &paths,
+        settings.flag("collector.bcache.priorityStats")?,
+    ));
     let key = "collector.tapestats.ignored-devices";
     let raw = settings.value(key)?.unwrap_or_default();
     let ignored_tapes =

@@ -77,6 +77,7 @@ fn full_fixture_matches_golden_output() {
         "btrfs",
         "nfsd",
         "tapestats",
+        "bcache",
     ] {
         assert_eq!(
             success(&text, collector),
@@ -120,6 +121,7 @@ fn broken_files_fail_only_their_collector_and_are_logged() {
         ("btrfs", 1.0),
         ("nfsd", 0.0),
         ("tapestats", 1.0),
+        ("bcache", 1.0),
     ] {
         assert_eq!(success(&text, collector), Some(expected), "{collector}");
     }
@@ -166,6 +168,10 @@ fn broken_files_fail_only_their_collector_and_are_logged() {
             root.join("sys").display()
         ),
         format!("{}/class/scsi_tape/st1/stats", root.join("sys").display()),
+        format!(
+            "{}/fs/bcache/0a1b2c3d-c735-46d5-868e-f331c5fd7c74/bdev0/stats_total/cache_hits",
+            root.join("sys").display()
+        ),
         format!("{}/fs/xfs/sdb1/stats/stats", root.join("sys").display()),
         format!("{}/class/nvme/nvme0/", root.join("sys").display()),
         format!("{}/spl/kstat/zfs/arcstats", root.join("proc").display()),

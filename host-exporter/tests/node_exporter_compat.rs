@@ -10,7 +10,7 @@ const BINARY: &str = env!("CARGO_BIN_EXE_host-exporter");
 const NODE_EXPORTER: &str = "prometheus-node-exporter";
 
 /// Collectors both have; node_exporter is limited to these.
-const COLLECTORS: [&str; 21] = [
+const COLLECTORS: [&str; 22] = [
     "cpu",
     "meminfo",
     "filesystem",
@@ -32,6 +32,7 @@ const COLLECTORS: [&str; 21] = [
     "btrfs",
     "nfsd",
     "tapestats",
+    "bcache",
 ];
 
 /// Families that node_exporter added after Debian's 1.5.0 and that we already emit.
@@ -268,7 +269,7 @@ fn same_names_types_labels_and_values_as_node_exporter() {
 /// Collectors whose kernel interfaces this test machine may lack (no md arrays, no NFS mounts,
 /// no NVMe, no mounted XFS, no ZFS, no btrfs): both programs read the checked-in fixture tree instead, where
 /// every value must be identical.
-const FIXTURE_COLLECTORS: [&str; 8] = [
+const FIXTURE_COLLECTORS: [&str; 9] = [
     "mdadm",
     "nfs",
     "nfsd",
@@ -277,6 +278,7 @@ const FIXTURE_COLLECTORS: [&str; 8] = [
     "zfs",
     "btrfs",
     "tapestats",
+    "bcache",
 ];
 
 #[test]
@@ -287,6 +289,8 @@ fn storage_collectors_read_the_fixture_tree_as_node_exporter_does() {
         "--collector.disable-defaults".to_string(),
         format!("--path.procfs={}", root.join("proc").display()),
         format!("--path.sysfs={}", root.join("sys").display()),
+        // Off by default; on here so that its families are compared too.
+        "--collector.bcache.priorityStats".to_string(),
     ];
     args.extend(
         FIXTURE_COLLECTORS

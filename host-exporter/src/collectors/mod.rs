@@ -14,6 +14,7 @@ pub mod thermal_zone;
 pub mod time;
 pub mod uname;
 // Storage collectors.
+pub mod bcache;
 pub mod btrfs;
 pub mod dmmultipath;
 pub mod mdadm;
