@@ -37,6 +37,16 @@ static SPEC: ExporterSpec = ExporterSpec {
         CollectorSpec { name: "hwmon", default_enabled: true, help: "hardware sensors" },
         CollectorSpec { name: "thermal_zone", default_enabled: true, help: "thermal zones and cooling devices" },
         CollectorSpec { name: "rapl", default_enabled: true, help: "RAPL energy counters" },
+        CollectorSpec { name: "mdadm", default_enabled: true, help: "software RAID arrays from /proc/mdstat" },
+        CollectorSpec { name: "nfs", default_enabled: true, help: "NFS client RPC statistics" },
+        CollectorSpec { name: "nfsd", default_enabled: true, help: "NFS server RPC statistics" },
+        CollectorSpec { name: "xfs", default_enabled: true, help: "XFS statistics per filesystem" },
+        CollectorSpec { name: "nvme", default_enabled: true, help: "NVMe controllers and namespaces" },
+        CollectorSpec { name: "tapestats", default_enabled: true, help: "SCSI tape drive statistics" },
+        CollectorSpec { name: "bcache", default_enabled: true, help: "bcache cache sets, backing and cache devices" },
+        CollectorSpec { name: "dmmultipath", default_enabled: false, help: "device-mapper multipath maps and their paths" },
+        CollectorSpec { name: "btrfs", default_enabled: true, help: "btrfs space, commits and device errors" },
+        CollectorSpec { name: "zfs", default_enabled: true, help: "ZFS ARC and module statistics, pool I/O, datasets and state" },
         CollectorSpec { name: "arp", default_enabled: true, help: "ARP entries per device" },
         CollectorSpec { name: "conntrack", default_enabled: true, help: "connection tracking table size and statistics" },
         CollectorSpec { name: "netstat", default_enabled: true, help: "IP, TCP, UDP and ICMP counters from /proc/net/{netstat,snmp,snmp6}" },
@@ -133,6 +143,15 @@ fn own_args() -> Vec<Arg> {
             None,
             "Regexp of block devices to include (instead of the exclude)",
         ),
+        opt(
+            "collector.tapestats.ignored-devices",
+            Some(tapestats::DEFAULT_IGNORED_DEVICES),
+            "Regexp of devices to ignore for tapestats.",
+        ),
+        Arg::new("collector.bcache.priorityStats")
+            .long("collector.bcache.priorityStats")
+            .action(clap::ArgAction::SetTrue)
+            .help("Expose expensive priority stats."),
         opt(
             "collector.arp.device-include",
             None,
@@ -276,6 +295,23 @@ fn build(settings: &Settings, collectors: &mut Collectors) -> Result<(), CliOutc
     collectors.add_blocking(hwmon::Hwmon::new(&paths));
     collectors.add_blocking(thermal_zone::ThermalZone::new(&paths));
     collectors.add_blocking(rapl::Rapl::new(&paths));
+    collectors.add_blocking(mdadm::Mdadm::new(&paths));
+    collectors.add_blocking(nfs::Nfs::new(&paths));
+    collectors.add_blocking(nfsd::Nfsd::new(&paths));
+    collectors.add_blocking(xfs::Xfs::new(&paths));
+    collectors.add_blocking(nvme::Nvme::new(&paths));
+    collectors.add_blocking(zfs::Zfs::new(&paths));
+    collectors.add_blocking(btrfs::Btrfs::new(&paths));
+    collectors.add_blocking(dmmultipath::DmMultipath::new(&paths));
+    collectors.add_blocking(bcache::Bcache::new(
+        &paths,
+        settings.flag("collector.bcache.priorityStats")?,
+    ));
+    let key = "collector.tapestats.ignored-devices";
+    let raw = settings.value(key)?.unwrap_or_default();
+    let ignored_tapes =
+        regex_lite::Regex::new(&raw).map_err(|e| settings.invalid(key, &raw, &e.to_string()))?;
+    collectors.add_blocking(tapestats::Tapestats::new(&paths, ignored_tapes));
     let regex = |key: &str| -> Result<regex_lite::Regex, CliOutcome> {
         let raw = settings.value(key)?.unwrap_or_default();
         regex_lite::Regex::new(&raw).map_err(|e| settings.invalid(key, &raw, &e.to_string()))

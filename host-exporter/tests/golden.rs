@@ -14,7 +14,19 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// Directories of the broken tree that must exist and be empty (edge cases: a device without
+/// its files). Git keeps no empty directory, so they are made here.
+const EMPTY_DIRS: [&str; 4] = [
+    "broken/proc/net/stat",
+    "broken/sys/class/infiniband/mlx4_0/ports/1/counters",
+    "broken/sys/class/infiniband/nofw0",
+    "broken/sys/class/scsi_tape/st1",
+];
+
 fn start_on(name: &str, extra: &[&str]) -> ExporterProcess {
+    for dir in EMPTY_DIRS {
+        std::fs::create_dir_all(fixture(dir)).unwrap();
+    }
     let root = fixture(name);
     let mut args = vec![
         format!("--path.procfs={}", root.join("proc").display()),
@@ -118,6 +130,15 @@ fn full_fixture_matches_golden_output() {
         "timex",
         "vmstat",
         "watchdog",
+        "mdadm",
+        "nfs",
+        "xfs",
+        "nvme",
+        "zfs",
+        "btrfs",
+        "nfsd",
+        "tapestats",
+        "bcache",
         "textfile",
     ] {
         assert_eq!(
@@ -174,9 +195,37 @@ fn broken_files_fail_only_their_collector_and_are_logged() {
         ("vmstat", 1.0),
         ("watchdog", 1.0),
         ("textfile", 1.0),
+        // Storage: garbage mdstat and nfs files fail their collector; a truncated xfs stats
+        // file and an nvme controller missing attributes are skipped, the rest reported.
+        ("mdadm", 0.0),
+        ("nfs", 0.0),
+        ("xfs", 1.0),
+        ("nvme", 1.0),
+        // Bad kstat files are skipped one by one, the pool's state still reported.
+        ("zfs", 1.0),
+        // A filesystem with garbage commit_stats is skipped; an unparsable number counts 0.
+        ("btrfs", 1.0),
+        ("nfsd", 0.0),
+        ("tapestats", 1.0),
+        ("bcache", 1.0),
     ] {
         assert_eq!(success(&text, collector), Some(expected), "{collector}");
     }
+    assert!(text.contains("node_xfs_read_calls_total{device=\"sdc1\"} 1976\n"));
+    assert!(!text.contains("device=\"sdb1\""));
+    assert!(!text.contains("node_nvme_info"));
+    assert!(text.contains("node_zfs_abd_linear_cnt 7421\n"));
+    assert!(text.contains("node_zfs_zpool_state{zpool=\"bpool\",state=\"suspended\"} 1\n"));
+    assert!(!text.contains("node_zfs_arc_"));
+    assert!(!text.contains("node_zfs_zpool_nread"));
+    assert!(!text.contains("b0b20a59-d456-4e7d-afe4-94e6da0c0fd7"));
+    assert!(
+        !text.contains("node_tape_"),
+        "both tape drives are unreadable"
+    );
+    assert!(text.contains(
+        "node_btrfs_global_rsv_size_bytes{uuid=\"7f3c2b1e-5a6d-4e8f-9a0b-1c2d3e4f5a6b\"} 0\n"
+    ));
     // What still parsed is served.
     assert!(
         text.contains("node_memory_MemTotal_bytes 25276063744\n"),
@@ -197,6 +246,26 @@ fn broken_files_fail_only_their_collector_and_are_logged() {
         "skipping unparsable meminfo line".to_string(),
         "skipping unparsable mountinfo line".to_string(),
         "skipping unparsable pressure line".to_string(),
+        format!("{}/mdstat", root.join("proc").display()),
+        format!("{}/net/rpc/nfs", root.join("proc").display()),
+        format!("{}/net/rpc/nfsd", root.join("proc").display()),
+        format!(
+            "{}/class/scsi_tape/st0/stats/read_cnt",
+            root.join("sys").display()
+        ),
+        format!("{}/class/scsi_tape/st1/stats", root.join("sys").display()),
+        format!(
+            "{}/fs/bcache/0a1b2c3d-c735-46d5-868e-f331c5fd7c74/bdev0/stats_total/cache_hits",
+            root.join("sys").display()
+        ),
+        format!("{}/fs/xfs/sdb1/stats/stats", root.join("sys").display()),
+        format!("{}/class/nvme/nvme0/", root.join("sys").display()),
+        format!("{}/spl/kstat/zfs/arcstats", root.join("proc").display()),
+        format!("{}/spl/kstat/zfs/bpool/io", root.join("proc").display()),
+        format!(
+            "{}/spl/kstat/zfs/bpool/objset-0x36",
+            root.join("proc").display()
+        ),
         format!(
             "{}/sys/net/netfilter/nf_conntrack_count",
             root.join("proc").display()
@@ -701,4 +770,192 @@ fn hostile_system_files_fail_only_their_collector() {
     assert_eq!(exporter.get("/-/healthy").status, 200);
     drop(exporter);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The storage collectors on hostile files: a symlink loop, an endless file, a FIFO nobody
+/// writes, names that are not UTF-8. Each fails only itself (or skips the entry) with the
+/// path in the log, keeps the entries that are fine, and the scrape answers.
+#[test]
+fn storage_collectors_survive_hostile_files() {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::symlink;
+    let root = fixture("full");
+    let dir = std::env::temp_dir().join(format!("golden-storage-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (proc_dir, sys_dir) = (dir.join("proc"), dir.join("sys"));
+    std::fs::create_dir_all(&dir).unwrap();
+    // cp -a: the sys tree holds symlinks, as the real one does.
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .args([root.join("proc"), root.join("sys")])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+
+    // mdstat: a symlink loop (ELOOP). nfs: endless. nfsd: a FIFO without a writer.
+    std::fs::remove_file(proc_dir.join("mdstat")).unwrap();
+    symlink("mdstat", proc_dir.join("mdstat")).unwrap();
+    std::fs::remove_file(proc_dir.join("net/rpc/nfs")).unwrap();
+    symlink("/dev/zero", proc_dir.join("net/rpc/nfs")).unwrap();
+    let fifo = proc_dir.join("net/rpc/nfsd");
+    std::fs::remove_file(&fifo).unwrap();
+    let c_path = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    // SAFETY: mkfifo reads a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    // zfs: arcstats endless, a pool whose name is not UTF-8.
+    let zfs = proc_dir.join("spl/kstat/zfs");
+    std::fs::remove_file(zfs.join("arcstats")).unwrap();
+    symlink("/dev/zero", zfs.join("arcstats")).unwrap();
+    let odd = |name: &[u8]| std::ffi::OsStr::from_bytes(name).to_os_string();
+    std::fs::rename(zfs.join("tank"), zfs.join(odd(b"ta\xffnk"))).unwrap();
+    // xfs and nvme: device names that are not UTF-8; an nvme attribute that loops.
+    let xfs = sys_dir.join("fs/xfs");
+    std::fs::rename(xfs.join("vda2"), xfs.join(odd(b"vd\xfea2"))).unwrap();
+    let nvme = sys_dir.join("class/nvme");
+    std::fs::rename(nvme.join("nvme1"), nvme.join(odd(b"nvme\xff1"))).unwrap();
+    std::fs::remove_file(nvme.join("nvme0/model")).unwrap();
+    symlink("model", nvme.join("nvme0/model")).unwrap();
+    // btrfs: a label that is not UTF-8.
+    std::fs::write(
+        sys_dir.join("fs/btrfs/b0b20a59-d456-4e7d-afe4-94e6da0c0fd7/label"),
+        b"mod\xffels\n",
+    )
+    .unwrap();
+
+    let args = [
+        format!("--path.procfs={}", proc_dir.display()),
+        format!("--path.sysfs={}", sys_dir.display()),
+        format!("--path.rootfs={}", root.join("rootfs").display()),
+        "--scrape.timeout=1s".to_string(),
+        "--collector.disable-defaults".to_string(),
+    ];
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let collectors = ["mdadm", "nfs", "nfsd", "xfs", "nvme", "zfs", "btrfs"];
+    let flags: Vec<String> = collectors
+        .iter()
+        .map(|c| format!("--collector.{c}"))
+        .collect();
+    args.extend(flags.iter().map(String::as_str));
+    let exporter = ExporterProcess::start(BINARY, &args, &[]);
+    let text = exporter.get("/metrics").text();
+    for (collector, expected) in [
+        ("mdadm", 0.0),
+        ("nfs", 0.0),
+        ("nfsd", 0.0),
+        ("xfs", 1.0),
+        ("nvme", 1.0),
+        ("zfs", 1.0),
+        ("btrfs", 1.0),
+    ] {
+        assert_eq!(
+            success(&text, collector),
+            Some(expected),
+            "{collector}\n{text}"
+        );
+    }
+    assert!(text.contains("node_xfs_read_calls_total{device=\"vd\u{fffd}a2\"} 1976\n"));
+    assert!(text.contains("device=\"nvme\u{fffd}1\""), "{text}");
+    assert!(
+        !text.contains("device=\"nvme0\""),
+        "a controller that cannot be read is skipped"
+    );
+    assert!(text.contains("node_zfs_zpool_state{zpool=\"ta\u{fffd}nk\",state=\"degraded\"} 1\n"));
+    assert!(!text.contains("node_zfs_arc_"));
+    assert!(text.contains("node_zfs_abd_linear_cnt 7421\n"));
+    assert!(text.contains("node_btrfs_info{label=\"mod\u{fffd}els\","));
+    let log = exporter.stderr();
+    for expected in [
+        format!("{}/mdstat", proc_dir.display()),
+        format!("{}/net/rpc/nfs:", proc_dir.display()),
+        format!("{}/arcstats", zfs.display()),
+        format!("{}/nvme0/model", nvme.display()),
+        "larger than 8 MiB".to_string(),
+    ] {
+        assert!(log.contains(&expected), "log lacks {expected:?}:\n{log}");
+    }
+    assert_eq!(exporter.get("/-/healthy").status, 200);
+    drop(exporter);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn tapestats_ignores_the_devices_its_flag_names() {
+    let exporter = start_on(
+        "full",
+        &[
+            "--collector.disable-defaults",
+            "--collector.tapestats",
+            "--collector.tapestats.ignored-devices=^st1$",
+        ],
+    );
+    let text = exporter.get("/metrics").text();
+    assert!(
+        text.contains("node_tape_io_now{device=\"st0\"} 1\n"),
+        "{text}"
+    );
+    assert!(!text.contains("device=\"st1\""), "{text}");
+    // The variants of st0 (nst0, st0a) are the same drive, never reported apart.
+    assert!(!text.contains("device=\"nst0\""));
+    assert!(!text.contains("device=\"st0a\""));
+    // A regular expression that does not compile stops the exporter at start, naming the flag.
+    let bad = std::process::Command::new(BINARY)
+        .arg("--collector.tapestats.ignored-devices=(")
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("collector.tapestats.ignored-devices"),
+        "{stderr}"
+    );
+}
+
+/// dmmultipath is off by default, as in node_exporter: its golden lines are checked here. A
+/// multipath map with one path up and one offline; an LVM volume is not a map; a map with an
+/// unparsable attribute is skipped with a log line.
+#[test]
+fn dmmultipath_reports_maps_and_their_paths_when_enabled() {
+    let text = start_on("full", &[]).get("/metrics").text();
+    assert!(!text.contains("node_dmmultipath"), "off by default");
+
+    let exporter = start_on(
+        "full",
+        &["--collector.disable-defaults", "--collector.dmmultipath"],
+    );
+    let text = exporter.get("/metrics").text();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("node_dmmultipath"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "node_dmmultipath_device_active{device=\"mpatha\",sysfs_name=\"dm-0\"} 1",
+            "node_dmmultipath_device_info{device=\"mpatha\",sysfs_name=\"dm-0\",uuid=\"mpath-3600508b400105e210000900000490000\"} 1",
+            "node_dmmultipath_device_paths{device=\"mpatha\",sysfs_name=\"dm-0\"} 2",
+            "node_dmmultipath_device_paths_active{device=\"mpatha\",sysfs_name=\"dm-0\"} 1",
+            "node_dmmultipath_device_paths_failed{device=\"mpatha\",sysfs_name=\"dm-0\"} 1",
+            "node_dmmultipath_device_size_bytes{device=\"mpatha\",sysfs_name=\"dm-0\"} 2147483648000",
+            "node_dmmultipath_path_state{device=\"mpatha\",path=\"sdb\",state=\"running\"} 1",
+            "node_dmmultipath_path_state{device=\"mpatha\",path=\"sdc\",state=\"offline\"} 1",
+        ]
+    );
+
+    let exporter = start_on(
+        "broken",
+        &["--collector.disable-defaults", "--collector.dmmultipath"],
+    );
+    let text = exporter.get("/metrics").text();
+    assert_eq!(success(&text, "dmmultipath"), Some(1.0));
+    assert!(!text.contains("node_dmmultipath_device"));
+    let root = fixture("broken");
+    let log = exporter.stderr();
+    assert!(
+        log.contains(&format!(
+            "{}/block/dm-0/dm/suspended",
+            root.join("sys").display()
+        )),
+        "{log}"
+    );
 }

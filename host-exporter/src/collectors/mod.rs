@@ -41,3 +41,14 @@ pub mod selinux;
 pub mod timex;
 pub mod vmstat;
 pub mod watchdog;
+// Storage collectors.
+pub mod bcache;
+pub mod btrfs;
+pub mod dmmultipath;
+pub mod mdadm;
+pub mod nfs;
+pub mod nfsd;
+pub mod nvme;
+pub mod tapestats;
+pub mod xfs;
+pub mod zfs;
