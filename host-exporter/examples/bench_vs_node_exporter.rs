@@ -1,6 +1,8 @@
-//! Benchmark: host-exporter and Debian's node_exporter side by side, limited to the same
-//! collectors, both running at once and scraped in turn, each over one keep-alive connection. Prints median and p99
-//! scrape latency, CPU seconds per scrape, peak RSS, and our figures as ratios of theirs.
+//! Benchmark: host-exporter and Debian's node_exporter side by side, both running at once and
+//! scraped in turn, each over one keep-alive connection, in two rounds: each with its default
+//! collectors (what a user swapping one for the other gets), then both limited to the same
+//! explicit list. Prints median and p99 scrape latency, CPU seconds per scrape, peak RSS, and our
+//! figures as ratios of theirs.
 //!
 //!     cargo build --release -p host-exporter
 //!     cargo run --release -p host-exporter --example bench_vs_node_exporter [-- SCRAPES]
@@ -10,6 +12,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The explicit round's collectors: the ones host-exporter had first, which both have.
 const COLLECTORS: [&str; 13] = [
     "cpu",
     "meminfo",
@@ -189,19 +192,49 @@ fn main() {
         ours_binary.display()
     );
 
+    round(
+        &format!("defaults against defaults, {scrapes} scrapes each, one keep-alive connection"),
+        &[],
+        &[],
+        &ours_binary,
+        scrapes,
+    );
+    let explicit: Vec<String> = std::iter::once("--collector.disable-defaults".to_string())
+        .chain(COLLECTORS.iter().map(|c| format!("--collector.{c}")))
+        .collect();
+    round(
+        &format!(
+            "both limited to {}, {scrapes} scrapes each",
+            COLLECTORS.join(",")
+        ),
+        &explicit,
+        &explicit,
+        &ours_binary,
+        scrapes,
+    );
+}
+
+/// One round: both started with their extra flags, scraped in turn, stopped, figures printed.
+fn round(
+    title: &str,
+    node_extra: &[String],
+    our_extra: &[String],
+    ours_binary: &std::path::Path,
+    scrapes: usize,
+) {
     let node_port = free_port();
     let mut node_args = vec![
         format!("--web.listen-address=127.0.0.1:{node_port}"),
-        "--collector.disable-defaults".to_string(),
         "--log.level=error".to_string(),
     ];
-    node_args.extend(COLLECTORS.iter().map(|c| format!("--collector.{c}")));
+    node_args.extend(node_extra.iter().cloned());
     let mut node = Target::start("prometheus-node-exporter", &node_args, node_port);
     let our_port = free_port();
-    let our_args = vec![
+    let mut our_args = vec![
         format!("--web.listen-address=127.0.0.1:{our_port}"),
         "--log.level=error".to_string(),
     ];
+    our_args.extend(our_extra.iter().cloned());
     let mut ours = Target::start(ours_binary.to_str().unwrap(), &our_args, our_port);
 
     // Alternate the two, so that whatever else the machine does weighs on both alike.
@@ -212,10 +245,7 @@ fn main() {
     let node_figures = node.finish();
     let our_figures = ours.finish();
 
-    println!(
-        "{scrapes} scrapes each, one keep-alive connection, collectors: {}",
-        COLLECTORS.join(",")
-    );
+    println!("{title}");
     println!(
         "{:<16} {:>10} {:>10} {:>14} {:>14} {:>10}",
         "", "median ms", "p99 ms", "CPU ms/scrape", "peak RSS MiB", "bytes"
@@ -237,4 +267,5 @@ fn main() {
         our_figures.cpu_ms_per_scrape / node_figures.cpu_ms_per_scrape,
         our_figures.peak_rss_mib / node_figures.peak_rss_mib,
     );
+    println!();
 }

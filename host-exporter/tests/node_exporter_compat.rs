@@ -701,3 +701,51 @@ fn storage_collectors_read_the_fixture_tree_as_node_exporter_does() {
     assert!(compared > 200, "only {compared} samples compared");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// Defaults against defaults, as a user swaps one for the other: every family Debian's
+/// node_exporter emits with its default collectors on this machine, host-exporter emits too,
+/// under the same type. The only families it may lack are node_exporter's own runtime and
+/// handler series, which describe the Go program, not the host (host-exporter has `process_*`
+/// and `host_exporter_build_info` for itself). Values are compared in the test above.
+#[test]
+fn defaults_against_defaults_every_node_exporter_family_is_ours() {
+    let not_ours = |name: &str| {
+        name.starts_with("go_")
+            || name.starts_with("promhttp_")
+            || name == "node_exporter_build_info"
+    };
+    let port = common::testing::free_port();
+    let child = std::process::Command::new(NODE_EXPORTER)
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{NODE_EXPORTER} is needed: {e}"));
+    let _node = NodeExporter(child);
+    let node_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while common::testing::http_get(node_addr, "/metrics", &[]).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node_exporter did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let ours = ExporterProcess::start(BINARY, &[], &[]);
+    let theirs = scrape(node_addr);
+    let mine = scrape(ours.addr);
+    let mut problems = Vec::new();
+    for (name, family) in theirs.iter().filter(|(n, _)| !not_ours(n)) {
+        match mine.get(name) {
+            None => problems.push(format!("{name}: only node_exporter has it")),
+            Some(f) if f.kind != family.kind => problems.push(format!(
+                "{name}: type {} vs node_exporter's {}",
+                f.kind, family.kind
+            )),
+            Some(_) => {}
+        }
+    }
+    let compared = theirs.keys().filter(|n| !not_ours(n)).count();
+    assert!(compared > 100, "only {compared} families compared");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
