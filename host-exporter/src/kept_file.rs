@@ -122,40 +122,10 @@ impl KeptFileScrape<'_> {
         self.kept.insert(path.to_path_buf(), file);
         text
     }
-}
 
-/// Kept files by path, for collectors that read a set of sysfs attributes that can change (one
-/// directory per CPU, battery or watchdog): a file read in one scrape stays open for the next;
-/// one not read in a scrape (its device gone) is closed.
-#[derive(Default)]
-pub struct KeptFiles {
-    files: Mutex<std::collections::HashMap<PathBuf, KeptFile>>,
-}
-
-impl KeptFiles {
-    /// Starts a scrape's reads; the files it did not read are closed when it ends.
-    pub fn scrape(&self) -> KeptScrape<'_> {
-        let mut kept = self.files.lock().unwrap_or_else(|p| p.into_inner());
-        let previous = std::mem::take(&mut *kept);
-        KeptScrape { kept, previous }
-    }
-}
-
-pub struct KeptScrape<'a> {
-    kept: std::sync::MutexGuard<'a, std::collections::HashMap<PathBuf, KeptFile>>,
-    previous: std::collections::HashMap<PathBuf, KeptFile>,
-}
-
-impl KeptScrape<'_> {
-    /// The attribute's value, whitespace trimmed. A file that fails is not kept.
-    pub fn read(&mut self, path: PathBuf) -> std::io::Result<String> {
-        let file = match self.previous.remove(&path) {
-            Some(file) => file,
-            None => KeptFile::new(path.clone()),
-        };
-        let text = file.read_io()?;
-        self.kept.insert(path, file);
-        Ok(text.trim().to_string())
+    /// A sysfs attribute's value, whitespace (its newline) trimmed.
+    pub fn read_trimmed(&mut self, path: &Path) -> std::io::Result<String> {
+        self.read(path).map(|text| text.trim().to_string())
     }
 }
 
@@ -229,27 +199,13 @@ mod tests {
     }
 
     #[test]
-    fn kept_files_keep_what_a_scrape_read_and_close_the_rest() {
-        let files = KeptFiles::default();
-        let (a, b) = (
-            PathBuf::from("/sys/devices/system/cpu/online"),
-            PathBuf::from("/proc/sys/kernel/random/poolsize"),
-        );
-        let mut scrape = files.scrape();
-        assert!(!scrape.read(a.clone()).unwrap().ends_with('\n'));
-        scrape.read(b.clone()).unwrap();
-        assert!(scrape.read("/nonexistent/x".into()).is_err());
-        drop(scrape);
-        assert_eq!(
-            files.files.lock().unwrap().len(),
-            2,
-            "failed reads are not kept"
-        );
-        let mut scrape = files.scrape();
-        scrape.read(b.clone()).unwrap();
-        drop(scrape);
-        let kept = files.files.lock().unwrap();
-        assert!(kept.contains_key(&b) && !kept.contains_key(&a));
+    fn a_kept_file_set_reads_attributes_trimmed() {
+        let set = KeptFileSet::default();
+        let mut scrape = set.scrape();
+        let online = scrape
+            .read_trimmed(Path::new("/sys/devices/system/cpu/online"))
+            .unwrap();
+        assert!(!online.is_empty() && !online.ends_with('\n'), "{online:?}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! `node_cpu_bug_info` from the first CPU; the thermal throttle counters, isolated CPUs and
 //! online states from /sys/devices/system/cpu, as node_exporter emits them.
 
-use crate::kept_file::{KeptFile, KeptFiles};
+use crate::kept_file::{KeptFile, KeptFileSet};
 use crate::paths::{read_sysfs_value, sorted_entries, Paths};
 use crate::shared_read::SharedRead;
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
@@ -29,7 +29,7 @@ pub struct Cpu {
     /// Isolated CPUs are set on the kernel command line: read once, as node_exporter does.
     isolated: Vec<u32>,
     /// Topology, throttle and online files, read every scrape: kept open.
-    files: KeptFiles,
+    files: KeptFileSet,
     ticks_per_second: f64,
 }
 
@@ -60,7 +60,7 @@ impl Cpu {
             cpu_dir,
             options,
             isolated,
-            files: KeptFiles::default(),
+            files: KeptFileSet::default(),
             ticks_per_second: if ticks > 0 { ticks as f64 } else { 100.0 },
         }
     }
@@ -199,7 +199,7 @@ impl Cpu {
             .collect();
         cpus.sort();
         let mut files = self.files.scrape();
-        let mut read_u64 = |path: PathBuf| -> Option<u64> { files.read(path).ok()?.parse().ok() };
+        let mut read_u64 = |path: PathBuf| -> Option<u64> { files.read_trimmed(&path).ok()?.parse().ok() };
         let mut cores: BTreeMap<(u64, u64), Option<u64>> = BTreeMap::new();
         let mut packages: BTreeMap<u64, Option<u64>> = BTreeMap::new();
         for (_, path) in &cpus {

@@ -2,7 +2,7 @@
 //! scaling) and the scaling governor, from /sys/devices/system/cpu/cpuN/cpufreq, in hertz
 //! (sysfs says kHz).
 
-use crate::kept_file::{KeptFiles, KeptScrape};
+use crate::kept_file::{KeptFileSet, KeptFileScrape};
 use crate::paths::{sorted_entries, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 use std::path::PathBuf;
@@ -10,14 +10,14 @@ use std::path::PathBuf;
 pub struct Cpufreq {
     dir: PathBuf,
     /// About eight attributes per CPU, read every scrape: kept open.
-    files: KeptFiles,
+    files: KeptFileSet,
 }
 
 impl Cpufreq {
     pub fn new(paths: &Paths) -> Self {
         Cpufreq {
             dir: paths.sys("devices/system/cpu"),
-            files: KeptFiles::default(),
+            files: KeptFileSet::default(),
         }
     }
 }
@@ -57,8 +57,8 @@ const FREQUENCIES: [(&str, &str, &str); 6] = [
 ];
 
 /// A sysfs attribute, or None where it is absent or unreadable (cpuinfo_cur_freq is root-only).
-fn attribute(files: &mut KeptScrape, path: PathBuf) -> Option<String> {
-    match files.read(path.clone()) {
+fn attribute(files: &mut KeptFileScrape, path: PathBuf) -> Option<String> {
+    match files.read_trimmed(&path) {
         Ok(v) => Some(v),
         Err(e) => {
             if e.kind() != std::io::ErrorKind::NotFound {

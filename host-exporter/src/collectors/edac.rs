@@ -2,7 +2,7 @@
 //! and chip-select row, from /sys/devices/system/edac/mc. Errors a controller cannot place on a
 //! row (`*_noinfo_count`) are reported with `csrow="unknown"`, as node_exporter does.
 
-use crate::kept_file::{KeptFiles, KeptScrape};
+use crate::kept_file::{KeptFileSet, KeptFileScrape};
 use crate::paths::{sorted_entries, Paths};
 use common::{BlockingCollector, CollectResult, MetricFamily};
 use std::path::{Path, PathBuf};
@@ -10,21 +10,21 @@ use std::path::{Path, PathBuf};
 pub struct Edac {
     dir: PathBuf,
     /// Four counts per controller and two per row, read every scrape: kept open.
-    files: KeptFiles,
+    files: KeptFileSet,
 }
 
 impl Edac {
     pub fn new(paths: &Paths) -> Self {
         Edac {
             dir: paths.sys("devices/system/edac/mc"),
-            files: KeptFiles::default(),
+            files: KeptFileSet::default(),
         }
     }
 }
 
-fn count(files: &mut KeptScrape, path: PathBuf) -> anyhow::Result<f64> {
+fn count(files: &mut KeptFileScrape, path: PathBuf) -> anyhow::Result<f64> {
     let raw = files
-        .read(path.clone())
+        .read_trimmed(&path)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     raw.parse::<u64>()
         .map(|v| v as f64)

@@ -4,7 +4,7 @@
 //! `node_power_supply_info` labelled by the text attributes. Supplies whose name matches
 //! `--collector.powersupply.ignored-supplies` are left out.
 
-use crate::kept_file::KeptFiles;
+use crate::kept_file::KeptFileSet;
 use crate::paths::{sorted_entries, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 use regex_lite::Regex;
@@ -15,7 +15,7 @@ pub struct PowerSupplyClass {
     dir: PathBuf,
     ignored: Option<Regex>,
     /// Up to 60 attributes per supply, read every scrape: kept open.
-    files: KeptFiles,
+    files: KeptFileSet,
 }
 
 impl PowerSupplyClass {
@@ -23,7 +23,7 @@ impl PowerSupplyClass {
         PowerSupplyClass {
             dir: paths.sys("class/power_supply"),
             ignored,
-            files: KeptFiles::default(),
+            files: KeptFileSet::default(),
         }
     }
 }
@@ -135,7 +135,7 @@ impl BlockingCollector for PowerSupplyClass {
                     return None;
                 }
                 let attr = path.join(file);
-                match files.read(attr.clone()) {
+                match files.read_trimmed(&attr) {
                     Ok(v) => Some(v),
                     // Absent, or a driver that cannot answer now (ENODATA, EIO): skip it.
                     Err(e) => {

@@ -2,21 +2,21 @@
 //! per numeric attribute and `node_watchdog_info` labelled by the text ones, as node_exporter
 //! names them. Attributes a driver does not provide are left out.
 
-use crate::kept_file::KeptFiles;
+use crate::kept_file::KeptFileSet;
 use crate::paths::{sorted_entries, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 use std::path::PathBuf;
 
 pub struct Watchdog {
     dir: PathBuf,
-    files: KeptFiles,
+    files: KeptFileSet,
 }
 
 impl Watchdog {
     pub fn new(paths: &Paths) -> Self {
         Watchdog {
             dir: paths.sys("class/watchdog"),
-            files: KeptFiles::default(),
+            files: KeptFileSet::default(),
         }
     }
 }
@@ -60,7 +60,7 @@ impl BlockingCollector for Watchdog {
         for (name, path) in entries {
             let mut read = |file: &str| -> Option<String> {
                 let attr = path.join(file);
-                match files.read(attr.clone()) {
+                match files.read_trimmed(&attr) {
                     Ok(v) => Some(v),
                     Err(e) => {
                         if e.kind() != std::io::ErrorKind::NotFound {
