@@ -249,6 +249,9 @@ DASHBOARDS = {
             ts("Ollama model keep-alive left", "s", [q(f'llm_model_expires_in_seconds{{{I}}}', "{{upstream}} {{model}}")]),
             ts("Prompt cache hit ratio", "percentunit", [q(f'llm_prompt_cache_hit_ratio{{{I}}}', "{{upstream}}")], max=1),
             ts("Requests by status", "reqps", [q(f'sum by (upstream, code) (rate(llm_requests_total{{{I}}}[{RI}]))', "{{upstream}} {{code}}")]),
+            # Why answers ended (stop, length, tool_calls, content_filter, error, other): a rise of
+            # `length` means answers cut at max_tokens.
+            ts("Answers by finish reason", "reqps", [q(f'sum by (upstream, finish_reason) (rate(llm_requests_finished_total{{{I}}}[{RI}]))', "{{upstream}} {{finish_reason}}")]),
         ],
     ),
     "exporters-health": dict(
