@@ -199,7 +199,8 @@ impl Cpu {
             .collect();
         cpus.sort();
         let mut files = self.files.scrape();
-        let mut read_u64 = |path: PathBuf| -> Option<u64> { files.read_trimmed(&path).ok()?.parse().ok() };
+        let mut read_u64 =
+            |path: PathBuf| -> Option<u64> { files.read_trimmed(&path).ok()?.parse().ok() };
         let mut cores: BTreeMap<(u64, u64), Option<u64>> = BTreeMap::new();
         let mut packages: BTreeMap<u64, Option<u64>> = BTreeMap::new();
         for (_, path) in &cpus {

@@ -2,7 +2,7 @@
 //! scaling) and the scaling governor, from /sys/devices/system/cpu/cpuN/cpufreq, in hertz
 //! (sysfs says kHz).
 
-use crate::kept_file::{KeptFileSet, KeptFileScrape};
+use crate::kept_file::{KeptFileScrape, KeptFileSet};
 use crate::paths::{sorted_entries, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 //! and chip-select row, from /sys/devices/system/edac/mc. Errors a controller cannot place on a
 //! row (`*_noinfo_count`) are reported with `csrow="unknown"`, as node_exporter does.
 
-use crate::kept_file::{KeptFileSet, KeptFileScrape};
+use crate::kept_file::{KeptFileScrape, KeptFileSet};
 use crate::paths::{sorted_entries, Paths};
 use common::{BlockingCollector, CollectResult, MetricFamily};
 use std::path::{Path, PathBuf};
