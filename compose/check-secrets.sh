@@ -12,19 +12,16 @@ set -euo pipefail
 dir="${1:-$(cd "$(dirname "$0")" && pwd)/secrets}"
 bad=0
 
-# Whether the containers' users can read PATH: Alertmanager runs as 65534 (nobody), Grafana as
-# 472 (group 0). As 65534 (the check-secrets service), `-r` answers; elsewhere (on the host, as
-# root or as the files' owner) the mode and owner answer: readable by others, or owned by 65534.
+# Whether every container user can read PATH: Alertmanager runs as 65534 (nobody), Grafana as
+# 472, so a file must be readable by others (a file owned by 65534 with mode 600 is readable by
+# Alertmanager but not by Grafana). As 65534 (the check-secrets service), open(2) must also work.
 readable_by_containers() {
-  local path="$1" uid mode
-  if [ "$(id -u)" -eq 65534 ]; then
-    [ -r "$path" ]
-    return
+  local path="$1" mode
+  if [ "$(id -u)" -eq 65534 ] && [ ! -r "$path" ]; then
+    return 1
   fi
-  uid=$(stat -c %u "$path")
   mode=$(stat -c %a "$path")
-  # "others" read bit, or owned by 65534 with the owner read bit.
-  [ $(( 8#$mode & 4 )) -ne 0 ] || { [ "$uid" -eq 65534 ] && [ $(( 8#$mode & 0400 )) -ne 0 ]; }
+  [ $(( 8#$mode & 4 )) -ne 0 ]
 }
 
 check() {

@@ -108,7 +108,8 @@ fi
 
 # --- Is / a shared mount? host-exporter's rslave bind needs it.
 mount_options="ro,rslave"
-if ! awk '$5 == "/" { for (i = 7; $i != "-"; i++) if ($i ~ /^shared:/) s = 1 } END { exit !s }' \
+# rslave needs / shared or a slave (optional field master:N) of a shared mount.
+if ! awk '$5 == "/" { for (i = 7; $i != "-"; i++) if ($i ~ /^(shared|master):/) s = 1 } END { exit !s }' \
     "$root/proc/self/mountinfo" 2>/dev/null; then
   mount_options="ro"
   warn "/ is not a shared mount here: host-exporter mounts it without rslave (filesystems mounted later show up after a restart of host-exporter)"

@@ -24,10 +24,12 @@ host lacks; the build context of compose/Dockerfile holds no secret, no target/ 
 the classic builder (Compose v1's). Then `down -v`.
 
 All traffic stays on this machine: the model servers and the webhook are fakes on the Docker
-bridge address, the receivers' outside hosts map to 127.0.0.1 in the containers, and an iptables
-rule in DOCKER-USER drops whatever a container sends outside the Docker networks while the test
-runs. Containers, networks, volumes, the rule, and the stand-in images this run created are
-removed at the end, and dockerd is stopped if the test started it.
+bridge address, the receivers' outside hosts map to 127.0.0.1 in the containers, and iptables
+(and ip6tables) rules in DOCKER-USER drop whatever is forwarded from a Docker bridge to this
+host's other interfaces while the test runs. Containers, networks, volumes and the rules are
+removed at the end (nothing interrupts the clean-up), the stand-in images this run created are
+removed and any image that had a pinned name before gets it back, and dockerd is stopped if the
+test started it.
 """
 import argparse
 import json
@@ -130,23 +132,40 @@ def apt_mirror():
     return "http://deb.debian.org/debian"
 
 
-def build_image(tag, dockerfile, files, tmp, created):
+def image_id(tag):
+    r = sh("docker", "image", "inspect", "-f", "{{.Id}}", tag, check=False, capture=True)
+    return r.stdout.strip() if r.returncode == 0 else None
+
+
+def take_tag(tag, keep, created):
+    """Before a stand-in takes a pinned name: the image that had it (a real one pulled on a
+    developer's machine) gets it back at the end; a name nobody had is removed again (unless
+    --keep)."""
+    previous = image_id(tag)
+    if previous:
+        cleanups.append(lambda: sh("docker", "tag", previous, tag, check=False, capture=True))
+        return
+    created.append(tag)
+    if not keep:
+        cleanups.append(lambda: sh("docker", "rmi", "-f", tag, check=False, capture=True))
+
+
+def build_image(tag, dockerfile, files, tmp, keep, created):
     """docker build of a context holding `files` (name -> source path), classic builder."""
     ctx = tempfile.mkdtemp(dir=tmp, prefix="ctx-")
     for name, src in files.items():
         shutil.copy2(src, os.path.join(ctx, name))
     with open(os.path.join(ctx, "Dockerfile"), "w") as f:
         f.write(dockerfile)
-    existed = image_exists(tag)
+    take_tag(tag, keep, created)
     sh("docker", "build", "-q", "-t", tag, ctx, env={**os.environ, "DOCKER_BUILDKIT": "0"}, capture=True)
-    if not existed:
-        created.append(tag)
 
 
-def build_images(tmp, pins):
+def build_images(tmp, pins, keep):
     """The stand-ins, under the names compose.yaml pins. Returns the tags this run created."""
     created = []
     if not image_exists(BASE_IMAGE):
+        take_tag(BASE_IMAGE, keep, created)
         rootfs = os.path.join(tmp, "rootfs")
         mirror = apt_mirror()
         log(f"debootstrap --variant=minbase bookworm from {mirror}")
@@ -159,7 +178,6 @@ def build_images(tmp, pins):
                        stdout=subprocess.DEVNULL)
         tar.wait()
         shutil.rmtree(rootfs, ignore_errors=True)
-        created.append(BASE_IMAGE)
     # Prometheus and Alertmanager as their official images lay them out.
     build_image(pins["prometheus"], f"""FROM {BASE_IMAGE}
 COPY prometheus /bin/prometheus
@@ -169,7 +187,7 @@ WORKDIR /prometheus
 EXPOSE 9090
 ENTRYPOINT ["/bin/prometheus"]
 CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]
-""", {"prometheus": shutil.which("prometheus")}, tmp, created)
+""", {"prometheus": shutil.which("prometheus")}, tmp, keep, created)
     build_image(pins["alertmanager"], f"""FROM {BASE_IMAGE}
 COPY alertmanager /bin/alertmanager
 # Debian's build reads its default notification templates from here (the official one embeds them).
@@ -182,8 +200,8 @@ ENTRYPOINT ["/bin/alertmanager"]
 CMD ["--config.file=/etc/alertmanager/alertmanager.yml", "--storage.path=/alertmanager"]
 """, {"alertmanager": shutil.which("prometheus-alertmanager"),
         "default.tmpl": "/usr/share/prometheus/alertmanager/default.tmpl",
-        "email.tmpl": "/usr/share/prometheus/alertmanager/email.tmpl"}, tmp, created)
-    build_image(pins["check-secrets"], f"FROM {BASE_IMAGE}\nCMD [\"bash\"]\n", {}, tmp, created)
+        "email.tmpl": "/usr/share/prometheus/alertmanager/email.tmpl"}, tmp, keep, created)
+    build_image(pins["check-secrets"], f"FROM {BASE_IMAGE}\nCMD [\"bash\"]\n", {}, tmp, keep, created)
     # The exporters as compose/Dockerfile's final stage has them: /usr/local/bin, a busybox for
     # wget, a non-root user.
     bins = {e: os.path.join(pins["bin_dir"], e) for e in EXPORTERS}
@@ -192,7 +210,7 @@ COPY {' '.join(EXPORTERS)} /usr/local/bin/
 RUN ln -s /bin/busybox /usr/local/bin/busybox
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/host-exporter"]
-""", bins, tmp, created)
+""", bins, tmp, keep, created)
     return created
 
 
@@ -245,14 +263,25 @@ class Webhook(BaseHTTPRequestHandler):
 
 
 def block_outside(gateway):
-    """Drops what containers send outside the Docker networks, for the test's duration."""
-    rule = ["DOCKER-USER", "-s", "172.16.0.0/12", "!", "-d", "172.16.0.0/12",
-            "-m", "comment", "--comment", f"llm-stack-live-{os.getpid()}", "-j", "DROP"]
-    if sh("iptables", "-L", "DOCKER-USER", "-n", check=False, capture=True).returncode != 0:
-        raise RuntimeError("no DOCKER-USER chain: dockerd must run with its iptables rules")
-    sh("iptables", "-I", *rule, capture=True)
-    cleanups.append(lambda: sh("iptables", "-D", *rule, check=False, capture=True))
-    log(f"containers can reach the Docker networks and this host ({gateway}) only")
+    """Drops what containers send outside the Docker networks, for the test's duration: every
+    packet forwarded from a Docker bridge (docker0, br-*) to one of this host's other interfaces,
+    whatever the networks' addresses; IPv6 too where ip6tables has the chain. Traffic to this
+    host itself (host.docker.internal) is not forwarded and stays allowed."""
+    outside = [n for n in os.listdir("/sys/class/net")
+               if n not in ("lo", "docker0") and not n.startswith(("br-", "veth"))]
+    tag = ["-m", "comment", "--comment", f"llm-stack-live-{os.getpid()}", "-j", "DROP"]
+    rules = [["DOCKER-USER", "-i", bridge, "-o", out] + tag
+             for bridge in ("docker0", "br-+") for out in outside]
+    for tool in ("iptables", "ip6tables"):
+        if sh(tool, "-L", "DOCKER-USER", "-n", check=False, capture=True).returncode != 0:
+            if tool == "iptables":
+                raise RuntimeError("no DOCKER-USER chain: dockerd must run with its iptables rules")
+            continue
+        for rule in rules:
+            # Removal registered first: a rule must not outlive the test.
+            cleanups.append(lambda tool=tool, rule=rule: sh(tool, "-D", *rule, check=False, capture=True))
+            sh(tool, "-I", *rule, capture=True)
+    log(f"containers reach the Docker networks and this host ({gateway}) only; dropped towards {', '.join(outside)}")
 
 
 def derived_compose(tmp, compose_env):
@@ -295,6 +324,17 @@ def host_truth():
     return btime, memtotal
 
 
+def check_leftovers():
+    label = f"label=com.docker.compose.project=llmlive{os.getpid()}"
+    for kind in ("container", "network", "volume"):
+        every = ["-a"] if kind == "container" else []
+        listed = sh("docker", kind, "ls", "-q", *every, "--filter", label, check=False, capture=True)
+        if listed.returncode != 0:
+            fail(f"cannot list {kind}s to check for leftovers")
+        elif listed.stdout.split():
+            fail(f"{kind}s left behind: {listed.stdout.split()}")
+
+
 def run(a, tmp):
     with open(os.path.join(ROOT, "compose/compose.yaml"), encoding="utf-8") as f:
         services = yaml.safe_load(f)["services"]
@@ -305,10 +345,10 @@ def run(a, tmp):
         if not os.access(os.path.join(a.bin_dir, e), os.X_OK):
             raise RuntimeError(f"{a.bin_dir}/{e} is not an executable (cargo build --release first)")
     ensure_daemon(tmp)
-    created = build_images(tmp, pins)
-    if not a.keep:
-        cleanups.append(lambda: [sh("docker", "rmi", "-f", t, check=False, capture=True) for t in reversed(created)])
-    log(f"stand-in images: {', '.join(created) or 'already there'}")
+    # Runs after everything else is cleaned up, but before a dockerd this test started stops.
+    cleanups.append(check_leftovers)
+    created = build_images(tmp, pins, a.keep)
+    log(f"stand-in images: {', '.join(created) or 'over existing ones, which get their names back'}")
     check_build_context(tmp)
 
     # host.docker.internal (host-gateway) is the default bridge's address on the host.
@@ -472,17 +512,14 @@ def main():
     except Exception as e:  # noqa: BLE001 - reported as a failure, cleanup still runs
         fail(f"{type(e).__name__}: {e}")
     finally:
+        # Nothing may interrupt the clean-up (a second Ctrl-C would leave the DROP rule in).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for step in reversed(cleanups):
             try:
                 step()
-            except Exception as e:  # noqa: BLE001
-                log(f"cleanup: {e}")
-        label = f"label=com.docker.compose.project=llmlive{os.getpid()}"
-        for kind in ("container", "network", "volume"):
-            every = ["-a"] if kind == "container" else []
-            listed = sh("docker", kind, "ls", "-q", *every, "--filter", label, check=False, capture=True)
-            if listed.returncode == 0 and listed.stdout.split():
-                fail(f"{kind}s left behind: {listed.stdout.split()}")
+            except BaseException as e:  # noqa: BLE001
+                log(f"cleanup: {e!r}")
         if not a.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     if failures:

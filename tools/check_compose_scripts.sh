@@ -24,6 +24,7 @@ fake_host() { # fake_host DIR shared|private LISTENER...
   mkdir -p "$dir/proc/net" "$dir/proc/self" "$dir/dev" "$dir/usr/bin" "$dir/sys/class/drm"
   local opt="shared:1"
   [ "$propagation" = private ] && opt=""
+  [ "$propagation" = slave ] && opt="master:1"
   echo "22 1 8:1 / / rw,relatime $opt - ext4 /dev/sda1 rw" | tr -s ' ' > "$dir/proc/self/mountinfo"
   echo "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode" > "$dir/proc/net/tcp"
   echo "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode" > "$dir/proc/net/tcp6"
@@ -90,12 +91,14 @@ expect "APU: private /, so no rslave" has "$env" '^HOST_ROOT_MOUNT_OPTIONS=ro$'
 expect "APU: rocm-exporter is a target" has "$work/apu-out/targets/rocm.yml" "rocm-exporter:10472"
 expect "check-gpu.sh rocm passes on the APU" bash compose/check-gpu.sh rocm "$work/apu"
 
-# 3. A host with no GPU and no model server; NVIDIA driver without the toolkit on another.
-fake_host "$work/bare" shared
+# 3. A host with no GPU and no model server, whose / is a slave of a shared mount (rslave works);
+# an NVIDIA driver without the toolkit on another.
+fake_host "$work/bare" slave
 expect "setup.sh succeeds on a bare host" setup bare
 expect "bare: monitoring only" has "$work/bare-out/compose/.env" '^COMPOSE_PROFILES=monitoring$'
 expect "bare: Ollama's default address polled" has "$work/bare-out/compose/.env" '^LLM_UPSTREAMS=ollama=http://host.docker.internal:11434$'
 expect "bare: the established connection is no listener" has "$work/bare.log" "no model server found"
+expect "bare: a slave / keeps rslave" has "$work/bare-out/compose/.env" '^HOST_ROOT_MOUNT_OPTIONS=ro,rslave$'
 bash compose/check-gpu.sh nvidia "$work/bare" > /dev/null 2> "$work/gpu.err"
 expect "check-gpu.sh nvidia fails on a bare host, naming the driver" has "$work/gpu.err" "no /dev/nvidiactl"
 bash compose/check-gpu.sh rocm "$work/bare" > /dev/null 2> "$work/gpu.err"
@@ -126,6 +129,11 @@ expect "a mode 600 file is reported as unreadable" has "$work/secrets.err" "^unr
 expect "a missing file is reported as missing" has "$work/secrets.err" "^missing: compose/secrets/alertmanager_slack_webhook_url"
 expect "a directory is reported as a directory" has "$work/secrets.err" "alertmanager_pagerduty_routing_key is a directory"
 expect "a good file is not reported" hasnt "$work/secrets.err" "grafana_admin_password"
+# Owned by Alertmanager's user with mode 600: Alertmanager could read it, Grafana (472) not.
+chown 65534 "$s/grafana_admin_password" && chmod 600 "$s/grafana_admin_password"
+bash compose/check-secrets.sh "$s" > /dev/null 2> "$work/secrets.err"
+expect "a file only 65534 can read is unreadable for Grafana" has "$work/secrets.err" "^unreadable: compose/secrets/grafana_admin_password"
+chmod 644 "$s/grafana_admin_password"
 # As the containers' user (65534), readability is what open(2) says.
 if command -v setpriv > /dev/null; then
   chmod 755 "$work" "$s"

@@ -197,6 +197,7 @@ impl Collectors {
             }
         }
         let queue = Arc::new(Mutex::new(queue));
+        let unstarted = DropUnstarted(queue.clone());
         if !lock(&queue).is_empty() {
             spawn_worker(queue.clone(), done.clone());
         }
@@ -216,11 +217,7 @@ impl Collectors {
                 spawn_worker(queue.clone(), done.clone());
             }
         }
-        // Collectors that never got a thread before the deadline must not run late; scrapes
-        // waiting for them see the channel close and report it.
-        for job in lock(&queue).drain(..) {
-            lock(&job.running).take();
-        }
+        drop(unstarted);
 
         let mut families: Vec<MetricFamily> = Vec::new();
         let mut duration = MetricFamily::gauge(
@@ -266,6 +263,20 @@ impl Collectors {
         families.push(duration);
         families.push(success);
         families
+    }
+}
+
+/// Collectors that never got a thread before the scrape ended must not run late, and must not
+/// stay marked as running: dropped when the scrape ends, at its deadline or because its future
+/// was dropped (a client that left mid-scrape), this empties the queue and clears their marks.
+/// Scrapes waiting for them see the channel close and report it.
+struct DropUnstarted(Arc<Mutex<VecDeque<BlockingJob>>>);
+
+impl Drop for DropUnstarted {
+    fn drop(&mut self) {
+        for job in lock(&self.0).drain(..) {
+            lock(&job.running).take();
+        }
     }
 }
 
@@ -702,6 +713,43 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(runs.load(Ordering::SeqCst), 2);
+    }
+
+    /// A second blocking collector, queued behind one that blocks.
+    struct Quick;
+    impl BlockingCollector for Quick {
+        fn name(&self) -> &'static str {
+            "quick"
+        }
+        fn collect(&self) -> CollectResult {
+            Ok(vec![
+                MetricFamily::gauge("demo_value", "A value.").with(&[("from", "quick")], 1.0)
+            ])
+        }
+    }
+
+    #[tokio::test]
+    async fn a_scrape_dropped_midway_leaves_no_collector_marked_running() {
+        let blocked = Arc::new(AtomicUsize::new(0));
+        let mut collectors = Collectors::new("demo");
+        collectors.add_blocking(Sleeping(Duration::from_secs(3), blocked));
+        collectors.add_blocking(Quick);
+        // The scrape's future is dropped while its only worker is stuck and `quick` is queued
+        // (hyper drops it when the client leaves).
+        let dropped = tokio::time::timeout(
+            Duration::from_millis(20),
+            collectors.collect(&Selection::All, Duration::from_secs(5)),
+        )
+        .await;
+        assert!(dropped.is_err());
+        let again = collectors
+            .collect(
+                &Selection::Only(vec!["quick".into()]),
+                Duration::from_millis(500),
+            )
+            .await;
+        assert_eq!(value(&again, "demo_collector_success", "quick"), Some(1.0));
+        assert_eq!(value(&again, "demo_value", "quick"), Some(1.0));
     }
 
     #[tokio::test]

@@ -7,7 +7,9 @@
 
 use crate::log;
 
-/// Raises the soft `RLIMIT_NOFILE` to the hard limit. A refusal (a seccomp filter without
+const MAX_OPEN_FILES: libc::rlim_t = 1 << 20;
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit (at most 1,048,576). A refusal (a seccomp filter without
 /// `setrlimit`, as the shipped units have: they set `LimitNOFILE` instead) is logged, not fatal.
 pub fn raise_open_file_limit() {
     let mut limit = libc::rlimit {
@@ -18,19 +20,19 @@ pub fn raise_open_file_limit() {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return;
     }
-    if limit.rlim_cur >= limit.rlim_max {
+    // Under some container runtimes the hard limit is about a billion; children (rocm-smi)
+    // inherit the soft one, and some programs walk every possible fd. A million is plenty.
+    let target = limit.rlim_max.min(MAX_OPEN_FILES);
+    if limit.rlim_cur >= target {
         return;
     }
     let was = limit.rlim_cur;
-    limit.rlim_cur = limit.rlim_max;
+    limit.rlim_cur = target;
     // SAFETY: as above.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0 {
         log::debug(
             "raised the open-file limit",
-            &[
-                ("from", &was.to_string()),
-                ("to", &limit.rlim_max.to_string()),
-            ],
+            &[("from", &was.to_string()), ("to", &target.to_string())],
         );
     } else {
         log::warn(

@@ -495,7 +495,13 @@ fn spawn_connection(
             tokio::spawn(async move {
                 let mut stream = stream;
                 if is_plain_http(&stream, timeout).await {
-                    use tokio::io::AsyncWriteExt as _;
+                    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                    // Take in the request first (briefly): closing with unread bytes makes the
+                    // kernel reset the connection, and the client may then lose the answer.
+                    let mut request = [0u8; 4096];
+                    let _ =
+                        tokio::time::timeout(Duration::from_millis(100), stream.read(&mut request))
+                            .await;
                     let _ = stream.write_all(PLAIN_HTTP_ON_TLS).await;
                     let _ = stream.shutdown().await;
                     return;

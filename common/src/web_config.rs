@@ -272,13 +272,19 @@ const OUTCOME_CACHE_LIMIT: usize = 256;
 
 impl BasicAuth {
     fn new(users: BTreeMap<String, String>) -> Self {
-        BasicAuth {
+        let auth = BasicAuth {
             users,
             granted: Mutex::new(HashSet::new()),
             refused: Mutex::new(HashSet::new()),
             one_at_a_time: Arc::new(tokio::sync::Semaphore::new(1)),
             dummy_hash: Arc::new(OnceLock::new()),
-        }
+        };
+        // Made now, not at the first unknown user, whose check would otherwise cost two
+        // bcrypt runs and so take longer than a known user's.
+        let cost = auth.dummy_cost();
+        auth.dummy_hash
+            .get_or_init(|| bcrypt::hash("not a password of anyone", cost).unwrap_or_default());
+        auth
     }
 
     /// Checks an `Authorization` header value.

@@ -202,7 +202,9 @@ fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
     let fields: Vec<&str> = line.split_whitespace().collect();
     let (soft, hard) = (fields[3], fields[4]);
     assert_ne!(soft, "256", "{line}");
-    assert_eq!(soft, hard, "{line}");
+    // The hard limit, or a million where the hard one is higher (some container runtimes).
+    let hard: u64 = hard.parse().unwrap_or(u64::MAX);
+    assert_eq!(soft.parse::<u64>().unwrap(), hard.min(1 << 20), "{line}");
 }
 
 #[test]
