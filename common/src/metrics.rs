@@ -105,10 +105,7 @@ impl MetricFamily {
         value: f64,
     ) {
         self.samples.push(Sample {
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.clone().into(), v.as_ref().to_string()))
-                .collect(),
+            labels: owned_labels(labels),
             value,
             histogram: None,
             summary: None,
@@ -121,10 +118,7 @@ impl MetricFamily {
         value: HistogramValue,
     ) {
         self.samples.push(Sample {
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.clone().into(), v.as_ref().to_string()))
-                .collect(),
+            labels: owned_labels(labels),
             value: 0.0,
             histogram: Some(value),
             summary: None,
@@ -137,10 +131,7 @@ impl MetricFamily {
         value: SummaryValue,
     ) {
         self.samples.push(Sample {
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.clone().into(), v.as_ref().to_string()))
-                .collect(),
+            labels: owned_labels(labels),
             value: 0.0,
             histogram: None,
             summary: Some(value),
@@ -150,4 +141,14 @@ impl MetricFamily {
     pub fn is_empty(&self) -> bool {
         self.samples.is_empty()
     }
+}
+
+/// A sample's labels, owned, from the borrowed pairs callers pass.
+fn owned_labels<K: Into<LabelName> + Clone, V: AsRef<str>>(
+    labels: &[(K, V)],
+) -> Vec<(LabelName, String)> {
+    labels
+        .iter()
+        .map(|(k, v)| (k.clone().into(), v.as_ref().to_string()))
+        .collect()
 }

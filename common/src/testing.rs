@@ -193,6 +193,46 @@ impl Drop for ExporterProcess {
     }
 }
 
+/// Debian's `prometheus-node-exporter`, the oracle of host-exporter's comparison tests, on a free
+/// loopback port; killed when dropped.
+pub struct NodeExporter {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl NodeExporter {
+    /// Starts it with `args` (the listen address is added) and waits, up to 10 s, until it
+    /// answers `/metrics` (it has no `/-/ready`).
+    pub fn start(args: &[String]) -> NodeExporter {
+        const PROGRAM: &str = "prometheus-node-exporter";
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let child = Command::new(PROGRAM)
+            .args(args)
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("{PROGRAM} is needed (apt-get install prometheus-node-exporter): {e}")
+            });
+        let node = NodeExporter { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while http_get(addr, "/metrics", &[]).is_err() {
+            assert!(Instant::now() < deadline, "{PROGRAM} did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        node
+    }
+}
+
+impl Drop for NodeExporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Removes the lines that change from run to run (durations, process figures, build info) and
 /// the given families, so an exposition can be compared with a checked-in one.
 pub fn stable_exposition(text: &str, also_drop: &[&str]) -> String {

@@ -133,6 +133,26 @@ pub fn sorted_entries(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
     Ok(entries)
 }
 
+/// [`sorted_entries`] of a directory that may be absent: a kernel interface the host lacks
+/// (no InfiniBand, no RAPL) is `None`, and the collector reports nothing and succeeds, as
+/// node_exporter's do; any other error names the directory.
+pub fn entries_if_present(dir: &Path) -> anyhow::Result<Option<Vec<(String, PathBuf)>>> {
+    match sorted_entries(dir) {
+        Ok(entries) => Ok(Some(entries)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => anyhow::bail!("{}: {e}", dir.display()),
+    }
+}
+
+/// A sysfs counter written in decimal or, as some drivers do, in hex (`0x1f`).
+pub fn parse_counter(text: &str) -> Option<u64> {
+    let text = text.trim();
+    match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,6 +176,22 @@ mod tests {
         })
         .unwrap();
         assert_eq!(size, SCRATCH_SIZE);
+    }
+
+    #[test]
+    fn absent_directories_and_counters_in_either_base() {
+        assert!(entries_if_present(Path::new("/nonexistent/class"))
+            .unwrap()
+            .is_none());
+        assert!(entries_if_present(Path::new("/proc/self"))
+            .unwrap()
+            .is_some_and(|e| !e.is_empty()));
+        // Not a directory: an error naming it.
+        let err = entries_if_present(Path::new("/proc/uptime")).unwrap_err();
+        assert!(err.to_string().contains("/proc/uptime"), "{err}");
+        assert_eq!(parse_counter("0x1f\n"), Some(31));
+        assert_eq!(parse_counter(" 31 "), Some(31));
+        assert_eq!(parse_counter("N/A"), None);
     }
 
     #[test]

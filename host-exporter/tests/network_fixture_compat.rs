@@ -3,12 +3,11 @@
 //! a Fibre Channel host) have no live counterpart on a test machine, so both exporters read the
 //! fixture and every family both emit must match exactly: type, label sets and values.
 
-use common::testing::{http_get, parse_text, ExporterProcess, ParsedFamily};
+use common::testing::{http_get, parse_text, ExporterProcess, NodeExporter, ParsedFamily};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_host-exporter");
-const NODE_EXPORTER: &str = "prometheus-node-exporter";
 
 const COLLECTORS: [&str; 11] = [
     "arp",
@@ -62,14 +61,6 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/full")
 }
 
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn scrape(addr: std::net::SocketAddr) -> BTreeMap<String, ParsedFamily> {
     parse_text(&http_get(addr, "/metrics", &[]).expect("scrape").text()).expect("exposition")
 }
@@ -86,25 +77,8 @@ fn the_fixture_reads_as_node_exporter_reads_it() {
     ];
     args.extend(COLLECTORS.iter().map(|c| format!("--collector.{c}")));
 
-    let port = common::testing::free_port();
-    let mut node_args = args.clone();
-    node_args.push(format!("--web.listen-address=127.0.0.1:{port}"));
-    let child = std::process::Command::new(NODE_EXPORTER)
-        .args(&node_args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{NODE_EXPORTER} is needed: {e}"));
-    let _node = Child(child);
-    let node_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while http_get(node_addr, "/metrics", &[]).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "node_exporter did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let node = NodeExporter::start(&args);
+    let node_addr = node.addr;
     let our_args: Vec<&str> = args.iter().map(String::as_str).collect();
     let ours = ExporterProcess::start(BINARY, &our_args, &[]);
     let theirs = scrape(node_addr);

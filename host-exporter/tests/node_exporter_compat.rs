@@ -3,11 +3,10 @@
 //! same values (exact for sizes and identities; for values that move, between two node_exporter
 //! scrapes taken before and after ours, with a small tolerance for gauges that wander).
 
-use common::testing::{parse_text, ExporterProcess, ParsedFamily};
+use common::testing::{parse_text, ExporterProcess, NodeExporter, ParsedFamily};
 use std::collections::{BTreeMap, BTreeSet};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_host-exporter");
-const NODE_EXPORTER: &str = "prometheus-node-exporter";
 
 /// Collectors both have; node_exporter is limited to these.
 const COLLECTORS: &[&str] = &[
@@ -260,9 +259,8 @@ fn series_as_debian(name: &str, family: &ParsedFamily) -> Series {
         .collect()
 }
 
-fn node_exporter_args(port: u16) -> Vec<String> {
+fn node_exporter_args() -> Vec<String> {
     let mut args = vec![
-        format!("--web.listen-address=127.0.0.1:{port}"),
         "--web.disable-exporter-metrics".to_string(),
         "--collector.disable-defaults".to_string(),
         // Our defaults (upstream node_exporter's), so both look at the same mounts and devices.
@@ -290,14 +288,6 @@ const MOUNT_POINTS_EXCLUDE: &str =
     r"^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)";
 const FS_TYPES_EXCLUDE: &str = r"^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs|iso9660|mqueue|nsfs|overlay|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|erofs|sysfs|tracefs)$";
 
-struct NodeExporter(std::process::Child);
-impl Drop for NodeExporter {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn scrape(addr: std::net::SocketAddr) -> BTreeMap<String, ParsedFamily> {
     let body = common::testing::http_get(addr, "/metrics", &[])
         .expect("scrape failed")
@@ -307,25 +297,8 @@ fn scrape(addr: std::net::SocketAddr) -> BTreeMap<String, ParsedFamily> {
 
 #[test]
 fn same_names_types_labels_and_values_as_node_exporter() {
-    let port = common::testing::free_port();
-    let child = std::process::Command::new(NODE_EXPORTER)
-        .args(node_exporter_args(port))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("{NODE_EXPORTER} is needed (apt-get install prometheus-node-exporter): {e}")
-        });
-    let _node = NodeExporter(child);
-    let node_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while common::testing::http_get(node_addr, "/metrics", &[]).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "node_exporter did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let node = NodeExporter::start(&node_exporter_args());
+    let node_addr = node.addr;
     let textfile = textfile_fixture_flag();
     let mut our_args = vec!["--web.disable-exporter-metrics", textfile.as_str()];
     our_args.extend(SHARED_FLAGS);
@@ -490,32 +463,15 @@ fn textfile_families_match_node_exporter_on_the_same_files() {
     }
     let directory = format!("--collector.textfile.directory={}/*", root.display());
 
-    let port = common::testing::free_port();
-    let child = std::process::Command::new(NODE_EXPORTER)
-        .args([
-            &format!("--web.listen-address=127.0.0.1:{port}"),
-            "--web.disable-exporter-metrics",
-            "--collector.disable-defaults",
-            "--collector.textfile",
-            &directory,
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{NODE_EXPORTER} is needed: {e}"));
-    let _node = NodeExporter(child);
-    let node_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let theirs_body = loop {
-        if let Ok(r) = common::testing::http_get(node_addr, "/metrics", &[]) {
-            break r.text();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "node_exporter did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let node = NodeExporter::start(&[
+        "--web.disable-exporter-metrics".to_string(),
+        "--collector.disable-defaults".to_string(),
+        "--collector.textfile".to_string(),
+        directory.clone(),
+    ]);
+    let theirs_body = common::testing::http_get(node.addr, "/metrics", &[])
+        .expect("scrape failed")
+        .text();
     let ours = ExporterProcess::start(
         BINARY,
         &[
@@ -621,25 +577,8 @@ fn storage_collectors_read_the_fixture_tree_as_node_exporter_does() {
             .iter()
             .map(|c| format!("--collector.{c}")),
     );
-    let port = common::testing::free_port();
-    let mut node_args = args.clone();
-    node_args.push(format!("--web.listen-address=127.0.0.1:{port}"));
-    let child = std::process::Command::new(NODE_EXPORTER)
-        .args(&node_args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{NODE_EXPORTER} is needed: {e}"));
-    let _node = NodeExporter(child);
-    let node_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while common::testing::http_get(node_addr, "/metrics", &[]).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "node_exporter did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let node = NodeExporter::start(&args);
+    let node_addr = node.addr;
     let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let ours = ExporterProcess::start(BINARY, &arg_refs, &[]);
     let theirs = scrape(node_addr);
@@ -714,23 +653,8 @@ fn defaults_against_defaults_every_node_exporter_family_is_ours() {
             || name.starts_with("promhttp_")
             || name == "node_exporter_build_info"
     };
-    let port = common::testing::free_port();
-    let child = std::process::Command::new(NODE_EXPORTER)
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{NODE_EXPORTER} is needed: {e}"));
-    let _node = NodeExporter(child);
-    let node_addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while common::testing::http_get(node_addr, "/metrics", &[]).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "node_exporter did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let node = NodeExporter::start(&[]);
+    let node_addr = node.addr;
     let ours = ExporterProcess::start(BINARY, &[], &[]);
     let theirs = scrape(node_addr);
     let mine = scrape(ours.addr);

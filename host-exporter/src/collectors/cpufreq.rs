@@ -3,7 +3,7 @@
 //! (sysfs says kHz).
 
 use crate::kept_file::{KeptFileScrape, KeptFileSet};
-use crate::paths::{sorted_entries, Paths};
+use crate::paths::{entries_if_present, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 use std::path::PathBuf;
 
@@ -81,10 +81,8 @@ impl BlockingCollector for Cpufreq {
     }
 
     fn collect(&self) -> CollectResult {
-        let entries = match sorted_entries(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => anyhow::bail!("{}: {e}", self.dir.display()),
+        let Some(entries) = entries_if_present(&self.dir)? else {
+            return Ok(vec![]);
         };
         let mut cpus: Vec<(u32, PathBuf)> = entries
             .into_iter()

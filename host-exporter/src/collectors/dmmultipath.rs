@@ -5,7 +5,7 @@
 //! A dm device is a multipath map when its `dm/uuid` starts with `mpath-`; LVM volumes and
 //! crypt devices are passed over.
 
-use crate::paths::{read_sysfs_value, sorted_entries, Paths};
+use crate::paths::{entries_if_present, read_sysfs_value, sorted_entries, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 use std::path::Path;
 
@@ -43,10 +43,8 @@ impl BlockingCollector for DmMultipath {
 
     fn collect(&self) -> CollectResult {
         let block = self.paths.sys("block");
-        let entries = match sorted_entries(&block) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => anyhow::bail!("{}: {e}", block.display()),
+        let Some(entries) = entries_if_present(&block)? else {
+            return Ok(vec![]);
         };
         let g = MetricFamily::gauge;
         let mut info = g(

@@ -4,7 +4,7 @@
 //! FC adapter have no class directory and report nothing.
 
 use crate::kept_file::{KeptFileScrape, KeptFileSet};
-use crate::paths::{sorted_entries, Paths};
+use crate::paths::{entries_if_present, parse_counter, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 use std::path::Path;
 
@@ -108,15 +108,6 @@ const COUNTERS: [(&str, &str, &str); 14] = [
     ),
 ];
 
-/// `0x1f` or `31` → 31.
-fn parse_counter(text: &str) -> Option<u64> {
-    let text = text.trim();
-    match text.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => text.parse().ok(),
-    }
-}
-
 impl BlockingCollector for Fibrechannel {
     fn name(&self) -> &'static str {
         "fibrechannel"
@@ -124,10 +115,8 @@ impl BlockingCollector for Fibrechannel {
 
     fn collect(&self) -> CollectResult {
         let dir = self.paths.sys("class/fc_host");
-        let hosts = match sorted_entries(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => anyhow::bail!("{}: {e}", dir.display()),
+        let Some(hosts) = entries_if_present(&dir)? else {
+            return Ok(vec![]);
         };
         let mut files = self.files.scrape();
         let mut info = MetricFamily::gauge(

@@ -4,7 +4,7 @@
 //! class directory and report nothing.
 
 use crate::kept_file::{KeptFileScrape, KeptFileSet};
-use crate::paths::{sorted_entries, Paths};
+use crate::paths::{entries_if_present, parse_counter, sorted_entries, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily, MetricType};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -398,14 +398,6 @@ fn parse_rate(text: &str) -> Option<u64> {
     Some((f64::from(gbit) * 125_000_000.0) as u64)
 }
 
-fn parse_counter(text: &str) -> Option<u64> {
-    let text = text.trim();
-    match text.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16).ok(),
-        None => text.parse().ok(),
-    }
-}
-
 impl BlockingCollector for Infiniband {
     fn name(&self) -> &'static str {
         "infiniband"
@@ -413,10 +405,8 @@ impl BlockingCollector for Infiniband {
 
     fn collect(&self) -> CollectResult {
         let dir = self.paths.sys("class/infiniband");
-        let devices = match sorted_entries(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => anyhow::bail!("{}: {e}", dir.display()),
+        let Some(devices) = entries_if_present(&dir)? else {
+            return Ok(vec![]);
         };
         let mut files = self.files.scrape();
         let mut families = Families::default();

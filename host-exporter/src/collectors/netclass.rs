@@ -5,7 +5,7 @@
 //! is left out for that device.
 
 use crate::kept_file::KeptFile;
-use crate::paths::{sorted_entries, Paths};
+use crate::paths::{entries_if_present, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily, MetricType};
 use regex_lite::Regex;
 use std::collections::HashMap;
@@ -202,10 +202,8 @@ impl BlockingCollector for Netclass {
 
     fn collect(&self) -> CollectResult {
         let dir = self.paths.sys("class/net");
-        let entries = match sorted_entries(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => anyhow::bail!("{}: {e}", dir.display()),
+        let Some(entries) = entries_if_present(&dir)? else {
+            return Ok(vec![]);
         };
         let mut up = MetricFamily::gauge(
             "node_network_up",

@@ -5,7 +5,7 @@
 //! `--collector.powersupply.ignored-supplies` are left out.
 
 use crate::kept_file::KeptFileSet;
-use crate::paths::{sorted_entries, Paths};
+use crate::paths::{entries_if_present, sorted_entries, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 use regex_lite::Regex;
 use std::collections::BTreeMap;
@@ -110,10 +110,8 @@ impl BlockingCollector for PowerSupplyClass {
     }
 
     fn collect(&self) -> CollectResult {
-        let entries = match sorted_entries(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => anyhow::bail!("{}: {e}", self.dir.display()),
+        let Some(entries) = entries_if_present(&self.dir)? else {
+            return Ok(vec![]);
         };
         let mut families: BTreeMap<&str, MetricFamily> = BTreeMap::new();
         let mut info = MetricFamily::gauge(

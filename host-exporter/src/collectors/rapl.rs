@@ -2,7 +2,7 @@
 //! on an LLM host the power bill matters. Names follow node_exporter:
 //! `node_rapl_<zone>_joules_total{index,path}`, where `package-0` is zone `package`, index 0.
 
-use crate::paths::{read_sysfs_value, sorted_entries, Paths};
+use crate::paths::{entries_if_present, read_sysfs_value, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 use std::collections::BTreeMap;
 
@@ -25,10 +25,8 @@ impl BlockingCollector for Rapl {
 
     fn collect(&self) -> CollectResult {
         let dir = self.paths.sys("class/powercap");
-        let entries = match sorted_entries(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => anyhow::bail!("{}: {e}", dir.display()),
+        let Some(entries) = entries_if_present(&dir)? else {
+            return Ok(vec![]);
         };
         let mut uses: BTreeMap<String, u32> = BTreeMap::new();
         let mut families: BTreeMap<String, MetricFamily> = BTreeMap::new();

@@ -3,7 +3,7 @@
 //! names them. Attributes a driver does not provide are left out.
 
 use crate::kept_file::KeptFileSet;
-use crate::paths::{sorted_entries, Paths};
+use crate::paths::{entries_if_present, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 use std::path::PathBuf;
 
@@ -38,10 +38,8 @@ impl BlockingCollector for Watchdog {
     }
 
     fn collect(&self) -> CollectResult {
-        let entries = match sorted_entries(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => anyhow::bail!("{}: {e}", self.dir.display()),
+        let Some(entries) = entries_if_present(&self.dir)? else {
+            return Ok(vec![]);
         };
         let mut families: Vec<MetricFamily> = NUMBERS
             .iter()

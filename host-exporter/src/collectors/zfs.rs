@@ -11,7 +11,7 @@
 //! open and read again from offset 0 on each scrape; a pool's files are dropped with the pool.
 
 use crate::kept_file::KeptFile;
-use crate::paths::{sorted_entries, Paths};
+use crate::paths::{entries_if_present, sorted_entries, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily, MetricType};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -86,10 +86,8 @@ impl BlockingCollector for Zfs {
     }
 
     fn collect(&self) -> CollectResult {
-        let entries = match sorted_entries(&self.dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => anyhow::bail!("{}: {e}", self.dir.display()),
+        let Some(entries) = entries_if_present(&self.dir)? else {
+            return Ok(vec![]);
         };
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         let mut seen: Vec<PathBuf> = Vec::new();

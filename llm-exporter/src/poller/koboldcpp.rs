@@ -4,12 +4,11 @@
 //! `/api/extra/version` (its name and version), `/v1/models` (the one loaded model),
 //! `/api/extra/true_max_context_length` and `/api/extra/perf` (queue and generation count).
 
-use super::{json, lock, Failure, Polled};
+use super::{fetch_ok as fetch, json, lock, Failure, Polled};
 use crate::config::Backend;
 use crate::model_name;
-use crate::upstream::{Reply, Upstream};
+use crate::upstream::Upstream;
 use common::MetricFamily;
-use hyper::StatusCode;
 use serde::Deserialize;
 use std::sync::Mutex;
 use tokio::time::Instant;
@@ -50,29 +49,8 @@ struct Perf {
 
 pub async fn poll(upstream: &Upstream, memory: &Mutex<Memory>, deadline: Instant) -> Polled {
     let mut format_errors = Vec::new();
-    match poll_inner(upstream, memory, deadline, &mut format_errors).await {
-        Ok((families, restarted)) => Polled {
-            families,
-            failure: None,
-            restarted,
-            format_errors,
-        },
-        Err(failure) => Polled {
-            format_errors,
-            ..Polled::failed(failure)
-        },
-    }
-}
-
-async fn fetch(upstream: &Upstream, path: &str, deadline: Instant) -> Result<Reply, Failure> {
-    let reply = upstream
-        .get(path, deadline)
-        .await
-        .map_err(|e| Failure::fetch(path, &e))?;
-    if reply.status != StatusCode::OK {
-        return Err(Failure::status(path, &reply));
-    }
-    Ok(reply)
+    let result = poll_inner(upstream, memory, deadline, &mut format_errors).await;
+    Polled::from_result(result, format_errors)
 }
 
 async fn poll_inner(

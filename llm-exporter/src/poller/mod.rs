@@ -115,6 +115,42 @@ impl Polled {
             format_errors: Vec::new(),
         }
     }
+
+    /// A backend's poll as one value: its families and whether the upstream restarted, or why
+    /// it failed; the bodies that could not be parsed either way.
+    pub fn from_result(
+        result: Result<(Vec<MetricFamily>, bool), Failure>,
+        format_errors: Vec<&'static str>,
+    ) -> Self {
+        match result {
+            Ok((families, restarted)) => Polled {
+                families,
+                failure: None,
+                restarted,
+                format_errors,
+            },
+            Err(failure) => Polled {
+                format_errors,
+                ..Polled::failed(failure)
+            },
+        }
+    }
+}
+
+/// GET `path`, which must answer 200: anything else is the poll's failure.
+pub async fn fetch_ok(
+    upstream: &Upstream,
+    path: &str,
+    deadline: Instant,
+) -> Result<Reply, Failure> {
+    let reply = upstream
+        .get(path, deadline)
+        .await
+        .map_err(|e| Failure::fetch(path, &e))?;
+    if reply.status != StatusCode::OK {
+        return Err(Failure::status(path, &reply));
+    }
+    Ok(reply)
 }
 
 /// Parses a JSON body; a bad one is a format error of `endpoint`.

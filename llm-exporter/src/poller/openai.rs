@@ -5,12 +5,11 @@
 //! serve their own Prometheus `/metrics`, which is better scraped by Prometheus directly.
 
 use super::models::ModelTracker;
-use super::{json, lock, Failure, Polled};
+use super::{fetch_ok, json, lock, Failure, Polled};
 use crate::config::Backend;
 use crate::model_name;
 use crate::upstream::Upstream;
 use common::MetricFamily;
-use hyper::StatusCode;
 use serde::Deserialize;
 use std::sync::Mutex;
 use tokio::time::Instant;
@@ -30,18 +29,9 @@ struct Entry {
 
 pub async fn poll(upstream: &Upstream, models: &Mutex<ModelTracker>, deadline: Instant) -> Polled {
     let mut format_errors = Vec::new();
-    match poll_inner(upstream, models, deadline, &mut format_errors).await {
-        Ok(families) => Polled {
-            families,
-            failure: None,
-            restarted: false,
-            format_errors,
-        },
-        Err(failure) => Polled {
-            format_errors,
-            ..Polled::failed(failure)
-        },
-    }
+    let result = poll_inner(upstream, models, deadline, &mut format_errors).await;
+    // A generic server gives no sign of a restart.
+    Polled::from_result(result.map(|families| (families, false)), format_errors)
 }
 
 async fn poll_inner(
@@ -51,13 +41,7 @@ async fn poll_inner(
     format_errors: &mut Vec<&'static str>,
 ) -> Result<Vec<MetricFamily>, Failure> {
     let name = upstream.name();
-    let reply = upstream
-        .get("/v1/models", deadline)
-        .await
-        .map_err(|e| Failure::fetch("/v1/models", &e))?;
-    if reply.status != StatusCode::OK {
-        return Err(Failure::status("/v1/models", &reply));
-    }
+    let reply = fetch_ok(upstream, "/v1/models", deadline).await?;
     let list: Models = json("/v1/models", &reply, format_errors)?;
     let entries: Vec<(String, Entry)> = list
         .data
