@@ -1,0 +1,1 @@
+//! The measuring reverse proxy that llm-exporter starts with `--proxy NAME=LISTEN_ADDR`.
