@@ -14,6 +14,7 @@
 
 use clap::{Arg, ArgAction};
 use common::{CliOutcome, Settings};
+use llm_proxy::telemetry::{span_export, Destination, OtlpConfig, TelemetryConfig};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -80,6 +81,8 @@ pub struct Config {
     /// Distinct model label values the poller keeps per upstream before the rest count as `other`.
     pub poll_max_models: usize,
     pub proxy: ProxyConfig,
+    /// The proxy's access log and span export (`--proxy.access-log`, `--proxy.otlp-*`).
+    pub telemetry: TelemetryConfig,
 }
 
 #[derive(Clone, Debug)]
@@ -156,6 +159,36 @@ pub fn args() -> Vec<Arg> {
             .long("proxy.threads")
             .default_value("auto")
             .help("Threads serving the proxy listeners; auto: one per available core"),
+        Arg::new("proxy.access-log")
+            .long("proxy.access-log")
+            .default_value("")
+            .hide_default_value(true)
+            .help("JSON access log of proxied inference requests: stdout, stderr or a file path (appended); empty: off"),
+        Arg::new("proxy.access-log-queue")
+            .long("proxy.access-log-queue")
+            .default_value("4096")
+            .help("Access log lines waiting for the writer at most; beyond, lines are dropped and counted"),
+        Arg::new("proxy.otlp-endpoint")
+            .long("proxy.otlp-endpoint")
+            .default_value("")
+            .hide_default_value(true)
+            .help("OTLP/HTTP traces URL to export a span per proxied inference request to (e.g. http://127.0.0.1:4318/v1/traces); empty: off"),
+        Arg::new("proxy.otlp-service-name")
+            .long("proxy.otlp-service-name")
+            .default_value("llm-exporter")
+            .help("The spans' service.name resource attribute"),
+        Arg::new("proxy.otlp-queue-size")
+            .long("proxy.otlp-queue-size")
+            .default_value("2048")
+            .help("Spans waiting for export at most; beyond, spans are dropped and counted"),
+        Arg::new("proxy.otlp-batch-interval")
+            .long("proxy.otlp-batch-interval")
+            .default_value("5s")
+            .help("How often waiting spans are exported (a batch of 512 goes at once)"),
+        Arg::new("proxy.otlp-timeout")
+            .long("proxy.otlp-timeout")
+            .default_value("10s")
+            .help("Deadline of one export to the collector; a batch that misses it is dropped and counted"),
     ]
 }
 
@@ -371,6 +404,7 @@ pub fn load(settings: &Settings) -> Result<Config, CliOutcome> {
     let threads = settings
         .parsed("proxy.threads", parse_threads)?
         .unwrap_or_else(available_cores);
+    let telemetry = telemetry(settings)?;
     Ok(Config {
         upstreams,
         poll_timeout,
@@ -382,6 +416,47 @@ pub fn load(settings: &Settings) -> Result<Config, CliOutcome> {
             max_models,
             threads,
         },
+        telemetry,
+    })
+}
+
+/// The access log and span export settings; both off unless given.
+fn telemetry(settings: &Settings) -> Result<TelemetryConfig, CliOutcome> {
+    let access_log = settings
+        .value("proxy.access-log")?
+        .and_then(|raw| Destination::parse(raw.trim()));
+    let access_log_queue = settings
+        .parsed("proxy.access-log-queue", positive_count)?
+        .unwrap_or(4096);
+    let endpoint = settings.value("proxy.otlp-endpoint")?.unwrap_or_default();
+    let endpoint = endpoint.trim();
+    let otlp = if endpoint.is_empty() {
+        None
+    } else {
+        span_export::parse_endpoint(endpoint)
+            .map_err(|e| settings.invalid("proxy.otlp-endpoint", endpoint, &e))?;
+        let defaults = OtlpConfig::new(endpoint);
+        Some(OtlpConfig {
+            service_name: settings
+                .value("proxy.otlp-service-name")?
+                .filter(|s| !s.trim().is_empty())
+                .unwrap_or(defaults.service_name),
+            queue_size: settings
+                .parsed("proxy.otlp-queue-size", positive_count)?
+                .unwrap_or(defaults.queue_size),
+            interval: settings
+                .parsed("proxy.otlp-batch-interval", positive_duration)?
+                .unwrap_or(defaults.interval),
+            timeout: settings
+                .parsed("proxy.otlp-timeout", positive_duration)?
+                .unwrap_or(defaults.timeout),
+            ..defaults
+        })
+    };
+    Ok(TelemetryConfig {
+        access_log,
+        access_log_queue,
+        otlp,
     })
 }
 

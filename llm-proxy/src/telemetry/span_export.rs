@@ -60,19 +60,15 @@ impl OtlpConfig {
     }
 }
 
-/// Checks an endpoint URL: absolute `http://` with a host.
+/// Checks an endpoint URL: absolute `http://` with a host; the error says why not.
 pub fn parse_endpoint(raw: &str) -> Result<Uri, String> {
-    let uri: Uri = raw
-        .parse()
-        .map_err(|e| format!("--proxy.otlp-endpoint={raw}: not a URL: {e}"))?;
+    let uri: Uri = raw.parse().map_err(|e| format!("not a URL: {e}"))?;
     match (uri.scheme_str(), uri.host()) {
         (Some("http"), Some(_)) => Ok(uri),
-        (Some("https"), _) => Err(format!(
-            "--proxy.otlp-endpoint={raw}: https is not supported; send to a local collector over http"
-        )),
-        _ => Err(format!(
-            "--proxy.otlp-endpoint={raw}: expected http://HOST:PORT/v1/traces"
-        )),
+        (Some("https"), _) => {
+            Err("https is not supported; send to a local collector over http".into())
+        }
+        _ => Err("expected http://HOST:PORT/v1/traces".into()),
     }
 }
 
@@ -114,7 +110,8 @@ pub struct SpanExporter {
 impl SpanExporter {
     /// Checks the endpoint and starts the exporter's thread.
     pub fn start(config: OtlpConfig) -> Result<SpanExporter, String> {
-        let endpoint = parse_endpoint(&config.endpoint)?;
+        let endpoint = parse_endpoint(&config.endpoint)
+            .map_err(|e| format!("--proxy.otlp-endpoint={}: {e}", config.endpoint))?;
         let (queue, records) = mpsc::channel(config.queue_size.max(1));
         let counters = Arc::new(SpanCounters::default());
         let runtime = tokio::runtime::Builder::new_current_thread()
