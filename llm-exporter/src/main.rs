@@ -4,7 +4,6 @@
 
 mod config;
 mod detect;
-mod histogram;
 mod model_name;
 mod poller;
 mod prom_text;
@@ -29,7 +28,7 @@ static SPEC: ExporterSpec = ExporterSpec {
             help: "poll each upstream's API (health, metrics, slots, models)",
         },
         CollectorSpec {
-            name: "proxy",
+            name: llm_proxy::ProxyCollector::NAME,
             default_enabled: true,
             help: "request metrics measured by the --proxy listeners",
         },
@@ -58,9 +57,9 @@ fn main() -> ExitCode {
             ));
 
             // The proxies run on their own runtime; their measurements are read per scrape.
-            let measurements = Arc::new(proxy::metrics::ProxyMetrics::new(config.proxy.max_models));
+            let measurements = Arc::new(llm_proxy::ProxyMetrics::new(config.proxy.max_models));
             proxy::start(&config, measurements.clone()).map_err(CliOutcome::Error)?;
-            collectors.add(proxy::collector::ProxyCollector::new(measurements));
+            collectors.add(llm_proxy::ProxyCollector::new(measurements));
             Ok(())
         },
     )

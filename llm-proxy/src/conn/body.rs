@@ -4,10 +4,10 @@
 //! client drops it, the request is recorded; a body read whole frees its connection for reuse.
 
 use super::client::{Conn, Upstream};
-use super::decode::Decoder;
-use super::metrics::{ErrorKind, Finished, ProxyMetrics};
-use super::naming::Naming;
-use super::observe::Observer;
+use crate::codec::decode::Decoder;
+use crate::measure::metrics::{ErrorKind, Finished, ProxyMetrics};
+use crate::measure::naming::Naming;
+use crate::measure::observe::Observer;
 use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use std::future::Future;

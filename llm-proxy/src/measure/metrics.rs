@@ -3,7 +3,7 @@
 //! ends, so a scrape never sees half a request.
 
 use super::finish::FinishReason;
-use crate::histogram::{self, Histogram};
+use super::histogram::{self, Histogram};
 use common::MetricFamily;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};

@@ -13,9 +13,9 @@
 
 use super::body::ProxyBody;
 use super::client::head_end;
-use super::decode::{Decoder, Framing};
-use super::fields::{self, Fields};
-use super::{error_body, forward, Answer, RequestHead, Target};
+use crate::codec::decode::{Decoder, Framing};
+use crate::codec::fields::{self, Fields};
+use crate::forward::{error_body, forward, Answer, RequestHead, Target};
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::{Method, StatusCode, Uri, Version};

@@ -5,8 +5,8 @@
 //! hands each chunk over). Each proxy thread keeps its own idle connections, as nginx's workers
 //! do.
 
-use super::decode::{Decoder, Framing};
-use super::fields::{self, Fields};
+use crate::codec::decode::{Decoder, Framing};
+use crate::codec::fields::{self, Fields};
 use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame};

@@ -9,6 +9,9 @@ pub struct ProxyCollector {
 }
 
 impl ProxyCollector {
+    /// The collector's name (`--collector.proxy`): written here only.
+    pub const NAME: &'static str = "proxy";
+
     pub fn new(measurements: Arc<ProxyMetrics>) -> Self {
         ProxyCollector { measurements }
     }
@@ -16,7 +19,7 @@ impl ProxyCollector {
 
 impl Collector for ProxyCollector {
     fn name(&self) -> &'static str {
-        "proxy"
+        Self::NAME
     }
 
     fn collect(&self) -> CollectFuture<'_> {

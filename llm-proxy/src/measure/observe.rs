@@ -4,8 +4,8 @@
 //! between content chunks, the model the server named, the token counts the server reported, why
 //! the generation ended, and error lines.
 
-use super::chunk::{self, Chunk, Usage};
 use super::finish::FinishReason;
+use super::json::{self, Chunk, Usage};
 use tokio::time::Instant;
 
 /// Longest line or document kept for parsing; longer ones pass through unread.
@@ -166,7 +166,7 @@ impl Observer {
             return;
         }
         // A line that is not the JSON we expect carries nothing we can count; it passes anyway.
-        if let Some(chunk) = chunk::parse(payload) {
+        if let Some(chunk) = json::parse(payload) {
             self.chunk(&chunk, now);
         }
     }
@@ -298,8 +298,12 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// A recorded answer: llm-exporter's fixtures, which its end-to-end proxy tests serve too.
     fn fixture(name: &str) -> Vec<u8> {
-        let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../llm-exporter/tests/fixtures/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 

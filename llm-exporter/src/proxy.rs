@@ -1,4 +1,5 @@
-//! Whose spelling the proxy's `model` label takes. llama-server names its model by a file path
+//! The measuring proxy (the `llm-proxy` crate) started for the `--proxy` upstreams, and whose
+//! spelling its `model` label takes. llama-server names its model by a file path
 //! (the label is the file name), Ollama by `name` with `:latest` implied (the label adds it, as
 //! the poller's does); every other server (vLLM, SGLang, LM Studio, llama-swap, ...) keeps the
 //! name exactly as it gave it. So the label needs the upstream's backend: the configured one, a
@@ -9,13 +10,40 @@
 //! when it has answered; if it finds nothing, the answer's own signs stand in: Ollama's own API
 //! (`/api/...`) or Ollama's `system_fingerprint` `fp_ollama`.
 
-use crate::config::{Backend, BackendChoice, UpstreamConfig};
+use crate::config::{Backend, BackendChoice, Config, UpstreamConfig};
 use crate::{detect, model_name, upstream};
-use std::future::Future;
+use llm_proxy::measure::naming::{Signs, Wait};
+use llm_proxy::{Listener, ModelNames, ProxyMetrics, Settings};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+/// Starts a proxy for every upstream with `--proxy`: their listeners are bound when this returns.
+pub fn start(config: &Config, metrics: Arc<ProxyMetrics>) -> Result<(), String> {
+    let listeners: Vec<Listener> = config
+        .upstreams
+        .iter()
+        .filter_map(|upstream| {
+            let listen = upstream.proxy_listen.clone()?;
+            let names: Arc<dyn ModelNames> =
+                Arc::new(UpstreamNames(Arc::new(Detected::new(upstream.clone()))));
+            Some(Listener {
+                upstream: upstream.name.clone(),
+                listen,
+                base_url: upstream.base_url.clone(),
+                names,
+            })
+        })
+        .collect();
+    let settings = Settings {
+        header_timeout: config.proxy.header_timeout,
+        idle_timeout: config.proxy.idle_timeout,
+        client_timeout: config.proxy.client_timeout,
+        threads: config.proxy.threads,
+    };
+    llm_proxy::start(&listeners, &settings, metrics)
+}
 
 /// How long one detection may take.
 const DETECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -111,42 +139,39 @@ impl Detected {
     }
 }
 
-/// What decides one answer's model label.
-pub struct Naming {
-    pub choice: BackendChoice,
-    /// The answer carried `Server: llama.cpp`.
-    pub says_llama: bool,
-    /// The route is Ollama's own API (`/api/...`): its names are Ollama's.
-    pub ollama_route: bool,
-    pub detected: Arc<Detected>,
-}
+/// One upstream's model names for the proxy: its configured backend, or the one detected.
+struct UpstreamNames(Arc<Detected>);
 
-impl Naming {
-    /// When this answer's label waits for a detection still running: the wait (bounded by the
-    /// detection's own deadline). `None`: the label can be made now.
-    pub fn pending(&self) -> Option<impl Future<Output = ()> + Send + 'static> {
-        if self.says_llama || self.choice != BackendChoice::Auto {
+impl ModelNames for UpstreamNames {
+    fn learn(&self) {
+        self.0.ensure();
+    }
+
+    fn forget(&self) {
+        self.0.forget();
+    }
+
+    fn pending(&self, says_llama: bool) -> Option<Wait> {
+        if says_llama || self.0.config.backend != BackendChoice::Auto {
             return None;
         }
-        let state = self.detected.lock();
+        let state = self.0.lock();
         if state.backend.is_some() || !state.running {
             return None;
         }
         drop(state);
-        let detected = self.detected.clone();
-        Some(async move {
+        let detected = self.0.clone();
+        Some(Box::pin(async move {
             let _ = tokio::time::timeout(DETECT_TIMEOUT, detected.settled()).await;
-        })
+        }))
     }
 
-    /// The label value for the model name the server gave; `ollama_sign`: the answer carried
-    /// Ollama's `system_fingerprint`.
-    pub fn label(&self, raw: &str, ollama_sign: bool) -> String {
+    fn label(&self, raw: &str, signs: Signs) -> String {
         let backend = backend(
-            self.choice,
-            self.says_llama,
-            self.ollama_route || ollama_sign,
-            self.detected.get(),
+            self.0.config.backend,
+            signs.says_llama,
+            signs.ollama,
+            self.0.get(),
         );
         model_name::normalize(backend, raw)
     }

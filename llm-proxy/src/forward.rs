@@ -1,34 +1,19 @@
-//! The measuring reverse proxy: `--proxy NAME=LISTEN_ADDR` serves upstream NAME's API unchanged
-//! at another address. Requests and responses pass through as they come (bodies are never
-//! modified or buffered, so SSE and NDJSON streams reach the client chunk by chunk); inference
-//! requests are measured on the way. The proxies run on threads of their own (`--proxy.threads`)
-//! so that a slow scrape and a busy stream never wait on each other.
+//! Forwarding one request: the client's head goes upstream without its hop-by-hop fields, the
+//! upstream's answer (or the proxy's own, when the upstream fails) comes back, and an inference
+//! request is measured from its start to the end of its response body.
 
-pub mod body;
-pub mod chunk;
-pub mod client;
-pub mod collector;
-pub mod decode;
-pub mod fields;
-pub mod finish;
-pub mod metrics;
-pub mod naming;
-pub mod observe;
-pub mod route;
-mod server;
-
-use crate::config::{BackendChoice, Config, ProxyConfig, UpstreamConfig};
-use body::{MeteredBody, ProxyBody, Record};
+use crate::codec::fields::Fields;
+use crate::conn::body::{MeteredBody, ProxyBody, Record};
+use crate::conn::client::{SendError, Upstream};
+use crate::measure::metrics::{ErrorKind, Finished, ProxyMetrics};
+use crate::measure::naming::{ModelNames, Naming};
+use crate::measure::observe::{Framing, Observer};
+use crate::measure::route;
+use crate::start::Settings;
 use bytes::Bytes;
-use client::{SendError, Upstream};
-use fields::Fields;
 use hyper::body::Body;
 use hyper::{Method, StatusCode, Uri};
-use metrics::{ErrorKind, Finished, ProxyMetrics};
-use naming::{Detected, Naming};
-use observe::{Framing, Observer};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::time::Instant;
 
 /// Headers that belong to one connection, not to the message (RFC 9110 §7.6.1), and `Expect`,
@@ -64,150 +49,14 @@ pub struct Answer {
 }
 
 /// One proxy listener's view of its upstream.
-struct Target {
-    name: Arc<str>,
-    backend: BackendChoice,
-    /// The backend the proxy detected, shared by every proxy thread.
-    detected: Arc<Detected>,
+pub struct Target {
+    pub name: Arc<str>,
+    /// How the upstream's model names become labels, shared by every proxy thread.
+    pub names: Arc<dyn ModelNames>,
     /// This thread's connections to the upstream.
-    upstream: Arc<Upstream>,
-    settings: ProxyConfig,
-    metrics: Arc<ProxyMetrics>,
-}
-
-/// Binds every `--proxy` listener now (so a busy port is a start-up error), then serves them on
-/// `--proxy.threads` threads of their own. Each thread runs its own single-threaded runtime that
-/// accepts on every listener (a shared socket: whichever thread is free takes the connection)
-/// and keeps its own pool of upstream connections, so a request is served start to end on one
-/// thread, as nginx's workers do, with no hand-over between threads.
-pub fn start(config: &Config, metrics: Arc<ProxyMetrics>) -> Result<(), String> {
-    let mut bound = Vec::new();
-    for upstream in &config.upstreams {
-        let Some(listen) = &upstream.proxy_listen else {
-            continue;
-        };
-        let listener = bind(listen)
-            .map_err(|e| format!("--proxy {}={listen}: cannot listen: {e}", upstream.name))?;
-        let detected = Arc::new(Detected::new(upstream.clone()));
-        bound.push((listener, upstream, detected));
-    }
-    if bound.is_empty() {
-        return Ok(());
-    }
-    for (listener, upstream, _) in &bound {
-        let address = listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        common::log::info(
-            "proxy listening",
-            &[
-                ("upstream", &upstream.name),
-                ("address", &address),
-                ("threads", &config.proxy.threads.to_string()),
-            ],
-        );
-    }
-    for i in 0..config.proxy.threads {
-        let mut serving = Vec::new();
-        for (listener, upstream, detected) in &bound {
-            let listener = listener.try_clone().map_err(|e| {
-                format!("--proxy {}: cannot share the listener: {e}", upstream.name)
-            })?;
-            let target = target(upstream, &config.proxy, metrics.clone(), detected.clone())?;
-            serving.push((listener, target));
-        }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the proxy runtime: {e}"))?;
-        std::thread::Builder::new()
-            .name(format!("llm-proxy-{i}"))
-            .spawn(move || runtime.block_on(serve_all(serving)))
-            .map_err(|e| format!("cannot start a proxy thread: {e}"))?;
-    }
-    Ok(())
-}
-
-/// One proxy thread: every listener, until the process ends.
-async fn serve_all(serving: Vec<(std::net::TcpListener, Target)>) {
-    let mut tasks = Vec::new();
-    for (listener, target) in serving {
-        match tokio::net::TcpListener::from_std(listener) {
-            Ok(listener) => {
-                tokio::spawn({
-                    let upstream = target.upstream.clone();
-                    async move { upstream.close_idle_on_time().await }
-                });
-                tasks.push(tokio::spawn(serve(listener, Arc::new(target))))
-            }
-            Err(e) => common::log::error(
-                "proxy cannot listen",
-                &[("upstream", &target.name), ("err", &e.to_string())],
-            ),
-        }
-    }
-    tokio::spawn(keep_timer_armed());
-    for task in tasks {
-        let _ = task.await;
-    }
-}
-
-/// Every request sets timers (the header read, header and idle timeouts, 30 s and more away).
-/// A timer earlier than any the runtime has pending makes it re-arm its wait with a write to its
-/// wake-up descriptor, one system call per request when none is pending; this one, always
-/// nearer, keeps the others from being the earliest.
-async fn keep_timer_armed() {
-    loop {
-        tokio::time::sleep(Duration::from_secs(10)).await;
-    }
-}
-
-fn bind(listen: &str) -> std::io::Result<std::net::TcpListener> {
-    let listener = match listen.strip_prefix(':') {
-        Some(port) => std::net::TcpListener::bind(format!("[::]:{port}"))
-            .or_else(|_| std::net::TcpListener::bind(format!("0.0.0.0:{port}")))?,
-        None => std::net::TcpListener::bind(listen)?,
-    };
-    listener.set_nonblocking(true)?;
-    Ok(listener)
-}
-
-fn target(
-    upstream: &UpstreamConfig,
-    settings: &ProxyConfig,
-    metrics: Arc<ProxyMetrics>,
-    detected: Arc<Detected>,
-) -> Result<Target, String> {
-    let client = Upstream::new(&upstream.base_url)
-        .map_err(|e| format!("upstream {}: {e}", upstream.name))?;
-    Ok(Target {
-        name: Arc::from(upstream.name.as_str()),
-        backend: upstream.backend,
-        detected,
-        upstream: Arc::new(client),
-        settings: settings.clone(),
-        metrics,
-    })
-}
-
-async fn serve(listener: tokio::net::TcpListener, target: Arc<Target>) {
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                common::log::error("proxy accept failed", &[("err", &e.to_string())]);
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let target = target.clone();
-        tokio::spawn(async move {
-            let timeout = target.settings.client_timeout;
-            server::serve_connection(stream, &target, timeout).await;
-        });
-    }
+    pub upstream: Arc<Upstream>,
+    pub settings: Settings,
+    pub metrics: Arc<ProxyMetrics>,
 }
 
 /// The status recorded for a request whose client left before any response was sent (nginx's
@@ -257,7 +106,7 @@ impl Drop for InFlight<'_> {
     }
 }
 
-async fn forward<B>(target: &Target, head: RequestHead, body: B) -> Answer
+pub async fn forward<B>(target: &Target, head: RequestHead, body: B) -> Answer
 where
     B: Body<Data = Bytes, Error = std::io::Error> + Unpin,
 {
@@ -340,7 +189,7 @@ where
             let (kind, message, err) = match e {
                 SendError::Unreachable(e) => {
                     // Whatever answers on its port next may be another server.
-                    target.detected.forget();
+                    target.names.forget();
                     (ErrorKind::UpstreamUnreachable, "upstream unreachable", e)
                 }
                 SendError::Broken(e) => (ErrorKind::UpstreamBroken, "upstream answered badly", e),
@@ -399,7 +248,7 @@ where
         if observer.is_some() && !says_llama {
             // An answer that may name a model, from a server not yet recognized: detect it
             // while the body comes (once; again after the upstream was unreachable).
-            target.detected.ensure();
+            target.names.learn();
         }
         Record {
             metrics: target.metrics.clone(),
@@ -408,10 +257,9 @@ where
             // Error answers are passed on but not read: their bodies carry no tokens.
             observer,
             naming: Naming {
-                choice: target.backend,
                 says_llama,
                 ollama_route: route.is_some_and(|r| r.starts_with("/api/")),
-                detected: target.detected.clone(),
+                names: target.names.clone(),
             },
         }
     });
@@ -458,7 +306,7 @@ fn local(
 }
 
 /// The header fields and body of an error the proxy answers itself: a JSON object.
-fn error_body(message: &str) -> (Fields, Bytes) {
+pub fn error_body(message: &str) -> (Fields, Bytes) {
     let body = format!("{{\"error\":\"llm-exporter proxy: {message}\"}}");
     let mut headers = Fields::with_capacity(1);
     headers.push(
