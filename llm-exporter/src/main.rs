@@ -57,7 +57,14 @@ fn main() -> ExitCode {
             ));
 
             // The proxies run on their own runtime; their measurements are read per scrape.
-            let measurements = Arc::new(llm_proxy::ProxyMetrics::new(config.proxy.max_models));
+            // With their access log and spans, when --proxy.access-log or
+            // --proxy.otlp-endpoint turns them on.
+            let telemetry = llm_proxy::telemetry::Telemetry::start(config.telemetry.clone())
+                .map_err(CliOutcome::Error)?;
+            let measurements = Arc::new(
+                llm_proxy::ProxyMetrics::new(config.proxy.max_models)
+                    .with_telemetry(Arc::new(telemetry)),
+            );
             proxy::start(&config, measurements.clone()).map_err(CliOutcome::Error)?;
             collectors.add(llm_proxy::ProxyCollector::new(measurements));
             Ok(())

@@ -175,6 +175,16 @@ impl ModelNames for UpstreamNames {
         );
         model_name::normalize(backend, raw)
     }
+
+    fn backend(&self, signs: Signs) -> Option<&'static str> {
+        backend(
+            self.0.config.backend,
+            signs.says_llama,
+            signs.ollama,
+            self.0.get(),
+        )
+        .map(Backend::label)
+    }
 }
 
 /// The backend whose spelling applies; `None`: the name as the server gave it.

@@ -6,10 +6,11 @@ use crate::codec::fields::Fields;
 use crate::conn::body::{MeteredBody, ProxyBody, Record};
 use crate::conn::client::{SendError, Upstream};
 use crate::measure::metrics::{ErrorKind, Finished, ProxyMetrics};
-use crate::measure::naming::{ModelNames, Naming};
+use crate::measure::naming::{ModelNames, Naming, Signs};
 use crate::measure::observe::{Framing, Observer};
 use crate::measure::route;
 use crate::start::Settings;
+use crate::telemetry::{self, RequestContext, Server};
 use bytes::Bytes;
 use hyper::body::Body;
 use hyper::{Method, StatusCode, Uri};
@@ -57,6 +58,8 @@ pub struct Target {
     pub upstream: Arc<Upstream>,
     pub settings: Settings,
     pub metrics: Arc<ProxyMetrics>,
+    /// Where the upstream listens, for the spans.
+    pub server: Server,
 }
 
 /// The status recorded for a request whose client left before any response was sent (nginx's
@@ -71,10 +74,16 @@ struct InFlight<'a> {
     target: &'a Target,
     route: Option<&'static str>,
     started: Instant,
+    request: Option<RequestContext>,
 }
 
 impl<'a> InFlight<'a> {
-    fn start(target: &'a Target, route: Option<&'static str>, started: Instant) -> Self {
+    fn start(
+        target: &'a Target,
+        route: Option<&'static str>,
+        started: Instant,
+        request: Option<RequestContext>,
+    ) -> Self {
         if let Some(route) = route {
             target.metrics.started(&target.name, route);
         }
@@ -82,6 +91,7 @@ impl<'a> InFlight<'a> {
             target,
             route,
             started,
+            request,
         }
     }
 
@@ -100,6 +110,8 @@ impl Drop for InFlight<'_> {
                 code: CLIENT_CLOSED,
                 error: Some(ErrorKind::ClientDisconnect),
                 duration: self.started.elapsed().as_secs_f64(),
+                request: self.request.take(),
+                backend: self.target.names.backend(Signs::default()),
                 ..Default::default()
             });
         }
@@ -112,17 +124,33 @@ where
 {
     let started = Instant::now();
     let route = route::inference_route(&head.method, head.uri.path());
-    let in_flight = InFlight::start(target, route, started);
+    // The access log and spans (when on) get an id and a trace for each inference request.
+    let telemetry = target.metrics.telemetry();
+    let request = route.filter(|_| telemetry.enabled()).map(|_| {
+        telemetry.begin(
+            head.headers.get_all(telemetry::request_id::HEADER).next(),
+            head.headers
+                .get_all(telemetry::trace_context::HEADER)
+                .next(),
+            &target.server,
+        )
+    });
+    let in_flight = InFlight::start(target, route, started, request.clone());
     let finished = |code: u16, error: Option<ErrorKind>| Finished {
         upstream: target.name.clone(),
         route: route.unwrap_or(""),
         code,
         error,
+        request: request.clone(),
+        backend: target.names.backend(Signs::default()),
         ..Default::default()
     };
 
     let path = head.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let headers = without_hop_by_hop(head.headers);
+    let mut headers = without_hop_by_hop(head.headers);
+    if let Some(request) = &request {
+        with_request_ids(&mut headers, request);
+    }
     let response = tokio::time::timeout(
         target.settings.header_timeout,
         target.upstream.send(&head.method, path, &headers, body),
@@ -245,6 +273,10 @@ where
             .get_str("server")
             .is_some_and(|s| s.contains("llama.cpp"));
         let observer = framing.filter(|_| ok).map(|f| Observer::new(f, started));
+        let signs = Signs {
+            says_llama,
+            ollama: route.is_some_and(|r| r.starts_with("/api/")),
+        };
         if observer.is_some() && !says_llama {
             // An answer that may name a model, from a server not yet recognized: detect it
             // while the body comes (once; again after the upstream was unreachable).
@@ -252,7 +284,11 @@ where
         }
         Record {
             metrics: target.metrics.clone(),
-            finished: finished(status.as_u16(), (!ok).then_some(ErrorKind::UpstreamStatus)),
+            finished: Finished {
+                stream: matches!(framing, Some(Framing::Sse | Framing::Ndjson)),
+                backend: target.names.backend(signs),
+                ..finished(status.as_u16(), (!ok).then_some(ErrorKind::UpstreamStatus))
+            },
             started,
             // Error answers are passed on but not read: their bodies carry no tokens.
             observer,
@@ -302,6 +338,18 @@ fn local(
         status,
         headers,
         body: ProxyBody::Local(Some(body)),
+    }
+}
+
+/// The request's id (and, with spans on, the proxy's `traceparent`) in place of the client's.
+fn with_request_ids(headers: &mut Fields, request: &RequestContext) {
+    let ids = request.upstream_headers();
+    headers.retain(|name| {
+        !ids.iter()
+            .any(|(id, _)| name.eq_ignore_ascii_case(id.as_bytes()))
+    });
+    for (name, value) in ids {
+        headers.push(Bytes::from_static(name.as_bytes()), Bytes::from(value));
     }
 }
 

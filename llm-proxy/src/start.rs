@@ -6,6 +6,7 @@ use crate::conn::server;
 use crate::forward::Target;
 use crate::measure::metrics::ProxyMetrics;
 use crate::measure::naming::ModelNames;
+use crate::telemetry::Server;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -150,6 +151,7 @@ fn target(
         upstream: Arc::new(client),
         settings: settings.clone(),
         metrics,
+        server: Server::from_base_url(&upstream.base_url),
     })
 }
 

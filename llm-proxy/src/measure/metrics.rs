@@ -4,6 +4,7 @@
 
 use super::finish::FinishReason;
 use super::histogram::{self, Histogram};
+use crate::telemetry::{Measured, RequestContext, Telemetry};
 use common::MetricFamily;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -72,6 +73,40 @@ pub struct Finished {
     pub finish_reason: Option<FinishReason>,
     /// Ollama's `load_duration` when it loaded the model for this request.
     pub load_duration: Option<f64>,
+    /// The request's id and trace when the access log or spans are on: the request is then
+    /// also handed to them.
+    pub request: Option<RequestContext>,
+    /// The upstream's backend label as known when the answer began; for the access log and
+    /// spans only (the metrics' model label has its own spelling rules).
+    pub backend: Option<&'static str>,
+    /// The answer was a stream (SSE or NDJSON).
+    pub stream: bool,
+}
+
+impl Finished {
+    /// What the access log and the span get of this request.
+    fn measured(&self) -> Measured {
+        Measured {
+            upstream: self.upstream.clone(),
+            backend: self.backend,
+            model: self.model.clone(),
+            route: self.route,
+            code: self.code,
+            error_kind: self.error.map(ErrorKind::label),
+            finish_reason: self.finish_reason.map(FinishReason::label),
+            stream: self.stream,
+            duration: self.duration,
+            ttft: self.ttft,
+            queue: self.queue(),
+            prompt_tokens: self.prompt_tokens,
+            generated_tokens: self.generated_tokens,
+        }
+    }
+
+    /// The wait before prefill began: TTFT less the server-reported prompt (and load) time.
+    fn queue(&self) -> Option<f64> {
+        Some((self.ttft? - self.server_prefill?).max(0.0))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -140,6 +175,8 @@ struct State {
 pub struct ProxyMetrics {
     state: Mutex<State>,
     max_models: usize,
+    /// The access log and span export; off unless `with_telemetry` turned them on.
+    telemetry: Arc<Telemetry>,
 }
 
 fn observe(h: &mut Option<Histogram>, bounds: &'static [f64], v: f64) {
@@ -151,7 +188,19 @@ impl ProxyMetrics {
         ProxyMetrics {
             state: Mutex::new(State::default()),
             max_models,
+            telemetry: Arc::new(Telemetry::default()),
         }
+    }
+
+    /// Hands every finished request to the access log and span export too, and shows their
+    /// counters with the proxy's metrics.
+    pub fn with_telemetry(mut self, telemetry: Arc<Telemetry>) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -166,7 +215,10 @@ impl ProxyMetrics {
             .or_insert(0) += 1;
     }
 
-    pub fn finished(&self, f: Finished) {
+    pub fn finished(&self, mut f: Finished) {
+        if let Some(request) = f.request.take() {
+            self.telemetry.finish(request.record(f.measured()));
+        }
         let mut state = self.lock();
         if let Some(active) = state.active.get_mut(&(f.upstream.clone(), f.route)) {
             *active -= 1;
@@ -371,6 +423,9 @@ impl ProxyMetrics {
             ),
             loads,
         ]
+        .into_iter()
+        .chain(self.telemetry.families())
+        .collect()
     }
 }
 

@@ -25,6 +25,11 @@ pub trait ModelNames: Send + Sync {
     fn pending(&self, says_llama: bool) -> Option<Wait>;
     /// The label value for the model name the server gave.
     fn label(&self, raw: &str, signs: Signs) -> String;
+    /// The upstream's backend as known now (`llama.cpp`, `ollama`, ...), for the access log
+    /// and spans; `None` while it is not known.
+    fn backend(&self, _signs: Signs) -> Option<&'static str> {
+        None
+    }
 }
 
 /// What one answer showed of the server behind it.
