@@ -664,3 +664,83 @@ fn bad_telemetry_flags_are_start_up_errors() {
         assert!(stderr.contains(why), "{flag}: {stderr}");
     }
 }
+
+/// The requests the proxy ends itself: a client leaving before any response, and an upstream
+/// nobody listens on (the proxy answers 502).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_the_proxy_ends_itself_get_their_lines_and_spans() {
+    let receiver = Receiver::start();
+    let silent = Fake::start(Arc::new(|_: &Seen| Answer::Hang));
+    let (silent_port, down_port) = (free_port(), free_port());
+    let log = temp_path("local.log");
+    let exporter = Exporter::start(&[
+        format!("--upstream=silent={}", silent.url()),
+        "--upstream.backend=silent=ollama".into(),
+        format!("--upstream=down=http://127.0.0.1:{}", free_port()),
+        "--upstream.backend=down=llama.cpp".into(),
+        proxy_arg("silent", silent_port),
+        proxy_arg("down", down_port),
+        format!("--proxy.access-log={}", log.display()),
+        receiver.endpoint(),
+        "--proxy.otlp-service-name=llm-test".into(),
+        "--proxy.otlp-batch-interval=100ms".into(),
+        "--upstream.timeout=300ms".into(),
+    ]);
+    let request = Request::post(format!("http://127.0.0.1:{silent_port}/api/chat"))
+        .header("content-type", "application/json")
+        .header("x-request-id", "left-early")
+        .body(Full::new(Bytes::from_static(b"{\"model\":\"llama3.2\"}")))
+        .unwrap();
+    let pending = tokio::spawn(client().request(request));
+    let until = Instant::now() + PATIENCE;
+    while posts(&silent).is_empty() {
+        assert!(
+            Instant::now() < until,
+            "the request never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        header(&posts(&silent)[0], "x-request-id").as_deref(),
+        Some("left-early")
+    );
+    pending.abort();
+    let line = line_of(&log, "left-early");
+    assert_schema(&line, true);
+    assert_eq!(line["code"], 499);
+    assert_eq!(line["outcome"], "error");
+    assert_eq!(line["error_kind"], "client_disconnect");
+    assert_eq!(line["backend"], "ollama");
+    assert_eq!(line["route"], "/api/chat");
+    let spans = receiver.next_spans();
+    assert_eq!(spans[0]["trace_id"], line["trace_id"]);
+    assert_eq!(spans[0]["attributes"]["error.type"], "client_disconnect");
+
+    let response = post(
+        down_port,
+        "/v1/completions",
+        b"{\"prompt\":\"x\"}",
+        &[("x-request-id", "nobody-home")],
+    )
+    .await;
+    assert_eq!(response.status(), 502);
+    read_all(response).await;
+    let line = line_of(&log, "nobody-home");
+    assert_schema(&line, true);
+    assert_eq!(line["code"], 502);
+    assert_eq!(line["error_kind"], "upstream_unreachable");
+    assert_eq!(line["backend"], "llama.cpp");
+    assert_eq!(line["stream"], false);
+    let spans = receiver.next_spans();
+    let span = &spans[0];
+    assert_eq!(span["name"], "text_completion");
+    assert_eq!(
+        span["attributes"]["gen_ai.operation.name"],
+        "text_completion"
+    );
+    assert_eq!(span["attributes"]["error.type"], "upstream_unreachable");
+    assert!(span["attributes"]["server.port"].as_u64().is_some());
+    assert_eq!(span["status"]["code"], "STATUS_CODE_ERROR");
+    drop(exporter);
+    let _ = std::fs::remove_file(&log);
+}
