@@ -10,6 +10,7 @@
 //! own per request and sends upstream a `traceparent` that names it.
 
 pub mod access_log;
+pub mod otlp_http;
 pub mod otlp_proto;
 pub mod random;
 pub mod record;

@@ -7,22 +7,18 @@
 //! the proxy one failed connection per batch and a counter, never memory or latency.
 //!
 //! A hand-made exporter instead of `opentelemetry-otlp`: that crate brings the OpenTelemetry
-//! SDK and either tonic or reqwest, a large share of the build for one POST per batch; hyper's
-//! client is already in the tree for the proxy's upstreams. Plain `http://` only: a collector
-//! on this host or network (Alloy, the OpenTelemetry Collector, Jaeger) forwards further, with
-//! TLS where it must.
+//! SDK and either tonic or reqwest, a large share of the build for one POST per batch (the POST
+//! itself: `otlp_http`). Plain `http://` only: a collector on this host or network (Alloy, the
+//! OpenTelemetry Collector, Jaeger) forwards further, with TLS where it must.
 
+use super::otlp_http::{self, Endpoint};
 use super::otlp_proto::{
     ExportTraceServiceRequest, ExportTraceServiceResponse, InstrumentationScope, KeyValue,
     Resource, ResourceSpans, ScopeSpans, Span,
 };
 use super::record::RequestRecord;
 use super::span;
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
 use hyper::Uri;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use prost::Message;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -122,7 +118,12 @@ impl SpanExporter {
         std::thread::Builder::new()
             .name("llm-proxy-otlp".into())
             .spawn(move || {
-                runtime.block_on(run(config, endpoint, records, &thread_counters));
+                runtime.block_on(run(
+                    config,
+                    Endpoint::new(&endpoint),
+                    records,
+                    &thread_counters,
+                ));
             })
             .map_err(|e| format!("cannot start the span exporter: {e}"))?;
         Ok(SpanExporter { queue, counters })
@@ -152,16 +153,12 @@ impl SpanExporter {
     }
 }
 
-/// The largest collector answer read (a partial-success message is a few bytes).
-const MAX_ANSWER: usize = 64 * 1024;
-
 async fn run(
     config: OtlpConfig,
-    endpoint: Uri,
+    endpoint: Endpoint,
     mut records: mpsc::Receiver<RequestRecord>,
     counters: &SpanCounters,
 ) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let resource = Resource {
         attributes: vec![
             KeyValue::string("service.name", config.service_name.as_str()),
@@ -202,12 +199,10 @@ async fn run(
                 }],
             }],
         };
-        let outcome = tokio::time::timeout(
-            config.timeout,
-            post(&client, &endpoint, request.encode_to_vec()),
-        )
-        .await
-        .unwrap_or_else(|_| Err("timed out".into()));
+        let outcome =
+            tokio::time::timeout(config.timeout, export(&endpoint, request.encode_to_vec()))
+                .await
+                .unwrap_or_else(|_| Err("timed out".into()));
         match outcome {
             Ok(rejected) => {
                 let rejected = rejected.min(n);
@@ -233,37 +228,13 @@ async fn run(
 }
 
 /// One POST; the number of spans the collector rejected, or why it failed.
-async fn post(
-    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
-    endpoint: &Uri,
-    body: Vec<u8>,
-) -> Result<u64, String> {
-    let request = hyper::Request::post(endpoint.clone())
-        .header("content-type", "application/x-protobuf")
-        .header(
-            "user-agent",
-            concat!("llm-proxy/", env!("CARGO_PKG_VERSION")),
-        )
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| e.to_string())?;
-    let response = client.request(request).await.map_err(|e| {
-        let mut message = e.to_string();
-        if let Some(source) = std::error::Error::source(&e) {
-            message = format!("{message}: {source}");
-        }
-        message
-    })?;
-    let status = response.status();
-    let answer = Limited::new(response.into_body(), MAX_ANSWER)
-        .collect()
-        .await
-        .map_err(|e| format!("reading the answer: {e}"))?
-        .to_bytes();
-    if !status.is_success() {
-        return Err(format!("the collector answered {status}"));
+async fn export(endpoint: &Endpoint, body: Vec<u8>) -> Result<u64, String> {
+    let answer = otlp_http::post(endpoint, &body).await?;
+    if !(200..300).contains(&answer.status) {
+        return Err(format!("the collector answered {}", answer.status));
     }
     // An answer that is not a protobuf (a JSON `{}` from a lax receiver) rejected nothing.
-    let rejected = ExportTraceServiceResponse::decode(answer)
+    let rejected = ExportTraceServiceResponse::decode(answer.body.as_slice())
         .ok()
         .and_then(|a| a.partial_success)
         .map(|p| u64::try_from(p.rejected_spans).unwrap_or(0))
