@@ -99,11 +99,15 @@ step "amtool template render" templates
 # ---- Compose -----------------------------------------------------------------------------
 compose_config() {
   (cd compose && docker-compose -f compose.yaml config -q \
-    && docker-compose -f compose.yaml --profile monitoring --profile nvidia --profile rocm config -q) || return 1
+    && docker-compose -f compose.yaml --profile monitoring --profile nvidia --profile rocm --profile logs --profile traces config -q) || return 1
   local services
   services="$(cd compose && docker-compose -f compose.yaml --profile monitoring config --services | sort | tr '\n' ' ')"
   for s in alertmanager grafana host-exporter llm-exporter prometheus; do
     grep -qw "$s" <<<"$services" || { echo "monitoring profile lacks $s: $services" >&2; return 1; }
+  done
+  services="$(cd compose && docker-compose -f compose.yaml --profile logs --profile traces config --services | sort | tr '\n' ' ')"
+  for s in alloy jaeger loki; do
+    grep -qw "$s" <<<"$services" || { echo "logs/traces profiles lack $s: $services" >&2; return 1; }
   done
   echo "ok   docker-compose config (all profiles)"
 }
@@ -111,6 +115,7 @@ step "docker-compose config" compose_config
 step "compose-spec schema" "$PY" tools/check_stack.py schema
 step "compose requirements" "$PY" tools/check_stack.py compose
 step "setup, GPU and secret checks on fake hosts" tools/check_compose_scripts.sh
+step "logs and traces profiles (Loki, Alloy, Jaeger; offline)" "$PY" tools/check_stack.py logs
 
 # ---- Dashboards, alerts, metric names ----------------------------------------------------
 step "dashboards generated" "$PY" grafana/build_dashboards.py --check
@@ -137,7 +142,7 @@ canaries() {
   # Controls: the unbroken copy passes every check the canaries use.
   for c in "promtool test rules prometheus/tests/alerts_test.yml prometheus/tests/recording_test.yml prometheus/tests/energy_test.yml prometheus/tests/energy_settings_test.yml" routes \
       "$PY tools/check_stack.py schema" "$PY tools/check_stack.py compose" "$PY tools/check_stack.py dashboards" \
-      "$PY tools/check_stack.py metrics" "$PY tools/check_stack.py alerts"; do
+      "$PY tools/check_stack.py metrics" "$PY tools/check_stack.py alerts" "$PY tools/check_stack.py logs"; do
     # shellcheck disable=SC2086
     (cd "$copy" && CHECK_STACK_ROOT="$copy" $c) >/dev/null 2>&1 || { echo "control failed on the unbroken copy: $c" >&2; bad=1; }
   done
