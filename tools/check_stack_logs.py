@@ -44,6 +44,10 @@ ACCESS_LINE = ('{"time":"2026-12-07T05:10:00.123Z","request_id":"9f1c0e7a-2b6d-4
 ACCESS_LINE_UNTRACED = ACCESS_LINE.replace('"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736",', "")
 EXPORTER_LOGFMT = 'ts=2026-12-07T05:10:00.123Z level=warn msg="upstream poll failed" upstream=ollama error="connection refused"'
 EXPORTER_JSON = '{"ts":"2026-12-07T05:10:00.123Z","level":"warn","msg":"upstream poll failed","upstream":"ollama"}'
+# The fields every access-log line has (trace_id only when the request was traced).
+ACCESS_FIELDS = {"time", "request_id", "upstream", "backend", "model", "route", "code", "outcome", "error_kind",
+                 "finish_reason", "stream", "duration_seconds", "ttft_seconds", "queue_seconds", "prompt_tokens",
+                 "generated_tokens"}
 # The labels a line may carry (stream labels; everything else is parsed at query time).
 ALLOWED_LABELS = {"job", "host", "service", "container", "level", "upstream", "outcome", "log_type"}
 ACCESS_LABELS = {"upstream", "outcome"}
@@ -63,13 +67,14 @@ STAGES = {"stage.json", "stage.logfmt", "stage.labels", "stage.structured_metada
 FUNCTIONS = {"sys.env", "constants.hostname", "string.format", "string.to_lower"}
 RELABEL_ACTIONS = {"replace", "keep", "drop", "labelmap", "labeldrop", "labelkeep", "lowercase", "uppercase",
                    "hashmod", "keepequal", "dropequal"}
-# The seeds' (001) log queries, as panels of the request logs dashboard: title, what its query holds.
+# The seeds' (001) log queries, as panels of the request logs dashboard: title, regexes its
+# queries must match.
 SEED_LOG_PANELS = {
-    "Failed requests (last hour)": ['outcome="error"'],
-    "Errors (last hour)": ['level=~'],
-    "Slow requests (over 5 s)": ["duration_seconds > 5"],
-    "Token usage by model": ["sum by (model)", "unwrap generated_tokens"],
-    "Error rate": ['outcome="error"', " / "],
+    "Failed requests (last hour)": [r'outcome="error"'],
+    "Errors (last hour)": [r'level=~"error\|'],
+    "Slow requests (over 5 s)": [r"\| json \| duration_seconds > 5(?![\d.])"],
+    "Token usage by model": [r"^sum by \(model\) \(", r"\| unwrap generated_tokens\b"],
+    "Error rate": [r'outcome="error"\}[^/]*\) / sum'],
 }
 
 
@@ -361,6 +366,8 @@ class Checker:
             return
         import json as _json
         fields = _json.loads(ACCESS_LINE)
+        if set(fields) - {"trace_id"} != ACCESS_FIELDS:
+            self.fail("the sample access-log line no longer has the documented fields")
         extracted = {}
         for st in access.children("stage.json"):
             for k, v in (st.attrs.get("expressions") or ("obj", {}))[1].items():
@@ -424,7 +431,7 @@ class Checker:
                 self.fail(f"datasources: derived field regex: {e}")
                 continue
             m = rx.search(ACCESS_LINE)
-            if not m or m.group(1) != "4bf92f3577b34da6a3ce929d0e0e4736":
+            if not m or rx.groups != 1 or m.group(1) != "4bf92f3577b34da6a3ce929d0e0e4736":
                 self.fail(f"datasources: derived field regex {rx.pattern!r} does not capture the access log's trace_id")
             if rx.search(ACCESS_LINE_UNTRACED) or rx.search(EXPORTER_LOGFMT):
                 self.fail(f"datasources: derived field regex {rx.pattern!r} matches a line without a trace_id")
@@ -443,6 +450,53 @@ class Checker:
         self.check_alloy(loki_port)
         self.check_datasources(loki_port, query_port)
         self.check_otlp_documented(env, otlp_port)
+
+
+def alloy_matches(root):
+    """[(pipeline name, selector)] of compose/alloy/config.alloy's stage.match blocks."""
+    with open(os.path.join(root, "compose/alloy/config.alloy"), encoding="utf-8") as f:
+        blocks = alloy.parse(f.read())
+    return [((m.attrs.get("pipeline_name") or ("str", f"line {m.line}"))[1], m.attrs["selector"][1])
+            for b in blocks if b.name == "loki.process" for m in b.children("stage.match")]
+
+
+def check_container_lines(root, text, request_id, fail):
+    """Real lines of llm-exporter's container (`docker logs`, as Alloy reads them): the access-log
+    line of `request_id` is one JSON object with every documented field and no other, taken by
+    Alloy's access_log pipeline and only by it, its trace_id (when there is one) found by the
+    trace link; no other line is taken for an access-log line. Returns the lines looked at."""
+    import json as _json
+    matches = alloy_matches(root)
+    ds = load_yaml(os.path.join(root, "grafana/provisioning/datasources/datasources.yml"))["datasources"]
+    link = next((re.compile(f["matcherRegex"]) for d in ds if d.get("uid") == "loki"
+                 for f in (d.get("jsonData") or {}).get("derivedFields") or [] if f.get("datasourceUid")), None)
+    labels = {"job": "docker", "service": "llm-exporter"}
+    lines = [l for l in text.splitlines() if l.strip()]
+    mine = []
+    for line in lines:
+        taken = [name for name, sel in matches if logql.matches(sel, labels, line)]
+        if line.startswith("{") and '"request_id"' in line:
+            if taken != ["access_log"]:
+                fail(f"an access-log line takes the pipelines {taken}, not ['access_log']: {line}")
+            try:
+                obj = _json.loads(line)
+            except ValueError as e:
+                fail(f"an access-log line is not one JSON object ({e}): {line}")
+                continue
+            if obj.get("request_id") == request_id:
+                mine.append(obj)
+                missing, extra = ACCESS_FIELDS - set(obj), set(obj) - ACCESS_FIELDS - {"trace_id"}
+                if missing or extra:
+                    fail(f"the access-log line lacks {sorted(missing)}, has unknown {sorted(extra)}: {line}")
+                if "trace_id" in obj:
+                    m = link.search(line) if link else None
+                    if not m or m.group(1) != obj["trace_id"]:
+                        fail(f"the trace link does not find trace_id {obj['trace_id']} in {line}")
+        elif "access_log" in taken:
+            fail(f"a line that is no access-log line takes the access_log pipeline: {line}")
+    if len(mine) != 1:
+        fail(f"{len(mine)} access-log lines with request_id {request_id} in llm-exporter's log, want 1")
+    return len(lines)
 
 
 def parse_hours(v):
@@ -507,10 +561,9 @@ def check_loki_dashboard(rel, dash, panels, ds_uids, fail):
         if not p:
             fail(f"{rel}: the seeds' log query panel '{title}' is missing")
             continue
-        exprs = " ".join(t.get("expr", "") for t in p.get("targets", []))
         for w in wanted:
-            if w not in exprs:
-                fail(f"{rel}: panel '{title}' does not query {w!r}")
+            if not any(re.search(w, t.get("expr", "")) for t in p.get("targets", [])):
+                fail(f"{rel}: panel '{title}' has no query matching {w!r}")
     slow = titles.get("Slow requests (over 5 s)")
     if slow and (slow.get("type") != "logs" or not any('log_type="access"' in t.get("expr", "") for t in slow.get("targets", []))):
         fail(f"{rel}: 'Slow requests (over 5 s)' must be a logs panel of access-log lines (their trace_id links to the trace)")
