@@ -67,6 +67,35 @@ STAGES = {"stage.json", "stage.logfmt", "stage.labels", "stage.structured_metada
 FUNCTIONS = {"sys.env", "constants.hostname", "string.format", "string.to_lower"}
 RELABEL_ACTIONS = {"replace", "keep", "drop", "labelmap", "labeldrop", "labelkeep", "lowercase", "uppercase",
                    "hashmod", "keepequal", "dropequal"}
+# The parser's own test, run first: queries Loki accepts (forms from its documentation) must
+# parse, and queries it refuses must not, or the checks below prove nothing.
+LOGQL_ACCEPTED = [
+    '{job="mysql"} |= "error" != "timeout" | json | duration > 10s',
+    'sum by (host) (rate({job="mysql"} |= "error" | json | __error__="" [1m]))',
+    'topk(10, sum(rate({region="us-east1"}[5m])) by (name))',
+    'quantile_over_time(0.99, {cluster="ops"} | json | unwrap duration(latency) | __error__="" [1m]) by (method)',
+    '{app="foo"} | logfmt --strict | level="error" or level="warn"',
+    '{job="x"} | pattern "<ip> - <_> <status>" | status >= 500',
+    '{job="x"} | regexp "(?P<method>\\w+) (?P<path>\\S+)"',
+    '{job="x"} | label_format foo=bar, baz="{{.a}}" | line_format "{{.msg}}" | drop __error__, level="debug"',
+    'sum(count_over_time({job="x"}[5m])) / sum(count_over_time({job="x", a=~".+"}[5m])) > bool 0.1',
+    '{job="x"} |~ "a|b" or "c" | json a="b.c", d | size > 20KB',
+]
+LOGQL_REFUSED = [
+    '{job="x"',                                          # unbalanced
+    '{job=""}',                                          # every matcher matches the empty value
+    '{job="x"} | jsn',                                   # unknown stage
+    '{job="x"} |~ "("',                                  # bad regex
+    'sum by (a) ({job="x"})',                            # aggregation of log lines
+    'sum_over_time({job="x"}[5m])',                      # needs unwrap
+    'count_over_time({job="x"} | json | unwrap a [5m])', # refuses unwrap
+    'rate({job="x"}[5mm])',                              # bad duration
+    'rate({job="x"} | json | a > "s" [5m])',             # > on a string
+    '{job="x"} | regexp "(\\w+)"',                     # regexp without a named group
+    'sum(rate({job="x"}[5m])) /',                        # dangling operator
+]
+
+
 # The seeds' (001) log queries, as panels of the request logs dashboard: title, regexes its
 # queries must match.
 SEED_LOG_PANELS = {
@@ -443,7 +472,21 @@ class Checker:
         if otlp_port and f"http://jaeger:{otlp_port}/v1/traces" not in env:
             self.fail(f"compose/env.example must say how to turn traces on (http://jaeger:{otlp_port}/v1/traces)")
 
+    def check_parser(self):
+        for q in LOGQL_ACCEPTED:
+            try:
+                logql.parse(q)
+            except logql.LogQLError as e:
+                self.fail(f"check_stack_logql refuses a query Loki accepts: {q}: {e}")
+        for q in LOGQL_REFUSED:
+            try:
+                logql.parse(q)
+                self.fail(f"check_stack_logql accepts a query Loki refuses: {q}")
+            except logql.LogQLError:
+                pass
+
     def run(self):
+        self.check_parser()
         env = self.check_compose()
         loki_port = self.check_loki()
         otlp_port, query_port = self.check_jaeger()
