@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # All checks of the monitoring stack (issue 6): Prometheus config, rules and their unit tests,
 # Alertmanager config, routing and templates, the compose file (docker-compose and the
-# compose-spec schema), dashboards and provisioning, metric names against the exporters' golden
+# compose-spec schema), the logs and traces profiles' Loki, Alloy and Jaeger configurations (offline:
+# their images cannot run here), dashboards and provisioning, metric names against the exporters' golden
 # outputs, canaries that prove each check fails on a broken input, and a live end-to-end run of
 # the real exporters, Prometheus and Alertmanager on loopback. Exits non-zero on any failure.
 #
