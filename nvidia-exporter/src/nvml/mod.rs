@@ -44,14 +44,14 @@ pub struct Plan {
 
 /// State kept across samples of one session.
 #[derive(Default)]
-pub struct Sampler {
+pub struct Reader {
     /// (GPU index, NVML function) pairs known not to work: not asked again.
     unsupported: HashSet<(u32, &'static str)>,
     /// Process names by PID; a PID keeps its name while it runs.
     process_names: HashMap<u32, String>,
     /// Per GPU, the newest process-utilisation timestamp seen, so NVML returns only newer ones.
     utilization_seen: HashMap<u32, u64>,
-    /// Per GPU, the previous GPM sample (a raw NVML handle, freed by [`Sampler::release`] or
+    /// Per GPU, the previous GPM sample (a raw NVML handle, freed by [`Reader::release`] or
     /// when the next one replaces it): GPM metrics are computed between two samples.
     /// Keyed by GPU index and, for a MIG GPU instance, its id.
     gpm_previous: HashMap<(u32, Option<u32>), usize>,
@@ -213,7 +213,7 @@ fn read_identity(nvml: &Nvml, index: u32, errors: &mut ErrorCounts) -> GpuIdenti
     identity
 }
 
-impl Sampler {
+impl Reader {
     /// Samples every GPU. An `Err` means the session is unusable (driver reloaded or gone).
     pub fn sample(
         &mut self,
@@ -325,8 +325,8 @@ impl Sampler {
     }
 }
 
-impl Sampler {
-    /// Frees what the sampler holds inside NVML; call before the session shuts NVML down.
+impl Reader {
+    /// Frees what the reader holds inside NVML; call before the session shuts NVML down.
     pub fn release(&mut self, nvml: &Nvml) {
         for (_, raw) in self.gpm_previous.drain() {
             // SAFETY: the handle came from `into_handle` on this NVML and was not freed since.
@@ -940,7 +940,7 @@ fn read_mig_gpm(
         .collect();
     for key in gone {
         if let Some(raw) = previous.remove(&key) {
-            // SAFETY: as in `Sampler::release`.
+            // SAFETY: as in `Reader::release`.
             drop(unsafe { GpmSample::from_handle(nvml, raw as _) });
         }
     }
