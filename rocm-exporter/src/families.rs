@@ -3,8 +3,8 @@
 //! units. Every per-GPU series carries `gpu` (position by PCI address) and `id` (PCI address).
 
 use crate::apu;
+use crate::backend_worker::Reading;
 use crate::model::{runtime_asleep, Device};
-use crate::sampler::Reading;
 use common::gpu::{core_families, GpuCore};
 use common::MetricFamily;
 use std::time::Instant;
