@@ -1,6 +1,16 @@
-//! Turns a [`Reading`] into metric families: the exporter's health (`rocm_*`), the
-//! vendor-neutral GPU core from `common` (`gpu_*`) and the AMD extras (`amdgpu_*`), all in base
-//! units. Every per-GPU series carries `gpu` (position by PCI address) and `id` (PCI address).
+//! Turns a [`Reading`] into metric families: the exporter's health (`rocm_up`,
+//! `rocm_backend_info`, `rocm_exporter_backend_*`), the vendor-neutral GPU core from `common`
+//! (`gpu_*`) and the AMD extras (`amdgpu_*`), all in base units. Every per-GPU series carries
+//! `gpu` (position by PCI address) and `id` (PCI address).
+//!
+//! The health series of the backend worker follow the pattern both GPU exporters share:
+//! `<exporter>_exporter_<source>_<what>`, the prefix the exporter's other self-metrics
+//! (`rocm_exporter_build_info`, `rocm_exporter_collector_duration_seconds`) already carry, with
+//! the source the samples come from (`backend` here, `nvml` in nvidia-exporter) and the same
+//! suffixes, HELP wording and meaning: `_sample_age_seconds` (age of the sample this scrape was
+//! answered from; here 0 when it was taken for this very scrape), `_timeouts_total` (samples
+//! that did not finish within their timeout) and `_errors_total` (errors the source returned, by
+//! kind). docs/stack.md lists the names they replaced.
 
 use crate::apu;
 use crate::backend_worker::Reading;
@@ -55,21 +65,23 @@ fn health(backend: &str, reading: &Reading, now: Instant) -> Vec<MetricFamily> {
     if let Some(age) = reading.age_seconds(now) {
         families.push(
             MetricFamily::gauge(
-                "rocm_sample_age_seconds",
-                "Age of the GPU sample served; 0 when it was taken for this scrape.",
+                "rocm_exporter_backend_sample_age_seconds",
+                "Age of the backend sample this scrape was answered from, in seconds.",
             )
             .with(&[("backend", backend)], age),
         );
     }
     families.push(
         MetricFamily::counter(
-            "rocm_collect_timeouts_total",
-            "Collections that ran into their timeout (rocm-smi: killed).",
+            "rocm_exporter_backend_timeouts_total",
+            "Backend samples that did not finish within their timeout (--rocm-smi.timeout: the run is killed).",
         )
         .with(&[("backend", backend)], reading.timeouts as f64),
     );
-    let mut errors =
-        MetricFamily::counter("rocm_collect_errors_total", "Failed collections by reason.");
+    let mut errors = MetricFamily::counter(
+        "rocm_exporter_backend_errors_total",
+        "Errors returned by the backend, by reason.",
+    );
     for (reason, count) in &reading.errors {
         errors.push(
             &[("backend", backend), ("reason", reason.as_str())],
