@@ -111,7 +111,9 @@ fn core(index: usize, d: &Device, driver_version: &str, fresh: bool) -> GpuCore 
     }
 }
 
-/// The `amdgpu_*` families, filled device by device.
+/// The `amdgpu_*` families, one field per family, filled device by device: a family is named
+/// once, in [`Extras::new`], and one left out of [`Extras::into_families`] does not compile (the
+/// same shape as nvidia-exporter's families).
 struct Extras {
     info: MetricFamily,
     apu: MetricFamily,
@@ -249,25 +251,46 @@ impl Extras {
     }
 
     fn into_families(self) -> Vec<MetricFamily> {
+        // Destructured without `..`: a family added to the struct but not here is a compile error.
+        let Extras {
+            info,
+            apu,
+            memory_total,
+            memory_used,
+            power_average,
+            power_input,
+            power_cap,
+            temperature_critical,
+            clock,
+            fan_rpm,
+            fan_pwm,
+            voltage,
+            link_speed,
+            link_width,
+            link_max_speed,
+            link_max_width,
+            suspended,
+            age,
+        } = self;
         vec![
-            self.info,
-            self.apu,
-            self.memory_total,
-            self.memory_used,
-            self.power_average,
-            self.power_input,
-            self.power_cap,
-            self.temperature_critical,
-            self.clock,
-            self.fan_rpm,
-            self.fan_pwm,
-            self.voltage,
-            self.link_speed,
-            self.link_width,
-            self.link_max_speed,
-            self.link_max_width,
-            self.suspended,
-            self.age,
+            info,
+            apu,
+            memory_total,
+            memory_used,
+            power_average,
+            power_input,
+            power_cap,
+            temperature_critical,
+            clock,
+            fan_rpm,
+            fan_pwm,
+            voltage,
+            link_speed,
+            link_width,
+            link_max_speed,
+            link_max_width,
+            suspended,
+            age,
         ]
     }
 }
