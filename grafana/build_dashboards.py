@@ -270,7 +270,7 @@ DASHBOARDS = {
                 q(f'nvidia_up{{{I}}}', "NVML {{instance}}"),
                 q(f'rocm_up{{{I}}}', "ROCm {{backend}} {{instance}}"),
             ], max=1),
-            ts("GPU sample age", "s", [q(f'rocm_sample_age_seconds{{{I}}} or nvidia_exporter_nvml_sample_age_seconds{{{I}}}', "{{job}} {{instance}}")]),
+            ts("GPU sample age", "s", [q(f'rocm_exporter_backend_sample_age_seconds{{{I}}} or nvidia_exporter_nvml_sample_age_seconds{{{I}}}', "{{job}} {{instance}}")]),
             ts("Model server poll duration", "s", [q(f'llm_upstream_poll_duration_seconds{{{I}}}', "{{upstream}}")]),
             ts("Model server restarts (1h)", "short", [q(f'increase(llm_upstream_restarts_total{{{I}}}[1h])', "{{upstream}}")]),
         ],

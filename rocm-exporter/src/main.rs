@@ -5,10 +5,10 @@ use common::cli::{CollectorSpec, ExporterSpec};
 use rocm_exporter::backend::rocm_smi::RocmSmiBackend;
 use rocm_exporter::backend::sysfs::SysfsBackend;
 use rocm_exporter::backend::{Choice, Source};
+use rocm_exporter::backend_worker::{BackendWorker, Refresh};
 use rocm_exporter::config::{self, Config};
 use rocm_exporter::gpu_collector::GpuCollector;
 use rocm_exporter::processes::ProcessesCollector;
-use rocm_exporter::sampler::{Refresh, Sampler};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -54,32 +54,29 @@ fn main() -> ExitCode {
 /// How often `auto`, having fallen back to rocm-smi, looks for amdgpu devices in sysfs again.
 const AUTO_RECHECK: Duration = Duration::from_secs(30);
 
-/// Picks the backend (`auto`: sysfs where amdgpu devices are found) and starts its sampler. On
+/// Picks the backend (`auto`: sysfs where amdgpu devices are found) and starts its worker. On
 /// the rocm-smi fallback of `auto`, the collector keeps looking for amdgpu devices in sysfs.
 fn gpu_collector(config: &Config) -> GpuCollector {
     let source = config.backend.resolve(&config.sysfs);
     common::log::info("reading AMD GPUs", &[("backend", source.name())]);
-    let sampler = start_backend(config, source);
+    let worker = start_backend(config, source);
     if config.backend == Choice::Auto && source == Source::RocmSmi {
         let config = config.clone();
-        return GpuCollector::falling_back(
-            sampler,
-            config.sysfs.clone(),
-            AUTO_RECHECK,
-            move || start_backend(&config, Source::Sysfs),
-        );
+        return GpuCollector::falling_back(worker, config.sysfs.clone(), AUTO_RECHECK, move || {
+            start_backend(&config, Source::Sysfs)
+        });
     }
-    GpuCollector::new(sampler)
+    GpuCollector::new(worker)
 }
 
-fn start_backend(config: &Config, source: Source) -> Sampler {
+fn start_backend(config: &Config, source: Source) -> BackendWorker {
     match source {
-        Source::Sysfs => Sampler::start(
+        Source::Sysfs => BackendWorker::start(
             SysfsBackend::new(&config.sysfs, &config.procfs),
             config.scrape_wait(config.sysfs_timeout),
             Refresh::Wait,
         ),
-        Source::RocmSmi => Sampler::start(
+        Source::RocmSmi => BackendWorker::start(
             RocmSmiBackend::new(&config.rocm_smi_path, config.rocm_smi_timeout),
             config.scrape_wait(config.rocm_smi_timeout),
             // rocm-smi takes seconds: scrapes never wait for it once there is a sample. A run
