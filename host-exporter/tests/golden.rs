@@ -14,6 +14,13 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The expected exposition of a fixture tree.
+fn golden(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
+}
+
 /// Directories of the broken tree that must exist and be empty (edge cases: a device without
 /// its files). Git keeps no empty directory, so they are made here.
 const EMPTY_DIRS: [&str; 4] = [
@@ -92,7 +99,7 @@ fn full_fixture_matches_golden_output() {
     let response = exporter.get("/metrics");
     assert_eq!(response.status, 200);
     let text = response.text();
-    assert_golden(&fixture("full.prom"), &stable(&text, "full"));
+    assert_golden(&golden("full.prom"), &stable(&text, "full"));
     for collector in [
         "cpu",
         "meminfo",
@@ -156,7 +163,7 @@ fn broken_files_fail_only_their_collector_and_are_logged() {
     let response = exporter.get("/metrics");
     assert_eq!(response.status, 200);
     let text = response.text();
-    assert_golden(&fixture("broken.prom"), &stable(&text, "broken"));
+    assert_golden(&golden("broken.prom"), &stable(&text, "broken"));
     for (collector, expected) in [
         ("cpu", 0.0),
         ("stat", 0.0),
