@@ -179,6 +179,8 @@ impl Failure {
 /// A source of snapshots. `sample` may block (it reads files or runs a program); the
 /// [`crate::sampler::Sampler`] runs it on its own thread under a deadline.
 pub trait Backend: Send + 'static {
+    /// The `backend` label and the sampler thread's name; the real backends give their
+    /// [`crate::backend::Source`]'s, so each name is written once.
     fn name(&self) -> &'static str;
     fn sample(&mut self) -> Result<Snapshot, Failure>;
 }

@@ -26,10 +26,6 @@ impl Arp {
 const COLUMNS: usize = 6;
 
 impl BlockingCollector for Arp {
-    fn name(&self) -> &'static str {
-        "arp"
-    }
-
     fn collect(&self) -> CollectResult {
         let text = match self.file.read_io() {
             Ok(t) => t,

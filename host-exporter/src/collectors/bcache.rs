@@ -54,10 +54,6 @@ impl Families {
 }
 
 impl BlockingCollector for Bcache {
-    fn name(&self) -> &'static str {
-        "bcache"
-    }
-
     fn collect(&self) -> CollectResult {
         let dir = self.paths.sys("fs/bcache");
         let entries = match sorted_entries(&dir) {

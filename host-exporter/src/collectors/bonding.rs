@@ -26,10 +26,6 @@ impl Bonding {
 }
 
 impl BlockingCollector for Bonding {
-    fn name(&self) -> &'static str {
-        "bonding"
-    }
-
     fn collect(&self) -> CollectResult {
         let root = self.paths.sys("class/net");
         let masters = match self.masters.read_io() {

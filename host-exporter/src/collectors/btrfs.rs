@@ -64,10 +64,6 @@ struct DevStats {
 const ERROR_TYPES: [&str; 5] = ["write", "read", "flush", "corruption", "generation"];
 
 impl BlockingCollector for Btrfs {
-    fn name(&self) -> &'static str {
-        "btrfs"
-    }
-
     fn collect(&self) -> CollectResult {
         let dir = self.paths.sys("fs/btrfs");
         let entries = match sorted_entries(&dir) {

@@ -61,10 +61,6 @@ fn read_number(file: &KeptFile) -> anyhow::Result<Option<f64>> {
 }
 
 impl BlockingCollector for Conntrack {
-    fn name(&self) -> &'static str {
-        "conntrack"
-    }
-
     fn collect(&self) -> CollectResult {
         let mut families = Vec::new();
         // The module is not loaded: nothing to report.

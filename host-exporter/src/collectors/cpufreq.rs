@@ -76,10 +76,6 @@ fn attribute(files: &mut KeptFileScrape, path: PathBuf) -> Option<String> {
 }
 
 impl BlockingCollector for Cpufreq {
-    fn name(&self) -> &'static str {
-        "cpufreq"
-    }
-
     fn collect(&self) -> CollectResult {
         let Some(entries) = entries_if_present(&self.dir)? else {
             return Ok(vec![]);

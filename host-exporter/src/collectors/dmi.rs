@@ -73,10 +73,6 @@ impl Dmi {
 }
 
 impl BlockingCollector for Dmi {
-    fn name(&self) -> &'static str {
-        "dmi"
-    }
-
     fn collect(&self) -> CollectResult {
         let labels = self.labels.get_or_init(|| self.read_labels());
         if labels.is_empty() {

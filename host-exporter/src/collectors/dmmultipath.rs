@@ -37,10 +37,6 @@ fn is_path_active(state: &str) -> bool {
 }
 
 impl BlockingCollector for DmMultipath {
-    fn name(&self) -> &'static str {
-        "dmmultipath"
-    }
-
     fn collect(&self) -> CollectResult {
         let block = self.paths.sys("block");
         let Some(entries) = entries_if_present(&block)? else {

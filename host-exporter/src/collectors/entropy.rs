@@ -28,10 +28,6 @@ pub fn parse_number(file: &KeptFile, text: &str) -> anyhow::Result<f64> {
 }
 
 impl BlockingCollector for Entropy {
-    fn name(&self) -> &'static str {
-        "entropy"
-    }
-
     fn collect(&self) -> CollectResult {
         let available = match self.available.read_io() {
             Ok(text) => parse_number(&self.available, &text)?,

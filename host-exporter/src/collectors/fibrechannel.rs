@@ -109,10 +109,6 @@ const COUNTERS: [(&str, &str, &str); 14] = [
 ];
 
 impl BlockingCollector for Fibrechannel {
-    fn name(&self) -> &'static str {
-        "fibrechannel"
-    }
-
     fn collect(&self) -> CollectResult {
         let dir = self.paths.sys("class/fc_host");
         let Some(hosts) = entries_if_present(&dir)? else {

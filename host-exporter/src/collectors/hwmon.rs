@@ -57,10 +57,6 @@ impl Families {
 }
 
 impl BlockingCollector for Hwmon {
-    fn name(&self) -> &'static str {
-        "hwmon"
-    }
-
     fn collect(&self) -> CollectResult {
         let dir = self.paths.sys("class/hwmon");
         let entries = match sorted_entries(&dir) {

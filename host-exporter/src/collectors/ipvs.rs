@@ -66,10 +66,6 @@ const TOTALS: [(&str, &str); 5] = [
 ];
 
 impl BlockingCollector for Ipvs {
-    fn name(&self) -> &'static str {
-        "ipvs"
-    }
-
     fn collect(&self) -> CollectResult {
         let stats = match self.stats.read_io() {
             Ok(t) => t,

@@ -20,10 +20,6 @@ impl KernelHung {
 }
 
 impl BlockingCollector for KernelHung {
-    fn name(&self) -> &'static str {
-        "kernel_hung"
-    }
-
     fn collect(&self) -> CollectResult {
         let count = match self.file.read_io() {
             Ok(text) => parse_number(&self.file, &text)?,

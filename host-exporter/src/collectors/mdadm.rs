@@ -45,10 +45,6 @@ const STATES: [(&str, &str); 5] = [
 ];
 
 impl BlockingCollector for Mdadm {
-    fn name(&self) -> &'static str {
-        "mdadm"
-    }
-
     fn collect(&self) -> CollectResult {
         let text = match self.file.read_io() {
             Ok(t) => t,

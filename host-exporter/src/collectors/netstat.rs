@@ -58,10 +58,6 @@ fn read_optional(file: &KeptFile) -> anyhow::Result<Option<String>> {
 }
 
 impl BlockingCollector for Netstat {
-    fn name(&self) -> &'static str {
-        "netstat"
-    }
-
     fn collect(&self) -> CollectResult {
         // By key, so that a name two files share is reported once (snmp's after netstat's, as
         // node_exporter merges them).

@@ -127,10 +127,6 @@ pub struct ClientStats {
 }
 
 impl BlockingCollector for Nfs {
-    fn name(&self) -> &'static str {
-        "nfs"
-    }
-
     fn collect(&self) -> CollectResult {
         let text = match self.file.read_io() {
             Ok(t) => t,

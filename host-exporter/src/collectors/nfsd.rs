@@ -124,10 +124,6 @@ pub struct ServerStats {
 }
 
 impl BlockingCollector for Nfsd {
-    fn name(&self) -> &'static str {
-        "nfsd"
-    }
-
     fn collect(&self) -> CollectResult {
         let text = match self.file.read_io() {
             Ok(t) => t,

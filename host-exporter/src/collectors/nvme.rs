@@ -31,10 +31,6 @@ struct Families {
 }
 
 impl BlockingCollector for Nvme {
-    fn name(&self) -> &'static str {
-        "nvme"
-    }
-
     fn collect(&self) -> CollectResult {
         let dir = self.paths.sys("class/nvme");
         let entries = match sorted_entries(&dir) {

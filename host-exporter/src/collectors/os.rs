@@ -42,10 +42,6 @@ const INFO_LABELS: [(&str, &str); 12] = [
 ];
 
 impl BlockingCollector for Os {
-    fn name(&self) -> &'static str {
-        "os"
-    }
-
     fn collect(&self) -> CollectResult {
         for path in &self.candidates {
             let mtime = match std::fs::metadata(path) {

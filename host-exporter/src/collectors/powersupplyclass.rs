@@ -105,10 +105,6 @@ const TEXTS: [&str; 11] = [
 ];
 
 impl BlockingCollector for PowerSupplyClass {
-    fn name(&self) -> &'static str {
-        "powersupplyclass"
-    }
-
     fn collect(&self) -> CollectResult {
         let Some(entries) = entries_if_present(&self.dir)? else {
             return Ok(vec![]);

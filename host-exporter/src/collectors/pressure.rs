@@ -44,10 +44,6 @@ const RESOURCES: [(&str, &str, &str); 4] = [
 ];
 
 impl BlockingCollector for Pressure {
-    fn name(&self) -> &'static str {
-        "pressure"
-    }
-
     fn collect(&self) -> CollectResult {
         let mut families = Vec::new();
         let mut found = 0;

@@ -19,10 +19,6 @@ impl Schedstat {
 }
 
 impl BlockingCollector for Schedstat {
-    fn name(&self) -> &'static str {
-        "schedstat"
-    }
-
     fn collect(&self) -> CollectResult {
         let text = match self.file.read_io() {
             Ok(text) => text,

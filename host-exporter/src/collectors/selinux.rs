@@ -39,10 +39,6 @@ fn config_mode(text: &str) -> f64 {
 }
 
 impl BlockingCollector for Selinux {
-    fn name(&self) -> &'static str {
-        "selinux"
-    }
-
     fn collect(&self) -> CollectResult {
         let enabled = MetricFamily::gauge(
             "node_selinux_enabled",

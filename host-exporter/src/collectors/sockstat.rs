@@ -33,10 +33,6 @@ impl Sockstat {
 const FIELDS: [&str; 6] = ["inuse", "orphan", "tw", "alloc", "mem", "memory"];
 
 impl BlockingCollector for Sockstat {
-    fn name(&self) -> &'static str {
-        "sockstat"
-    }
-
     fn collect(&self) -> CollectResult {
         let mut families = Vec::new();
         for file in &self.files {

@@ -64,10 +64,6 @@ const COLUMNS: [(&str, &str, usize, usize); 7] = [
 const CPU_COLUMN: usize = 12;
 
 impl BlockingCollector for Softnet {
-    fn name(&self) -> &'static str {
-        "softnet"
-    }
-
     fn collect(&self) -> CollectResult {
         let text = match self.file.read_io() {
             Ok(t) => t,

@@ -40,10 +40,6 @@ const STATS: [(&str, &str, &str, f64, bool); 10] = [
 ];
 
 impl BlockingCollector for Tapestats {
-    fn name(&self) -> &'static str {
-        "tapestats"
-    }
-
     fn collect(&self) -> CollectResult {
         let dir = self.paths.sys("class/scsi_tape");
         let entries = match sorted_entries(&dir) {

@@ -16,10 +16,6 @@ impl ThermalZone {
 }
 
 impl BlockingCollector for ThermalZone {
-    fn name(&self) -> &'static str {
-        "thermal_zone"
-    }
-
     fn collect(&self) -> CollectResult {
         let dir = self.paths.sys("class/thermal");
         let entries = match sorted_entries(&dir) {

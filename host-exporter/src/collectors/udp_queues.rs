@@ -23,10 +23,6 @@ impl UdpQueues {
 }
 
 impl BlockingCollector for UdpQueues {
-    fn name(&self) -> &'static str {
-        "udp_queues"
-    }
-
     fn collect(&self) -> CollectResult {
         let mut queues = MetricFamily::gauge(
             "node_udp_queues",

@@ -33,10 +33,6 @@ const NUMBERS: [(&str, &str); 7] = [
 ];
 
 impl BlockingCollector for Watchdog {
-    fn name(&self) -> &'static str {
-        "watchdog"
-    }
-
     fn collect(&self) -> CollectResult {
         let Some(entries) = entries_if_present(&self.dir)? else {
             return Ok(vec![]);

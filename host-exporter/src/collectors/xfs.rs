@@ -74,10 +74,6 @@ const FIELDS: [Field; 39] = [
 ];
 
 impl BlockingCollector for Xfs {
-    fn name(&self) -> &'static str {
-        "xfs"
-    }
-
     fn collect(&self) -> CollectResult {
         let dir = self.paths.sys("fs/xfs");
         let entries = match sorted_entries(&dir) {

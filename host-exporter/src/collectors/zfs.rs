@@ -81,10 +81,6 @@ impl Families {
 }
 
 impl BlockingCollector for Zfs {
-    fn name(&self) -> &'static str {
-        "zfs"
-    }
-
     fn collect(&self) -> CollectResult {
         let Some(entries) = entries_if_present(&self.dir)? else {
             return Ok(vec![]);
