@@ -36,10 +36,8 @@ impl BlockingCollector for Sockstat {
     fn collect(&self) -> CollectResult {
         let mut families = Vec::new();
         for file in &self.files {
-            let text = match file.read_io() {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => anyhow::bail!("{}: {e}", file.path().display()),
+            let Some(text) = file.read_if_present()? else {
+                continue;
             };
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 if !self.parse_line(line, &mut families) {

@@ -29,10 +29,8 @@ impl BlockingCollector for UdpQueues {
             "Number of allocated memory in the kernel for UDP datagrams in bytes.",
         );
         for (ip, file) in &self.files {
-            let text = match file.read_io() {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => anyhow::bail!("{}: {e}", file.path().display()),
+            let Some(text) = file.read_if_present()? else {
+                continue;
             };
             let (mut tx, mut rx) = (0.0, 0.0);
             // The first line is the header.
