@@ -82,10 +82,6 @@ impl GpuCollector {
 }
 
 impl Collector for GpuCollector {
-    fn name(&self) -> &'static str {
-        "gpu"
-    }
-
     fn collect(&self) -> CollectFuture<'_> {
         Box::pin(async move {
             let worker = self.current();

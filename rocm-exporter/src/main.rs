@@ -2,6 +2,7 @@
 //! Prometheus, read from amdgpu sysfs or rocm-smi. See README.md.
 
 use common::cli::{CollectorSpec, ExporterSpec};
+use common::AnyCollector;
 use rocm_exporter::backend::rocm_smi::RocmSmiBackend;
 use rocm_exporter::backend::sysfs::SysfsBackend;
 use rocm_exporter::backend::{Choice, Source};
@@ -12,7 +13,7 @@ use rocm_exporter::processes::ProcessesCollector;
 use std::process::ExitCode;
 use std::time::Duration;
 
-static SPEC: ExporterSpec = ExporterSpec {
+static SPEC: ExporterSpec<Config> = ExporterSpec {
     name: "rocm-exporter",
     metric_prefix: "rocm_exporter",
     collector_metrics_prefix: "rocm_exporter",
@@ -23,11 +24,18 @@ static SPEC: ExporterSpec = ExporterSpec {
             name: "gpu",
             default_enabled: true,
             help: "GPU utilisation, memory per pool, power, temperatures, clocks, fans (gpu_*, amdgpu_*)",
+            new: |config| AnyCollector::asynchronous(gpu_collector(config)),
         },
         CollectorSpec {
             name: "processes",
             default_enabled: true,
             help: "VRAM and GTT per process from /proc/*/fdinfo",
+            new: |config| {
+                AnyCollector::blocking(ProcessesCollector::new(
+                    &config.procfs,
+                    config.processes_max_series,
+                ))
+            },
         },
     ],
 };
@@ -37,17 +45,7 @@ fn main() -> ExitCode {
         &SPEC,
         env!("CARGO_PKG_VERSION"),
         config::flags(),
-        |settings, collectors| {
-            let config = Config::from_settings(settings)?;
-            if collectors.is_enabled("gpu") {
-                collectors.add(gpu_collector(&config));
-            }
-            collectors.add_blocking(ProcessesCollector::new(
-                &config.procfs,
-                config.processes_max_series,
-            ));
-            Ok(())
-        },
+        |settings, _| Config::from_settings(settings),
     )
 }
 
