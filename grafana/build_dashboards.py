@@ -270,7 +270,7 @@ DASHBOARDS = {
                 q(f'nvidia_up{{{I}}}', "NVML {{instance}}"),
                 q(f'rocm_up{{{I}}}', "ROCm {{backend}} {{instance}}"),
             ], max=1),
-            ts("GPU sample age", "s", [q(f'rocm_sample_age_seconds{{{I}}} or nvidia_exporter_nvml_sample_age_seconds{{{I}}}', "{{job}} {{instance}}")]),
+            ts("GPU sample age", "s", [q(f'rocm_exporter_backend_sample_age_seconds{{{I}}} or nvidia_exporter_nvml_sample_age_seconds{{{I}}}', "{{job}} {{instance}}")]),
             ts("Model server poll duration", "s", [q(f'llm_upstream_poll_duration_seconds{{{I}}}', "{{upstream}}")]),
             ts("Model server restarts (1h)", "short", [q(f'increase(llm_upstream_restarts_total{{{I}}}[1h])', "{{upstream}}")]),
         ],
@@ -382,8 +382,138 @@ def dashboard(uid, d):
     }
 
 
+# ---- The request logs dashboard (issue 18): Loki, the compose `logs` profile ------------------
+# Its queries are LogQL on the lines compose/alloy/config.alloy labels: every line has `job`
+# (journal, docker) and `host`; llm-exporter's access log has log_type="access", `upstream` and
+# `outcome` as labels, every other field parsed at query time (`| json`). The seeds' (001) log
+# queries, rewritten for these lines, and a link from a slow request to its trace: the Loki data
+# source's derived field on "trace_id" opens it in Jaeger (grafana/provisioning/datasources/).
+LOKI = {"type": "loki", "uid": "${loki}"}
+ACCESS = '{log_type="access", host=~"$host", upstream=~"$upstream"}'
+AUTO = "$__auto"
+
+
+def logs(title, targets, w=24, h=10, **kw):
+    return dict(type="logs", title=title, unit="", targets=targets, w=w, h=h, **kw)
+
+
+LOGS_DASHBOARDS = {
+    "llm-request-logs": dict(
+        title="LLM request logs",
+        tags=["llm", "logs", "seed"],
+        panels=[
+            row("Requests (llm-exporter's access log)"),
+            stat("Failed requests (1h)", "short", [q(f'sum(count_over_time({ACCESS[:-1]}, outcome="error"}} [1h]))', "failed")], w=6, instant=True),
+            stat("Requests over 5 s (1h)", "short", [q(f'sum(count_over_time({ACCESS} | json | duration_seconds > 5 [1h]))', "slow")], w=6, instant=True),
+            stat("Generated tokens (1h)", "short", [q(f'sum(sum_over_time({ACCESS} | json | generated_tokens != "" | unwrap generated_tokens | __error__="" [1h]))', "tokens")], w=6, instant=True),
+            stat("Error rate (1h)", "percentunit", [q(f'sum(count_over_time({ACCESS[:-1]}, outcome="error"}} [1h])) / sum(count_over_time({ACCESS} [1h]))', "error rate")], w=6, decimals=2, instant=True),
+            # Seed 001 "Error rate": failed / all requests, per model server.
+            ts("Error rate", "percentunit", [q(f'sum by (upstream) (count_over_time({ACCESS[:-1]}, outcome="error"}} [{AUTO}])) / sum by (upstream) (count_over_time({ACCESS} [{AUTO}]))', "{{upstream}}")], max=1),
+            # Seed 001 "Token usage by model": tokens per second, generated and prompt.
+            ts("Token usage by model", "short", [
+                q(f'sum by (model) (rate({ACCESS} | json | generated_tokens != "" | unwrap generated_tokens | __error__="" [{AUTO}]))', "{{model}} generated tokens/s"),
+                q(f'sum by (model) (rate({ACCESS} | json | prompt_tokens != "" | unwrap prompt_tokens | __error__="" [{AUTO}]))', "{{model}} prompt tokens/s"),
+            ]),
+            ts("Requests by outcome", "reqps", [q(f'sum by (upstream, outcome) (rate({ACCESS} [{AUTO}]))', "{{upstream}} {{outcome}}")]),
+            ts("Request duration by model (p95)", "s", [q(f'quantile_over_time(0.95, {ACCESS} | json | unwrap duration_seconds | __error__="" [{AUTO}]) by (model)', "{{model}}")]),
+            # Seed 001 "Slow requests (>5 seconds)": each line's trace_id links to its trace.
+            logs("Slow requests (over 5 s)", [q(f'{ACCESS} | json | duration_seconds > 5')]),
+            # Seed 001 "All errors in last hour", for requests: the failed ones, cancelled included
+            # (error_kind says which).
+            logs("Failed requests (last hour)", [q(f'{ACCESS[:-1]}, outcome="error"}} | json')], time_from="1h"),
+            row("Host, model servers and exporters"),
+            # Seed 001 "All errors in last hour", for the rest: lines with an error level (the
+            # journal's priority, the exporters' and Ollama's level), and llama-server's text.
+            logs("Errors (last hour)", [
+                q('{host=~"$host", level=~"error|err|crit|alert|emerg|fatal|panic"}'),
+                q('{host=~"$host", service=~"(?i).*llama.*"} |~ "(?i)\\\\berror\\\\b"'),
+            ], time_from="1h"),
+            ts("Log lines by service", "short", [q(f'sum by (service) (count_over_time({{host=~"$host", job=~".+"}} [{AUTO}]))', "{{service}}")], w=24),
+            logs("Model server logs", [q('{host=~"$host", service=~"(?i).*(ollama|llama).*"}')]),
+        ],
+    ),
+}
+
+
+def logs_variables():
+    def loki_label(name, stream):
+        return {
+            "name": name,
+            "label": name.capitalize(),
+            "type": "query",
+            "datasource": LOKI,
+            "definition": f"label_values({stream}, {name})",
+            "query": {"type": 1, "label": name, "stream": stream, "refId": "LokiVariableQueryEditor-VariableQuery"},
+            "refresh": 2,
+            "multi": True,
+            "includeAll": True,
+            "allValue": ".+",
+            "current": {"text": "All", "value": "$__all"},
+            "sort": 1,
+            "hide": 0,
+            "regex": "",
+            "options": [],
+        }
+    return {
+        "list": [
+            {
+                "name": "loki",
+                "label": "Logs data source",
+                "type": "datasource",
+                "query": "loki",
+                "current": {"text": "Loki", "value": "loki"},
+                "hide": 0,
+                "refresh": 1,
+                "regex": "",
+                "options": [],
+            },
+            loki_label("host", '{job=~".+"}'),
+            loki_label("upstream", '{log_type="access", host=~"$host"}'),
+        ]
+    }
+
+
+def logs_panel_json(pid, p, x, y):
+    """panel_json, on the Loki data source: queries are range or instant log queries."""
+    out = panel_json(pid, p, x, y)
+    if p["type"] == "row":
+        return out
+    out["datasource"] = LOKI
+    for t in out["targets"]:
+        t["datasource"] = LOKI
+        t["queryType"] = "instant" if p.get("instant") else "range"
+        del t["range"], t["instant"]
+        if p["type"] == "logs":
+            del t["legendFormat"]
+    if p["type"] == "logs":
+        del out["fieldConfig"]["defaults"]["unit"]
+        out["options"] = {"showTime": True, "wrapLogMessage": True, "sortOrder": "Descending",
+                          "enableLogDetails": True, "dedupStrategy": "none", "prettifyLogMessage": False}
+    return out
+
+
+def logs_dashboard(uid, d):
+    out = dashboard(uid, d)
+    out["templating"] = logs_variables()
+    out["time"] = {"from": "now-24h", "to": "now"}
+    panels = []
+    x = y = row_h = 0
+    for i, p in enumerate(d["panels"], start=1):
+        if x + p["w"] > 24 or p["type"] == "row":
+            x, y, row_h = 0, y + row_h, 0
+        panels.append(logs_panel_json(i, p, x, y))
+        x += p["w"]
+        row_h = max(row_h, p["h"])
+    out["panels"] = panels
+    return out
+
+
+def render_logs():
+    return {f"{uid}.json": json.dumps(logs_dashboard(uid, d), indent=2, ensure_ascii=False) + "\n" for uid, d in LOGS_DASHBOARDS.items()}
+
+
 def render():
-    return {f"{uid}.json": json.dumps(dashboard(uid, d), indent=2, ensure_ascii=False) + "\n" for uid, d in DASHBOARDS.items()}
+    return {**{f"{uid}.json": json.dumps(dashboard(uid, d), indent=2, ensure_ascii=False) + "\n" for uid, d in DASHBOARDS.items()}, **render_logs()}
 
 
 def main():

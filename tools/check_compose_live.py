@@ -19,8 +19,10 @@ every service healthy and every check one-shot exited 0; every Prometheus target
 host-exporter in its container reads the host's own boot time and MemTotal; no rule in error; an
 alert sent to Alertmanager reaches the default webhook receiver (a listener on the Docker bridge
 address) with the bearer token from its secret file; the GPU exporters answer with their backend
-down (nvidia_up 0, rocm_up 0); check-rocm and check-nvidia, run alone, fail naming what the
-host lacks; the build context of compose/Dockerfile holds no secret, no target/ and no .git, with
+down (nvidia_up 0, rocm_up 0); a request through llm-exporter's proxy leaves one access-log line
+in the container's Docker log (json-file, rotated), which compose/alloy/config.alloy's pipelines
+take as the logs profile would (check_stack_logs.check_container_lines; Loki and Alloy themselves
+cannot run here); check-rocm and check-nvidia, run alone, fail naming what the host lacks; the build context of compose/Dockerfile holds no secret, no target/ and no .git, with
 the classic builder (Compose v1's). Then `down -v`.
 
 All traffic stays on this machine: the model servers and the webhook are fakes on the Docker
@@ -47,6 +49,8 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import yaml
+
+import check_stack_logs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE_IMAGE = "llm-stack-live/debian:bookworm"
@@ -324,6 +328,37 @@ def host_truth():
     return btime, memtotal
 
 
+def check_access_log(dc):
+    """One request through the Ollama proxy (published on 127.0.0.1:11435) with a request id and
+    a W3C traceparent: its access-log line in llm-exporter's Docker log, rotated json-file as
+    compose says, goes through the logs profile's Alloy pipelines (evaluated here)."""
+    rid = f"compose-live-{os.getpid()}"
+    traceparent = f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
+    body = json.dumps({"model": "compose-live", "messages": [{"role": "user", "content": "hi"}], "stream": False}).encode()
+    try:
+        status, _ = http("http://127.0.0.1:11435/api/chat", body,
+                         {"Content-Type": "application/json", "X-Request-ID": rid, "traceparent": traceparent})
+    except Exception as e:  # noqa: BLE001 - any failure is the finding
+        fail(f"a request through the proxy: {e}")
+        return
+    cid = sh(*dc, "ps", "-q", "llm-exporter", capture=True).stdout.strip()
+    info = json.loads(sh("docker", "inspect", cid, capture=True).stdout)[0]
+    lc = info["HostConfig"]["LogConfig"]
+    if lc.get("Type") != "json-file" or not lc.get("Config", {}).get("max-size"):
+        fail(f"llm-exporter's Docker log is not a rotated json-file log: {lc}")
+    text = wait_for("the access-log line of the proxied request",
+                    lambda: (lambda out: out if rid in out else None)(sh("docker", "logs", cid, check=False, capture=True).stdout), 20)
+    if not text:
+        return
+    errors = []
+    n = check_stack_logs.check_container_lines(ROOT, text, rid, errors.append)
+    for e in errors:
+        fail(f"llm-exporter's log through Alloy's pipelines: {e}")
+    if not errors:
+        log(f"request {rid} (status {status}): its access-log line, and {n - 1} other lines of llm-exporter's "
+            "Docker log, take the Alloy pipelines they should")
+
+
 def check_leftovers():
     label = f"label=com.docker.compose.project=llmlive{os.getpid()}"
     for kind in ("container", "network", "volume"):
@@ -478,6 +513,9 @@ def run(a, tmp):
             fail(f"webhook: Authorization {got[0]['auth']!r}, want the token from the secret file")
         else:
             log("alert delivered to the webhook receiver with its bearer token")
+
+    # The logs profile's pipelines on llm-exporter's real access log.
+    check_access_log(dc)
 
     # The GPU profiles' checks, alone as on a host without GPUs: they fail and say why.
     real = ["docker-compose", "-p", project, "-f", os.path.join(ROOT, "compose/compose.yaml"),

@@ -6,6 +6,7 @@
   check_stack.py alerts       the issue's alert list, annotations, runbook sections
   check_stack.py compose      what the compose file must do beyond the schema
   check_stack.py schema       the compose file against the compose-spec JSON schema
+  check_stack.py logs         the logs and traces profiles: Loki, Alloy, Jaeger, their data sources
   check_stack.py names FILE   the metric names emitted, from the golden files (one per line)
 
 The compose-spec schema (tools/check_stack_compose_spec.json, Apache-2.0, see
@@ -25,6 +26,8 @@ import sys
 import tempfile
 
 import yaml
+
+import check_stack_logs
 
 ROOT = os.environ.get("CHECK_STACK_ROOT") or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPORTERS = ["host-exporter", "nvidia-exporter", "rocm-exporter", "llm-exporter"]
@@ -95,7 +98,7 @@ SEED_DASHBOARDS = {
     "AI Services Monitoring": ["AI Request Rate", "AI Response Time", "AI Error Rate"],
 }
 PANEL_TYPES = {"timeseries", "stat", "gauge", "table", "bargauge", "barchart", "piechart",
-               "heatmap", "histogram", "text", "row", "state-timeline", "status-history"}
+               "heatmap", "histogram", "text", "row", "state-timeline", "status-history", "logs"}
 # Series Prometheus itself adds to every target.
 PROMETHEUS_SYNTHETIC = {"up", "scrape_duration_seconds", "scrape_samples_scraped",
                         "scrape_samples_post_metric_relabeling", "scrape_series_added"}
@@ -280,7 +283,7 @@ def check_dashboards():
         if not any(m.split(":")[0] == "../grafana/dashboards" and m.split(":")[1] == p for m in mounts):
             fail(f"dashboard provider path {p} is not where compose mounts grafana/dashboards")
 
-    uids, titles, exprs, count = {}, {}, [], 0
+    uids, titles, exprs, count, logql_count = {}, {}, [], 0, 0
     for path, dash in dashboards():
         rel = os.path.relpath(path, ROOT)
         count += 1
@@ -296,6 +299,12 @@ def check_dashboards():
         if not isinstance(dash.get("schemaVersion"), int):
             fail(f"{rel}: no schemaVersion")
         variables = {v["name"]: v for v in dash.get("templating", {}).get("list", [])}
+        if check_stack_logs.is_loki_dashboard(dash):
+            # Logs (issue 18): LogQL on $loki, checked by check_stack_logs; the grid here.
+            loki_panels = list(panels_of(dash))
+            logql_count += check_stack_logs.check_loki_dashboard(rel, dash, loki_panels, ds_uids, fail)
+            check_grid(rel, loki_panels)
+            continue
         dsv = variables.get("datasource")
         if not dsv or dsv.get("type") != "datasource" or dsv.get("query") != "prometheus":
             fail(f"{rel}: needs a $datasource variable of type datasource (prometheus)")
@@ -362,7 +371,34 @@ def check_dashboards():
             if panel not in have:
                 fail(f"dashboard '{title}' lacks the seed's panel '{panel}'")
     promtool_parse(exprs, "dashboards")
-    return count, len(exprs)
+    return count, len(exprs), logql_count
+
+
+def check_grid(rel, panels):
+    """Ids unique, current panel types, units, gridPos inside the 24 columns, no overlaps."""
+    ids, cells = set(), []
+    for p in panels:
+        where = f"{rel}: panel {p.get('id')} '{p.get('title')}'"
+        if p.get("id") in ids or not isinstance(p.get("id"), int):
+            fail(f"{where}: id missing or not unique")
+        ids.add(p.get("id"))
+        if p.get("type") not in PANEL_TYPES:
+            fail(f"{where}: panel type {p.get('type')!r} is not a current Grafana panel")
+        if p.get("type") not in ("row", "text", "logs") and not p.get("fieldConfig", {}).get("defaults", {}).get("unit"):
+            fail(f"{where}: no unit")
+        if p.get("type") != "row" and not p.get("targets"):
+            fail(f"{where}: no queries")
+        g = p.get("gridPos", {})
+        if not all(isinstance(g.get(k), int) for k in "xywh") or g["x"] < 0 or g["y"] < 0 \
+                or g["w"] < 1 or g["h"] < 1 or g["x"] + g["w"] > 24:
+            fail(f"{where}: gridPos {g} is not inside the 24-column grid")
+        else:
+            cells.append((where, g))
+    for i, (w1, a) in enumerate(cells):
+        for w2, b in cells[i + 1:]:
+            if a["x"] < b["x"] + b["w"] and b["x"] < a["x"] + a["w"] and \
+                    a["y"] < b["y"] + b["h"] and b["y"] < a["y"] + a["h"]:
+                fail(f"{w1} overlaps {w2}")
 
 
 def check_slo_titles(titles):
@@ -444,6 +480,8 @@ def used_names():
         for n in metric_names(rule["expr"]):
             out.append((n, f"{os.path.relpath(path, ROOT)}: {rule.get('alert') or rule.get('record')}"))
     for path, dash in dashboards():
+        if check_stack_logs.is_loki_dashboard(dash):
+            continue  # LogQL: no metric names (check_stack_logs checks its queries)
         variables = {v["name"] for v in dash.get("templating", {}).get("list", [])}
         for v in dash.get("templating", {}).get("list", []):
             if v.get("type") == "query":
@@ -573,8 +611,10 @@ def check_compose():
         if s.get(name, {}).get("profiles") != [prof]:
             fail(f"{name} must come with its own profile {prof}")
     one_shots = ("check-secrets", "check-nvidia", "check-rocm")
+    # Images in which no healthcheck can run, and why (docs/stack.md says how to check them).
+    no_healthcheck = {"loki": "the image has no shell and no HTTP client, loki no health flag"}
     for name, svc in s.items():
-        if "healthcheck" not in svc and name not in one_shots:
+        if "healthcheck" not in svc and name not in one_shots and name not in no_healthcheck:
             fail(f"{name}: no healthcheck")
         if name.endswith("-exporter"):
             if svc.get("build", {}).get("dockerfile") != "compose/Dockerfile":
@@ -667,8 +707,8 @@ def check_schema():
 def main():
     what = sys.argv[1] if len(sys.argv) > 1 else ""
     if what == "dashboards":
-        n, q = check_dashboards()
-        finish(f"dashboards: {n} dashboards, {q} queries parse, structure and provisioning")
+        n, q, lq = check_dashboards()
+        finish(f"dashboards: {n} dashboards, {q} PromQL queries parse (promtool), {lq} LogQL queries parse, structure and provisioning")
     elif what == "metrics":
         used, known = check_metrics(sys.argv[2] if len(sys.argv) > 2 else None)
         finish(f"metric names: {used} names used by rules and dashboards, all emitted or recorded ({known} known)")
@@ -681,6 +721,9 @@ def main():
     elif what == "schema":
         v = check_schema()
         finish(f"compose-spec schema ({v}): compose/compose.yaml is valid")
+    elif what == "logs":
+        check_stack_logs.Checker(ROOT, fail).run()
+        finish("logs and traces profiles: compose, Loki, Jaeger, Alloy (parsed; sample lines through its pipelines), data sources and the trace link")
     elif what == "names":
         names = sorted(emitted_names())
         with open(sys.argv[2], "w") as f:

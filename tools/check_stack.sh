@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # All checks of the monitoring stack (issue 6): Prometheus config, rules and their unit tests,
 # Alertmanager config, routing and templates, the compose file (docker-compose and the
-# compose-spec schema), dashboards and provisioning, metric names against the exporters' golden
+# compose-spec schema), the logs and traces profiles' Loki, Alloy and Jaeger configurations (offline:
+# their images cannot run here), dashboards and provisioning, metric names against the exporters' golden
 # outputs, canaries that prove each check fails on a broken input, and a live end-to-end run of
 # the real exporters, Prometheus and Alertmanager on loopback. Exits non-zero on any failure.
 #
@@ -99,11 +100,15 @@ step "amtool template render" templates
 # ---- Compose -----------------------------------------------------------------------------
 compose_config() {
   (cd compose && docker-compose -f compose.yaml config -q \
-    && docker-compose -f compose.yaml --profile monitoring --profile nvidia --profile rocm config -q) || return 1
+    && docker-compose -f compose.yaml --profile monitoring --profile nvidia --profile rocm --profile logs --profile traces config -q) || return 1
   local services
   services="$(cd compose && docker-compose -f compose.yaml --profile monitoring config --services | sort | tr '\n' ' ')"
   for s in alertmanager grafana host-exporter llm-exporter prometheus; do
     grep -qw "$s" <<<"$services" || { echo "monitoring profile lacks $s: $services" >&2; return 1; }
+  done
+  services="$(cd compose && docker-compose -f compose.yaml --profile logs --profile traces config --services | sort | tr '\n' ' ')"
+  for s in alloy jaeger loki; do
+    grep -qw "$s" <<<"$services" || { echo "logs/traces profiles lack $s: $services" >&2; return 1; }
   done
   echo "ok   docker-compose config (all profiles)"
 }
@@ -111,6 +116,7 @@ step "docker-compose config" compose_config
 step "compose-spec schema" "$PY" tools/check_stack.py schema
 step "compose requirements" "$PY" tools/check_stack.py compose
 step "setup, GPU and secret checks on fake hosts" tools/check_compose_scripts.sh
+step "logs and traces profiles (Loki, Alloy, Jaeger; offline)" "$PY" tools/check_stack.py logs
 
 # ---- Dashboards, alerts, metric names ----------------------------------------------------
 step "dashboards generated" "$PY" grafana/build_dashboards.py --check
@@ -119,6 +125,10 @@ step "alerts and runbooks" "$PY" tools/check_stack.py alerts
 step "metric names" "$PY" tools/check_stack.py metrics
 
 # ---- Canaries: each check must fail on a broken copy ---------------------------------------
+# replace FILE OLD NEW: the first OLD in FILE becomes NEW (a canary's setup; fails if OLD is gone).
+replace() {
+  "$PY" -c 'import sys; p, o, n = sys.argv[1:]; s = open(p).read(); assert o in s, (p, o); open(p, "w").write(s.replace(o, n, 1))' "$@"
+}
 canaries() {
   local copy="$tmp/canary" bad=0
   mkdir -p "$copy"
@@ -137,7 +147,7 @@ canaries() {
   # Controls: the unbroken copy passes every check the canaries use.
   for c in "promtool test rules prometheus/tests/alerts_test.yml prometheus/tests/recording_test.yml prometheus/tests/energy_test.yml prometheus/tests/energy_settings_test.yml" routes \
       "$PY tools/check_stack.py schema" "$PY tools/check_stack.py compose" "$PY tools/check_stack.py dashboards" \
-      "$PY tools/check_stack.py metrics" "$PY tools/check_stack.py alerts"; do
+      "$PY tools/check_stack.py metrics" "$PY tools/check_stack.py alerts" "$PY tools/check_stack.py logs"; do
     # shellcheck disable=SC2086
     (cd "$copy" && CHECK_STACK_ROOT="$copy" $c) >/dev/null 2>&1 || { echo "control failed on the unbroken copy: $c" >&2; bad=1; }
   done
@@ -174,6 +184,32 @@ canaries() {
   expect_fail "energy price without a currency" "sed -i 's/currency: .*/currency: \"\"/' prometheus/rules/energy_settings.yml" \
     promtool test rules prometheus/tests/energy_settings_test.yml
   expect_fail "Energy row lacks the per-model tokens per kWh" "sed -i 's/instance_model:llm_generated_tokens_per_kwh:rate5m{/instance:llm_generated_tokens_per_kwh:rate5m{/' grafana/dashboards/llm-inference-service.json" "$PY" tools/check_stack.py dashboards
+  # The logs and traces profiles (issue 18).
+  expect_fail "Alloy pushes to another port than Loki's" "replace compose/alloy/config.alloy http://loki:3100/loki http://loki:3101/loki" "$PY" tools/check_stack.py logs
+  expect_fail "trace_id as a Loki label" "replace compose/alloy/config.alloy '        outcome  = \"\",' '        outcome  = \"\",
+        trace_id = \"\",'" "$PY" tools/check_stack.py logs
+  expect_fail "Alloy forwards to an undeclared component" "replace compose/alloy/config.alloy loki.process.lines.receiver loki.process.line.receiver" "$PY" tools/check_stack.py logs
+  expect_fail "the logfmt pipeline takes access-log lines" "replace compose/alloy/config.alloy '!~ \\\"^[{]\\\"\"' '|~ \\\"^[{]\\\"\"'" "$PY" tools/check_stack.py logs
+  expect_fail "unknown Alloy component" "replace compose/alloy/config.alloy 'loki.source.docker \"containers\"' 'loki.source.dockr \"containers\"'" "$PY" tools/check_stack.py logs
+  expect_fail "Alloy reads an env variable compose does not set" "replace compose/compose.yaml '      LOGS_HOST: \${HOSTNAME:-docker-host}' '      HOST: \${HOSTNAME:-docker-host}'" "$PY" tools/check_stack.py logs
+  expect_fail "Loki keeps logs forever" "replace compose/loki/loki.yaml 'retention_enabled: true' 'retention_enabled: false'" "$PY" tools/check_stack.py logs
+  expect_fail "Loki schema without structured metadata" "replace compose/loki/loki.yaml 'schema: v13' 'schema: v12'" "$PY" tools/check_stack.py logs
+  expect_fail "Jaeger pipeline without its OTLP receiver" "replace compose/jaeger/config.yaml 'receivers: [otlp]' 'receivers: [zipkin]'" "$PY" tools/check_stack.py logs
+  expect_fail "Jaeger memory store unbounded" "replace compose/jaeger/config.yaml '          max_traces: 20000
+' ''" "$PY" tools/check_stack.py logs
+  expect_fail "Jaeger exports to an undefined storage" "replace compose/jaeger/config.yaml 'trace_storage: memstore' 'trace_storage: mem'" "$PY" tools/check_stack.py logs
+  expect_fail "trace link to a data source that is not Jaeger" "replace grafana/provisioning/datasources/datasources.yml 'datasourceUid: jaeger' 'datasourceUid: tempo'" "$PY" tools/check_stack.py logs
+  expect_fail "trace link regex captures no trace id" "replace grafana/provisioning/datasources/datasources.yml '([0-9a-f]{32})' '[0-9a-f]{32}'" "$PY" tools/check_stack.py logs
+  expect_fail "trace link url expanded by provisioning" "replace grafana/provisioning/datasources/datasources.yml \"'\\\$\\\${__value.raw}'\" \"'\\\${__value.raw}'\"" "$PY" tools/check_stack.py logs
+  expect_fail "logs dashboard query does not parse" "replace grafana/dashboards/llm-request-logs.json '| json | duration_seconds > 5 [1h]' '| json | duration_seconds > [1h]'" "$PY" tools/check_stack.py dashboards
+  expect_fail "logs query not filtered by host" "replace grafana/dashboards/llm-request-logs.json '{host=~\\\"\$host\\\", level' '{level'" "$PY" tools/check_stack.py dashboards
+  expect_fail "count_over_time with unwrap" "replace grafana/dashboards/llm-request-logs.json 'sum(sum_over_time(' 'sum(count_over_time('" "$PY" tools/check_stack.py dashboards
+  expect_fail "slow requests no longer over 5 s" "replace grafana/dashboards/llm-request-logs.json '| json | duration_seconds > 5\"' '| json | duration_seconds > 50\"'" "$PY" tools/check_stack.py dashboards
+  expect_fail "llm-exporter without its access-log flag" "replace compose/compose.yaml '      - --proxy.access-log=\${LLM_ACCESS_LOG-stdout}
+' ''" "$PY" tools/check_stack.py logs
+  expect_fail "Jaeger UI published on every interface" "replace compose/compose.yaml '\"127.0.0.1:16686:16686\"' '\"16686:16686\"'" "$PY" tools/check_stack.py logs
+  expect_fail "env.example does not say how to turn traces on" "replace compose/env.example '# LLM_OTLP_ENDPOINT=http://jaeger:4318/v1/traces
+' ''" "$PY" tools/check_stack.py logs
   [ "$bad" = 0 ] && echo "ok   $canaries canaries: every check fails on its broken input"
 }
 step "canaries" canaries

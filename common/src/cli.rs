@@ -8,6 +8,7 @@
 //! `--collector.<name>` / `--no-collector.<name>`, `<PREFIX>_COLLECTOR_<NAME>=true|false`, or
 //! `collector.<name> = false` (also `[collector.<name>] enabled = false`) in the file.
 
+use crate::collector::AnyCollector;
 use crate::log::{Level, LogFormat};
 use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
@@ -16,8 +17,9 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// What one exporter binary is: its names, port and collectors.
-pub struct ExporterSpec {
+/// What one exporter binary is: its names, port and collectors. `C` is the exporter's context:
+/// what its `run` call builds from the settings once and every collector's constructor reads.
+pub struct ExporterSpec<C: 'static = ()> {
     /// Binary name, e.g. `host-exporter`.
     pub name: &'static str,
     /// Prefix of its own metrics and environment variables, e.g. `host_exporter`.
@@ -28,14 +30,69 @@ pub struct ExporterSpec {
     pub collector_metrics_prefix: &'static str,
     pub about: &'static str,
     pub default_port: u16,
-    /// Every collector: name, enabled by default, one-line description.
-    pub collectors: &'static [CollectorSpec],
+    /// Every collector, in the order they run and report their health series.
+    pub collectors: &'static [CollectorSpec<C>],
 }
 
-pub struct CollectorSpec {
+/// One collector, registered as node_exporter registers its own
+/// (`registerCollector("cpu", defaultEnabled, NewCPUCollector)`): the spec is the only place
+/// its name is written. Flags, `collect[]`, the `collector` label of the health series and the
+/// runner's entry all take it from here; the collector types do not know their name.
+pub struct CollectorSpec<C: 'static = ()> {
     pub name: &'static str,
     pub default_enabled: bool,
+    /// One line for `--help`.
     pub help: &'static str,
+    /// Builds the collector from the exporter's context; called only when it is enabled.
+    pub new: fn(&C) -> AnyCollector,
+}
+
+/// Which collectors are switched on, for an exporter whose context depends on it (the NVML
+/// worker reads processes only when `processes` is on).
+pub struct Enabled<'a> {
+    known: Vec<&'static str>,
+    on: &'a [&'static str],
+}
+
+impl<'a> Enabled<'a> {
+    pub fn new<C>(spec: &ExporterSpec<C>, on: &'a [&'static str]) -> Self {
+        Enabled {
+            known: spec.collectors.iter().map(|c| c.name).collect(),
+            on,
+        }
+    }
+
+    /// Whether the collector `name` is on. A name the spec does not have is a bug in the
+    /// exporter (a typo would read as "off"): debug builds, and so the tests, panic on it.
+    pub fn contains(&self, name: &str) -> bool {
+        debug_assert!(
+            self.known.contains(&name),
+            "no collector named {name:?} in the spec"
+        );
+        self.on.contains(&name)
+    }
+}
+
+/// The spec's collector names are unique and usable in a flag and a label value: a name
+/// listed twice would make clap fail on a duplicate flag and the runner drop the second one.
+pub fn check_collector_names<C>(spec: &ExporterSpec<C>) -> Result<(), String> {
+    for (index, collector) in spec.collectors.iter().enumerate() {
+        let name = collector.name;
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        if !valid {
+            return Err(format!(
+                "{}: collector name {name:?} is not lower-case letters, digits and '_'",
+                spec.name
+            ));
+        }
+        if spec.collectors[..index].iter().any(|c| c.name == name) {
+            return Err(format!("{}: collector {name:?} is listed twice", spec.name));
+        }
+    }
+    Ok(())
 }
 
 /// The settings every exporter shares, resolved and checked.
@@ -71,8 +128,8 @@ pub struct Settings {
 
 /// Builds the full command line (shared flags, collector toggles, the exporter's own flags),
 /// parses `args`, reads the config file, and resolves the shared options.
-pub fn parse<I, T>(
-    spec: &ExporterSpec,
+pub fn parse<C, I, T>(
+    spec: &ExporterSpec<C>,
     version: &str,
     own_args: Vec<Arg>,
     args: I,
@@ -81,6 +138,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    check_collector_names(spec).map_err(CliOutcome::Error)?;
     let env_prefix = spec.metric_prefix.to_ascii_uppercase();
     let command = build_command(spec, version, own_args, &env_prefix);
     let matches = command
@@ -107,8 +165,8 @@ where
     Ok((options, settings))
 }
 
-fn build_command(
-    spec: &ExporterSpec,
+fn build_command<C>(
+    spec: &ExporterSpec<C>,
     version: &str,
     own_args: Vec<Arg>,
     env_prefix: &str,
@@ -228,10 +286,10 @@ pub fn env_name(prefix: &str, key: &str) -> String {
 }
 
 /// Reads the TOML file and flattens it into dotted keys, rejecting keys that are no setting.
-fn load_file(
+fn load_file<C>(
     path: &PathBuf,
     matches: &ArgMatches,
-    spec: &ExporterSpec,
+    spec: &ExporterSpec<C>,
 ) -> Result<BTreeMap<String, toml::Value>, CliOutcome> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         CliOutcome::Error(format!("cannot read --config.file {}: {e}", path.display()))
@@ -474,9 +532,9 @@ impl Settings {
         ))
     }
 
-    fn collector_enabled(
+    fn collector_enabled<C>(
         &self,
-        collector: &CollectorSpec,
+        collector: &CollectorSpec<C>,
         disable_defaults: bool,
     ) -> Result<bool, CliOutcome> {
         let on = format!("collector.{}", collector.name);
@@ -519,7 +577,7 @@ impl Settings {
         Ok(collector.default_enabled && !disable_defaults)
     }
 
-    fn common_options(&self, spec: &ExporterSpec) -> Result<CommonOptions, CliOutcome> {
+    fn common_options<C>(&self, spec: &ExporterSpec<C>) -> Result<CommonOptions, CliOutcome> {
         let listen_addresses = self.values("web.listen-address")?;
         for address in &listen_addresses {
             crate::server::parse_listen_address(address)
@@ -594,14 +652,50 @@ mod tests {
                 name: "cpu",
                 default_enabled: true,
                 help: "CPU",
+                new: |_| AnyCollector::blocking(Nothing),
             },
             CollectorSpec {
                 name: "slow",
                 default_enabled: false,
                 help: "Slow",
+                new: |_| AnyCollector::blocking(Nothing),
             },
         ],
     };
+
+    /// Flags are all these tests look at; the collectors are never run.
+    struct Nothing;
+    impl crate::BlockingCollector for Nothing {
+        fn collect(&self) -> crate::CollectResult {
+            Ok(vec![])
+        }
+    }
+
+    #[test]
+    fn a_collector_listed_twice_or_with_an_unusable_name_stops_the_start() {
+        fn spec_of(collectors: &'static [CollectorSpec]) -> ExporterSpec {
+            ExporterSpec { collectors, ..SPEC }
+        }
+        let nothing = |name| CollectorSpec {
+            name,
+            default_enabled: true,
+            help: "",
+            new: |_| AnyCollector::blocking(Nothing),
+        };
+        let twice: &'static [CollectorSpec] =
+            Box::leak(Box::new([nothing("cpu"), nothing("slow"), nothing("cpu")]));
+        let parsed = parse(&spec_of(twice), "0.1.0", own(), ["demo-exporter"]);
+        match parsed {
+            Err(CliOutcome::Error(e)) => assert!(e.contains("\"cpu\" is listed twice"), "{e}"),
+            _ => panic!("a collector listed twice was accepted"),
+        }
+        for bad in ["", "Cpu", "cpu.info", "cpu-info"] {
+            let one: &'static [CollectorSpec] = Box::leak(Box::new([nothing(bad)]));
+            let e = check_collector_names(&spec_of(one)).unwrap_err();
+            assert!(e.contains("not lower-case"), "{bad}: {e}");
+        }
+        assert_eq!(check_collector_names(&SPEC), Ok(()));
+    }
 
     fn own() -> Vec<Arg> {
         vec![Arg::new("path.procfs")

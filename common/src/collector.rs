@@ -1,6 +1,8 @@
 //! The collector trait and the per-scrape runner: every enabled collector runs concurrently
 //! under a deadline, a failing or slow one costs only its own series, and each reports
-//! `<exporter>_collector_success` and `<exporter>_collector_duration_seconds`.
+//! `<exporter>_collector_success` and `<exporter>_collector_duration_seconds`. A collector's
+//! name is its exporter's business: the spec ([`crate::cli::CollectorSpec`]) holds it and hands
+//! it over with the collector, so no type here carries one of its own.
 
 use crate::log;
 use crate::metrics::MetricFamily;
@@ -17,25 +19,34 @@ pub type CollectFuture<'a> = Pin<Box<dyn Future<Output = CollectResult> + Send +
 /// A source of metrics that does its own I/O asynchronously (HTTP to a model server, a call
 /// into a worker thread).
 pub trait Collector: Send + Sync + 'static {
-    fn name(&self) -> &'static str;
     fn collect(&self) -> CollectFuture<'_>;
 }
 
 /// A source of metrics that reads files or makes syscalls that may block (procfs, sysfs,
 /// statvfs). It runs on a blocking thread so that a stuck read cannot hold up the scrape.
 pub trait BlockingCollector: Send + Sync + 'static {
-    fn name(&self) -> &'static str;
     fn collect(&self) -> CollectResult;
 }
 
-enum Kind {
+/// A collector of either kind, as a spec's constructor returns it.
+pub enum AnyCollector {
     Async(Arc<dyn Collector>),
     Blocking(Arc<dyn BlockingCollector>),
 }
 
+impl AnyCollector {
+    pub fn asynchronous(collector: impl Collector) -> Self {
+        AnyCollector::Async(Arc::new(collector))
+    }
+
+    pub fn blocking(collector: impl BlockingCollector) -> Self {
+        AnyCollector::Blocking(Arc::new(collector))
+    }
+}
+
 struct Entry {
     name: &'static str,
-    kind: Kind,
+    kind: AnyCollector,
     /// Set while a blocking collection is running: a scrape that arrives meanwhile (a second
     /// Prometheus of an HA pair, a curl) waits for that collection and gets a copy of its result
     /// instead of starting another. One that outlives its deadline keeps it set (a thread stuck
@@ -63,62 +74,47 @@ pub enum Selection {
     Except(Vec<String>),
 }
 
-/// The enabled collectors of one exporter, in the order `main.rs` lists them.
+/// The enabled collectors of one exporter, in the order of its spec.
 pub struct Collectors {
     prefix: String,
-    /// The collectors switched on by flags; `None` takes every one added.
-    enabled: Option<Vec<&'static str>>,
     entries: Vec<Entry>,
 }
 
 impl Collectors {
-    /// `prefix` is the exporter's metric prefix, e.g. `host_exporter`. Every collector added
-    /// is used.
+    /// `prefix` is the exporter's metric prefix, e.g. `host_exporter`.
     pub fn new(prefix: &str) -> Self {
         Collectors {
             prefix: prefix.to_string(),
-            enabled: None,
             entries: Vec::new(),
         }
     }
 
-    /// Like `new`, but collectors whose names are not in `enabled` are dropped when added, so an
-    /// exporter's `main.rs` can list every collector it has.
-    pub fn only(prefix: &str, enabled: Vec<&'static str>) -> Self {
-        Collectors {
-            enabled: Some(enabled),
-            ..Self::new(prefix)
+    /// Builds every enabled collector of `spec` from `context`, in the spec's order, each under
+    /// the spec's name for it.
+    pub fn from_spec<C>(
+        spec: &crate::cli::ExporterSpec<C>,
+        enabled: &crate::cli::Enabled,
+        context: &C,
+    ) -> Self {
+        let mut collectors = Collectors::new(spec.collector_metrics_prefix);
+        for collector in spec.collectors {
+            if enabled.contains(collector.name) {
+                collectors.add(collector.name, (collector.new)(context));
+            }
         }
+        collectors
     }
 
-    pub fn is_enabled(&self, name: &str) -> bool {
-        self.enabled
-            .as_ref()
-            .is_none_or(|enabled| enabled.contains(&name))
-    }
-
-    pub fn add(&mut self, collector: impl Collector) {
-        let name = collector.name();
-        if self.is_enabled(name) {
-            self.push(name, Kind::Async(Arc::new(collector)));
-        }
-    }
-
-    pub fn add_blocking(&mut self, collector: impl BlockingCollector) {
-        let name = collector.name();
-        if self.is_enabled(name) {
-            self.push(name, Kind::Blocking(Arc::new(collector)));
-        }
-    }
-
-    fn push(&mut self, name: &'static str, kind: Kind) {
+    /// Adds `collector` under `name`, which must be new (the spec's names are checked for
+    /// duplicates when the flags are parsed).
+    pub fn add(&mut self, name: &'static str, collector: AnyCollector) {
         assert!(
             !self.entries.iter().any(|e| e.name == name),
             "collector {name} added twice"
         );
         self.entries.push(Entry {
             name,
-            kind,
+            kind: collector,
             running: Arc::new(Mutex::new(None)),
         });
     }
@@ -173,10 +169,10 @@ impl Collectors {
         let mut queue: VecDeque<BlockingJob> = VecDeque::new();
         for (index, entry) in selected.iter().enumerate() {
             match &entry.kind {
-                Kind::Async(collector) => {
+                AnyCollector::Async(collector) => {
                     spawn_async(index, collector.clone(), deadline, done.clone())
                 }
-                Kind::Blocking(collector) => {
+                AnyCollector::Blocking(collector) => {
                     let mut running = lock(&entry.running);
                     match &*running {
                         Some(outcome) => {
@@ -524,9 +520,6 @@ mod tests {
 
     struct Fixed(&'static str, f64);
     impl BlockingCollector for Fixed {
-        fn name(&self) -> &'static str {
-            self.0
-        }
         fn collect(&self) -> CollectResult {
             Ok(vec![
                 MetricFamily::gauge("demo_value", "A value.").with(&[("from", self.0)], self.1)
@@ -536,9 +529,6 @@ mod tests {
 
     struct Failing;
     impl BlockingCollector for Failing {
-        fn name(&self) -> &'static str {
-            "failing"
-        }
         fn collect(&self) -> CollectResult {
             anyhow::bail!("cannot read /nowhere")
         }
@@ -547,9 +537,6 @@ mod tests {
     /// Sleeps, counting its calls.
     struct Sleeping(Duration, Arc<AtomicUsize>);
     impl BlockingCollector for Sleeping {
-        fn name(&self) -> &'static str {
-            "sleeping"
-        }
         fn collect(&self) -> CollectResult {
             self.1.fetch_add(1, Ordering::SeqCst);
             std::thread::sleep(self.0);
@@ -560,9 +547,6 @@ mod tests {
     /// An async collector that waits, counting the calls running at once.
     struct Waiting(Duration, Arc<AtomicUsize>, Arc<AtomicUsize>);
     impl Collector for Waiting {
-        fn name(&self) -> &'static str {
-            "waiting"
-        }
         fn collect(&self) -> CollectFuture<'_> {
             Box::pin(async move {
                 let now = self.1.fetch_add(1, Ordering::SeqCst) + 1;
@@ -578,9 +562,6 @@ mod tests {
 
     struct Panicking;
     impl Collector for Panicking {
-        fn name(&self) -> &'static str {
-            "panicking"
-        }
         fn collect(&self) -> CollectFuture<'_> {
             Box::pin(async { panic!("boom") })
         }
@@ -599,9 +580,6 @@ mod tests {
     /// Emits a family with the name of the runner's success series.
     struct Impostor;
     impl BlockingCollector for Impostor {
-        fn name(&self) -> &'static str {
-            "impostor"
-        }
         fn collect(&self) -> CollectResult {
             Ok(vec![MetricFamily::gauge("demo_collector_success", "Fake.")
                 .with(&[("collector", "nothing")], 1.0)])
@@ -611,7 +589,7 @@ mod tests {
     #[tokio::test]
     async fn a_collected_family_named_like_a_health_series_is_dropped() {
         let mut collectors = Collectors::new("demo");
-        collectors.add_blocking(Impostor);
+        collectors.add("impostor", AnyCollector::blocking(Impostor));
         let families = collectors
             .collect(&Selection::All, Duration::from_secs(5))
             .await;
@@ -627,12 +605,15 @@ mod tests {
     #[tokio::test]
     async fn failures_slowness_and_panics_cost_only_their_own_series() {
         let mut collectors = Collectors::new("demo");
-        collectors.add_blocking(Fixed("a", 1.0));
-        collectors.add_blocking(Failing);
+        collectors.add("a", AnyCollector::blocking(Fixed("a", 1.0)));
+        collectors.add("failing", AnyCollector::blocking(Failing));
         let sleeps = Arc::new(AtomicUsize::new(0));
-        collectors.add_blocking(Sleeping(Duration::from_secs(3), sleeps.clone()));
-        collectors.add(Panicking);
-        collectors.add_blocking(Fixed("b", 2.0));
+        collectors.add(
+            "sleeping",
+            AnyCollector::blocking(Sleeping(Duration::from_secs(3), sleeps.clone())),
+        );
+        collectors.add("panicking", AnyCollector::asynchronous(Panicking));
+        collectors.add("b", AnyCollector::blocking(Fixed("b", 2.0)));
 
         let started = Instant::now();
         let families = collectors
@@ -681,9 +662,12 @@ mod tests {
     async fn a_scrape_during_a_blocking_collection_shares_its_result() {
         let runs = Arc::new(AtomicUsize::new(0));
         let mut collectors = Collectors::new("demo");
-        collectors.add_blocking(Sleeping(Duration::from_millis(300), runs.clone()));
-        collectors.add_blocking(Failing);
-        collectors.add_blocking(Fixed("a", 1.0));
+        collectors.add(
+            "sleeping",
+            AnyCollector::blocking(Sleeping(Duration::from_millis(300), runs.clone())),
+        );
+        collectors.add("failing", AnyCollector::blocking(Failing));
+        collectors.add("a", AnyCollector::blocking(Fixed("a", 1.0)));
         let collectors = Arc::new(collectors);
         let scrape = |c: Arc<Collectors>| async move {
             c.collect(&Selection::All, Duration::from_secs(5)).await
@@ -718,9 +702,6 @@ mod tests {
     /// A second blocking collector, queued behind one that blocks.
     struct Quick;
     impl BlockingCollector for Quick {
-        fn name(&self) -> &'static str {
-            "quick"
-        }
         fn collect(&self) -> CollectResult {
             Ok(vec![
                 MetricFamily::gauge("demo_value", "A value.").with(&[("from", "quick")], 1.0)
@@ -732,8 +713,11 @@ mod tests {
     async fn a_scrape_dropped_midway_leaves_no_collector_marked_running() {
         let blocked = Arc::new(AtomicUsize::new(0));
         let mut collectors = Collectors::new("demo");
-        collectors.add_blocking(Sleeping(Duration::from_secs(3), blocked));
-        collectors.add_blocking(Quick);
+        collectors.add(
+            "sleeping",
+            AnyCollector::blocking(Sleeping(Duration::from_secs(3), blocked)),
+        );
+        collectors.add("quick", AnyCollector::blocking(Quick));
         // The scrape's future is dropped while its only worker is stuck and `quick` is queued
         // (hyper drops it when the client leaves).
         let dropped = tokio::time::timeout(
@@ -756,7 +740,10 @@ mod tests {
     async fn async_collections_of_two_scrapes_overlap() {
         let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let mut collectors = Collectors::new("demo");
-        collectors.add(Waiting(Duration::from_millis(300), running, most.clone()));
+        collectors.add(
+            "waiting",
+            AnyCollector::asynchronous(Waiting(Duration::from_millis(300), running, most.clone())),
+        );
         let collectors = Arc::new(collectors);
         let first = tokio::spawn({
             let c = collectors.clone();
@@ -778,11 +765,73 @@ mod tests {
         assert_eq!(most.load(Ordering::SeqCst), 2);
     }
 
+    /// The context of a demo exporter: the value each `Fixed` reports.
+    struct Values {
+        a: f64,
+        b: f64,
+    }
+
+    static DEMO: crate::cli::ExporterSpec<Values> = crate::cli::ExporterSpec {
+        name: "demo-exporter",
+        metric_prefix: "demo",
+        collector_metrics_prefix: "demo",
+        about: "Demo",
+        default_port: 0,
+        collectors: &[
+            crate::cli::CollectorSpec {
+                name: "b",
+                default_enabled: true,
+                help: "b",
+                new: |values| AnyCollector::blocking(Fixed("b", values.b)),
+            },
+            crate::cli::CollectorSpec {
+                name: "off",
+                default_enabled: false,
+                help: "never built",
+                new: |_| panic!("a disabled collector was built"),
+            },
+            crate::cli::CollectorSpec {
+                name: "a",
+                default_enabled: true,
+                help: "a",
+                new: |values| AnyCollector::blocking(Fixed("a", values.a)),
+            },
+        ],
+    };
+
+    #[tokio::test]
+    async fn the_spec_names_and_builds_the_enabled_collectors_in_its_order() {
+        let on = ["b", "a"];
+        let enabled = crate::cli::Enabled::new(&DEMO, &on);
+        let collectors = Collectors::from_spec(&DEMO, &enabled, &Values { a: 1.0, b: 2.0 });
+        assert_eq!(collectors.names(), ["b", "a"]);
+        let families = collectors
+            .collect(&Selection::All, Duration::from_secs(5))
+            .await;
+        assert_eq!(value(&families, "demo_value", "a"), Some(1.0));
+        assert_eq!(value(&families, "demo_value", "b"), Some(2.0));
+        let labels: Vec<&str> = families
+            .iter()
+            .find(|f| f.name == "demo_collector_success")
+            .unwrap()
+            .samples
+            .iter()
+            .map(|s| s.labels[0].1.as_str())
+            .collect();
+        assert_eq!(labels, ["b", "a"]);
+    }
+
+    #[test]
+    #[should_panic(expected = "no collector named")]
+    fn asking_whether_an_unknown_collector_is_enabled_is_a_bug() {
+        crate::cli::Enabled::new(&DEMO, &["a"]).contains("c");
+    }
+
     #[tokio::test]
     async fn selection_filters_and_rejects_unknown_names() {
         let mut collectors = Collectors::new("demo");
-        collectors.add_blocking(Fixed("a", 1.0));
-        collectors.add_blocking(Fixed("b", 2.0));
+        collectors.add("a", AnyCollector::blocking(Fixed("a", 1.0)));
+        collectors.add("b", AnyCollector::blocking(Fixed("b", 2.0)));
         let only_a = collectors
             .collect(&Selection::Only(vec!["a".into()]), Duration::from_secs(1))
             .await;

@@ -1,7 +1,7 @@
 //! Shared plumbing for the exporters: the collector trait and its per-scrape runner, the HTTP
-//! server, flags and config, the exposition formats, self-metrics and logs. An exporter's
-//! `main.rs` describes itself with an [`cli::ExporterSpec`], lists its collectors and calls
-//! [`run`].
+//! server, flags and config, the exposition formats, self-metrics and logs. An exporter
+//! describes itself and registers its collectors in an [`cli::ExporterSpec`], and its `main.rs`
+//! calls [`run`].
 
 pub mod cli;
 pub mod collector;
@@ -15,21 +15,23 @@ pub mod server;
 pub mod testing;
 pub mod web_config;
 
-pub use cli::{CliOutcome, CollectorSpec, CommonOptions, ExporterSpec, Settings};
-pub use collector::{BlockingCollector, CollectFuture, CollectResult, Collector, Collectors};
+pub use cli::{CliOutcome, CollectorSpec, CommonOptions, Enabled, ExporterSpec, Settings};
+pub use collector::{
+    AnyCollector, BlockingCollector, CollectFuture, CollectResult, Collector, Collectors,
+};
 pub use metrics::{MetricFamily, MetricType};
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// Parses flags, sets up logging, builds the collectors with `build`, and serves until SIGTERM
-/// or SIGINT. Any configuration error is printed with the setting it concerns and the process
-/// exits with status 1 before listening.
-pub fn run(
-    spec: &'static ExporterSpec,
+/// Parses flags, sets up logging, builds the exporter's context with `context` and from it the
+/// enabled collectors of `spec`, and serves until SIGTERM or SIGINT. Any configuration error is
+/// printed with the setting it concerns and the process exits with status 1 before listening.
+pub fn run<C>(
+    spec: &'static ExporterSpec<C>,
     version: &str,
     own_args: Vec<clap::Arg>,
-    build: impl FnOnce(&Settings, &mut Collectors) -> Result<(), CliOutcome>,
+    context: impl FnOnce(&Settings, &Enabled) -> Result<C, CliOutcome>,
 ) -> ExitCode {
     let (options, settings) = match cli::parse(spec, version, own_args, std::env::args_os()) {
         Ok(parsed) => parsed,
@@ -50,13 +52,13 @@ pub fn run(
         },
         None => web_config::WebConfig::none(),
     };
-    let mut collectors =
-        Collectors::only(spec.collector_metrics_prefix, options.collectors.clone());
-    if let Err(CliOutcome::Error(message) | CliOutcome::Exit(message)) =
-        build(&settings, &mut collectors)
-    {
-        return startup_error(&message);
-    }
+    let enabled = Enabled::new(spec, &options.collectors);
+    let collectors = match context(&settings, &enabled) {
+        Ok(context) => Collectors::from_spec(spec, &enabled, &context),
+        Err(CliOutcome::Error(message) | CliOutcome::Exit(message)) => {
+            return startup_error(&message)
+        }
+    };
 
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -35,7 +35,10 @@ const PLAIN_HTTP_ON_TLS: &[u8] =
     b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
 
 pub struct Server {
-    spec: &'static ExporterSpec,
+    /// The spec's names: binary, metric prefix, description.
+    name: &'static str,
+    metric_prefix: &'static str,
+    about: &'static str,
     version: String,
     options: CommonOptions,
     collectors: Collectors,
@@ -47,8 +50,8 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn new(
-        spec: &'static ExporterSpec,
+    pub fn new<C>(
+        spec: &ExporterSpec<C>,
         version: &str,
         options: CommonOptions,
         collectors: Collectors,
@@ -56,7 +59,9 @@ impl Server {
     ) -> Self {
         let scrape_slots = (options.max_requests > 0).then(|| Semaphore::new(options.max_requests));
         Server {
-            spec,
+            name: spec.name,
+            metric_prefix: spec.metric_prefix,
+            about: spec.about,
             version: version.to_string(),
             options,
             collectors,
@@ -158,7 +163,7 @@ impl Server {
         let mut families = self.collectors.collect(&selection, deadline).await;
         if !self.options.disable_exporter_metrics {
             let mut own = process::process_metrics();
-            own.push(process::build_info(self.spec.metric_prefix, &self.version));
+            own.push(process::build_info(self.metric_prefix, &self.version));
             // The exporter's own series win over a collected family of the same name (a file
             // of host-exporter's textfile collector can name anything), as in node_exporter.
             families.retain(|f| {
@@ -208,8 +213,8 @@ impl Server {
         let path = html_escape(&self.options.telemetry_path);
         format!(
             "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{name}</title></head>\n<body>\n<h1>{name}</h1>\n<p>{about}</p>\n<p>Version {version} (revision {revision})</p>\n<ul>\n<li><a href=\"{path}\">Metrics</a></li>\n<li><a href=\"/-/healthy\">Health</a></li>\n<li><a href=\"/-/ready\">Readiness</a></li>\n</ul>\n<p>Enabled collectors: {collectors}</p>\n</body></html>\n",
-            name = self.spec.name,
-            about = html_escape(self.spec.about),
+            name = self.name,
+            about = html_escape(self.about),
             version = html_escape(&self.version),
             revision = process::REVISION,
             collectors = self.collectors.names().join(", "),

@@ -7,7 +7,7 @@ use common::log::{Level, LogFormat};
 use common::server::{bind, serve, Server};
 use common::testing::{check_exposition, http_get, promtool_check_metrics, HttpResponse};
 use common::web_config::WebConfig;
-use common::{BlockingCollector, CollectResult, Collectors, MetricFamily};
+use common::{AnyCollector, BlockingCollector, CollectResult, Collectors, MetricFamily};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -24,6 +24,11 @@ static SPEC: ExporterSpec = ExporterSpec {
         name: "demo",
         default_enabled: true,
         help: "demo",
+        new: |_| {
+            AnyCollector::blocking(Demo {
+                delay: Duration::ZERO,
+            })
+        },
     }],
 };
 
@@ -34,9 +39,6 @@ struct Demo {
 }
 
 impl BlockingCollector for Demo {
-    fn name(&self) -> &'static str {
-        "demo"
-    }
     fn collect(&self) -> CollectResult {
         std::thread::sleep(self.delay);
         Ok(vec![
@@ -102,7 +104,7 @@ fn start_with(
     start_server(
         options,
         web,
-        move |collectors| collectors.add_blocking(Demo { delay }),
+        move |collectors| collectors.add("demo", AnyCollector::blocking(Demo { delay })),
         move |server| server.with_header_read_timeout(header_timeout),
     )
 }
@@ -658,9 +660,6 @@ fn a_flood_of_wrong_passwords_does_not_hold_up_a_known_login() {
 struct Big;
 
 impl BlockingCollector for Big {
-    fn name(&self) -> &'static str {
-        "demo"
-    }
     fn collect(&self) -> CollectResult {
         let mut family = MetricFamily::gauge("demo_big_family", "Many series.");
         for i in 0..400_000 {
@@ -678,7 +677,7 @@ fn a_client_that_stops_reading_is_disconnected_after_the_write_timeout() {
     let server = start_server(
         options(40),
         WebConfig::none(),
-        |collectors| collectors.add_blocking(Big),
+        |collectors| collectors.add("demo", AnyCollector::blocking(Big)),
         |server| server.with_write_timeout(Duration::from_millis(300)),
     );
     let mut client = TcpStream::connect(server.addr).unwrap();

@@ -14,6 +14,18 @@ pub struct DeviceFilter {
     verdicts: Mutex<HashMap<String, bool>>,
 }
 
+/// The same expressions with an empty verdict cache: the registry builds each collector from
+/// one parsed copy of its flags.
+impl Clone for DeviceFilter {
+    fn clone(&self) -> Self {
+        DeviceFilter {
+            include: self.include.clone(),
+            exclude: self.exclude.clone(),
+            verdicts: Mutex::default(),
+        }
+    }
+}
+
 /// Enough for any real host; a host that churns names (containers) just refills it.
 const VERDICT_CACHE_LIMIT: usize = 4096;
 

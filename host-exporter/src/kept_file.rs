@@ -32,6 +32,14 @@ impl KeptFile {
             .map_err(|e| anyhow::anyhow!("{}: {e}", self.path.display()))
     }
 
+    /// The whole file, or `None` if it does not exist: a kernel interface the host lacks (no
+    /// md driver, no IPv4), for which a collector reports nothing and succeeds, as
+    /// node_exporter's do. Any other error names the path.
+    pub fn read_if_present(&self) -> anyhow::Result<Option<String>> {
+        crate::paths::if_present(self.read_io())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.path.display()))
+    }
+
     /// The whole file. A kept file that fails to read (its device or process gone) is closed
     /// and the path opened again, once.
     pub fn read_io(&self) -> std::io::Result<String> {
@@ -133,6 +141,25 @@ impl KeptFileScrape<'_> {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// Absent is `None`; present is its text; any other failure (here: a directory, EISDIR)
+    /// is an error that names the path, never taken for absence.
+    #[test]
+    fn read_if_present_tells_absent_from_failed() {
+        let dir = std::env::temp_dir().join(format!("kept-if-present-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("a_directory")).unwrap();
+        std::fs::write(dir.join("file"), "text").unwrap();
+        let read = |name: &str| KeptFile::new(dir.join(name)).read_if_present();
+        assert_eq!(read("missing").unwrap(), None);
+        assert_eq!(read("file").unwrap().as_deref(), Some("text"));
+        let err = read("a_directory").unwrap_err().to_string();
+        assert!(err.contains("a_directory"), "{err}");
+        let entries = crate::paths::entries_if_present(&dir.join("missing")).unwrap();
+        assert!(entries.is_none());
+        let err = crate::paths::entries_if_present(&dir.join("file")).unwrap_err();
+        assert!(err.to_string().contains("file"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn a_kept_procfs_file_shows_fresh_content_on_every_read() {

@@ -133,15 +133,23 @@ pub fn sorted_entries(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
     Ok(entries)
 }
 
+/// A read of something that may be absent, with absence told apart from failure: `Ok(None)`
+/// where the file or directory does not exist (a kernel interface the host lacks, an attribute
+/// an older kernel or a driver does not have), the value or the error otherwise. Every
+/// collector decides "absent" with this one helper.
+pub fn if_present<T>(read: std::io::Result<T>) -> std::io::Result<Option<T>> {
+    match read {
+        Ok(value) => Ok(Some(value)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// [`sorted_entries`] of a directory that may be absent: a kernel interface the host lacks
 /// (no InfiniBand, no RAPL) is `None`, and the collector reports nothing and succeeds, as
 /// node_exporter's do; any other error names the directory.
 pub fn entries_if_present(dir: &Path) -> anyhow::Result<Option<Vec<(String, PathBuf)>>> {
-    match sorted_entries(dir) {
-        Ok(entries) => Ok(Some(entries)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => anyhow::bail!("{}: {e}", dir.display()),
-    }
+    if_present(sorted_entries(dir)).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))
 }
 
 /// A sysfs counter written in decimal or, as some drivers do, in hex (`0x1f`).

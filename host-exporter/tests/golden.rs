@@ -14,6 +14,13 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The expected exposition of a fixture tree.
+fn golden(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
+}
+
 /// Directories of the broken tree that must exist and be empty (edge cases: a device without
 /// its files). Git keeps no empty directory, so they are made here.
 const EMPTY_DIRS: [&str; 4] = [
@@ -92,55 +99,9 @@ fn full_fixture_matches_golden_output() {
     let response = exporter.get("/metrics");
     assert_eq!(response.status, 200);
     let text = response.text();
-    assert_golden(&fixture("full.prom"), &stable(&text, "full"));
-    for collector in [
-        "cpu",
-        "meminfo",
-        "filesystem",
-        "netdev",
-        "diskstats",
-        "loadavg",
-        "pressure",
-        "stat",
-        "uname",
-        "time",
-        "hwmon",
-        "thermal_zone",
-        "rapl",
-        "arp",
-        "conntrack",
-        "netstat",
-        "sockstat",
-        "softnet",
-        "udp_queues",
-        "ipvs",
-        "netclass",
-        "bonding",
-        "infiniband",
-        "fibrechannel",
-        "cpufreq",
-        "dmi",
-        "edac",
-        "entropy",
-        "filefd",
-        "os",
-        "powersupplyclass",
-        "schedstat",
-        "selinux",
-        "timex",
-        "vmstat",
-        "watchdog",
-        "mdadm",
-        "nfs",
-        "xfs",
-        "nvme",
-        "zfs",
-        "btrfs",
-        "nfsd",
-        "tapestats",
-        "bcache",
-        "textfile",
-    ] {
+    assert_golden(&golden("full.prom"), &stable(&text, "full"));
+    // Every collector on by default succeeds on the full tree.
+    for collector in host_exporter::default_collectors() {
         assert_eq!(
             success(&text, collector),
             Some(1.0),
@@ -156,8 +117,8 @@ fn broken_files_fail_only_their_collector_and_are_logged() {
     let response = exporter.get("/metrics");
     assert_eq!(response.status, 200);
     let text = response.text();
-    assert_golden(&fixture("broken.prom"), &stable(&text, "broken"));
-    for (collector, expected) in [
+    assert_golden(&golden("broken.prom"), &stable(&text, "broken"));
+    let expectations = [
         ("cpu", 0.0),
         ("stat", 0.0),
         ("loadavg", 0.0),
@@ -208,7 +169,14 @@ fn broken_files_fail_only_their_collector_and_are_logged() {
         ("nfsd", 0.0),
         ("tapestats", 1.0),
         ("bcache", 1.0),
-    ] {
+    ];
+    // Each collector on by default has its expectation here, and only those.
+    let mut expected_for: Vec<&str> = expectations.iter().map(|(c, _)| *c).collect();
+    let mut defaults: Vec<&str> = host_exporter::default_collectors().collect();
+    expected_for.sort_unstable();
+    defaults.sort_unstable();
+    assert_eq!(expected_for, defaults);
+    for (collector, expected) in expectations {
         assert_eq!(success(&text, collector), Some(expected), "{collector}");
     }
     assert!(text.contains("node_xfs_read_calls_total{device=\"sdc1\"} 1976\n"));

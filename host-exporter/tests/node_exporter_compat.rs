@@ -8,54 +8,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_host-exporter");
 
-/// Collectors both have; node_exporter is limited to these.
-const COLLECTORS: &[&str] = &[
-    "cpu",
-    "meminfo",
-    "filesystem",
-    "netdev",
-    "diskstats",
-    "loadavg",
-    "pressure",
-    "stat",
-    "uname",
-    "time",
-    "hwmon",
-    "thermal_zone",
-    "rapl",
-    "arp",
-    "conntrack",
-    "netstat",
-    "sockstat",
-    "softnet",
-    "udp_queues",
-    "ipvs",
-    "netclass",
-    "bonding",
-    "infiniband",
-    "fibrechannel",
-    "cpufreq",
-    "dmi",
-    "edac",
-    "entropy",
-    "filefd",
-    "os",
-    "powersupplyclass",
-    "schedstat",
-    "selinux",
-    "timex",
-    "vmstat",
-    "mdadm",
-    "nfs",
-    "xfs",
-    "nvme",
-    "zfs",
-    "btrfs",
-    "nfsd",
-    "tapestats",
-    "bcache",
-    "textfile",
-];
+/// Collectors both have: our default ones but those Debian's node_exporter lacks. node_exporter
+/// is limited to these.
+fn shared_collectors() -> impl Iterator<Item = &'static str> {
+    host_exporter::default_collectors().filter(|c| !COLLECTORS_NEWER_THAN_DEBIAN.contains(c))
+}
 
 /// Default collectors that Debian's 1.5.0 does not have (node_exporter added them later): their
 /// `node_scrape_collector_*` series are ours alone. watchdog came in 1.7.
@@ -278,7 +235,7 @@ fn node_exporter_args() -> Vec<String> {
         // Debian's package reads /var/lib/prometheus/node-exporter by default; both read ours.
         textfile_fixture_flag(),
     ];
-    args.extend(COLLECTORS.iter().map(|c| format!("--collector.{c}")));
+    args.extend(shared_collectors().map(|c| format!("--collector.{c}")));
     args.extend(SHARED_FLAGS.iter().map(|f| f.to_string()));
     args
 }

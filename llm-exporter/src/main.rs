@@ -11,11 +11,11 @@ mod proxy;
 mod upstream;
 
 use common::cli::{CollectorSpec, ExporterSpec};
-use common::CliOutcome;
+use common::{AnyCollector, CliOutcome};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-static SPEC: ExporterSpec = ExporterSpec {
+static SPEC: ExporterSpec<Context> = ExporterSpec {
     name: "llm-exporter",
     metric_prefix: "llm_exporter",
     collector_metrics_prefix: "llm_exporter",
@@ -26,21 +26,40 @@ static SPEC: ExporterSpec = ExporterSpec {
             name: "upstream",
             default_enabled: true,
             help: "poll each upstream's API (health, metrics, slots, models)",
+            // The poller: one scrape, every upstream, each under --upstream.timeout.
+            new: |c| {
+                AnyCollector::asynchronous(poller::Poller::new(
+                    &c.config.upstreams,
+                    c.config.poll_timeout,
+                    c.config.poll_max_models,
+                ))
+            },
         },
         CollectorSpec {
-            name: llm_proxy::ProxyCollector::NAME,
+            name: "proxy",
             default_enabled: true,
             help: "request metrics measured by the --proxy listeners",
+            new: |c| {
+                AnyCollector::asynchronous(llm_proxy::ProxyCollector::new(
+                    c.measurements.clone(),
+                ))
+            },
         },
     ],
 };
+
+/// What the collectors are built from: the configuration, and what the proxies measure.
+struct Context {
+    config: config::Config,
+    measurements: Arc<llm_proxy::ProxyMetrics>,
+}
 
 fn main() -> ExitCode {
     common::run(
         &SPEC,
         env!("CARGO_PKG_VERSION"),
         config::args(),
-        |settings, collectors| {
+        |settings, _| {
             let config = config::load(settings)?;
             if config.upstreams.is_empty() {
                 return Err(CliOutcome::Error(
@@ -48,13 +67,6 @@ fn main() -> ExitCode {
                         .into(),
                 ));
             }
-
-            // The poller: one scrape, every upstream, each under --upstream.timeout.
-            collectors.add(poller::Poller::new(
-                &config.upstreams,
-                config.poll_timeout,
-                config.poll_max_models,
-            ));
 
             // The proxies run on their own runtime; their measurements are read per scrape.
             // With their access log and spans, when --proxy.access-log or
@@ -66,8 +78,10 @@ fn main() -> ExitCode {
                     .with_telemetry(Arc::new(telemetry)),
             );
             proxy::start(&config, measurements.clone()).map_err(CliOutcome::Error)?;
-            collectors.add(llm_proxy::ProxyCollector::new(measurements));
-            Ok(())
+            Ok(Context {
+                config,
+                measurements,
+            })
         },
     )
 }

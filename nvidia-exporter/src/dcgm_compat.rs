@@ -25,140 +25,234 @@ pub struct DcgmOptions {
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-/// The families in dcgm-exporter's default-counters.csv order.
-const FAMILIES: [(&str, MetricType, &str); 26] = [
-    (
-        "DCGM_FI_DEV_SM_CLOCK",
-        MetricType::Gauge,
-        "SM clock frequency (in MHz).",
-    ),
-    (
-        "DCGM_FI_DEV_MEM_CLOCK",
-        MetricType::Gauge,
-        "Memory clock frequency (in MHz).",
-    ),
-    (
-        "DCGM_FI_DEV_MEMORY_TEMP",
-        MetricType::Gauge,
-        "Memory temperature (in C).",
-    ),
-    (
-        "DCGM_FI_DEV_GPU_TEMP",
-        MetricType::Gauge,
-        "GPU temperature (in C).",
-    ),
-    (
-        "DCGM_FI_DEV_POWER_USAGE",
-        MetricType::Gauge,
-        "Power draw (in W).",
-    ),
-    (
-        "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
-        MetricType::Counter,
-        "Total energy consumption since boot (in mJ).",
-    ),
-    (
-        "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
-        MetricType::Counter,
-        "Total number of PCIe retries.",
-    ),
-    (
-        "DCGM_FI_DEV_GPU_UTIL",
-        MetricType::Gauge,
-        "GPU utilization (in %).",
-    ),
-    (
-        "DCGM_FI_DEV_MEM_COPY_UTIL",
-        MetricType::Gauge,
-        "Memory utilization (in %).",
-    ),
-    (
-        "DCGM_FI_DEV_ENC_UTIL",
-        MetricType::Gauge,
-        "Encoder utilization (in %).",
-    ),
-    (
-        "DCGM_FI_DEV_DEC_UTIL",
-        MetricType::Gauge,
-        "Decoder utilization (in %).",
-    ),
-    (
-        "DCGM_FI_DEV_XID_ERRORS",
-        MetricType::Gauge,
-        "Value of the last XID error encountered.",
-    ),
-    (
-        "DCGM_FI_DEV_FB_FREE",
-        MetricType::Gauge,
-        "Framebuffer memory free (in MiB).",
-    ),
-    (
-        "DCGM_FI_DEV_FB_USED",
-        MetricType::Gauge,
-        "Framebuffer memory used (in MiB).",
-    ),
-    (
-        "DCGM_FI_DEV_FB_RESERVED",
-        MetricType::Gauge,
-        "Framebuffer memory reserved (in MiB).",
-    ),
-    (
-        "DCGM_FI_DEV_FB_TOTAL",
-        MetricType::Gauge,
-        "Framebuffer memory total (in MiB).",
-    ),
-    // Typed counter as in dcgm-exporter, though DCGM's value is a rate (see the README).
-    (
-        "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL",
-        MetricType::Counter,
-        "Total number of NVLink bandwidth counters for all lanes.",
-    ),
-    (
-        "DCGM_FI_DEV_VGPU_LICENSE_STATUS",
-        MetricType::Gauge,
-        "vGPU License status",
-    ),
-    (
-        "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
-        MetricType::Counter,
-        "Number of remapped rows for uncorrectable errors",
-    ),
-    (
-        "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
-        MetricType::Counter,
-        "Number of remapped rows for correctable errors",
-    ),
-    (
-        "DCGM_FI_DEV_ROW_REMAP_FAILURE",
-        MetricType::Gauge,
-        "Whether remapping of rows has failed",
-    ),
-    (
-        "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
-        MetricType::Gauge,
-        "Ratio of time the graphics engine is active.",
-    ),
-    (
-        "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
-        MetricType::Gauge,
-        "Ratio of cycles the tensor (HMMA) pipe is active.",
-    ),
-    (
-        "DCGM_FI_PROF_DRAM_ACTIVE",
-        MetricType::Gauge,
-        "Ratio of cycles the device memory interface is active sending or receiving data.",
-    ),
-    (
-        "DCGM_FI_PROF_PCIE_TX_BYTES",
-        MetricType::Gauge,
-        "The rate of data transmitted over the PCIe bus - including both protocol headers and data payloads - in bytes per second.",
-    ),
-    (
-        "DCGM_FI_PROF_PCIE_RX_BYTES",
-        MetricType::Gauge,
-        "The rate of data received over the PCIe bus - including both protocol headers and data payloads - in bytes per second.",
-    ),
-];
+/// dcgm-exporter's default families, one field per family (named after the field id) in its
+/// default-counters.csv order: a family is named once, in [`Families::new`], a misspelt field
+/// does not compile, and one left out of [`Families::into_families`] neither.
+struct Families {
+    dev_sm_clock: MetricFamily,
+    dev_mem_clock: MetricFamily,
+    dev_memory_temp: MetricFamily,
+    dev_gpu_temp: MetricFamily,
+    dev_power_usage: MetricFamily,
+    dev_total_energy_consumption: MetricFamily,
+    dev_pcie_replay_counter: MetricFamily,
+    dev_gpu_util: MetricFamily,
+    dev_mem_copy_util: MetricFamily,
+    dev_enc_util: MetricFamily,
+    dev_dec_util: MetricFamily,
+    dev_xid_errors: MetricFamily,
+    dev_fb_free: MetricFamily,
+    dev_fb_used: MetricFamily,
+    dev_fb_reserved: MetricFamily,
+    dev_fb_total: MetricFamily,
+    dev_nvlink_bandwidth_total: MetricFamily,
+    dev_vgpu_license_status: MetricFamily,
+    dev_uncorrectable_remapped_rows: MetricFamily,
+    dev_correctable_remapped_rows: MetricFamily,
+    dev_row_remap_failure: MetricFamily,
+    prof_gr_engine_active: MetricFamily,
+    prof_pipe_tensor_active: MetricFamily,
+    prof_dram_active: MetricFamily,
+    prof_pcie_tx_bytes: MetricFamily,
+    prof_pcie_rx_bytes: MetricFamily,
+}
+
+impl Families {
+    fn new() -> Self {
+        Families {
+            dev_sm_clock: MetricFamily::new(
+                "DCGM_FI_DEV_SM_CLOCK",
+                "SM clock frequency (in MHz).",
+                MetricType::Gauge,
+            ),
+            dev_mem_clock: MetricFamily::new(
+                "DCGM_FI_DEV_MEM_CLOCK",
+                "Memory clock frequency (in MHz).",
+                MetricType::Gauge,
+            ),
+            dev_memory_temp: MetricFamily::new(
+                "DCGM_FI_DEV_MEMORY_TEMP",
+                "Memory temperature (in C).",
+                MetricType::Gauge,
+            ),
+            dev_gpu_temp: MetricFamily::new(
+                "DCGM_FI_DEV_GPU_TEMP",
+                "GPU temperature (in C).",
+                MetricType::Gauge,
+            ),
+            dev_power_usage: MetricFamily::new(
+                "DCGM_FI_DEV_POWER_USAGE",
+                "Power draw (in W).",
+                MetricType::Gauge,
+            ),
+            dev_total_energy_consumption: MetricFamily::new(
+                "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
+                "Total energy consumption since boot (in mJ).",
+                MetricType::Counter,
+            ),
+            dev_pcie_replay_counter: MetricFamily::new(
+                "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
+                "Total number of PCIe retries.",
+                MetricType::Counter,
+            ),
+            dev_gpu_util: MetricFamily::new(
+                "DCGM_FI_DEV_GPU_UTIL",
+                "GPU utilization (in %).",
+                MetricType::Gauge,
+            ),
+            dev_mem_copy_util: MetricFamily::new(
+                "DCGM_FI_DEV_MEM_COPY_UTIL",
+                "Memory utilization (in %).",
+                MetricType::Gauge,
+            ),
+            dev_enc_util: MetricFamily::new(
+                "DCGM_FI_DEV_ENC_UTIL",
+                "Encoder utilization (in %).",
+                MetricType::Gauge,
+            ),
+            dev_dec_util: MetricFamily::new(
+                "DCGM_FI_DEV_DEC_UTIL",
+                "Decoder utilization (in %).",
+                MetricType::Gauge,
+            ),
+            dev_xid_errors: MetricFamily::new(
+                "DCGM_FI_DEV_XID_ERRORS",
+                "Value of the last XID error encountered.",
+                MetricType::Gauge,
+            ),
+            dev_fb_free: MetricFamily::new(
+                "DCGM_FI_DEV_FB_FREE",
+                "Framebuffer memory free (in MiB).",
+                MetricType::Gauge,
+            ),
+            dev_fb_used: MetricFamily::new(
+                "DCGM_FI_DEV_FB_USED",
+                "Framebuffer memory used (in MiB).",
+                MetricType::Gauge,
+            ),
+            dev_fb_reserved: MetricFamily::new(
+                "DCGM_FI_DEV_FB_RESERVED",
+                "Framebuffer memory reserved (in MiB).",
+                MetricType::Gauge,
+            ),
+            dev_fb_total: MetricFamily::new(
+                "DCGM_FI_DEV_FB_TOTAL",
+                "Framebuffer memory total (in MiB).",
+                MetricType::Gauge,
+            ),
+            dev_nvlink_bandwidth_total: MetricFamily::new(
+                "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL",
+                "Total number of NVLink bandwidth counters for all lanes.",
+                MetricType::Counter,
+            ),
+            dev_vgpu_license_status: MetricFamily::new(
+                "DCGM_FI_DEV_VGPU_LICENSE_STATUS",
+                "vGPU License status",
+                MetricType::Gauge,
+            ),
+            dev_uncorrectable_remapped_rows: MetricFamily::new(
+                "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
+                "Number of remapped rows for uncorrectable errors",
+                MetricType::Counter,
+            ),
+            dev_correctable_remapped_rows: MetricFamily::new(
+                "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+                "Number of remapped rows for correctable errors",
+                MetricType::Counter,
+            ),
+            dev_row_remap_failure: MetricFamily::new(
+                "DCGM_FI_DEV_ROW_REMAP_FAILURE",
+                "Whether remapping of rows has failed",
+                MetricType::Gauge,
+            ),
+            prof_gr_engine_active: MetricFamily::new(
+                "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+                "Ratio of time the graphics engine is active.",
+                MetricType::Gauge,
+            ),
+            prof_pipe_tensor_active: MetricFamily::new(
+                "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
+                "Ratio of cycles the tensor (HMMA) pipe is active.",
+                MetricType::Gauge,
+            ),
+            prof_dram_active: MetricFamily::new(
+                "DCGM_FI_PROF_DRAM_ACTIVE",
+                "Ratio of cycles the device memory interface is active sending or receiving data.",
+                MetricType::Gauge,
+            ),
+            prof_pcie_tx_bytes: MetricFamily::new(
+                "DCGM_FI_PROF_PCIE_TX_BYTES",
+                "The rate of data transmitted over the PCIe bus - including both protocol headers and data payloads - in bytes per second.",
+                MetricType::Gauge,
+            ),
+            prof_pcie_rx_bytes: MetricFamily::new(
+                "DCGM_FI_PROF_PCIE_RX_BYTES",
+                "The rate of data received over the PCIe bus - including both protocol headers and data payloads - in bytes per second.",
+                MetricType::Gauge,
+            ),
+        }
+    }
+
+    fn into_families(self) -> Vec<MetricFamily> {
+        // Destructured without `..`: a family added to the struct but not here is a compile error.
+        let Families {
+            dev_sm_clock,
+            dev_mem_clock,
+            dev_memory_temp,
+            dev_gpu_temp,
+            dev_power_usage,
+            dev_total_energy_consumption,
+            dev_pcie_replay_counter,
+            dev_gpu_util,
+            dev_mem_copy_util,
+            dev_enc_util,
+            dev_dec_util,
+            dev_xid_errors,
+            dev_fb_free,
+            dev_fb_used,
+            dev_fb_reserved,
+            dev_fb_total,
+            dev_nvlink_bandwidth_total,
+            dev_vgpu_license_status,
+            dev_uncorrectable_remapped_rows,
+            dev_correctable_remapped_rows,
+            dev_row_remap_failure,
+            prof_gr_engine_active,
+            prof_pipe_tensor_active,
+            prof_dram_active,
+            prof_pcie_tx_bytes,
+            prof_pcie_rx_bytes,
+        } = self;
+        vec![
+            dev_sm_clock,
+            dev_mem_clock,
+            dev_memory_temp,
+            dev_gpu_temp,
+            dev_power_usage,
+            dev_total_energy_consumption,
+            dev_pcie_replay_counter,
+            dev_gpu_util,
+            dev_mem_copy_util,
+            dev_enc_util,
+            dev_dec_util,
+            dev_xid_errors,
+            dev_fb_free,
+            dev_fb_used,
+            dev_fb_reserved,
+            dev_fb_total,
+            dev_nvlink_bandwidth_total,
+            dev_vgpu_license_status,
+            dev_uncorrectable_remapped_rows,
+            dev_correctable_remapped_rows,
+            dev_row_remap_failure,
+            prof_gr_engine_active,
+            prof_pipe_tensor_active,
+            prof_dram_active,
+            prof_pcie_tx_bytes,
+            prof_pcie_rx_bytes,
+        ]
+    }
+}
 
 /// `last_xid` holds the GPUs whose XID events are watched (0 where none was seen); the XID
 /// series of any other GPU is left out rather than claiming "no error".
@@ -167,17 +261,14 @@ pub fn families(
     options: &DcgmOptions,
     last_xid: &BTreeMap<u32, u64>,
 ) -> Vec<MetricFamily> {
-    let mut out: BTreeMap<&str, MetricFamily> = FAMILIES
-        .iter()
-        .map(|(name, kind, help)| (*name, MetricFamily::new(*name, *help, *kind)))
-        .collect();
+    let mut out = Families::new();
     for g in snapshot.gpus.iter().filter(|g| g.up) {
         for entity in entities(g) {
             let owned = labels(g, &entity, snapshot, options);
             let base: Vec<(LabelName, &str)> =
                 owned.iter().map(|(k, v)| (k.clone(), v.as_str())).collect();
-            let mut put = |name: &str, value: Option<f64>, extra: &[(&'static str, &str)]| {
-                if let (Some(v), Some(f)) = (value, out.get_mut(name)) {
+            let put = |f: &mut MetricFamily, value: Option<f64>, extra: &[(&'static str, &str)]| {
+                if let Some(v) = value {
                     if extra.is_empty() {
                         f.push(&base, v);
                     } else {
@@ -193,67 +284,59 @@ pub fn families(
                     .find(|(n, _)| *n == name)
                     .map(|(_, v)| f64::from(*v))
             };
-            put("DCGM_FI_DEV_SM_CLOCK", clock("sm"), &[]);
-            put("DCGM_FI_DEV_MEM_CLOCK", clock("memory"), &[]);
+            put(&mut out.dev_sm_clock, clock("sm"), &[]);
+            put(&mut out.dev_mem_clock, clock("memory"), &[]);
             put(
-                "DCGM_FI_DEV_MEMORY_TEMP",
+                &mut out.dev_memory_temp,
                 g.memory_temperature_celsius.map(|t| t as f64),
                 &[],
             );
             put(
-                "DCGM_FI_DEV_GPU_TEMP",
+                &mut out.dev_gpu_temp,
                 g.temperature_celsius.map(f64::from),
                 &[],
             );
             put(
-                "DCGM_FI_DEV_POWER_USAGE",
+                &mut out.dev_power_usage,
                 g.power_milliwatts.map(|mw| f64::from(mw) / 1000.0),
                 &[],
             );
             put(
-                "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
+                &mut out.dev_total_energy_consumption,
                 g.energy_millijoules.map(|v| v as f64),
                 &[],
             );
             put(
-                "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
+                &mut out.dev_pcie_replay_counter,
                 g.pcie.replay_errors.map(f64::from),
                 &[],
             );
             if entity.instance.is_none() {
                 put(
-                    "DCGM_FI_DEV_GPU_UTIL",
+                    &mut out.dev_gpu_util,
                     g.utilization_percent.map(f64::from),
                     &[],
                 );
                 put(
-                    "DCGM_FI_DEV_MEM_COPY_UTIL",
+                    &mut out.dev_mem_copy_util,
                     g.memory_utilization_percent.map(f64::from),
                     &[],
                 );
-                put(
-                    "DCGM_FI_DEV_ENC_UTIL",
-                    g.encoder_percent.map(f64::from),
-                    &[],
-                );
-                put(
-                    "DCGM_FI_DEV_DEC_UTIL",
-                    g.decoder_percent.map(f64::from),
-                    &[],
-                );
+                put(&mut out.dev_enc_util, g.encoder_percent.map(f64::from), &[]);
+                put(&mut out.dev_dec_util, g.decoder_percent.map(f64::from), &[]);
             }
             // Profiling values come from GPM, of the GPU or of the MIG GPU instance.
             if let Some(gpm) = entity.gpm {
-                put("DCGM_FI_PROF_GR_ENGINE_ACTIVE", gpm.graphics_active, &[]);
-                put("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", gpm.tensor_active, &[]);
-                put("DCGM_FI_PROF_DRAM_ACTIVE", gpm.dram_active, &[]);
+                put(&mut out.prof_gr_engine_active, gpm.graphics_active, &[]);
+                put(&mut out.prof_pipe_tensor_active, gpm.tensor_active, &[]);
+                put(&mut out.prof_dram_active, gpm.dram_active, &[]);
                 put(
-                    "DCGM_FI_PROF_PCIE_TX_BYTES",
+                    &mut out.prof_pcie_tx_bytes,
                     gpm.pcie_transmit_bytes_per_second,
                     &[],
                 );
                 put(
-                    "DCGM_FI_PROF_PCIE_RX_BYTES",
+                    &mut out.prof_pcie_rx_bytes,
                     gpm.pcie_receive_bytes_per_second,
                     &[],
                 );
@@ -261,7 +344,7 @@ pub fn families(
             if let Some(&xid) = last_xid.get(&g.identity.index) {
                 let code = xid.to_string();
                 put(
-                    "DCGM_FI_DEV_XID_ERRORS",
+                    &mut out.dev_xid_errors,
                     Some(xid as f64),
                     &[
                         ("err_code", code.as_str()),
@@ -270,41 +353,41 @@ pub fn families(
                 );
             }
             if let Some(m) = entity.memory {
-                put("DCGM_FI_DEV_FB_FREE", Some(mib(m.free)), &[]);
-                put("DCGM_FI_DEV_FB_USED", Some(mib(m.used)), &[]);
-                put("DCGM_FI_DEV_FB_RESERVED", m.reserved.map(mib), &[]);
-                put("DCGM_FI_DEV_FB_TOTAL", Some(mib(m.total)), &[]);
+                put(&mut out.dev_fb_free, Some(mib(m.free)), &[]);
+                put(&mut out.dev_fb_used, Some(mib(m.used)), &[]);
+                put(&mut out.dev_fb_reserved, m.reserved.map(mib), &[]);
+                put(&mut out.dev_fb_total, Some(mib(m.total)), &[]);
             }
             // GPU-wide: repeated on each MIG instance, as dcgm-exporter does.
             put(
-                "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL",
+                &mut out.dev_nvlink_bandwidth_total,
                 g.dcgm_nvlink_bandwidth.map(|v| v as f64),
                 &[],
             );
             put(
-                "DCGM_FI_DEV_VGPU_LICENSE_STATUS",
+                &mut out.dev_vgpu_license_status,
                 g.vgpu_licensed.map(f64::from),
                 &[],
             );
             let rows = &g.remapped_rows;
             put(
-                "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
+                &mut out.dev_uncorrectable_remapped_rows,
                 rows.uncorrectable.map(|v| v as f64),
                 &[],
             );
             put(
-                "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+                &mut out.dev_correctable_remapped_rows,
                 rows.correctable.map(|v| v as f64),
                 &[],
             );
             put(
-                "DCGM_FI_DEV_ROW_REMAP_FAILURE",
+                &mut out.dev_row_remap_failure,
                 rows.failure.map(|v| v as f64),
                 &[],
             );
         }
     }
-    out.into_values().collect()
+    out.into_families()
 }
 
 /// A DCGM entity: the whole GPU, or one MIG GPU instance of it.

@@ -12,7 +12,7 @@
 //! sample while the library or driver is missing, logging only when the state changes),
 //! re-initialises after a driver reload, and starts the XID event thread for each session.
 
-use crate::sampler::{self, ErrorCounts, Plan, Sampler, Session};
+use crate::nvml::{self, ErrorCounts, Plan, Reader, Session};
 use crate::snapshot::{DownReason, Snapshot};
 use crate::xid_events::{XidCounts, XidWatcher};
 use common::log;
@@ -262,7 +262,7 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 /// The NVML session with the event thread that belongs to it.
 struct Live {
     session: Session,
-    sampler: Sampler,
+    reader: Reader,
     _xid: Option<XidWatcher>,
 }
 
@@ -350,12 +350,12 @@ fn next_trigger(shared: &Shared) -> Trigger {
 fn abandon(live: &mut Option<Live>) -> Snapshot {
     if let Some(Live {
         session,
-        sampler,
+        reader,
         _xid: watcher,
     }) = live.take()
     {
         drop(watcher);
-        std::mem::forget(sampler);
+        std::mem::forget(reader);
         std::mem::forget(session);
     }
     Snapshot::down(DownReason {
@@ -378,7 +378,7 @@ fn take_sample(
     // One retry: a sample that finds the driver reloaded re-initialises and samples again.
     for _attempt in 0..2 {
         if live.is_none() {
-            match sampler::open_session(config.library.as_deref(), errors) {
+            match nvml::open_session(config.library.as_deref(), errors) {
                 Ok(session) => {
                     *inits += 1;
                     log::info(
@@ -400,7 +400,7 @@ fn take_sample(
                         .flatten();
                     *live = Some(Live {
                         session,
-                        sampler: Sampler::default(),
+                        reader: Reader::default(),
                         _xid: watcher,
                     });
                 }
@@ -420,10 +420,7 @@ fn take_sample(
         let Some(current) = live.as_mut() else {
             break;
         };
-        match current
-            .sampler
-            .sample(&current.session, config.plan, errors)
-        {
+        match current.reader.sample(&current.session, config.plan, errors) {
             Ok(gpus) => {
                 return Snapshot {
                     taken_at: Instant::now(),
@@ -436,10 +433,10 @@ fn take_sample(
             Err(e) => {
                 log::warn(
                     "NVML session lost; re-initialising",
-                    &[("err", &e.to_string()), ("code", sampler::error_code(&e))],
+                    &[("err", &e.to_string()), ("code", nvml::error_code(&e))],
                 );
                 // Dropping the session stops its event thread and shuts NVML down.
-                current.sampler.release(&current.session.nvml);
+                current.reader.release(&current.session.nvml);
                 *live = None;
             }
         }
@@ -456,7 +453,7 @@ fn down_reason(e: &NvmlError) -> DownReason {
         NvmlError::FailedToLoadSymbol(_) => "symbol_not_found",
         NvmlError::DriverNotLoaded => "driver_not_loaded",
         NvmlError::NoPermission => "no_permission",
-        other => sampler::error_code(other),
+        other => nvml::error_code(other),
     };
     DownReason {
         reason,
@@ -569,13 +566,13 @@ mod tests {
             manifest.join("tests/fake-nvml/scenarios/lost.scn"),
         );
         let mut errors = ErrorCounts::new();
-        let session = sampler::open_session(Some(library.as_os_str()), &mut errors).unwrap();
+        let session = nvml::open_session(Some(library.as_os_str()), &mut errors).unwrap();
         let xid = Arc::new(XidCounts::default());
         let watcher = XidWatcher::start(session.nvml.clone(), &session.identities, xid.clone());
         assert!(watcher.is_some());
         let mut live = Some(Live {
             session,
-            sampler: Sampler::default(),
+            reader: Reader::default(),
             _xid: watcher,
         });
         wait_for("the XID thread to watch", || !xid.watched().is_empty());

@@ -1,8 +1,8 @@
 //! The exporter's own flags, and turning them (with the enabled collectors) into settings.
 
 use crate::dcgm_compat::DcgmOptions;
+use crate::nvml::Plan;
 use crate::nvml_worker::WorkerConfig;
-use crate::sampler::Plan;
 use clap::{Arg, ArgAction};
 use common::cli::parse_duration;
 use common::{CliOutcome, Settings};

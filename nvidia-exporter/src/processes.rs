@@ -6,30 +6,91 @@ use crate::snapshot::{GpuSample, ProcessSample, Snapshot};
 use common::metrics::MetricFamily;
 
 pub fn families(snapshot: &Snapshot, top_n: usize) -> Vec<MetricFamily> {
-    let mut count = MetricFamily::gauge(
-        "nvidia_processes",
-        "Processes using the GPU (compute and graphics); absent when the list could not be read.",
-    );
-    let mut memory = MetricFamily::gauge(
-        "nvidia_process_memory_used_bytes",
-        "GPU memory used by a process, in bytes; the processes beyond the top N are summed under pid=\"other\".",
-    );
-    let mut utilization = MetricFamily::gauge(
-        "nvidia_process_utilization_ratio",
-        "Fraction of the last sampling period a process kept a GPU engine busy, 0 to 1, by engine (sm, memory, encoder, decoder).",
-    );
+    let mut families = Families::new();
     for g in &snapshot.gpus {
-        let Some(list) = &g.processes else { continue };
+        families.add(g, top_n);
+    }
+    families.into_families()
+}
+
+/// The per-process families, one field per family: a family is named once, in
+/// [`Families::new`], and one left out of [`Families::into_families`] does not compile.
+struct Families {
+    count: MetricFamily,
+    memory: MetricFamily,
+    utilization: MetricFamily,
+}
+
+impl Families {
+    fn new() -> Self {
+        Families {
+            count: MetricFamily::gauge(
+                "nvidia_processes",
+                "Processes using the GPU (compute and graphics); absent when the list could not be read.",
+            ),
+            memory: MetricFamily::gauge(
+                "nvidia_process_memory_used_bytes",
+                "GPU memory used by a process, in bytes; the processes beyond the top N are summed under pid=\"other\".",
+            ),
+            utilization: MetricFamily::gauge(
+                "nvidia_process_utilization_ratio",
+                "Fraction of the last sampling period a process kept a GPU engine busy, 0 to 1, by engine (sm, memory, encoder, decoder).",
+            ),
+        }
+    }
+
+    /// Adds one GPU's processes: the `top_n` by memory and the rest summed.
+    fn add(&mut self, g: &GpuSample, top_n: usize) {
+        let Some(list) = &g.processes else { return };
         let index = g.identity.index.to_string();
-        count.push(
+        self.count.push(
             &[("gpu", index.as_str()), ("id", g.identity.id.as_str())],
             list.len() as f64,
         );
         for p in capped(list, top_n) {
-            put(&mut memory, &mut utilization, g, &index, &p);
+            self.add_process(g, &index, &p);
         }
     }
-    vec![count, memory, utilization]
+
+    /// One process's memory and per-engine utilisation.
+    fn add_process(&mut self, g: &GpuSample, index: &str, p: &ProcessSample) {
+        let pid = if p.kind == "other" {
+            "other".to_string()
+        } else {
+            p.pid.to_string()
+        };
+        let labels = [
+            ("gpu", index),
+            ("id", g.identity.id.as_str()),
+            ("pid", pid.as_str()),
+            ("name", p.name.as_str()),
+            ("type", p.kind),
+        ];
+        if let Some(bytes) = p.used_memory_bytes {
+            self.memory.push(&labels, bytes as f64);
+        }
+        for (engine, pct) in [
+            ("sm", p.sm_percent),
+            ("memory", p.memory_percent),
+            ("encoder", p.encoder_percent),
+            ("decoder", p.decoder_percent),
+        ] {
+            if let Some(pct) = pct {
+                let mut with_engine = labels.to_vec();
+                with_engine.push(("engine", engine));
+                self.utilization.push(&with_engine, f64::from(pct) / 100.0);
+            }
+        }
+    }
+
+    fn into_families(self) -> Vec<MetricFamily> {
+        let Families {
+            count,
+            memory,
+            utilization,
+        } = self;
+        vec![count, memory, utilization]
+    }
 }
 
 /// The `top_n` largest processes by memory (ties by PID), in PID order, then the rest summed.
@@ -64,42 +125,6 @@ pub fn capped(list: &[ProcessSample], top_n: usize) -> Vec<ProcessSample> {
         });
     }
     kept
-}
-
-fn put(
-    memory: &mut MetricFamily,
-    utilization: &mut MetricFamily,
-    g: &GpuSample,
-    index: &str,
-    p: &ProcessSample,
-) {
-    let pid = if p.kind == "other" {
-        "other".to_string()
-    } else {
-        p.pid.to_string()
-    };
-    let labels = [
-        ("gpu", index),
-        ("id", g.identity.id.as_str()),
-        ("pid", pid.as_str()),
-        ("name", p.name.as_str()),
-        ("type", p.kind),
-    ];
-    if let Some(bytes) = p.used_memory_bytes {
-        memory.push(&labels, bytes as f64);
-    }
-    for (engine, pct) in [
-        ("sm", p.sm_percent),
-        ("memory", p.memory_percent),
-        ("encoder", p.encoder_percent),
-        ("decoder", p.decoder_percent),
-    ] {
-        if let Some(pct) = pct {
-            let mut with_engine = labels.to_vec();
-            with_engine.push(("engine", engine));
-            utilization.push(&with_engine, f64::from(pct) / 100.0);
-        }
-    }
 }
 
 #[cfg(test)]

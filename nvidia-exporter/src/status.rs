@@ -1,5 +1,13 @@
 //! Whether NVML answered, why not, and how old the served sample is: `nvidia_up`, its reason,
 //! and the worker's own counters.
+//!
+//! The worker's series follow the pattern both GPU exporters share:
+//! `<exporter>_exporter_<source>_<what>`, the prefix the exporter's other self-metrics
+//! (`nvidia_exporter_build_info`, `nvidia_exporter_collector_duration_seconds`) carry, with the
+//! source the samples come from (`nvml` here, `backend` in rocm-exporter) and the same suffixes,
+//! HELP wording and meaning: `_sample_age_seconds` (age of the sample this scrape was answered
+//! from), `_timeouts_total` (samples that did not finish within their timeout) and
+//! `_errors_total` (errors the source returned, by kind).
 
 use crate::nvml_worker::{Served, WorkerStats};
 use common::metrics::MetricFamily;
@@ -62,7 +70,7 @@ pub fn families(served: &Served, stats: &WorkerStats, timeout_secs: f64) -> Vec<
     families.push(
         MetricFamily::counter(
             "nvidia_exporter_nvml_timeouts_total",
-            "NVML samples that did not finish within --nvml.timeout.",
+            "NVML samples that did not finish within their timeout (--nvml.timeout).",
         )
         .with_value(stats.timeouts as f64),
     );

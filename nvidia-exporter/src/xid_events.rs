@@ -226,7 +226,7 @@ fn watch(
                 log::warn("XID events unavailable", &[("err", &e.to_string())]);
                 return;
             }
-            Err(e) if crate::sampler::ends_session(&e) => {
+            Err(e) if crate::nvml::ends_session(&e) => {
                 // The worker starts a new thread with the next session.
                 log::debug("XID event thread stopped", &[("err", &e.to_string())]);
                 return;

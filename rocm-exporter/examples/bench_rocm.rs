@@ -216,7 +216,9 @@ fn bench_rocm_smi(binary: &Path, delay: f64, scrapes: usize, interval: Duration)
         assert!(body.contains("rocm_up{backend=\"rocm-smi\"} 1"), "{body}");
         let age = body
             .lines()
-            .find_map(|l| l.strip_prefix("rocm_sample_age_seconds{backend=\"rocm-smi\"} "))
+            .find_map(|l| {
+                l.strip_prefix("rocm_exporter_backend_sample_age_seconds{backend=\"rocm-smi\"} ")
+            })
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(f64::NAN);
         oldest = oldest.max(age);

@@ -1,10 +1,20 @@
-//! Turns a [`Reading`] into metric families: the exporter's health (`rocm_*`), the
-//! vendor-neutral GPU core from `common` (`gpu_*`) and the AMD extras (`amdgpu_*`), all in base
-//! units. Every per-GPU series carries `gpu` (position by PCI address) and `id` (PCI address).
+//! Turns a [`Reading`] into metric families: the exporter's health (`rocm_up`,
+//! `rocm_backend_info`, `rocm_exporter_backend_*`), the vendor-neutral GPU core from `common`
+//! (`gpu_*`) and the AMD extras (`amdgpu_*`), all in base units. Every per-GPU series carries
+//! `gpu` (position by PCI address) and `id` (PCI address).
+//!
+//! The health series of the backend worker follow the pattern both GPU exporters share:
+//! `<exporter>_exporter_<source>_<what>`, the prefix the exporter's other self-metrics
+//! (`rocm_exporter_build_info`, `rocm_exporter_collector_duration_seconds`) already carry, with
+//! the source the samples come from (`backend` here, `nvml` in nvidia-exporter) and the same
+//! suffixes, HELP wording and meaning: `_sample_age_seconds` (age of the sample this scrape was
+//! answered from; here 0 when it was taken for this very scrape), `_timeouts_total` (samples
+//! that did not finish within their timeout) and `_errors_total` (errors the source returned, by
+//! kind). docs/stack.md lists the names they replaced.
 
 use crate::apu;
+use crate::backend_worker::Reading;
 use crate::model::{runtime_asleep, Device};
-use crate::sampler::Reading;
 use common::gpu::{core_families, GpuCore};
 use common::MetricFamily;
 use std::time::Instant;
@@ -55,21 +65,23 @@ fn health(backend: &str, reading: &Reading, now: Instant) -> Vec<MetricFamily> {
     if let Some(age) = reading.age_seconds(now) {
         families.push(
             MetricFamily::gauge(
-                "rocm_sample_age_seconds",
-                "Age of the GPU sample served; 0 when it was taken for this scrape.",
+                "rocm_exporter_backend_sample_age_seconds",
+                "Age of the backend sample this scrape was answered from, in seconds.",
             )
             .with(&[("backend", backend)], age),
         );
     }
     families.push(
         MetricFamily::counter(
-            "rocm_collect_timeouts_total",
-            "Collections that ran into their timeout (rocm-smi: killed).",
+            "rocm_exporter_backend_timeouts_total",
+            "Backend samples that did not finish within their timeout (--rocm-smi.timeout: the run is killed).",
         )
         .with(&[("backend", backend)], reading.timeouts as f64),
     );
-    let mut errors =
-        MetricFamily::counter("rocm_collect_errors_total", "Failed collections by reason.");
+    let mut errors = MetricFamily::counter(
+        "rocm_exporter_backend_errors_total",
+        "Errors returned by the backend, by reason.",
+    );
     for (reason, count) in &reading.errors {
         errors.push(
             &[("backend", backend), ("reason", reason.as_str())],
@@ -99,7 +111,9 @@ fn core(index: usize, d: &Device, driver_version: &str, fresh: bool) -> GpuCore 
     }
 }
 
-/// The `amdgpu_*` families, filled device by device.
+/// The `amdgpu_*` families, one field per family, filled device by device: a family is named
+/// once, in [`Extras::new`], and one left out of [`Extras::into_families`] does not compile (the
+/// same shape as nvidia-exporter's families).
 struct Extras {
     info: MetricFamily,
     apu: MetricFamily,
@@ -237,25 +251,46 @@ impl Extras {
     }
 
     fn into_families(self) -> Vec<MetricFamily> {
+        // Destructured without `..`: a family added to the struct but not here is a compile error.
+        let Extras {
+            info,
+            apu,
+            memory_total,
+            memory_used,
+            power_average,
+            power_input,
+            power_cap,
+            temperature_critical,
+            clock,
+            fan_rpm,
+            fan_pwm,
+            voltage,
+            link_speed,
+            link_width,
+            link_max_speed,
+            link_max_width,
+            suspended,
+            age,
+        } = self;
         vec![
-            self.info,
-            self.apu,
-            self.memory_total,
-            self.memory_used,
-            self.power_average,
-            self.power_input,
-            self.power_cap,
-            self.temperature_critical,
-            self.clock,
-            self.fan_rpm,
-            self.fan_pwm,
-            self.voltage,
-            self.link_speed,
-            self.link_width,
-            self.link_max_speed,
-            self.link_max_width,
-            self.suspended,
-            self.age,
+            info,
+            apu,
+            memory_total,
+            memory_used,
+            power_average,
+            power_input,
+            power_cap,
+            temperature_critical,
+            clock,
+            fan_rpm,
+            fan_pwm,
+            voltage,
+            link_speed,
+            link_width,
+            link_max_speed,
+            link_max_width,
+            suspended,
+            age,
         ]
     }
 }

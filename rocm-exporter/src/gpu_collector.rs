@@ -1,20 +1,20 @@
-//! The `gpu` collector: asks the sampler for a sample and renders it. It never blocks the scrape
-//! longer than the sampler's wait, whatever the backend does.
+//! The `gpu` collector: asks the backend worker for a sample and renders it. It never blocks the
+//! scrape longer than the worker's wait, whatever the backend does.
 //!
 //! When `--backend=auto` found no amdgpu device at start and fell back to rocm-smi, the devices
 //! may simply not be there yet (amdgpu loads after the exporter at boot, or is reloaded): the
 //! collector then looks for them again from time to time and moves to sysfs once they appear.
 
 use crate::backend::sysfs;
+use crate::backend_worker::BackendWorker;
 use crate::families;
-use crate::sampler::Sampler;
 use common::{CollectFuture, Collector};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub struct GpuCollector {
-    sampler: Mutex<Arc<Sampler>>,
+    worker: Mutex<Arc<BackendWorker>>,
     /// Set while on the rocm-smi fallback of `auto`; cleared once switched to sysfs.
     recheck: Mutex<Option<Recheck>>,
 }
@@ -23,7 +23,7 @@ struct Recheck {
     sysfs: PathBuf,
     every: Duration,
     last: Instant,
-    start_sysfs: Box<dyn Fn() -> Sampler + Send>,
+    start_sysfs: Box<dyn Fn() -> BackendWorker + Send>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -31,24 +31,24 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl GpuCollector {
-    pub fn new(sampler: Sampler) -> Self {
+    pub fn new(worker: BackendWorker) -> Self {
         GpuCollector {
-            sampler: Mutex::new(Arc::new(sampler)),
+            worker: Mutex::new(Arc::new(worker)),
             recheck: Mutex::new(None),
         }
     }
 
     /// The rocm-smi fallback of `auto`: every `every`, a scrape looks for amdgpu devices under
-    /// `sysfs` and, once there are some, replaces `sampler` with `start_sysfs()` for good. The
-    /// old sampler's worker ends after its current run (rocm-smi keeps its timeout).
+    /// `sysfs` and, once there are some, replaces `worker` with `start_sysfs()` for good. The
+    /// old worker's thread ends after its current run (rocm-smi keeps its timeout).
     pub fn falling_back(
-        sampler: Sampler,
+        worker: BackendWorker,
         sysfs: impl Into<PathBuf>,
         every: Duration,
-        start_sysfs: impl Fn() -> Sampler + Send + 'static,
+        start_sysfs: impl Fn() -> BackendWorker + Send + 'static,
     ) -> Self {
         GpuCollector {
-            sampler: Mutex::new(Arc::new(sampler)),
+            worker: Mutex::new(Arc::new(worker)),
             recheck: Mutex::new(Some(Recheck {
                 sysfs: sysfs.into(),
                 every,
@@ -58,7 +58,7 @@ impl GpuCollector {
         }
     }
 
-    fn current(&self) -> Arc<Sampler> {
+    fn current(&self) -> Arc<BackendWorker> {
         let mut recheck = lock(&self.recheck);
         if let Some(r) = recheck.as_mut() {
             if r.last.elapsed() >= r.every {
@@ -71,30 +71,22 @@ impl GpuCollector {
                         "amdgpu devices appeared in sysfs; switching from rocm-smi to sysfs",
                         &[("gpus", &found.to_string())],
                     );
-                    *lock(&self.sampler) = Arc::new((r.start_sysfs)());
+                    *lock(&self.worker) = Arc::new((r.start_sysfs)());
                     *recheck = None;
                 }
             }
         }
         drop(recheck);
-        lock(&self.sampler).clone()
+        lock(&self.worker).clone()
     }
 }
 
 impl Collector for GpuCollector {
-    fn name(&self) -> &'static str {
-        "gpu"
-    }
-
     fn collect(&self) -> CollectFuture<'_> {
         Box::pin(async move {
-            let sampler = self.current();
-            let reading = sampler.read().await;
-            Ok(families::render(
-                sampler.backend(),
-                &reading,
-                Instant::now(),
-            ))
+            let worker = self.current();
+            let reading = worker.read().await;
+            Ok(families::render(worker.backend(), &reading, Instant::now()))
         })
     }
 }
@@ -104,7 +96,7 @@ mod tests {
     use super::*;
     use crate::backend::rocm_smi::RocmSmiBackend;
     use crate::backend::sysfs::SysfsBackend;
-    use crate::sampler::Refresh;
+    use crate::backend_worker::Refresh;
     use common::testing::copy_tree;
     use common::MetricFamily;
     use std::path::Path;
@@ -129,14 +121,14 @@ mod tests {
         let root = std::env::temp_dir().join(format!("rocm-auto-recheck-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
-        let rocm_smi = Sampler::start(
+        let rocm_smi = BackendWorker::start(
             RocmSmiBackend::new("/nonexistent/rocm-smi", Duration::from_secs(1)),
             Duration::from_secs(2),
             Refresh::Wait,
         );
         let sysfs_root = root.clone();
         let collector = GpuCollector::falling_back(rocm_smi, &root, Duration::ZERO, move || {
-            Sampler::start(
+            BackendWorker::start(
                 SysfsBackend::new(&sysfs_root, fixtures.join("proc")),
                 Duration::from_secs(2),
                 Refresh::Wait,
@@ -166,7 +158,7 @@ mod tests {
             &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sysfs/dgpu"),
             &root,
         );
-        let rocm_smi = Sampler::start(
+        let rocm_smi = BackendWorker::start(
             RocmSmiBackend::new("/nonexistent/rocm-smi", Duration::from_secs(1)),
             Duration::from_secs(2),
             Refresh::Wait,
@@ -174,7 +166,7 @@ mod tests {
         let sysfs_root = root.clone();
         let collector =
             GpuCollector::falling_back(rocm_smi, &root, Duration::from_secs(3600), move || {
-                Sampler::start(
+                BackendWorker::start(
                     SysfsBackend::new(&sysfs_root, "/proc"),
                     Duration::from_secs(2),
                     Refresh::Wait,

@@ -4,10 +4,10 @@
 
 pub mod apu;
 pub mod backend;
+pub mod backend_worker;
 pub mod child;
 pub mod config;
 pub mod families;
 pub mod gpu_collector;
 pub mod model;
 pub mod processes;
-pub mod sampler;

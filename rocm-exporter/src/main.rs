@@ -2,17 +2,18 @@
 //! Prometheus, read from amdgpu sysfs or rocm-smi. See README.md.
 
 use common::cli::{CollectorSpec, ExporterSpec};
+use common::AnyCollector;
 use rocm_exporter::backend::rocm_smi::RocmSmiBackend;
 use rocm_exporter::backend::sysfs::SysfsBackend;
 use rocm_exporter::backend::{Choice, Source};
+use rocm_exporter::backend_worker::{BackendWorker, Refresh};
 use rocm_exporter::config::{self, Config};
 use rocm_exporter::gpu_collector::GpuCollector;
 use rocm_exporter::processes::ProcessesCollector;
-use rocm_exporter::sampler::{Refresh, Sampler};
 use std::process::ExitCode;
 use std::time::Duration;
 
-static SPEC: ExporterSpec = ExporterSpec {
+static SPEC: ExporterSpec<Config> = ExporterSpec {
     name: "rocm-exporter",
     metric_prefix: "rocm_exporter",
     collector_metrics_prefix: "rocm_exporter",
@@ -23,11 +24,18 @@ static SPEC: ExporterSpec = ExporterSpec {
             name: "gpu",
             default_enabled: true,
             help: "GPU utilisation, memory per pool, power, temperatures, clocks, fans (gpu_*, amdgpu_*)",
+            new: |config| AnyCollector::asynchronous(gpu_collector(config)),
         },
         CollectorSpec {
             name: "processes",
             default_enabled: true,
             help: "VRAM and GTT per process from /proc/*/fdinfo",
+            new: |config| {
+                AnyCollector::blocking(ProcessesCollector::new(
+                    &config.procfs,
+                    config.processes_max_series,
+                ))
+            },
         },
     ],
 };
@@ -37,49 +45,36 @@ fn main() -> ExitCode {
         &SPEC,
         env!("CARGO_PKG_VERSION"),
         config::flags(),
-        |settings, collectors| {
-            let config = Config::from_settings(settings)?;
-            if collectors.is_enabled("gpu") {
-                collectors.add(gpu_collector(&config));
-            }
-            collectors.add_blocking(ProcessesCollector::new(
-                &config.procfs,
-                config.processes_max_series,
-            ));
-            Ok(())
-        },
+        |settings, _| Config::from_settings(settings),
     )
 }
 
 /// How often `auto`, having fallen back to rocm-smi, looks for amdgpu devices in sysfs again.
 const AUTO_RECHECK: Duration = Duration::from_secs(30);
 
-/// Picks the backend (`auto`: sysfs where amdgpu devices are found) and starts its sampler. On
+/// Picks the backend (`auto`: sysfs where amdgpu devices are found) and starts its worker. On
 /// the rocm-smi fallback of `auto`, the collector keeps looking for amdgpu devices in sysfs.
 fn gpu_collector(config: &Config) -> GpuCollector {
     let source = config.backend.resolve(&config.sysfs);
     common::log::info("reading AMD GPUs", &[("backend", source.name())]);
-    let sampler = start_backend(config, source);
+    let worker = start_backend(config, source);
     if config.backend == Choice::Auto && source == Source::RocmSmi {
         let config = config.clone();
-        return GpuCollector::falling_back(
-            sampler,
-            config.sysfs.clone(),
-            AUTO_RECHECK,
-            move || start_backend(&config, Source::Sysfs),
-        );
+        return GpuCollector::falling_back(worker, config.sysfs.clone(), AUTO_RECHECK, move || {
+            start_backend(&config, Source::Sysfs)
+        });
     }
-    GpuCollector::new(sampler)
+    GpuCollector::new(worker)
 }
 
-fn start_backend(config: &Config, source: Source) -> Sampler {
+fn start_backend(config: &Config, source: Source) -> BackendWorker {
     match source {
-        Source::Sysfs => Sampler::start(
+        Source::Sysfs => BackendWorker::start(
             SysfsBackend::new(&config.sysfs, &config.procfs),
             config.scrape_wait(config.sysfs_timeout),
             Refresh::Wait,
         ),
-        Source::RocmSmi => Sampler::start(
+        Source::RocmSmi => BackendWorker::start(
             RocmSmiBackend::new(&config.rocm_smi_path, config.rocm_smi_timeout),
             config.scrape_wait(config.rocm_smi_timeout),
             // rocm-smi takes seconds: scrapes never wait for it once there is a sample. A run

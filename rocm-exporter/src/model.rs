@@ -138,7 +138,7 @@ pub enum Reason {
     BadOutput,
     /// rocm-smi could not be started for another reason (permissions...).
     SpawnFailed,
-    /// The backend panicked: a bug of ours, reported rather than wedging the sampler.
+    /// The backend panicked: a bug of ours, reported rather than wedging the worker.
     Internal,
 }
 
@@ -177,8 +177,10 @@ impl Failure {
 }
 
 /// A source of snapshots. `sample` may block (it reads files or runs a program); the
-/// [`crate::sampler::Sampler`] runs it on its own thread under a deadline.
+/// [`crate::backend_worker::BackendWorker`] runs it on its own thread under a deadline.
 pub trait Backend: Send + 'static {
+    /// The `backend` label and its worker thread's name (`<name>-worker`); the real backends give their
+    /// [`crate::backend::Source`]'s, so each name is written once.
     fn name(&self) -> &'static str;
     fn sample(&mut self) -> Result<Snapshot, Failure>;
 }

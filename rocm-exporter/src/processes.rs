@@ -40,10 +40,6 @@ impl ProcessesCollector {
 }
 
 impl BlockingCollector for ProcessesCollector {
-    fn name(&self) -> &'static str {
-        "processes"
-    }
-
     fn collect(&self) -> CollectResult {
         let usages = scan(&self.procfs)?;
         Ok(families(usages, self.max_series))

@@ -280,7 +280,10 @@ fn hang_is_killed_and_the_last_good_sample_is_served_with_its_age() {
     );
     let good = exporter.metrics();
     assert_eq!(value(&good, "rocm_up{backend=\"rocm-smi\"}"), Some(1.0));
-    assert_eq!(value(&good, "rocm_sample_age_seconds"), Some(0.0));
+    assert_eq!(
+        value(&good, "rocm_exporter_backend_sample_age_seconds"),
+        Some(0.0)
+    );
 
     // The next scrape starts the hanging run in the background and answers at once from the
     // good sample; once the run is killed at its timeout, scrapes report it.
@@ -298,7 +301,7 @@ fn hang_is_killed_and_the_last_good_sample_is_served_with_its_age() {
     });
     assert_eq!(value(&stale, timeout), Some(0.0), "{stale}");
     // The last good sample, marked stale.
-    assert!(value(&stale, "rocm_sample_age_seconds").unwrap() >= 0.5);
+    assert!(value(&stale, "rocm_exporter_backend_sample_age_seconds").unwrap() >= 0.5);
     assert_eq!(
         value(&stale, "gpu_up{gpu=\"0\",id=\"0000:83:00.0\"}"),
         Some(0.0)
@@ -357,14 +360,14 @@ fn hang_is_killed_and_the_last_good_sample_is_served_with_its_age() {
     let hanging_runs = std::fs::read_to_string(&log).unwrap().lines().count() as f64 - 2.0;
     let timeouts = value(
         &recovered,
-        "rocm_collect_timeouts_total{backend=\"rocm-smi\"}",
+        "rocm_exporter_backend_timeouts_total{backend=\"rocm-smi\"}",
     )
     .unwrap();
     assert!(timeouts >= 1.0 && timeouts <= hanging_runs, "{recovered}");
     assert_eq!(
         value(
             &recovered,
-            "rocm_collect_errors_total{backend=\"rocm-smi\",reason=\"timeout\"}"
+            "rocm_exporter_backend_errors_total{backend=\"rocm-smi\",reason=\"timeout\"}"
         ),
         Some(timeouts)
     );
@@ -387,7 +390,10 @@ fn a_slow_rocm_smi_is_refreshed_in_the_background() {
     // The very first scrape has nothing to serve and waits for the first run.
     let first = exporter.metrics();
     assert_eq!(value(&first, "rocm_up{backend=\"rocm-smi\"}"), Some(1.0));
-    assert_eq!(value(&first, "rocm_sample_age_seconds"), Some(0.0));
+    assert_eq!(
+        value(&first, "rocm_exporter_backend_sample_age_seconds"),
+        Some(0.0)
+    );
 
     // Then every scrape answers at once, up 1, with the real age, from two scrapers at once.
     let window = Instant::now();
@@ -421,7 +427,7 @@ fn a_slow_rocm_smi_is_refreshed_in_the_background() {
                 value(&body, "gpu_up{gpu=\"0\",id=\"0000:83:00.0\"}"),
                 Some(1.0)
             );
-            assert!(value(&body, "rocm_sample_age_seconds").unwrap() > 0.0);
+            assert!(value(&body, "rocm_exporter_backend_sample_age_seconds").unwrap() > 0.0);
         }
     }
     // One run at a time, each taking 2 s: the first one plus one background refresh per 2 s

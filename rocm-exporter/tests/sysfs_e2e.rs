@@ -139,7 +139,7 @@ fn blocked_sysfs_read_serves_the_last_good_sample() {
         value(&stale, "gpu_up{gpu=\"0\",id=\"0000:03:00.0\"}"),
         Some(0.0)
     );
-    assert!(value(&stale, "rocm_sample_age_seconds").unwrap() >= 0.3);
+    assert!(value(&stale, "rocm_exporter_backend_sample_age_seconds").unwrap() >= 0.3);
     let again = exporter.metrics();
     assert_eq!(
         value(&again, "rocm_up{backend=\"sysfs\",reason=\"busy\"}"),

@@ -26,16 +26,10 @@ impl Arp {
 const COLUMNS: usize = 6;
 
 impl BlockingCollector for Arp {
-    fn name(&self) -> &'static str {
-        "arp"
-    }
-
     fn collect(&self) -> CollectResult {
-        let text = match self.file.read_io() {
-            Ok(t) => t,
-            // No IPv4 in this kernel or namespace: nothing to report.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => anyhow::bail!("{}: {e}", self.file.path().display()),
+        // No IPv4 in this kernel or namespace: nothing to report.
+        let Some(text) = self.file.read_if_present()? else {
+            return Ok(vec![]);
         };
         let mut counts: BTreeMap<&str, u32> = BTreeMap::new();
         for line in text.lines() {

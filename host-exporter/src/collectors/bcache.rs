@@ -8,7 +8,7 @@
 //! written as hundredths); they are read back as node_exporter (procfs) reads them, quirks
 //! included, so that both report the same numbers.
 
-use crate::paths::{read_sysfs_value, sorted_entries, Paths};
+use crate::paths::{entries_if_present, read_sysfs_value, sorted_entries, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -54,17 +54,11 @@ impl Families {
 }
 
 impl BlockingCollector for Bcache {
-    fn name(&self) -> &'static str {
-        "bcache"
-    }
-
     fn collect(&self) -> CollectResult {
         let dir = self.paths.sys("fs/bcache");
-        let entries = match sorted_entries(&dir) {
-            Ok(e) => e,
-            // No bcache module: nothing to report.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => anyhow::bail!("{}: {e}", dir.display()),
+        // No bcache module: nothing to report.
+        let Some(entries) = entries_if_present(&dir)? else {
+            return Ok(vec![]);
         };
         let mut families = Families::default();
         // A cache set's directory is its UUID; `register` and friends are the module's files.

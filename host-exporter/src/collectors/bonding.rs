@@ -26,16 +26,10 @@ impl Bonding {
 }
 
 impl BlockingCollector for Bonding {
-    fn name(&self) -> &'static str {
-        "bonding"
-    }
-
     fn collect(&self) -> CollectResult {
         let root = self.paths.sys("class/net");
-        let masters = match self.masters.read_io() {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => anyhow::bail!("{}: {e}", self.masters.path().display()),
+        let Some(masters) = self.masters.read_if_present()? else {
+            return Ok(vec![]);
         };
         let mut slaves_family = MetricFamily::gauge(
             "node_bonding_slaves",

@@ -10,7 +10,7 @@
 
 use crate::collectors::filesystem::parse_mountinfo_line;
 use crate::kept_file::KeptFile;
-use crate::paths::{read_sysfs_value, sorted_entries, Paths};
+use crate::paths::{entries_if_present, if_present, read_sysfs_value, sorted_entries, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -64,17 +64,11 @@ struct DevStats {
 const ERROR_TYPES: [&str; 5] = ["write", "read", "flush", "corruption", "generation"];
 
 impl BlockingCollector for Btrfs {
-    fn name(&self) -> &'static str {
-        "btrfs"
-    }
-
     fn collect(&self) -> CollectResult {
         let dir = self.paths.sys("fs/btrfs");
-        let entries = match sorted_entries(&dir) {
-            Ok(e) => e,
-            // No btrfs module: nothing to report.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => anyhow::bail!("{}: {e}", dir.display()),
+        // No btrfs module: nothing to report.
+        let Some(entries) = entries_if_present(&dir)? else {
+            return Ok(vec![]);
         };
         let ioctl_stats = self.ioctl_stats();
         let mut f = Families::new();
@@ -257,11 +251,9 @@ impl Families {
 /// A sysfs file's text; a missing file reads as empty, as procfs treats it (older kernels
 /// lack some); any other error fails the filesystem.
 fn read_text(path: &Path) -> Result<String, String> {
-    match read_sysfs_value(path) {
-        Ok(v) => Ok(v),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(e) => Err(format!("{}: {e}", path.display())),
-    }
+    if_present(read_sysfs_value(path))
+        .map(Option::unwrap_or_default)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// A number from sysfs; what does not parse counts 0, as in node_exporter.
@@ -320,10 +312,10 @@ fn allocation_ratio(mode: &str, devices: usize) -> f64 {
 
 /// `commits 12\nlast_commit_ms 3\n...` (Linux 6.0+): commits, last, max and total ms.
 fn commit_stats(path: &Path) -> Result<[u64; 4], String> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok([0; 4]),
-        Err(e) => return Err(format!("{}: {e}", path.display())),
+    let Some(text) = if_present(std::fs::read_to_string(path))
+        .map_err(|e| format!("{}: {e}", path.display()))?
+    else {
+        return Ok([0; 4]);
     };
     let mut values = [0; 4];
     for line in text.lines() {

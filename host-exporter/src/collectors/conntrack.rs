@@ -6,7 +6,6 @@
 use crate::kept_file::KeptFile;
 use crate::paths::Paths;
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
-use std::io::ErrorKind;
 
 pub struct Conntrack {
     count: KeptFile,
@@ -49,10 +48,8 @@ const STATS: [(&str, &str); 8] = [
 ];
 
 fn read_number(file: &KeptFile) -> anyhow::Result<Option<f64>> {
-    let text = match file.read_io() {
-        Ok(t) => t,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => anyhow::bail!("{}: {e}", file.path().display()),
+    let Some(text) = file.read_if_present()? else {
+        return Ok(None);
     };
     text.trim()
         .parse::<u64>()
@@ -61,10 +58,6 @@ fn read_number(file: &KeptFile) -> anyhow::Result<Option<f64>> {
 }
 
 impl BlockingCollector for Conntrack {
-    fn name(&self) -> &'static str {
-        "conntrack"
-    }
-
     fn collect(&self) -> CollectResult {
         let mut families = Vec::new();
         // The module is not loaded: nothing to report.
@@ -87,10 +80,8 @@ impl BlockingCollector for Conntrack {
                 .with_value(max),
             );
         }
-        let text = match self.stat.read_io() {
-            Ok(t) => t,
-            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(families),
-            Err(e) => anyhow::bail!("{}: {e}", self.stat.path().display()),
+        let Some(text) = self.stat.read_if_present()? else {
+            return Ok(families);
         };
         let path = self.stat.path().display().to_string();
         let sums = sum_columns(&text, &path)?;

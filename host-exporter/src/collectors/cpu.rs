@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// node_exporter's cpu flags: guest seconds on by default, cpuinfo off unless asked for.
+#[derive(Clone)]
 pub struct CpuOptions {
     pub guest: bool,
     pub info: bool,
@@ -292,10 +293,6 @@ fn parse_cpu_list(text: &str) -> Option<Vec<u32>> {
 }
 
 impl BlockingCollector for Cpu {
-    fn name(&self) -> &'static str {
-        "cpu"
-    }
-
     fn collect(&self) -> CollectResult {
         let mut families = Vec::with_capacity(9);
         if self.options.info {

@@ -3,7 +3,7 @@
 //! (sysfs says kHz).
 
 use crate::kept_file::{KeptFileScrape, KeptFileSet};
-use crate::paths::{entries_if_present, Paths};
+use crate::paths::{entries_if_present, if_present, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 use std::path::PathBuf;
 
@@ -58,28 +58,22 @@ const FREQUENCIES: [(&str, &str, &str); 6] = [
 
 /// A sysfs attribute, or None where it is absent or unreadable (cpuinfo_cur_freq is root-only).
 fn attribute(files: &mut KeptFileScrape, path: PathBuf) -> Option<String> {
-    match files.read_trimmed(&path) {
-        Ok(v) => Some(v),
+    match if_present(files.read_trimmed(&path)) {
+        Ok(value) => value,
         Err(e) => {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                log::debug(
-                    "skipping unreadable cpufreq attribute",
-                    &[
-                        ("path", &path.display().to_string()),
-                        ("err", &e.to_string()),
-                    ],
-                );
-            }
+            log::debug(
+                "skipping unreadable cpufreq attribute",
+                &[
+                    ("path", &path.display().to_string()),
+                    ("err", &e.to_string()),
+                ],
+            );
             None
         }
     }
 }
 
 impl BlockingCollector for Cpufreq {
-    fn name(&self) -> &'static str {
-        "cpufreq"
-    }
-
     fn collect(&self) -> CollectResult {
         let Some(entries) = entries_if_present(&self.dir)? else {
             return Ok(vec![]);

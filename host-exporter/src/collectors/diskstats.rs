@@ -147,10 +147,6 @@ const UDEV_LABELS: [(&str, &str); 5] = [
 ];
 
 impl BlockingCollector for Diskstats {
-    fn name(&self) -> &'static str {
-        "diskstats"
-    }
-
     fn collect(&self) -> CollectResult {
         let path = self.file.path();
         let text = self.file.read()?;

@@ -3,7 +3,7 @@
 //! the first scrape; attributes that are absent or unreadable (the serials are root-only) are
 //! left out of the label set, as node_exporter does.
 
-use crate::paths::{read_sysfs_value, Paths};
+use crate::paths::{if_present, read_sysfs_value, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -48,9 +48,9 @@ impl Dmi {
         let mut labels = Vec::new();
         for attribute in ATTRIBUTES {
             let path = self.dir.join(attribute);
-            match read_sysfs_value(&path) {
+            match if_present(read_sysfs_value(&path)) {
                 // node_exporter names the sys_vendor file system_vendor.
-                Ok(value) => labels.push((
+                Ok(Some(value)) => labels.push((
                     if attribute == "sys_vendor" {
                         "system_vendor"
                     } else {
@@ -58,7 +58,7 @@ impl Dmi {
                     },
                     value,
                 )),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Ok(None) => {}
                 Err(e) => log::debug(
                     "skipping unreadable DMI attribute",
                     &[
@@ -73,10 +73,6 @@ impl Dmi {
 }
 
 impl BlockingCollector for Dmi {
-    fn name(&self) -> &'static str {
-        "dmi"
-    }
-
     fn collect(&self) -> CollectResult {
         let labels = self.labels.get_or_init(|| self.read_labels());
         if labels.is_empty() {

@@ -5,7 +5,7 @@
 //! A dm device is a multipath map when its `dm/uuid` starts with `mpath-`; LVM volumes and
 //! crypt devices are passed over.
 
-use crate::paths::{entries_if_present, read_sysfs_value, sorted_entries, Paths};
+use crate::paths::{entries_if_present, if_present, read_sysfs_value, sorted_entries, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 use std::path::Path;
 
@@ -37,10 +37,6 @@ fn is_path_active(state: &str) -> bool {
 }
 
 impl BlockingCollector for DmMultipath {
-    fn name(&self) -> &'static str {
-        "dmmultipath"
-    }
-
     fn collect(&self) -> CollectResult {
         let block = self.paths.sys("block");
         let Some(entries) = entries_if_present(&block)? else {
@@ -136,11 +132,12 @@ fn read_map(block: &Path, sysfs_name: &str, dir: &Path) -> Result<Option<Map>, S
         raw.parse()
             .map_err(|_| format!("{}: not a number: {raw:?}", p.display()))
     };
-    let uuid = match read_sysfs_value(&dir.join("dm/uuid")) {
-        Ok(u) => u,
+    let uuid_path = dir.join("dm/uuid");
+    let Some(uuid) = if_present(read_sysfs_value(&uuid_path))
+        .map_err(|e| format!("{}: {e}", uuid_path.display()))?
+    else {
         // Not a device-mapper device after all.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{}: {e}", dir.join("dm/uuid").display())),
+        return Ok(None);
     };
     if !uuid.starts_with("mpath-") {
         return Ok(None);
@@ -150,15 +147,12 @@ fn read_map(block: &Path, sysfs_name: &str, dir: &Path) -> Result<Option<Map>, S
     // The kernel's `size` is in 512-byte sectors.
     let size_bytes = number(&dir.join("size"))?.saturating_mul(512);
     let mut paths = Vec::new();
-    match sorted_entries(&dir.join("slaves")) {
-        Ok(slaves) => {
-            for (device, _) in slaves {
-                let state = read(&block.join(&device).join("device/state"))?;
-                paths.push((device, state));
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("{}: {e}", dir.join("slaves").display())),
+    let slaves_dir = dir.join("slaves");
+    let slaves = if_present(sorted_entries(&slaves_dir))
+        .map_err(|e| format!("{}: {e}", slaves_dir.display()))?;
+    for (device, _) in slaves.unwrap_or_default() {
+        let state = read(&block.join(&device).join("device/state"))?;
+        paths.push((device, state));
     }
     Ok(Some(Map {
         name,

@@ -43,10 +43,6 @@ fn numbered(dir: &Path, prefix: &str) -> anyhow::Result<Vec<(u32, PathBuf)>> {
 }
 
 impl BlockingCollector for Edac {
-    fn name(&self) -> &'static str {
-        "edac"
-    }
-
     fn collect(&self) -> CollectResult {
         if !self.dir.exists() {
             // No EDAC driver (most desktops and VMs): nothing to report.

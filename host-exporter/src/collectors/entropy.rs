@@ -28,17 +28,12 @@ pub fn parse_number(file: &KeptFile, text: &str) -> anyhow::Result<f64> {
 }
 
 impl BlockingCollector for Entropy {
-    fn name(&self) -> &'static str {
-        "entropy"
-    }
-
     fn collect(&self) -> CollectResult {
-        let available = match self.available.read_io() {
-            Ok(text) => parse_number(&self.available, &text)?,
-            // No random sysctls (a procfs without them): nothing to report.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => anyhow::bail!("{}: {e}", self.available.path().display()),
+        // No random sysctls (a procfs without them): nothing to report.
+        let Some(text) = self.available.read_if_present()? else {
+            return Ok(vec![]);
         };
+        let available = parse_number(&self.available, &text)?;
         let pool_size = parse_number(&self.pool_size, &self.pool_size.read()?)?;
         Ok(vec![
             MetricFamily::gauge("node_entropy_available_bits", "Bits of available entropy.")

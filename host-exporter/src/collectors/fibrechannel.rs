@@ -4,7 +4,7 @@
 //! FC adapter have no class directory and report nothing.
 
 use crate::kept_file::{KeptFileScrape, KeptFileSet};
-use crate::paths::{entries_if_present, parse_counter, Paths};
+use crate::paths::{entries_if_present, if_present, parse_counter, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 use std::path::Path;
 
@@ -109,10 +109,6 @@ const COUNTERS: [(&str, &str, &str); 14] = [
 ];
 
 impl BlockingCollector for Fibrechannel {
-    fn name(&self) -> &'static str {
-        "fibrechannel"
-    }
-
     fn collect(&self) -> CollectResult {
         let dir = self.paths.sys("class/fc_host");
         let Some(hosts) = entries_if_present(&dir)? else {
@@ -186,18 +182,16 @@ impl BlockingCollector for Fibrechannel {
 
 /// An attribute's text, or empty where the driver does not have it.
 fn read_attribute(files: &mut KeptFileScrape, path: &Path) -> String {
-    match files.read(path) {
-        Ok(text) => text.trim().to_string(),
+    match if_present(files.read(path)) {
+        Ok(text) => text.map(|t| t.trim().to_string()).unwrap_or_default(),
         Err(e) => {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                log::debug(
-                    "Fibre Channel attribute not read",
-                    &[
-                        ("path", &path.display().to_string()),
-                        ("err", &e.to_string()),
-                    ],
-                );
-            }
+            log::debug(
+                "Fibre Channel attribute not read",
+                &[
+                    ("path", &path.display().to_string()),
+                    ("err", &e.to_string()),
+                ],
+            );
             String::new()
         }
     }

@@ -18,10 +18,6 @@ impl Filefd {
 }
 
 impl BlockingCollector for Filefd {
-    fn name(&self) -> &'static str {
-        "filefd"
-    }
-
     fn collect(&self) -> CollectResult {
         let text = self.file.read()?;
         let fields: Vec<u64> = text

@@ -297,10 +297,6 @@ impl Filesystem {
 }
 
 impl BlockingCollector for Filesystem {
-    fn name(&self) -> &'static str {
-        "filesystem"
-    }
-
     fn collect(&self) -> CollectResult {
         let mut seen = HashSet::new();
         let mut selected = Vec::new();

@@ -2,7 +2,7 @@
 //! energy), named exactly as node_exporter names them: `node_hwmon_<type>[_<property>]_<unit>`
 //! with labels `chip` (from the device path, stable across reboots) and `sensor` (`temp1`).
 
-use crate::paths::{read_sysfs_value, sorted_entries, Paths};
+use crate::paths::{entries_if_present, read_sysfs_value, sorted_entries, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -57,17 +57,11 @@ impl Families {
 }
 
 impl BlockingCollector for Hwmon {
-    fn name(&self) -> &'static str {
-        "hwmon"
-    }
-
     fn collect(&self) -> CollectResult {
         let dir = self.paths.sys("class/hwmon");
-        let entries = match sorted_entries(&dir) {
-            Ok(e) => e,
-            // No hwmon class (VMs, containers without /sys): nothing to report.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => anyhow::bail!("{}: {e}", dir.display()),
+        // No hwmon class (VMs, containers without /sys): nothing to report.
+        let Some(entries) = entries_if_present(&dir)? else {
+            return Ok(vec![]);
         };
         let mut families = Families::default();
         for (_, path) in entries {

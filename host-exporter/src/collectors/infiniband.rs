@@ -399,10 +399,6 @@ fn parse_rate(text: &str) -> Option<u64> {
 }
 
 impl BlockingCollector for Infiniband {
-    fn name(&self) -> &'static str {
-        "infiniband"
-    }
-
     fn collect(&self) -> CollectResult {
         let dir = self.paths.sys("class/infiniband");
         let Some(devices) = entries_if_present(&dir)? else {

@@ -66,15 +66,9 @@ const TOTALS: [(&str, &str); 5] = [
 ];
 
 impl BlockingCollector for Ipvs {
-    fn name(&self) -> &'static str {
-        "ipvs"
-    }
-
     fn collect(&self) -> CollectResult {
-        let stats = match self.stats.read_io() {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => anyhow::bail!("{}: {e}", self.stats.path().display()),
+        let Some(stats) = self.stats.read_if_present()? else {
+            return Ok(vec![]);
         };
         // Two header lines, then the five totals in hex.
         let totals: Vec<u64> = stats
@@ -97,10 +91,8 @@ impl BlockingCollector for Ipvs {
                 MetricFamily::counter(format!("node_ipvs_{name}"), *help).with_value(v as f64)
             })
             .collect();
-        let text = match self.backends.read_io() {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(families),
-            Err(e) => anyhow::bail!("{}: {e}", self.backends.path().display()),
+        let Some(text) = self.backends.read_if_present()? else {
+            return Ok(families);
         };
         let path = self.backends.path().display().to_string();
         // Label values (in output order) → active, inactive, weight.

@@ -20,17 +20,12 @@ impl KernelHung {
 }
 
 impl BlockingCollector for KernelHung {
-    fn name(&self) -> &'static str {
-        "kernel_hung"
-    }
-
     fn collect(&self) -> CollectResult {
-        let count = match self.file.read_io() {
-            Ok(text) => parse_number(&self.file, &text)?,
-            // Older kernels, or no hung task detector built in.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => anyhow::bail!("{}: {e}", self.file.path().display()),
+        // Older kernels, or no hung task detector built in.
+        let Some(text) = self.file.read_if_present()? else {
+            return Ok(vec![]);
         };
+        let count = parse_number(&self.file, &text)?;
         Ok(vec![MetricFamily::counter(
             "node_kernel_hung_task_detect_count",
             "Total number of hung tasks detected.",

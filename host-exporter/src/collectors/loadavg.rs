@@ -17,10 +17,6 @@ impl Loadavg {
 }
 
 impl BlockingCollector for Loadavg {
-    fn name(&self) -> &'static str {
-        "loadavg"
-    }
-
     fn collect(&self) -> CollectResult {
         let path = self.file.path();
         let text = self.file.read()?;

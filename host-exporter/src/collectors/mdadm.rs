@@ -45,16 +45,10 @@ const STATES: [(&str, &str); 5] = [
 ];
 
 impl BlockingCollector for Mdadm {
-    fn name(&self) -> &'static str {
-        "mdadm"
-    }
-
     fn collect(&self) -> CollectResult {
-        let text = match self.file.read_io() {
-            Ok(t) => t,
-            // No md driver loaded: no arrays, not a failure.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => anyhow::bail!("{}: {e}", self.file.path().display()),
+        // No md driver loaded: no arrays, not a failure.
+        let Some(text) = self.file.read_if_present()? else {
+            return Ok(vec![]);
         };
         let arrays = parse(&text).map_err(|e| {
             log::warn(

@@ -18,10 +18,6 @@ impl Meminfo {
 }
 
 impl BlockingCollector for Meminfo {
-    fn name(&self) -> &'static str {
-        "meminfo"
-    }
-
     fn collect(&self) -> CollectResult {
         let path = self.file.path();
         let text = self.file.read()?;

@@ -196,10 +196,6 @@ impl Netclass {
 }
 
 impl BlockingCollector for Netclass {
-    fn name(&self) -> &'static str {
-        "netclass"
-    }
-
     fn collect(&self) -> CollectResult {
         let dir = self.paths.sys("class/net");
         let Some(entries) = entries_if_present(&dir)? else {

@@ -52,10 +52,6 @@ const TRANSMIT: [&str; 8] = [
 ];
 
 impl BlockingCollector for Netdev {
-    fn name(&self) -> &'static str {
-        "netdev"
-    }
-
     fn collect(&self) -> CollectResult {
         let path = self.file.path();
         let text = self.file.read()?;

@@ -48,20 +48,7 @@ impl Netstat {
     }
 }
 
-/// Reads a file; `None` when it does not exist (no IPv6: no snmp6).
-fn read_optional(file: &KeptFile) -> anyhow::Result<Option<String>> {
-    match file.read_io() {
-        Ok(t) => Ok(Some(t)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => anyhow::bail!("{}: {e}", file.path().display()),
-    }
-}
-
 impl BlockingCollector for Netstat {
-    fn name(&self) -> &'static str {
-        "netstat"
-    }
-
     fn collect(&self) -> CollectResult {
         // By key, so that a name two files share is reported once (snmp's after netstat's, as
         // node_exporter merges them).
@@ -85,7 +72,7 @@ impl BlockingCollector for Netstat {
             }
         };
         for file in &self.pairs {
-            let Some(text) = read_optional(file)? else {
+            let Some(text) = file.read_if_present()? else {
                 continue;
             };
             let mut lines = text.lines().filter(|l| !l.trim().is_empty());
@@ -110,7 +97,7 @@ impl BlockingCollector for Netstat {
                 }
             }
         }
-        if let Some(text) = read_optional(&self.snmp6)? {
+        if let Some(text) = self.snmp6.read_if_present()? {
             for line in text.lines() {
                 let mut fields = line.split_ascii_whitespace();
                 let (Some(name), Some(value)) = (fields.next(), fields.next()) else {

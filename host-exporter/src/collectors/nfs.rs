@@ -127,15 +127,9 @@ pub struct ClientStats {
 }
 
 impl BlockingCollector for Nfs {
-    fn name(&self) -> &'static str {
-        "nfs"
-    }
-
     fn collect(&self) -> CollectResult {
-        let text = match self.file.read_io() {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => anyhow::bail!("{}: {e}", self.file.path().display()),
+        let Some(text) = self.file.read_if_present()? else {
+            return Ok(vec![]);
         };
         let s = parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", self.file.path().display()))?;
         let mut packets = MetricFamily::counter(

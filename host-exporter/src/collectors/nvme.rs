@@ -5,7 +5,7 @@
 //! Sizes are computed as node_exporter (procfs) computes them, as the sysfs number times the
 //! logical block size, so that both report the same values.
 
-use crate::paths::{read_sysfs_value, sorted_entries, Paths};
+use crate::paths::{entries_if_present, read_sysfs_value, sorted_entries, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 use std::path::Path;
 
@@ -31,17 +31,11 @@ struct Families {
 }
 
 impl BlockingCollector for Nvme {
-    fn name(&self) -> &'static str {
-        "nvme"
-    }
-
     fn collect(&self) -> CollectResult {
         let dir = self.paths.sys("class/nvme");
-        let entries = match sorted_entries(&dir) {
-            Ok(e) => e,
-            // No NVMe driver or no controller: nothing to report.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => anyhow::bail!("{}: {e}", dir.display()),
+        // No NVMe driver or no controller: nothing to report.
+        let Some(entries) = entries_if_present(&dir)? else {
+            return Ok(vec![]);
         };
         let mut f = Families {
             info: MetricFamily::gauge(

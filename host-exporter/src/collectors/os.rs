@@ -2,7 +2,7 @@
 //! from os-release under the rootfs (`/etc/os-release`, else `/usr/lib/os-release`). The file
 //! is parsed again only when its path or modification time changes.
 
-use crate::paths::{read_whole, Paths};
+use crate::paths::{if_present, read_whole, Paths};
 use common::{BlockingCollector, CollectResult, MetricFamily};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -42,17 +42,14 @@ const INFO_LABELS: [(&str, &str); 12] = [
 ];
 
 impl BlockingCollector for Os {
-    fn name(&self) -> &'static str {
-        "os"
-    }
-
     fn collect(&self) -> CollectResult {
         for path in &self.candidates {
-            let mtime = match std::fs::metadata(path) {
-                Ok(meta) => meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => anyhow::bail!("{}: {e}", path.display()),
+            let Some(meta) = if_present(std::fs::metadata(path))
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+            else {
+                continue;
             };
+            let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((cached, at, families)) = cache.as_ref() {
                 if cached == path && *at == mtime {

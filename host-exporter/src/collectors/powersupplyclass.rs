@@ -5,7 +5,7 @@
 //! `--collector.powersupply.ignored-supplies` are left out.
 
 use crate::kept_file::KeptFileSet;
-use crate::paths::{entries_if_present, sorted_entries, Paths};
+use crate::paths::{entries_if_present, if_present, sorted_entries, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 use regex_lite::Regex;
 use std::collections::BTreeMap;
@@ -105,10 +105,6 @@ const TEXTS: [&str; 11] = [
 ];
 
 impl BlockingCollector for PowerSupplyClass {
-    fn name(&self) -> &'static str {
-        "powersupplyclass"
-    }
-
     fn collect(&self) -> CollectResult {
         let Some(entries) = entries_if_present(&self.dir)? else {
             return Ok(vec![]);
@@ -133,19 +129,17 @@ impl BlockingCollector for PowerSupplyClass {
                     return None;
                 }
                 let attr = path.join(file);
-                match files.read_trimmed(&attr) {
-                    Ok(v) => Some(v),
-                    // Absent, or a driver that cannot answer now (ENODATA, EIO): skip it.
+                // Absent, or a driver that cannot answer now (ENODATA, EIO): skip it.
+                match if_present(files.read_trimmed(&attr)) {
+                    Ok(value) => value,
                     Err(e) => {
-                        if e.kind() != std::io::ErrorKind::NotFound {
-                            log::debug(
-                                "skipping unreadable power supply attribute",
-                                &[
-                                    ("path", &attr.display().to_string()),
-                                    ("err", &e.to_string()),
-                                ],
-                            );
-                        }
+                        log::debug(
+                            "skipping unreadable power supply attribute",
+                            &[
+                                ("path", &attr.display().to_string()),
+                                ("err", &e.to_string()),
+                            ],
+                        );
                         None
                     }
                 }

@@ -4,7 +4,7 @@
 //! absent is left out.
 
 use crate::kept_file::KeptFile;
-use crate::paths::Paths;
+use crate::paths::{if_present, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 use std::path::Path;
 
@@ -44,18 +44,14 @@ const RESOURCES: [(&str, &str, &str); 4] = [
 ];
 
 impl BlockingCollector for Pressure {
-    fn name(&self) -> &'static str {
-        "pressure"
-    }
-
     fn collect(&self) -> CollectResult {
         let mut families = Vec::new();
         let mut found = 0;
         for ((resource, some_help, full_help), file) in RESOURCES.iter().zip(&self.files) {
             let path = file.path();
-            let text = match file.read_io() {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            let text = match if_present(file.read_io()) {
+                Ok(Some(t)) => t,
+                Ok(None) => continue,
                 Err(e) => {
                     // EOPNOTSUPP when PSI is compiled in but disabled at boot.
                     log::debug(

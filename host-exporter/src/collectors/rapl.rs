@@ -19,10 +19,6 @@ impl Rapl {
 }
 
 impl BlockingCollector for Rapl {
-    fn name(&self) -> &'static str {
-        "rapl"
-    }
-
     fn collect(&self) -> CollectResult {
         let dir = self.paths.sys("class/powercap");
         let Some(entries) = entries_if_present(&dir)? else {

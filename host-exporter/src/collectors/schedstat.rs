@@ -19,16 +19,10 @@ impl Schedstat {
 }
 
 impl BlockingCollector for Schedstat {
-    fn name(&self) -> &'static str {
-        "schedstat"
-    }
-
     fn collect(&self) -> CollectResult {
-        let text = match self.file.read_io() {
-            Ok(text) => text,
-            // Kernels built without CONFIG_SCHEDSTATS have no such file.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => anyhow::bail!("{}: {e}", self.file.path().display()),
+        // Kernels built without CONFIG_SCHEDSTATS have no such file.
+        let Some(text) = self.file.read_if_present()? else {
+            return Ok(vec![]);
         };
         let mut running = MetricFamily::counter(
             "node_schedstat_running_seconds_total",

@@ -4,7 +4,7 @@
 //! -1 disabled. SELinux counts as enabled when selinuxfs is mounted at <sysfs>/fs/selinux and
 //! answers `enforce`.
 
-use crate::paths::{read_sysfs_value, read_whole, Paths};
+use crate::paths::{if_present, read_sysfs_value, read_whole, Paths};
 use common::{BlockingCollector, CollectResult, MetricFamily};
 use std::path::PathBuf;
 
@@ -39,31 +39,26 @@ fn config_mode(text: &str) -> f64 {
 }
 
 impl BlockingCollector for Selinux {
-    fn name(&self) -> &'static str {
-        "selinux"
-    }
-
     fn collect(&self) -> CollectResult {
         let enabled = MetricFamily::gauge(
             "node_selinux_enabled",
             "SELinux is enabled, 1 is true, 0 is false",
         );
-        let enforce = match read_sysfs_value(&self.enforce) {
-            Ok(v) => v,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(vec![enabled.with_value(0.0)])
-            }
-            Err(e) => anyhow::bail!("{}: {e}", self.enforce.display()),
+        let Some(enforce) = if_present(read_sysfs_value(&self.enforce))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.enforce.display()))?
+        else {
+            return Ok(vec![enabled.with_value(0.0)]);
         };
         let current = match enforce.as_str() {
             "1" => 1.0,
             "0" => 0.0,
             other => anyhow::bail!("{}: not 0 or 1: {other:?}", self.enforce.display()),
         };
-        let config = match read_whole(&self.config) {
-            Ok(text) => config_mode(&text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => -1.0,
-            Err(e) => anyhow::bail!("{}: {e}", self.config.display()),
+        let config = match if_present(read_whole(&self.config))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.config.display()))?
+        {
+            Some(text) => config_mode(&text),
+            None => -1.0,
         };
         Ok(vec![
             enabled.with_value(1.0),

@@ -33,17 +33,11 @@ impl Sockstat {
 const FIELDS: [&str; 6] = ["inuse", "orphan", "tw", "alloc", "mem", "memory"];
 
 impl BlockingCollector for Sockstat {
-    fn name(&self) -> &'static str {
-        "sockstat"
-    }
-
     fn collect(&self) -> CollectResult {
         let mut families = Vec::new();
         for file in &self.files {
-            let text = match file.read_io() {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => anyhow::bail!("{}: {e}", file.path().display()),
+            let Some(text) = file.read_if_present()? else {
+                continue;
             };
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 if !self.parse_line(line, &mut families) {

@@ -64,15 +64,9 @@ const COLUMNS: [(&str, &str, usize, usize); 7] = [
 const CPU_COLUMN: usize = 12;
 
 impl BlockingCollector for Softnet {
-    fn name(&self) -> &'static str {
-        "softnet"
-    }
-
     fn collect(&self) -> CollectResult {
-        let text = match self.file.read_io() {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => anyhow::bail!("{}: {e}", self.file.path().display()),
+        let Some(text) = self.file.read_if_present()? else {
+            return Ok(vec![]);
         };
         let mut families: Vec<MetricFamily> = COLUMNS
             .iter()

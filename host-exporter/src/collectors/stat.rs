@@ -15,10 +15,6 @@ impl Stat {
 }
 
 impl BlockingCollector for Stat {
-    fn name(&self) -> &'static str {
-        "stat"
-    }
-
     fn collect(&self) -> CollectResult {
         let path = self.proc_stat.path();
         let text = self.proc_stat.read()?;

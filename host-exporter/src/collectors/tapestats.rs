@@ -3,7 +3,7 @@
 //! Only the `st<N>` entries are drives; `nst<N>` and the mode variants (`st0a`) are the same
 //! drive again.
 
-use crate::paths::{read_sysfs_value, sorted_entries, Paths};
+use crate::paths::{entries_if_present, if_present, read_sysfs_value, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 use regex_lite::Regex;
 use std::path::Path;
@@ -40,17 +40,11 @@ const STATS: [(&str, &str, &str, f64, bool); 10] = [
 ];
 
 impl BlockingCollector for Tapestats {
-    fn name(&self) -> &'static str {
-        "tapestats"
-    }
-
     fn collect(&self) -> CollectResult {
         let dir = self.paths.sys("class/scsi_tape");
-        let entries = match sorted_entries(&dir) {
-            Ok(e) => e,
-            // No st driver: nothing to report.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => anyhow::bail!("{}: {e}", dir.display()),
+        // No st driver: nothing to report.
+        let Some(entries) = entries_if_present(&dir)? else {
+            return Ok(vec![]);
         };
         let mut families: Vec<MetricFamily> = STATS
             .iter()
@@ -100,12 +94,12 @@ fn read_drive(path: &Path) -> Result<Vec<f64>, String> {
         .iter()
         .map(|(file, _, _, scale, _)| {
             let p = path.join("stats").join(file);
-            match read_sysfs_value(&p) {
-                Ok(raw) => raw
+            match if_present(read_sysfs_value(&p)) {
+                Ok(Some(raw)) => raw
                     .parse::<u64>()
                     .map(|v| v as f64 * scale)
                     .map_err(|_| format!("{}: not a number: {raw:?}", p.display())),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0.0),
+                Ok(None) => Ok(0.0),
                 Err(e) => Err(format!("{}: {e}", p.display())),
             }
         })

@@ -51,10 +51,6 @@ struct ReadFile {
 }
 
 impl BlockingCollector for Textfile {
-    fn name(&self) -> &'static str {
-        "textfile"
-    }
-
     fn collect(&self) -> CollectResult {
         let mut errored = false;
         let mut files = Vec::new();

@@ -1,6 +1,6 @@
 //! Thermal zones and cooling devices from /sys/class/thermal.
 
-use crate::paths::{read_sysfs_value, sorted_entries, Paths};
+use crate::paths::{entries_if_present, read_sysfs_value, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 
 pub struct ThermalZone {
@@ -16,17 +16,11 @@ impl ThermalZone {
 }
 
 impl BlockingCollector for ThermalZone {
-    fn name(&self) -> &'static str {
-        "thermal_zone"
-    }
-
     fn collect(&self) -> CollectResult {
         let dir = self.paths.sys("class/thermal");
-        let entries = match sorted_entries(&dir) {
-            Ok(e) => e,
-            // No thermal class at all (many VMs): nothing to report, not a failure.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => anyhow::bail!("{}: {e}", dir.display()),
+        // No thermal class at all (many VMs): nothing to report, not a failure.
+        let Some(entries) = entries_if_present(&dir)? else {
+            return Ok(vec![]);
         };
         let mut temp = MetricFamily::gauge("node_thermal_zone_temp", "Zone temperature in Celsius");
         let mut cur = MetricFamily::gauge(

@@ -48,10 +48,6 @@ impl Time {
 }
 
 impl BlockingCollector for Time {
-    fn name(&self) -> &'static str {
-        "time"
-    }
-
     fn collect(&self) -> CollectResult {
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?;
         let mut families = vec![MetricFamily::gauge(

@@ -25,10 +25,6 @@ impl Timex {
 }
 
 impl BlockingCollector for Timex {
-    fn name(&self) -> &'static str {
-        "timex"
-    }
-
     fn collect(&self) -> CollectResult {
         // SAFETY: a zeroed timex with modes 0 only reads; the kernel fills the struct we own.
         let mut tx: libc::timex = unsafe { std::mem::zeroed() };

@@ -23,20 +23,14 @@ impl UdpQueues {
 }
 
 impl BlockingCollector for UdpQueues {
-    fn name(&self) -> &'static str {
-        "udp_queues"
-    }
-
     fn collect(&self) -> CollectResult {
         let mut queues = MetricFamily::gauge(
             "node_udp_queues",
             "Number of allocated memory in the kernel for UDP datagrams in bytes.",
         );
         for (ip, file) in &self.files {
-            let text = match file.read_io() {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => anyhow::bail!("{}: {e}", file.path().display()),
+            let Some(text) = file.read_if_present()? else {
+                continue;
             };
             let (mut tx, mut rx) = (0.0, 0.0);
             // The first line is the header.

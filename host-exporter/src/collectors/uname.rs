@@ -5,10 +5,6 @@ use common::{BlockingCollector, CollectResult, MetricFamily};
 pub struct Uname;
 
 impl BlockingCollector for Uname {
-    fn name(&self) -> &'static str {
-        "uname"
-    }
-
     fn collect(&self) -> CollectResult {
         let u = rustix::system::uname();
         let text = |s: &std::ffi::CStr| s.to_string_lossy().into_owned();

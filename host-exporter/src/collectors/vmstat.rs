@@ -43,10 +43,6 @@ impl Vmstat {
 }
 
 impl BlockingCollector for Vmstat {
-    fn name(&self) -> &'static str {
-        "vmstat"
-    }
-
     fn collect(&self) -> CollectResult {
         let text = self.file.read()?;
         let mut families = Vec::with_capacity(16);

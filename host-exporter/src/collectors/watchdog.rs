@@ -3,7 +3,7 @@
 //! names them. Attributes a driver does not provide are left out.
 
 use crate::kept_file::KeptFileSet;
-use crate::paths::{entries_if_present, Paths};
+use crate::paths::{entries_if_present, if_present, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 use std::path::PathBuf;
 
@@ -33,10 +33,6 @@ const NUMBERS: [(&str, &str); 7] = [
 ];
 
 impl BlockingCollector for Watchdog {
-    fn name(&self) -> &'static str {
-        "watchdog"
-    }
-
     fn collect(&self) -> CollectResult {
         let Some(entries) = entries_if_present(&self.dir)? else {
             return Ok(vec![]);
@@ -58,18 +54,16 @@ impl BlockingCollector for Watchdog {
         for (name, path) in entries {
             let mut read = |file: &str| -> Option<String> {
                 let attr = path.join(file);
-                match files.read_trimmed(&attr) {
-                    Ok(v) => Some(v),
+                match if_present(files.read_trimmed(&attr)) {
+                    Ok(value) => value,
                     Err(e) => {
-                        if e.kind() != std::io::ErrorKind::NotFound {
-                            log::debug(
-                                "skipping unreadable watchdog attribute",
-                                &[
-                                    ("path", &attr.display().to_string()),
-                                    ("err", &e.to_string()),
-                                ],
-                            );
-                        }
+                        log::debug(
+                            "skipping unreadable watchdog attribute",
+                            &[
+                                ("path", &attr.display().to_string()),
+                                ("err", &e.to_string()),
+                            ],
+                        );
                         None
                     }
                 }

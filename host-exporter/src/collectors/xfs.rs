@@ -5,7 +5,7 @@
 //! Each device's file is kept open and read from offset 0 on each scrape.
 
 use crate::kept_file::KeptFile;
-use crate::paths::{sorted_entries, Paths};
+use crate::paths::{entries_if_present, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -74,17 +74,11 @@ const FIELDS: [Field; 39] = [
 ];
 
 impl BlockingCollector for Xfs {
-    fn name(&self) -> &'static str {
-        "xfs"
-    }
-
     fn collect(&self) -> CollectResult {
         let dir = self.paths.sys("fs/xfs");
-        let entries = match sorted_entries(&dir) {
-            Ok(e) => e,
-            // No XFS module loaded: nothing to report.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-            Err(e) => anyhow::bail!("{}: {e}", dir.display()),
+        // No XFS module loaded: nothing to report.
+        let Some(entries) = entries_if_present(&dir)? else {
+            return Ok(vec![]);
         };
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
         // Only mounted filesystems have a stats/stats file; the global stats dir has none.

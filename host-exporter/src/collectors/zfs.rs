@@ -11,7 +11,7 @@
 //! open and read again from offset 0 on each scrape; a pool's files are dropped with the pool.
 
 use crate::kept_file::KeptFile;
-use crate::paths::{entries_if_present, sorted_entries, Paths};
+use crate::paths::{entries_if_present, if_present, sorted_entries, Paths};
 use common::{log, BlockingCollector, CollectResult, MetricFamily, MetricType};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -81,10 +81,6 @@ impl Families {
 }
 
 impl BlockingCollector for Zfs {
-    fn name(&self) -> &'static str {
-        "zfs"
-    }
-
     fn collect(&self) -> CollectResult {
         let Some(entries) = entries_if_present(&self.dir)? else {
             return Ok(vec![]);
@@ -96,10 +92,9 @@ impl BlockingCollector for Zfs {
                 .entry(path.clone())
                 .or_insert_with(|| KeptFile::new(path.clone()));
             seen.push(path);
-            match file.read_io() {
-                Ok(text) => Some(text),
-                // A module without this feature, or a pool exported since the listing.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            // Absent: a module without this feature, or a pool exported since the listing.
+            match if_present(file.read_io()) {
+                Ok(text) => text,
                 Err(e) => {
                     warn(file.path(), &e.to_string());
                     None

@@ -219,10 +219,6 @@ impl Poller {
 }
 
 impl Collector for Poller {
-    fn name(&self) -> &'static str {
-        "upstream"
-    }
-
     fn collect(&self) -> CollectFuture<'_> {
         Box::pin(async move {
             let tasks: Vec<_> = self

@@ -86,7 +86,7 @@ impl RocmSmiBackend {
 
 impl Backend for RocmSmiBackend {
     fn name(&self) -> &'static str {
-        "rocm-smi"
+        super::Source::RocmSmi.name()
     }
 
     fn sample(&mut self) -> Result<Snapshot, Failure> {

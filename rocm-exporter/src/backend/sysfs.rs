@@ -672,7 +672,7 @@ fn is_transient(e: &io::Error) -> bool {
 
 impl<F: Files> Backend for SysfsBackend<F> {
     fn name(&self) -> &'static str {
-        "sysfs"
+        super::Source::Sysfs.name()
     }
 
     fn sample(&mut self) -> Result<Snapshot, Failure> {

@@ -82,7 +82,9 @@ pub enum Refresh {
     Background { overdue: Duration },
 }
 
-pub struct Sampler {
+/// The backend's own thread and what scrapes read from it (the role `nvml_worker::NvmlWorker`
+/// has in nvidia-exporter).
+pub struct BackendWorker {
     backend: &'static str,
     shared: Arc<Shared>,
     requests: mpsc::Sender<()>,
@@ -90,7 +92,7 @@ pub struct Sampler {
     refresh: Refresh,
 }
 
-impl Sampler {
+impl BackendWorker {
     /// Starts the worker thread. `wait` is how long a scrape waits for a fresh sample.
     pub fn start(mut backend: impl Backend, wait: Duration, refresh: Refresh) -> Self {
         let name = backend.name();
@@ -102,7 +104,7 @@ impl Sampler {
         let (requests, incoming) = mpsc::channel::<()>();
         let worker = shared.clone();
         let spawned = thread::Builder::new()
-            .name(format!("{name}-sampler"))
+            .name(format!("{name}-worker"))
             .spawn(move || {
                 while incoming.recv().is_ok() {
                     // A panic would leave the collection "in flight" for ever; report it instead.
@@ -117,11 +119,11 @@ impl Sampler {
         if let Err(e) = spawned {
             // Without the thread every scrape reports a timeout; say why once.
             common::log::error(
-                "cannot start the sampler thread",
+                "cannot start the backend worker thread",
                 &[("backend", name), ("err", &e.to_string())],
             );
         }
-        Sampler {
+        BackendWorker {
             backend: name,
             shared,
             requests,
@@ -351,26 +353,26 @@ mod tests {
             None,
             Some(Err(Failure::new(Reason::BadOutput, "garbage"))),
         ]);
-        let sampler = Sampler::start(backend, Duration::from_millis(200), Refresh::Wait);
+        let worker = BackendWorker::start(backend, Duration::from_millis(200), Refresh::Wait);
 
-        let first = sampler.read().await;
+        let first = worker.read().await;
         assert!(first.is_fresh());
         assert_eq!(first.age_seconds(Instant::now()), Some(0.0));
 
         // The backend hangs: the scrape comes back after `wait` with the old sample.
-        let second = sampler.read().await;
+        let second = worker.read().await;
         assert_eq!(second.failure.as_ref().unwrap().reason, Reason::Timeout);
         assert_eq!(second.snapshot.as_ref().unwrap().devices.len(), 1);
         assert!(second.age_seconds(Instant::now()).unwrap() >= 0.2);
 
         // Still hanging: no second collection is started.
-        let third = sampler.read().await;
+        let third = worker.read().await;
         assert_eq!(third.failure.as_ref().unwrap().reason, Reason::Busy);
         assert_eq!(calls.load(Ordering::SeqCst), 2);
 
         release_tx.send(()).unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let fourth = sampler.read().await;
+        let fourth = worker.read().await;
         assert_eq!(fourth.failure.as_ref().unwrap().reason, Reason::BadOutput);
         assert_eq!(fourth.errors.get(&Reason::BadOutput), Some(&1));
         assert_eq!(fourth.errors.get(&Reason::Timeout), Some(&1));
@@ -394,10 +396,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_backend_is_reported_and_the_next_collection_runs() {
-        let sampler = Sampler::start(Panicking(0), Duration::from_secs(2), Refresh::Wait);
-        let first = sampler.read().await;
+        let worker = BackendWorker::start(Panicking(0), Duration::from_secs(2), Refresh::Wait);
+        let first = worker.read().await;
         assert_eq!(first.failure.unwrap().reason, Reason::Internal);
-        assert!(sampler.read().await.is_fresh());
+        assert!(worker.read().await.is_fresh());
     }
 
     #[tokio::test]
@@ -410,10 +412,10 @@ mod tests {
         let refresh = Refresh::Background {
             overdue: Duration::from_secs(60),
         };
-        let sampler = Sampler::start(backend, Duration::from_secs(5), refresh);
+        let worker = BackendWorker::start(backend, Duration::from_secs(5), refresh);
 
         // No sample yet: the first scrape waits for one.
-        let first = sampler.read().await;
+        let first = worker.read().await;
         assert!(first.is_fresh());
         assert_eq!(first.age_seconds(Instant::now()), Some(0.0));
         tokio::time::sleep(Duration::from_millis(30)).await;
@@ -422,7 +424,7 @@ mod tests {
         // succeeded), report the real age, and never report busy nor start a second run.
         for _ in 0..3 {
             let started = Instant::now();
-            let r = sampler.read().await;
+            let r = worker.read().await;
             assert!(started.elapsed() < Duration::from_millis(100));
             assert!(r.failure.is_none(), "{:?}", r.failure);
             assert!(r.age_seconds(Instant::now()).unwrap() >= 0.03);
@@ -435,7 +437,7 @@ mod tests {
         // Once the blocked run finishes with a failure, scrapes say so, still at once.
         release_tx.send(()).unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let after = sampler.read().await;
+        let after = worker.read().await;
         assert_eq!(after.failure.unwrap().reason, Reason::Timeout);
         assert!(after.snapshot.is_some());
     }
@@ -446,11 +448,11 @@ mod tests {
         let refresh = Refresh::Background {
             overdue: Duration::from_millis(100),
         };
-        let sampler = Sampler::start(backend, Duration::from_secs(5), refresh);
-        assert!(sampler.read().await.is_fresh());
-        assert!(sampler.read().await.failure.is_none());
+        let worker = BackendWorker::start(backend, Duration::from_secs(5), refresh);
+        assert!(worker.read().await.is_fresh());
+        assert!(worker.read().await.failure.is_none());
         tokio::time::sleep(Duration::from_millis(150)).await;
-        let wedged = sampler.read().await;
+        let wedged = worker.read().await;
         assert_eq!(wedged.failure.unwrap().reason, Reason::Timeout);
     }
 
@@ -460,14 +462,18 @@ mod tests {
         let refresh = Refresh::Background {
             overdue: Duration::from_secs(60),
         };
-        let sampler = Arc::new(Sampler::start(backend, Duration::from_secs(5), refresh));
+        let worker = Arc::new(BackendWorker::start(
+            backend,
+            Duration::from_secs(5),
+            refresh,
+        ));
         let a = tokio::spawn({
-            let s = sampler.clone();
+            let s = worker.clone();
             async move { s.read().await }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         let b = tokio::spawn({
-            let s = sampler.clone();
+            let s = worker.clone();
             async move { s.read().await }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
