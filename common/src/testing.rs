@@ -20,6 +20,6 @@ pub use checkers::{check_exposition, promtool_check_metrics, run_with_stdin};
 pub use exposition::{mask_values, stable_exposition, value};
 pub use files::{copy_tree, Scratch};
 pub use golden::{assert_golden, golden_file};
-pub use http::{free_port, http_get, HttpResponse};
+pub use http::{free_port, http_get, read_response, HttpResponse};
 pub use parse::{parse_text, Labels, ParsedFamily};
 pub use process::{ExporterProcess, NodeExporter};
