@@ -11,7 +11,12 @@ pub fn golden_file(crate_dir: &str, name: &str) -> PathBuf {
 
 /// Compares `actual` with the file at `path`; with `UPDATE_GOLDEN=1` rewrites the file instead.
 pub fn assert_golden(path: &Path, actual: &str) {
-    if std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1") {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some_and(|v| v == "1");
+    compare_or_update(path, actual, update);
+}
+
+fn compare_or_update(path: &Path, actual: &str, update: bool) {
+    if update {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).expect("cannot create the golden directory");
         }
@@ -49,18 +54,21 @@ fn diff_lines(expected: &str, actual: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::Scratch;
 
     #[test]
     fn a_golden_file_matches_byte_for_byte_or_fails_with_the_difference() {
-        let dir = std::env::temp_dir().join(format!("golden-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("a.prom");
+        let scratch = Scratch::new("golden");
+        let path = scratch.path("a.prom");
         std::fs::write(&path, "a 1\nb 2\n").unwrap();
-        assert_golden(&path, "a 1\nb 2\n");
-        let failed = std::panic::catch_unwind(|| assert_golden(&path, "a 1\nb 3\n"))
+        compare_or_update(&path, "a 1\nb 2\n", false);
+        let failed = std::panic::catch_unwind(|| compare_or_update(&path, "a 1\nb 3\n", false))
             .expect_err("a different exposition must fail");
         let message = failed.downcast_ref::<String>().unwrap();
         assert!(message.contains("- b 2\n+ b 3"), "{message}");
-        std::fs::remove_dir_all(&dir).unwrap();
+        // Updating rewrites the file, and it matches from then on.
+        compare_or_update(&path, "a 1\nb 3\n", true);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a 1\nb 3\n");
+        compare_or_update(&path, "a 1\nb 3\n", false);
     }
 }

@@ -126,34 +126,32 @@ fn invalid(what: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string())
 }
 
-/// One byte at a time up to the empty line (a test's responses are small), so that nothing of
-/// the body is taken from the stream with it.
+/// The head, up to and including its empty line.
 fn read_head(stream: &mut impl Read) -> std::io::Result<String> {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if head.len() > 1 << 20 {
-            return Err(invalid("a head longer than 1 MiB"));
-        }
-        stream.read_exact(&mut byte)?;
-        head.push(byte[0]);
-    }
+    let head = read_through(stream, b"\r\n\r\n")?;
     Ok(String::from_utf8_lossy(&head).into_owned())
 }
 
 /// A line up to its CRLF, without it.
 fn read_line(stream: &mut impl Read) -> std::io::Result<String> {
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while !line.ends_with(b"\r\n") {
-        if line.len() > 1 << 20 {
-            return Err(invalid("a line longer than 1 MiB"));
-        }
-        stream.read_exact(&mut byte)?;
-        line.push(byte[0]);
-    }
+    let mut line = read_through(stream, b"\r\n")?;
     line.truncate(line.len() - 2);
     String::from_utf8(line).map_err(|_| invalid("a line that is not UTF-8"))
+}
+
+/// The bytes up to and including `end`, read one at a time (a test's heads and lines are short)
+/// so that nothing after `end` is taken from the stream; at most 1 MiB.
+fn read_through(stream: &mut impl Read, end: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut read = Vec::new();
+    let mut byte = [0u8; 1];
+    while !read.ends_with(end) {
+        if read.len() > 1 << 20 {
+            return Err(invalid("no end of line within 1 MiB"));
+        }
+        stream.read_exact(&mut byte)?;
+        read.push(byte[0]);
+    }
+    Ok(read)
 }
 
 fn read_chunked(stream: &mut impl Read) -> std::io::Result<Vec<u8>> {
