@@ -22,4 +22,4 @@ pub use files::{copy_tree, Scratch};
 pub use golden::{assert_golden, golden_file};
 pub use http::{free_port, http_get, read_response, HttpResponse};
 pub use parse::{parse_text, Labels, ParsedFamily};
-pub use process::{ExporterProcess, NodeExporter};
+pub use process::{assert_no_panic, assert_no_panic_in, ExporterProcess, NodeExporter};

@@ -3,7 +3,7 @@
 
 mod support;
 
-use common::testing::{free_port, value};
+use common::testing::{assert_no_panic, free_port, value};
 use support::exporter::{golden, start_exporter};
 use support::fake::Fake;
 use support::servers::{llama, ollama, Llama, LlamaMode, Ollama, OllamaMode};
@@ -166,11 +166,7 @@ fn faults_golden() {
         ),
         Some(1.0)
     );
-    assert!(
-        !exporter.stderr().contains("panicked"),
-        "{}",
-        exporter.stderr()
-    );
+    assert_no_panic(&exporter);
 }
 
 #[test]
@@ -671,9 +667,5 @@ fn an_html_page_instead_of_a_model_server() {
             "{name}: {metrics}"
         );
     }
-    assert!(
-        !exporter.stderr().contains("panicked"),
-        "{}",
-        exporter.stderr()
-    );
+    assert_no_panic(&exporter);
 }

@@ -8,7 +8,7 @@ mod support;
 
 use apis::{generic_openai, llama_apis, ollama_v1, OllamaV1, GENERIC_MODEL};
 use bytes::Bytes;
-use common::testing::{free_port, http_get, value, ExporterProcess};
+use common::testing::{assert_no_panic, free_port, http_get, value, ExporterProcess};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -677,11 +677,7 @@ async fn a_stream_cut_by_the_upstream_reaches_the_client_cut_and_is_counted() {
         ),
         Some(0.0)
     );
-    assert!(
-        !exporter.stderr().contains("panicked"),
-        "{}",
-        exporter.stderr()
-    );
+    assert_no_panic(&exporter);
 }
 
 /// llama-server reports an error after the first result as `data: {"error":{…}}` and ends the

@@ -3,13 +3,9 @@
 
 mod support;
 
-use common::testing::value;
-use common::testing::ExporterProcess;
+use common::testing::{assert_no_panic, assert_no_panic_in, value, ExporterProcess};
 use std::time::{Duration, Instant};
-use support::{
-    assert_no_panic, assert_no_panic_in, fake_library, golden, next_sample, start, start_with_env,
-    Fake, BINARY,
-};
+use support::{fake_library, golden, next_sample, start, start_with_env, Fake, BINARY};
 
 #[test]
 fn no_library_serves_nvidia_up_0_and_keeps_retrying() {

@@ -4,9 +4,9 @@
 
 mod support;
 
-use common::testing::{promtool_check_metrics, value};
+use common::testing::{assert_no_panic, promtool_check_metrics, value};
 use std::time::{Duration, Instant};
-use support::{assert_no_panic, golden, next_sample, start, Fake};
+use support::{golden, next_sample, start, Fake};
 
 /// The second sample (GPM metrics need two), scraped again until the XID the scenario injects
 /// has been counted (the event thread runs beside the sampler).

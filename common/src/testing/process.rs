@@ -112,6 +112,17 @@ impl ExporterProcess {
     }
 }
 
+/// Whatever the test did to it, the exporter did not panic (a panic caught inside a worker is
+/// still a bug; it only keeps the exporter serving).
+pub fn assert_no_panic(exporter: &ExporterProcess) {
+    assert_no_panic_in(&exporter.stderr());
+}
+
+/// [`assert_no_panic`] for a log read some other way.
+pub fn assert_no_panic_in(log: &str) {
+    assert!(!log.contains("panicked"), "the exporter panicked:\n{log}");
+}
+
 impl Drop for ExporterProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -77,16 +77,6 @@ pub fn start_with_env(
     ExporterProcess::start(BINARY, &all, &envs)
 }
 
-/// Every end-to-end test ends with this: whatever NVML did, the exporter did not panic (a
-/// panic caught inside the worker is still a bug; it only keeps the exporter serving).
-pub fn assert_no_panic(exporter: &ExporterProcess) {
-    assert_no_panic_in(&exporter.stderr());
-}
-
-pub fn assert_no_panic_in(log: &str) {
-    assert!(!log.contains("panicked"), "the exporter panicked:\n{log}");
-}
-
 /// Waits longer than the default `--nvml.min-interval`, so the next scrape takes a new sample.
 pub fn next_sample() {
     std::thread::sleep(std::time::Duration::from_millis(650));
