@@ -12,6 +12,7 @@ pub mod log;
 pub mod metrics;
 pub mod process;
 pub mod server;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod web_config;
 

@@ -3,7 +3,8 @@
 
 mod support;
 
-use support::exporter::{assert_golden, free_port, value, Exporter};
+use common::testing::{assert_no_panic, free_port, value};
+use support::exporter::{golden, start_exporter};
 use support::fake::Fake;
 use support::servers::{llama, ollama, Llama, LlamaMode, Ollama, OllamaMode};
 
@@ -14,9 +15,9 @@ fn arg(flag: &str, name: &str, value: &str) -> String {
 #[test]
 fn llama_server_ready_golden() {
     let fake = Fake::start(llama(Llama::default()));
-    let exporter = Exporter::start(&[arg("upstream", "local", &fake.url())]);
+    let exporter = start_exporter(&[arg("upstream", "local", &fake.url())]);
     let metrics = exporter.metrics();
-    assert_golden("llama-ready.prom", &metrics);
+    golden("llama-ready.prom", &metrics);
     // The windowed throughput gauges are never passed on.
     assert!(!metrics.contains("tokens_seconds"), "{metrics}");
 }
@@ -24,9 +25,9 @@ fn llama_server_ready_golden() {
 #[test]
 fn ollama_ready_golden() {
     let fake = Fake::start(ollama(Ollama::default()));
-    let exporter = Exporter::start(&[arg("upstream", "home", &fake.url())]);
+    let exporter = start_exporter(&[arg("upstream", "home", &fake.url())]);
     let metrics = exporter.metrics();
-    assert_golden("ollama-ready.prom", &metrics);
+    golden("ollama-ready.prom", &metrics);
     // The far-future expiry of keep_alive=-1 and a near one both read as seconds from now.
     let far = value(
         &metrics,
@@ -147,11 +148,11 @@ fn faults_golden() {
     // The hanging one is given its backend, so the timeout is that of polling, not detection.
     args.push(arg("upstream.backend", "slow", "llama.cpp"));
     args.push("--upstream.timeout=700ms".into());
-    let exporter = Exporter::start(&args);
+    let exporter = start_exporter(&args);
     let started = std::time::Instant::now();
     let metrics = exporter.metrics();
     let took = started.elapsed();
-    assert_golden("faults.prom", &metrics);
+    golden("faults.prom", &metrics);
     assert!(
         took < std::time::Duration::from_secs(8),
         "the scrape waited on the hanging upstream for {took:?}"
@@ -165,7 +166,7 @@ fn faults_golden() {
         ),
         Some(1.0)
     );
-    assert!(!exporter.log().contains("panicked"), "{}", exporter.log());
+    assert_no_panic(&exporter);
 }
 
 #[test]
@@ -178,7 +179,7 @@ fn api_key_from_a_file_is_sent_and_never_shown() {
     std::fs::create_dir_all(&dir).unwrap();
     let key_file = dir.join("key");
     std::fs::write(&key_file, "s3cr3t-key\n").unwrap();
-    let exporter = Exporter::start(&[
+    let exporter = start_exporter(&[
         arg("upstream", "guarded", &fake.url()),
         arg(
             "upstream.api-key-file",
@@ -203,7 +204,7 @@ fn api_key_from_a_file_is_sent_and_never_shown() {
         "Bearer s3cr3t-key"
     );
     assert!(!metrics.contains("s3cr3t"));
-    assert!(!exporter.log().contains("s3cr3t"));
+    assert!(!exporter.stderr().contains("s3cr3t"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -213,7 +214,7 @@ fn an_empty_slot_list_is_not_read_as_no_free_slot() {
         mode: LlamaMode::EmptySlots,
         ..Default::default()
     }));
-    let exporter = Exporter::start(&[arg("upstream", "local", &fake.url())]);
+    let exporter = start_exporter(&[arg("upstream", "local", &fake.url())]);
     let metrics = exporter.metrics();
     assert_eq!(
         value(&metrics, "llm_up{upstream=\"local\",backend=\"llama.cpp\"}"),
@@ -238,7 +239,7 @@ fn restarts_are_detected_by_the_start_marker() {
         start_marker: Some("1000"),
         ..Default::default()
     }));
-    let exporter = Exporter::start(&[arg("upstream", "local", &fake.url())]);
+    let exporter = start_exporter(&[arg("upstream", "local", &fake.url())]);
     let series = "llm_upstream_restarts_total{upstream=\"local\"}";
     assert_eq!(value(&exporter.metrics(), series), Some(0.0));
     assert_eq!(value(&exporter.metrics(), series), Some(0.0));
@@ -256,7 +257,7 @@ fn a_sleeping_server_is_not_woken_by_polling_slots() {
         metrics: "sleeping-metrics",
         ..Default::default()
     }));
-    let exporter = Exporter::start(&[arg("upstream", "local", &fake.url())]);
+    let exporter = start_exporter(&[arg("upstream", "local", &fake.url())]);
     let metrics = exporter.metrics();
     assert_eq!(
         value(
@@ -279,7 +280,7 @@ fn ollama_loads_and_unloads_are_counted_between_polls() {
         ps: "ps-empty",
         ..Default::default()
     }));
-    let exporter = Exporter::start(&[arg("upstream", "home", &fake.url())]);
+    let exporter = start_exporter(&[arg("upstream", "home", &fake.url())]);
     let loads = "llm_model_loads_total{upstream=\"home\",model=\"mistral:latest\"}";
     let unloads = "llm_model_unloads_total{upstream=\"home\",model=\"mistral:latest\"}";
     let first = exporter.metrics();
@@ -311,7 +312,7 @@ fn an_upstream_that_comes_back_is_detected_again() {
     // connection, or come back as the exporter's own source port, so that its connection to
     // the closed port connects to itself.
     let port = free_port();
-    let exporter = Exporter::start(&[arg(
+    let exporter = start_exporter(&[arg(
         "upstream",
         "later",
         &format!("http://127.0.0.1:{port}"),
@@ -433,7 +434,7 @@ fn upstreams_from_the_toml_config_file() {
         ),
     )
     .unwrap();
-    let exporter = Exporter::start(&[format!("--config.file={}", file.display())]);
+    let exporter = start_exporter(&[format!("--config.file={}", file.display())]);
     let metrics = exporter.metrics();
     assert_eq!(
         value(&metrics, "llm_up{upstream=\"home\",backend=\"ollama\"}"),
@@ -493,7 +494,7 @@ fn upstream_tables_in_the_toml_config_file() {
         ),
     )
     .unwrap();
-    let exporter = Exporter::start(&[format!("--config.file={}", file.display())]);
+    let exporter = start_exporter(&[format!("--config.file={}", file.display())]);
     let metrics = exporter.metrics();
     assert_eq!(
         value(&metrics, "llm_up{upstream=\"llama\",backend=\"llama.cpp\"}"),
@@ -525,7 +526,7 @@ fn upstream_tables_in_the_toml_config_file() {
         Some(1.0),
         "{metrics}"
     );
-    assert!(!metrics.contains("t0ml-key") && !exporter.log().contains("t0ml-key"));
+    assert!(!metrics.contains("t0ml-key") && !exporter.stderr().contains("t0ml-key"));
 
     // Mistakes in a table are start-up errors that name the setting.
     let refused = |text: &str, expect: &str| {
@@ -579,7 +580,7 @@ fn the_shipped_config_example_is_valid() {
     // The exporter started on `text` polls both upstreams and proxies to llama-server.
     let serves_both = |text: &str| {
         std::fs::write(&file, text).unwrap();
-        let exporter = Exporter::start(&[format!("--config.file={}", file.display())]);
+        let exporter = start_exporter(&[format!("--config.file={}", file.display())]);
         let metrics = exporter.metrics();
         assert_eq!(
             value(&metrics, "llm_up{upstream=\"llama\",backend=\"llama.cpp\"}"),
@@ -628,7 +629,7 @@ fn an_html_page_instead_of_a_model_server() {
         }))
     };
     let (auto, as_llama, as_ollama) = (page(), page(), page());
-    let exporter = Exporter::start(&[
+    let exporter = start_exporter(&[
         arg("upstream", "auto", &auto.url()),
         arg("upstream", "as-llama", &as_llama.url()),
         arg("upstream", "as-ollama", &as_ollama.url()),
@@ -666,5 +667,5 @@ fn an_html_page_instead_of_a_model_server() {
             "{name}: {metrics}"
         );
     }
-    assert!(!exporter.log().contains("panicked"), "{}", exporter.log());
+    assert_no_panic(&exporter);
 }

@@ -4,8 +4,9 @@
 
 mod support;
 
+use common::testing::value;
 use support::backends::{koboldcpp, openai, openai_with_key, router, RouterState, KOBOLD_MODEL};
-use support::exporter::{assert_golden, value, Exporter};
+use support::exporter::{golden, start_exporter};
 use support::fake::Fake;
 
 fn upstream(name: &str, fake: &Fake) -> String {
@@ -25,9 +26,9 @@ fn asked_about(fake: &Fake, model: &str) -> Vec<String> {
 fn router_mode_reads_loaded_models_and_never_asks_unloaded_ones() {
     let state = RouterState::with_loaded(&["tiny-a"]);
     let fake = Fake::start(router(state.clone()));
-    let exporter = Exporter::start(&[upstream("router", &fake)]);
+    let exporter = start_exporter(&[upstream("router", &fake)]);
     let metrics = exporter.metrics();
-    assert_golden("router.prom", &metrics);
+    golden("router.prom", &metrics);
     let v = |series: &str| value(&metrics, series);
     assert_eq!(
         v("llm_up{upstream=\"router\",backend=\"llama.cpp\"}"),
@@ -94,7 +95,7 @@ fn router_mode_reads_loaded_models_and_never_asks_unloaded_ones() {
 fn router_models_loaded_and_unloaded_between_polls() {
     let state = RouterState::with_loaded(&[]);
     let fake = Fake::start(router(state.clone()));
-    let exporter = Exporter::start(&[upstream("router", &fake)]);
+    let exporter = start_exporter(&[upstream("router", &fake)]);
     let loads = "llm_model_loads_total{upstream=\"router\",model=\"tiny-b\"}";
     let unloads = "llm_model_unloads_total{upstream=\"router\",model=\"tiny-a\"}";
     let first = exporter.metrics();
@@ -153,9 +154,9 @@ fn router_models_loaded_and_unloaded_between_polls() {
 #[test]
 fn koboldcpp_is_not_taken_for_ollama_and_its_invented_values_are_not_exported() {
     let fake = Fake::start(koboldcpp());
-    let exporter = Exporter::start(&[upstream("kobold", &fake)]);
+    let exporter = start_exporter(&[upstream("kobold", &fake)]);
     let metrics = exporter.metrics();
-    assert_golden("koboldcpp.prom", &metrics);
+    golden("koboldcpp.prom", &metrics);
     assert_eq!(
         value(
             &metrics,
@@ -201,13 +202,13 @@ fn koboldcpp_is_not_taken_for_ollama_and_its_invented_values_are_not_exported() 
 fn a_generic_openai_server_is_up_with_its_models_named_as_it_names_them() {
     let auto = Fake::start(openai());
     let fixed = Fake::start(openai());
-    let exporter = Exporter::start(&[
+    let exporter = start_exporter(&[
         upstream("vllm", &auto),
         upstream("fixed", &fixed),
         "--upstream.backend=fixed=openai".into(),
     ]);
     let metrics = exporter.metrics();
-    assert_golden("openai.prom", &metrics);
+    golden("openai.prom", &metrics);
     for name in ["vllm", "fixed"] {
         assert_eq!(
             value(
@@ -251,7 +252,7 @@ fn a_generic_openai_server_behind_an_api_key() {
     std::fs::create_dir_all(&dir).unwrap();
     let key_file = dir.join("key");
     std::fs::write(&key_file, "v11m-key\n").unwrap();
-    let exporter = Exporter::start(&[
+    let exporter = start_exporter(&[
         upstream("nokey", &guarded),
         upstream("keyed", &keyed),
         format!("--upstream.api-key-file=keyed={}", key_file.display()),
@@ -271,6 +272,6 @@ fn a_generic_openai_server_behind_an_api_key() {
         Some(1.0),
         "{metrics}"
     );
-    assert!(!metrics.contains("v11m-key") && !exporter.log().contains("v11m-key"));
+    assert!(!metrics.contains("v11m-key") && !exporter.stderr().contains("v11m-key"));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -4,11 +4,12 @@
 
 mod support;
 
+use common::testing::value;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use support::backends::ollama_lists;
-use support::exporter::{value, Exporter};
+use support::exporter::start_exporter;
 use support::fake::Fake;
 
 /// An Ollama `/api/tags` or `/api/ps` body listing `names`, each with a size of 1000 bytes (and
@@ -47,7 +48,7 @@ fn a_hundred_thousand_installed_models_stay_within_the_cap() {
     let tags = Arc::new(list((0..100_000).map(|i| format!("m{i:06}:latest"))));
     let ps = list(["m099999:latest".to_string()].into_iter());
     let fake = Fake::start(ollama_lists(move || tags.to_string(), move || ps.clone()));
-    let exporter = Exporter::start(&[
+    let exporter = start_exporter(&[
         format!("--upstream=big={}", fake.url()),
         "--upstream.timeout=30s".into(),
     ]);
@@ -56,7 +57,7 @@ fn a_hundred_thousand_installed_models_stay_within_the_cap() {
         value(&metrics, "llm_up{upstream=\"big\",backend=\"ollama\"}"),
         Some(1.0),
         "{}",
-        exporter.log()
+        exporter.stderr()
     );
     // The true count, but at most 100 (the default cap) model labels, and `other` for the rest.
     assert_eq!(
@@ -104,7 +105,7 @@ fn new_names_on_every_poll_do_not_pile_up_in_the_load_counters() {
             list((0..1000).map(move |i| format!("r{round}-{i}:latest")))
         },
     ));
-    let exporter = Exporter::start(&[
+    let exporter = start_exporter(&[
         format!("--upstream=churn={}", fake.url()),
         "--upstream.max-models=50".into(),
     ]);
@@ -139,7 +140,7 @@ fn names_that_normalize_alike_give_one_series() {
             .map(|n| n.to_string()),
     );
     let fake = Fake::start(ollama_lists(move || tags.clone(), move || ps.clone()));
-    let exporter = Exporter::start(&[format!("--upstream=home={}", fake.url())]);
+    let exporter = start_exporter(&[format!("--upstream=home={}", fake.url())]);
     for _ in 0..2 {
         let metrics = exporter.metrics();
         assert_eq!(

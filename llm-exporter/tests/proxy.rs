@@ -8,6 +8,7 @@ mod support;
 
 use apis::{generic_openai, llama_apis, ollama_v1, OllamaV1, GENERIC_MODEL};
 use bytes::Bytes;
+use common::testing::{assert_no_panic, free_port, http_get, value, ExporterProcess};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -15,7 +16,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::exporter::{free_port, value, Exporter};
+use support::exporter::start_exporter;
 use support::fake::{fixture, split_after, Answer, Fake, Seen};
 use support::servers::{llama, ollama, Llama, Ollama, OllamaMode, TOKEN_GAP};
 use tokio::sync::Semaphore;
@@ -67,7 +68,7 @@ fn proxy_arg(name: &str, port: u16) -> String {
 }
 
 /// Scrapes until `series` reaches `want` (the proxy records a request when its body ends).
-fn wait_for(exporter: &Exporter, series: &str, want: f64) -> String {
+fn wait_for(exporter: &ExporterProcess, series: &str, want: f64) -> String {
     let until = Instant::now() + PATIENCE;
     loop {
         let metrics = exporter.metrics();
@@ -98,7 +99,7 @@ const CHAT_STREAM_REQ: &str = "llama-server/v1-chat-completions-stream.request.j
 async fn llama_server_traffic_passes_unchanged_and_is_measured() {
     let fake = Fake::start(llama(Llama::default()));
     let port = free_port();
-    let exporter = Exporter::start(&[
+    let exporter = start_exporter(&[
         format!("--upstream=local={}", fake.url()),
         proxy_arg("local", port),
     ]);
@@ -224,7 +225,7 @@ async fn llama_server_traffic_passes_unchanged_and_is_measured() {
 async fn ollama_traffic_passes_unchanged_and_is_measured() {
     let fake = Fake::start(ollama(Ollama::default()));
     let port = free_port();
-    let exporter = Exporter::start(&[
+    let exporter = start_exporter(&[
         format!("--upstream=home={}", fake.url()),
         proxy_arg("home", port),
     ]);
@@ -363,7 +364,7 @@ async fn stream_chunks_are_not_held_back() {
         Answer::recorded_stream("v1-chat-completions-stream", Duration::ZERO).gated(g.clone())
     }));
     let port = free_port();
-    let _exporter = Exporter::start(&[
+    let _exporter = start_exporter(&[
         format!("--upstream=local={}", fake.url()),
         "--upstream.backend=local=llama.cpp".into(),
         proxy_arg("local", port),
@@ -399,7 +400,7 @@ async fn upstream_errors_and_mid_stream_errors_are_counted() {
         Answer::ollama_stream("chat-stream-error", TOKEN_GAP)
     }));
     let (busy_port, broken_port) = (free_port(), free_port());
-    let exporter = Exporter::start(&[
+    let exporter = start_exporter(&[
         format!("--upstream=busy={}", busy.url()),
         format!("--upstream=broken={}", broken.url()),
         proxy_arg("busy", busy_port),
@@ -458,7 +459,7 @@ async fn a_client_that_leaves_mid_stream_is_counted_and_the_upstream_released() 
         answer.gated(g.clone())
     }));
     let port = free_port();
-    let exporter = Exporter::start(&[
+    let exporter = start_exporter(&[
         format!("--upstream=local={}", fake.url()),
         proxy_arg("local", port),
     ]);
@@ -500,7 +501,7 @@ async fn a_stalled_silent_or_absent_upstream_never_hangs_the_client() {
     }));
     let silent = Fake::start(Arc::new(|_: &Seen| Answer::Hang));
     let (stalled_port, silent_port, down_port) = (free_port(), free_port(), free_port());
-    let exporter = Exporter::start(&[
+    let exporter = start_exporter(&[
         format!("--upstream=stalled={}", stalled.url()),
         format!("--upstream=silent={}", silent.url()),
         format!("--upstream=down=http://127.0.0.1:{}", free_port()),
@@ -582,7 +583,7 @@ fn a_busy_proxy_port_is_a_start_up_error() {
 async fn a_client_that_leaves_before_the_headers_is_counted_and_not_left_active() {
     let silent = Fake::start(Arc::new(|_: &Seen| Answer::Hang));
     let port = free_port();
-    let exporter = Exporter::start(&[
+    let exporter = start_exporter(&[
         format!("--upstream=silent={}", silent.url()),
         "--upstream.backend=silent=ollama".into(),
         proxy_arg("silent", port),
@@ -640,7 +641,7 @@ async fn a_stream_cut_by_the_upstream_reaches_the_client_cut_and_is_counted() {
         Answer::recorded_stream("v1-chat-completions-stream", TOKEN_GAP).cut_after(3)
     }));
     let port = free_port();
-    let exporter = Exporter::start(&[
+    let exporter = start_exporter(&[
         format!("--upstream=local={}", fake.url()),
         "--upstream.backend=local=llama.cpp".into(),
         proxy_arg("local", port),
@@ -676,7 +677,7 @@ async fn a_stream_cut_by_the_upstream_reaches_the_client_cut_and_is_counted() {
         ),
         Some(0.0)
     );
-    assert!(!exporter.log().contains("panicked"), "{}", exporter.log());
+    assert_no_panic(&exporter);
 }
 
 /// llama-server reports an error after the first result as `data: {"error":{…}}` and ends the
@@ -700,7 +701,7 @@ async fn a_llama_server_error_event_mid_stream_is_passed_on_and_counted() {
         answer
     }));
     let port = free_port();
-    let exporter = Exporter::start(&[
+    let exporter = start_exporter(&[
         format!("--upstream=local={}", fake.url()),
         proxy_arg("local", port),
     ]);
@@ -745,7 +746,7 @@ async fn upstream_401_and_500_pass_through_unchanged_and_are_counted() {
         ..Default::default()
     }));
     let (guarded_port, failing_port) = (free_port(), free_port());
-    let exporter = Exporter::start(&[
+    let exporter = start_exporter(&[
         format!("--upstream=guarded={}", guarded.url()),
         format!("--upstream=failing={}", failing.url()),
         "--upstream.backend=guarded=llama.cpp".into(),
@@ -814,7 +815,7 @@ async fn a_large_request_passes_unchanged_and_an_upstream_413_reaches_the_client
         }
     }));
     let port = free_port();
-    let exporter = Exporter::start(&[
+    let exporter = start_exporter(&[
         format!("--upstream=limited={}", limited.url()),
         "--upstream.backend=limited=llama.cpp".into(),
         proxy_arg("limited", port),
@@ -862,7 +863,7 @@ async fn prompts_and_keys_never_reach_logs_or_metrics() {
         ..Default::default()
     }));
     let (good_port, failing_port, down_port) = (free_port(), free_port(), free_port());
-    let exporter = Exporter::start(&[
+    let exporter = start_exporter(&[
         format!("--upstream=good={}", good.url()),
         format!("--upstream=failing={}", failing.url()),
         format!("--upstream=down=http://127.0.0.1:{}", free_port()),
@@ -902,7 +903,7 @@ async fn prompts_and_keys_never_reach_logs_or_metrics() {
         "llm_request_errors_total{upstream=\"down\",model=\"unknown\",route=\"/api/chat\",kind=\"upstream_unreachable\"}",
         1.0,
     );
-    let log = exporter.log();
+    let log = exporter.stderr();
     for canary in [PROMPT, KEY, "CANARY"] {
         assert!(
             !metrics.contains(canary),
@@ -925,7 +926,7 @@ async fn idle_upstream_connections_are_closed_on_time_without_another_request() 
         Answer::recorded_stream("v1-chat-completions-stream", Duration::ZERO).gated(g.clone())
     }));
     let port = free_port();
-    let _exporter = Exporter::start(&[
+    let _exporter = start_exporter(&[
         format!("--upstream=local={}", fake.url()),
         "--upstream.backend=local=llama.cpp".into(),
         proxy_arg("local", port),
@@ -1001,32 +1002,23 @@ fn status_within(conn: &mut std::net::TcpStream, wait: Duration) -> Option<u16> 
 fn a_proxy_out_of_file_descriptors_answers_503_and_counts_local_resource() {
     // Every request is held by the upstream: each keeps two descriptors in the proxy.
     let fake = Fake::start(Arc::new(|_: &Seen| Answer::Hang));
-    let (port, web) = (free_port(), free_port());
-    let log = std::env::temp_dir().join(format!(
-        "llm-exporter-emfile-{}-{web}.log",
-        std::process::id()
-    ));
+    let port = free_port();
+    let upstream = format!("--upstream=up={}", fake.url());
+    let proxy = proxy_arg("up", port);
     // A hard limit too, so that raising the soft limit to the hard one cannot lift it.
-    let mut child = std::process::Command::new("sh")
-        .args([
+    let exporter = ExporterProcess::start_command(
+        "sh",
+        &[
             "-c",
             "ulimit -n 64 && exec \"$0\" \"$@\"",
             env!("CARGO_BIN_EXE_llm-exporter"),
-            &format!("--web.listen-address=127.0.0.1:{web}"),
-            &format!("--upstream=up={}", fake.url()),
+            &upstream,
             "--upstream.backend=up=llama.cpp",
-            &proxy_arg("up", port),
+            &proxy,
             "--proxy.threads=1",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let until = Instant::now() + PATIENCE;
-    while !support::exporter::http_get(web, "/-/healthy").is_ok_and(|(s, _)| s == 200) {
-        assert!(Instant::now() < until, "llm-exporter did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        ],
+        &[],
+    );
     // A client connection that holds one descriptor and can give it back.
     let mut spare = Some(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap());
     let mut held = Vec::new();
@@ -1059,8 +1051,9 @@ fn a_proxy_out_of_file_descriptors_answers_503_and_counts_local_resource() {
     let series = "llm_request_errors_total{upstream=\"up\",model=\"unknown\",route=\"/v1/chat/completions\",kind=\"local_resource\"}";
     let until = Instant::now() + PATIENCE;
     let metrics = loop {
-        if let Ok((200, metrics)) = support::exporter::http_get(web, "/metrics") {
-            if value(&metrics, series) == Some(1.0) {
+        if let Ok(response) = http_get(exporter.addr, "/metrics", &[]) {
+            let metrics = response.text();
+            if response.status == 200 && value(&metrics, series) == Some(1.0) {
                 break metrics;
             }
         }
@@ -1075,10 +1068,8 @@ fn a_proxy_out_of_file_descriptors_answers_503_and_counts_local_resource() {
         value(&metrics, "llm_requests_total{upstream=\"up\",model=\"unknown\",route=\"/v1/chat/completions\",status=\"error\",code=\"503\"}"),
         Some(1.0)
     );
-    let _ = child.kill();
-    let _ = child.wait();
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
-    let _ = std::fs::remove_file(&log);
+    let text = exporter.stderr();
+    drop(exporter);
     assert!(
         text.contains("no resources to reach the upstream"),
         "{text}"
@@ -1097,7 +1088,7 @@ fn count(metrics: &str, series: &str) -> f64 {
 async fn messages_and_responses_apis_are_measured_like_chat() {
     let fake = Fake::start(llama_apis());
     let port = free_port();
-    let exporter = Exporter::start(&[
+    let exporter = start_exporter(&[
         format!("--upstream=local={}", fake.url()),
         proxy_arg("local", port),
     ]);
@@ -1206,7 +1197,7 @@ async fn ollama_v1_reasoning_streams_and_their_mid_stream_errors_are_measured() 
         slow_root: None,
     }));
     let (port, failing_port) = (free_port(), free_port());
-    let exporter = Exporter::start(&[
+    let exporter = start_exporter(&[
         format!("--upstream=home={}", thinking.url()),
         format!("--upstream=broken={}", failing.url()),
         proxy_arg("home", port),
@@ -1277,7 +1268,7 @@ async fn ollama_v1_reasoning_streams_and_their_mid_stream_errors_are_measured() 
 async fn a_generic_openai_server_keeps_its_model_names_and_is_measured() {
     let fake = Fake::start(generic_openai());
     let port = free_port();
-    let exporter = Exporter::start(&[
+    let exporter = start_exporter(&[
         format!("--upstream=vllm={}", fake.url()),
         proxy_arg("vllm", port),
     ]);
@@ -1327,7 +1318,7 @@ async fn answers_that_end_while_the_backend_is_detected_get_the_detected_spellin
         slow_root: Some(Duration::from_millis(300)),
     }));
     let port = free_port();
-    let exporter = Exporter::start(&[
+    let exporter = start_exporter(&[
         format!("--upstream=home={}", fake.url()),
         proxy_arg("home", port),
     ]);

@@ -3,17 +3,18 @@
 
 mod support;
 
+use common::testing::{free_port, value, ExporterProcess};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::exporter::{free_port, value, Exporter};
+use support::exporter::start_exporter;
 use support::raw::{exchange, header, request, RawFake, RawHandler, Reply};
 
 const GET: &[u8] = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
 
-fn start(fake: &RawFake) -> (Exporter, u16) {
+fn start(fake: &RawFake) -> (ExporterProcess, u16) {
     let port = free_port();
-    let exporter = Exporter::start(&[
+    let exporter = start_exporter(&[
         format!("--upstream=up={}", fake.url()),
         format!("--proxy=up=127.0.0.1:{port}"),
         "--proxy.threads=1".to_string(),
@@ -22,7 +23,7 @@ fn start(fake: &RawFake) -> (Exporter, u16) {
 }
 
 /// Scrapes until `series` reaches `want`.
-fn wait_for(exporter: &Exporter, series: &str, want: f64) {
+fn wait_for(exporter: &ExporterProcess, series: &str, want: f64) {
     let until = Instant::now() + Duration::from_secs(10);
     loop {
         let metrics = exporter.metrics();

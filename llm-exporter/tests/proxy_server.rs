@@ -5,15 +5,16 @@
 
 mod support;
 
+use common::testing::{free_port, ExporterProcess};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::exporter::{free_port, Exporter};
+use support::exporter::start_exporter;
 use support::raw::{exchange, header, RawFake, RawHandler, Reply};
 
 /// Starts the proxy in front of `fake` with a short client timeout.
-fn start(fake: &RawFake) -> (Exporter, u16) {
+fn start(fake: &RawFake) -> (ExporterProcess, u16) {
     start_in_front_of(
         &fake.url(),
         &[
@@ -24,7 +25,7 @@ fn start(fake: &RawFake) -> (Exporter, u16) {
 }
 
 /// Starts the proxy, one thread, in front of the upstream at `url`, with `extra` flags.
-fn start_in_front_of(url: &str, extra: &[&str]) -> (Exporter, u16) {
+fn start_in_front_of(url: &str, extra: &[&str]) -> (ExporterProcess, u16) {
     let port = free_port();
     let mut args = vec![
         format!("--upstream=up={url}"),
@@ -32,7 +33,7 @@ fn start_in_front_of(url: &str, extra: &[&str]) -> (Exporter, u16) {
         "--proxy.threads=1".to_string(),
     ];
     args.extend(extra.iter().map(|a| a.to_string()));
-    (Exporter::start(&args), port)
+    (start_exporter(&args), port)
 }
 
 /// A fake upstream that reads each request's head, not its body, and hands the connection and
@@ -125,7 +126,7 @@ fn sum(exposition: &str, family: &str, labels: &str) -> f64 {
         .sum()
 }
 
-fn wait_for_sum(exporter: &Exporter, family: &str, labels: &str, want: f64) {
+fn wait_for_sum(exporter: &ExporterProcess, family: &str, labels: &str, want: f64) {
     let until = Instant::now() + Duration::from_secs(10);
     loop {
         let metrics = exporter.metrics();
@@ -534,7 +535,7 @@ fn a_client_that_leaves_while_the_upstream_is_silent_is_counted_at_once() {
     }
 }
 
-fn leave_mid_stream(exporter: &Exporter, port: u16, request: &[u8], left: f64) {
+fn leave_mid_stream(exporter: &ExporterProcess, port: u16, request: &[u8], left: f64) {
     let mut conn = connect(port);
     conn.write_all(request).unwrap();
     let mut first = Vec::new();

@@ -8,6 +8,7 @@
 mod support;
 
 use bytes::Bytes;
+use common::testing::{free_port, value, ExporterProcess};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -18,7 +19,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::exporter::{free_port, value, Exporter};
+use support::exporter::start_exporter;
 use support::fake::{fixture, split_after, Answer, Fake, Seen};
 use support::servers::{llama, ollama, Llama, Ollama, OllamaMode, TOKEN_GAP};
 use tokio::sync::Semaphore;
@@ -100,7 +101,7 @@ fn line_of(path: &Path, request_id: &str) -> Value {
 }
 
 /// Scrapes until `series` reaches `want`.
-fn wait_for(exporter: &Exporter, series: &str, want: f64) -> String {
+fn wait_for(exporter: &ExporterProcess, series: &str, want: f64) -> String {
     let until = Instant::now() + PATIENCE;
     loop {
         let metrics = exporter.metrics();
@@ -200,7 +201,7 @@ async fn every_outcome_gets_a_line_with_every_field_and_the_request_id_goes_upst
     }));
     let log = temp_path("access.log");
     let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
-    let exporter = Exporter::start(&[
+    let exporter = start_exporter(&[
         format!("--upstream=good={}", good.url()),
         format!("--upstream=busy={}", busy.url()),
         format!("--upstream=broken={}", broken.url()),
@@ -357,7 +358,7 @@ async fn every_outcome_gets_a_line_with_every_field_and_the_request_id_goes_upst
             !text.contains(canary),
             "{canary} in the access log:\n{text}"
         );
-        assert!(!exporter.log().contains(canary), "{canary} in the log");
+        assert!(!exporter.stderr().contains(canary), "{canary} in the log");
     }
     // The writer kept up: nothing dropped, and the counter is there to say so.
     assert_eq!(
@@ -381,7 +382,7 @@ async fn a_blocked_access_log_never_stalls_a_stream_and_counts_its_drops() {
     assert!(made.success());
     let fake = Fake::start(llama(Llama::default()));
     let port = free_port();
-    let exporter = Exporter::start(&[
+    let exporter = start_exporter(&[
         format!("--upstream=local={}", fake.url()),
         proxy_arg("local", port),
         format!("--proxy.access-log={}", fifo.display()),
@@ -474,7 +475,7 @@ async fn spans_carry_the_genai_attributes_and_hang_under_the_clients_traceparent
     let fake = Fake::start(llama(Llama::default()));
     let port = free_port();
     let log = temp_path("traced.log");
-    let exporter = Exporter::start(&[
+    let exporter = start_exporter(&[
         format!("--upstream=local={}", fake.url()),
         "--upstream.backend=local=llama.cpp".into(),
         proxy_arg("local", port),
@@ -580,7 +581,7 @@ async fn spans_carry_the_genai_attributes_and_hang_under_the_clients_traceparent
 async fn an_unreachable_collector_costs_nothing_but_the_drop_counter() {
     let fake = Fake::start(llama(Llama::default()));
     let port = free_port();
-    let exporter = Exporter::start(&[
+    let exporter = start_exporter(&[
         format!("--upstream=local={}", fake.url()),
         proxy_arg("local", port),
         format!(
@@ -614,7 +615,7 @@ async fn an_unreachable_collector_costs_nothing_but_the_drop_counter() {
 async fn with_telemetry_off_the_proxy_adds_and_changes_no_header() {
     let fake = Fake::start(llama(Llama::default()));
     let port = free_port();
-    let exporter = Exporter::start(&[
+    let exporter = start_exporter(&[
         format!("--upstream=local={}", fake.url()),
         proxy_arg("local", port),
     ]);
@@ -673,7 +674,7 @@ async fn requests_the_proxy_ends_itself_get_their_lines_and_spans() {
     let silent = Fake::start(Arc::new(|_: &Seen| Answer::Hang));
     let (silent_port, down_port) = (free_port(), free_port());
     let log = temp_path("local.log");
-    let exporter = Exporter::start(&[
+    let exporter = start_exporter(&[
         format!("--upstream=silent={}", silent.url()),
         "--upstream.backend=silent=ollama".into(),
         format!("--upstream=down=http://127.0.0.1:{}", free_port()),

@@ -3,12 +3,9 @@
 
 mod support;
 
-use common::testing::ExporterProcess;
+use common::testing::{assert_no_panic, assert_no_panic_in, value, ExporterProcess};
 use std::time::{Duration, Instant};
-use support::{
-    assert_no_panic, assert_no_panic_in, fake_library, golden, metrics, next_sample, start,
-    start_with_env, value, Fake, BINARY,
-};
+use support::{fake_library, golden, next_sample, start, start_with_env, Fake, BINARY};
 
 #[test]
 fn no_library_serves_nvidia_up_0_and_keeps_retrying() {
@@ -25,12 +22,12 @@ fn no_library_serves_nvidia_up_0_and_keeps_retrying() {
         &[&flag],
         &[("FAKE_NVML_SCENARIO", scenario.to_str().unwrap())],
     );
-    let text = metrics(&exporter);
+    let text = exporter.metrics();
     assert_eq!(value(&text, "nvidia_up "), Some(0.0));
     let stable = text.replace(&dir.display().to_string(), "<dir>");
     golden("no_library", &stable);
     next_sample();
-    assert_eq!(value(&metrics(&exporter), "nvidia_up "), Some(0.0));
+    assert_eq!(value(&exporter.metrics(), "nvidia_up "), Some(0.0));
     // One clear line in the log, not one per scrape.
     let log = exporter.stderr();
     assert_eq!(log.matches("NVML is not available").count(), 1, "{log}");
@@ -38,7 +35,7 @@ fn no_library_serves_nvidia_up_0_and_keeps_retrying() {
 
     std::fs::copy(fake_library(Fake::Full), &path).unwrap();
     next_sample();
-    let text = metrics(&exporter);
+    let text = exporter.metrics();
     assert_eq!(value(&text, "nvidia_up "), Some(1.0), "{text}");
     assert!(!text.contains("nvidia_down_reason_info{"));
     std::fs::remove_dir_all(&dir).unwrap();
@@ -50,7 +47,7 @@ fn driver_not_loaded_is_a_reason_not_a_crash() {
     // Without a scenario the fake answers nvmlInit_v2 with NVML_ERROR_DRIVER_NOT_LOADED.
     let flag = format!("--nvml.library={}", fake_library(Fake::Full).display());
     let exporter = ExporterProcess::start(BINARY, &[&flag], &[]);
-    let text = metrics(&exporter);
+    let text = exporter.metrics();
     assert_eq!(value(&text, "nvidia_up "), Some(0.0));
     assert!(
         text.contains("nvidia_down_reason_info{reason=\"driver_not_loaded\""),
@@ -77,10 +74,10 @@ fn a_lost_gpu_goes_down_and_the_others_are_served() {
 
 fn a_lost_gpu(mode: &[&str], suffix: &str) {
     let exporter = start(Fake::Full, "lost", &flags(mode, &["--no-collector.xid"]));
-    let first = metrics(&exporter);
+    let first = exporter.metrics();
     assert_eq!(value(&first, "gpu_up{gpu=\"0\""), Some(1.0));
     next_sample();
-    let text = metrics(&exporter);
+    let text = exporter.metrics();
     golden(&format!("gpu_lost{suffix}"), &text);
     assert_eq!(value(&text, "nvidia_up "), Some(1.0));
     assert_eq!(value(&text, "gpu_up{gpu=\"0\""), Some(0.0));
@@ -96,7 +93,7 @@ fn a_lost_gpu(mode: &[&str], suffix: &str) {
         mode.is_empty()
     );
     next_sample();
-    metrics(&exporter);
+    exporter.metrics();
     let log = exporter.stderr();
     assert_eq!(log.matches("GPU is not answering").count(), 1, "{log}");
     assert_no_panic(&exporter);
@@ -111,13 +108,13 @@ fn a_wedged_call_is_answered_in_time_with_the_last_sample() {
 
 fn a_wedged_call(mode: &[&str], suffix: &str) {
     let exporter = start(Fake::Full, "slow", &flags(mode, &["--nvml.timeout=1s"]));
-    let first = metrics(&exporter);
+    let first = exporter.metrics();
     assert_eq!(value(&first, "nvidia_up "), Some(1.0));
     next_sample();
 
     // The second sample hangs in nvmlDeviceGetPowerUsage for 5 s.
     let started = Instant::now();
-    let text = metrics(&exporter);
+    let text = exporter.metrics();
     let took = started.elapsed();
     assert!(took < Duration::from_secs(3), "scrape took {took:?}");
     golden(&format!("slow_call{suffix}"), &text);
@@ -134,7 +131,7 @@ fn a_wedged_call(mode: &[&str], suffix: &str) {
     // While the call is still stuck no second one is started, the timeout counts once, and
     // the scrape does not wait for a call already past its deadline.
     let started = Instant::now();
-    let again = metrics(&exporter);
+    let again = exporter.metrics();
     let took = started.elapsed();
     assert!(
         took < Duration::from_millis(700),
@@ -157,13 +154,13 @@ fn a_driver_reload_reinitialises_nvml() {
 
 fn a_driver_reload(mode: &[&str], suffix: &str) {
     let exporter = start(Fake::Full, "reload", &flags(mode, &["--no-collector.xid"]));
-    let first = metrics(&exporter);
+    let first = exporter.metrics();
     assert_eq!(
         value(&first, "nvidia_exporter_nvml_initializations_total "),
         Some(1.0)
     );
     next_sample();
-    let text = metrics(&exporter);
+    let text = exporter.metrics();
     golden(&format!("driver_reload{suffix}"), &text);
     assert_eq!(value(&text, "nvidia_up "), Some(1.0));
     assert_eq!(
@@ -195,11 +192,11 @@ fn a_field_value_without_support_is_asked_once() {
         &["--no-collector.xid", "--no-collector.processes"],
         &[("FAKE_NVML_CALL_LOG", log.to_str().unwrap())],
     );
-    let first = metrics(&exporter);
+    let first = exporter.metrics();
     next_sample();
-    metrics(&exporter);
+    exporter.metrics();
     next_sample();
-    let text = metrics(&exporter);
+    let text = exporter.metrics();
     // The prefetch takes at most one more sample after the last scrape: let it finish.
     std::thread::sleep(Duration::from_secs(2));
     let calls = std::fs::read_to_string(&log).unwrap();
@@ -263,11 +260,11 @@ fn processes_are_capped_and_removed_when_they_exit() {
         "processes",
         &["--processes.top-n=2", "--no-compat.dcgm"],
     );
-    golden("processes_top2_native", &metrics(&native));
+    golden("processes_top2_native", &native.metrics());
     assert_no_panic(&native);
 
     let exporter = start(Fake::Full, "processes", &["--processes.top-n=2"]);
-    let first = metrics(&exporter);
+    let first = exporter.metrics();
     golden("processes_top2", &first);
     assert_eq!(value(&first, "nvidia_processes{"), Some(5.0));
     let other = "nvidia_process_memory_used_bytes{gpu=\"0\",id=\"0000:01:00.0\",pid=\"other\",name=\"other\",type=\"other\"}";
@@ -276,16 +273,16 @@ fn processes_are_capped_and_removed_when_they_exit() {
         Some((4u64 + 2 + 1) as f64 * 1073741824.0)
     );
     next_sample();
-    let text = metrics(&exporter);
+    let text = exporter.metrics();
     assert_eq!(value(&text, "nvidia_processes{"), Some(4.0));
     assert_eq!(value(&text, other), Some((4u64 + 2) as f64 * 1073741824.0));
 
     // Without the cap every process has its own series, and the exited one is gone.
     let uncapped = start(Fake::Full, "processes", &[]);
-    let first = metrics(&uncapped);
+    let first = uncapped.metrics();
     assert!(first.contains("pid=\"500\",name=\"comfyui\""));
     next_sample();
-    let text = metrics(&uncapped);
+    let text = uncapped.metrics();
     assert!(text.contains("pid=\"400\""));
     assert!(!text.contains("pid=\"500\""), "exited process still served");
     assert_no_panic(&exporter);
@@ -299,20 +296,20 @@ fn dcgm_flags() {
         "lost",
         &["--compat.dcgm.hostname-label=hostname"],
     );
-    let text = metrics(&lower);
+    let text = lower.metrics();
     assert!(text.contains(",hostname=\"gpu-host-1\","), "{text}");
     assert!(!text.contains("Hostname="));
 
     let none = start(Fake::Full, "lost", &["--compat.dcgm.hostname-label="]);
-    let text = metrics(&none);
+    let text = none.metrics();
     assert!(text.contains("DCGM_FI_DEV_GPU_TEMP{"));
     assert!(!text.to_lowercase().contains("hostname="));
 
     // The last of --no-compat.dcgm / --compat.dcgm wins.
     let on = start(Fake::Full, "lost", &["--no-compat.dcgm", "--compat.dcgm"]);
-    assert!(metrics(&on).contains("DCGM_FI_DEV_FB_USED{"));
+    assert!(on.metrics().contains("DCGM_FI_DEV_FB_USED{"));
     let off = start(Fake::Full, "lost", &["--compat.dcgm", "--no-compat.dcgm"]);
-    assert!(!metrics(&off).contains("DCGM_FI_"));
+    assert!(!off.metrics().contains("DCGM_FI_"));
 
     // The same switch from the environment and from the TOML file.
     let env_off = start_with_env(
@@ -321,12 +318,12 @@ fn dcgm_flags() {
         &[],
         &[("NVIDIA_EXPORTER_COMPAT_DCGM", "false")],
     );
-    assert!(!metrics(&env_off).contains("DCGM_FI_"));
+    assert!(!env_off.metrics().contains("DCGM_FI_"));
     let file = std::env::temp_dir().join(format!("nvx-dcgm-{}.toml", std::process::id()));
     std::fs::write(&file, "[compat]\ndcgm = false\n").unwrap();
     let file_flag = format!("--config.file={}", file.display());
     let file_off = start(Fake::Full, "lost", &[&file_flag]);
-    assert!(!metrics(&file_off).contains("DCGM_FI_"));
+    assert!(!file_off.metrics().contains("DCGM_FI_"));
     std::fs::remove_file(&file).unwrap();
     for exporter in [&lower, &none, &on, &off, &env_off, &file_off] {
         assert_no_panic(exporter);
@@ -359,7 +356,7 @@ fn bad_flag_values_are_refused_at_start() {
 fn a_hang_before_the_first_sample_is_answered_in_time() {
     let exporter = start(Fake::Full, "slow_init", &["--nvml.timeout=300ms"]);
     let started = Instant::now();
-    let text = metrics(&exporter);
+    let text = exporter.metrics();
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(value(&text, "nvidia_up "), Some(0.0));
     assert!(
@@ -373,14 +370,14 @@ fn a_hang_before_the_first_sample_is_answered_in_time() {
 #[test]
 fn a_library_without_nvml_shutdown_is_refused_without_a_panic() {
     let exporter = start(Fake::NoShutdown, "zero_gpus", &[]);
-    let text = metrics(&exporter);
+    let text = exporter.metrics();
     assert_eq!(value(&text, "nvidia_up "), Some(0.0));
     assert!(
         text.contains("nvidia_down_reason_info{reason=\"symbol_not_found\""),
         "{text}"
     );
     next_sample();
-    assert_eq!(value(&metrics(&exporter), "nvidia_up "), Some(0.0));
+    assert_eq!(value(&exporter.metrics(), "nvidia_up "), Some(0.0));
     assert_no_panic(&exporter);
 }
 
@@ -399,7 +396,7 @@ fn the_next_sample_is_taken_before_the_next_scrape() {
         next += interval;
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
         let started = Instant::now();
-        let text = metrics(&exporter);
+        let text = exporter.metrics();
         (started.elapsed(), text)
     };
     let (first, _) = scrape();
@@ -444,7 +441,7 @@ fn the_next_sample_is_taken_before_the_next_scrape() {
     // Nobody scrapes for 2 s (over 6 intervals): at most the one sample prepared for the
     // scrape that did not come, then nothing; the next scrape adds its own.
     std::thread::sleep(Duration::from_secs(2));
-    let after = metrics(&exporter);
+    let after = exporter.metrics();
     let taken = samples(&after) - samples(&before);
     assert!(taken <= 2.0, "{taken} samples while nobody scraped");
     assert_no_panic(&exporter);
@@ -455,9 +452,9 @@ fn an_xid_is_counted_on_one_gpu_while_another_is_lost() {
     // GPU 0 is lost at the second sample; GPU 1 reports XID 43 about a second later, while
     // every wait on an event set holding GPU 0 answers GPU_IS_LOST.
     let exporter = start(Fake::Full, "lost_xid", &[]);
-    metrics(&exporter);
+    exporter.metrics();
     next_sample();
-    let text = metrics(&exporter);
+    let text = exporter.metrics();
     assert_eq!(value(&text, "gpu_up{gpu=\"0\""), Some(0.0));
     assert_eq!(value(&text, "gpu_up{gpu=\"1\""), Some(1.0));
     let counted = |text: &str| {
@@ -468,10 +465,10 @@ fn an_xid_is_counted_on_one_gpu_while_another_is_lost() {
         })
     };
     let deadline = Instant::now() + Duration::from_secs(5);
-    let mut text = metrics(&exporter);
+    let mut text = exporter.metrics();
     while !counted(&text) && Instant::now() < deadline {
         next_sample();
-        text = metrics(&exporter);
+        text = exporter.metrics();
     }
     assert!(counted(&text), "{text}");
     assert!(
@@ -485,7 +482,7 @@ fn an_xid_is_counted_on_one_gpu_while_another_is_lost() {
 #[test]
 fn a_gpu_lost_while_its_processes_are_read_serves_no_values() {
     let exporter = start(Fake::Full, "lost_in_processes", &[]);
-    let text = metrics(&exporter);
+    let text = exporter.metrics();
     assert_eq!(value(&text, "gpu_up{gpu=\"0\""), Some(0.0), "{text}");
     assert!(
         text.contains("gpu_info{gpu=\"0\""),
@@ -509,7 +506,7 @@ fn a_gpu_lost_while_its_processes_are_read_serves_no_values() {
 #[test]
 fn a_gpu_lost_in_one_field_value_serves_no_values() {
     let exporter = start(Fake::Full, "lost_in_fields", &["--no-collector.xid"]);
-    let text = metrics(&exporter);
+    let text = exporter.metrics();
     assert_eq!(value(&text, "gpu_up{gpu=\"0\""), Some(0.0), "{text}");
     assert_eq!(value(&text, "gpu_up{gpu=\"1\""), Some(1.0), "{text}");
     // Values read before the field said GPU_IS_LOST are not served beside gpu_up 0.

@@ -4,13 +4,14 @@
 
 mod support;
 
+use common::testing::{assert_no_panic, promtool_check_metrics, value};
 use std::time::{Duration, Instant};
-use support::{assert_no_panic, golden, metrics, next_sample, start, value, Fake};
+use support::{golden, next_sample, start, Fake};
 
 /// The second sample (GPM metrics need two), scraped again until the XID the scenario injects
-/// has been counted (the event thread runs beside the sampler).
+/// has been counted (the event thread runs beside the NVML reader).
 fn metrics_after_xid(exporter: &common::testing::ExporterProcess) -> String {
-    let first = metrics(exporter);
+    let first = exporter.metrics();
     assert!(
         !first.contains("DCGM_FI_PROF_GR_ENGINE_ACTIVE{"),
         "GPM values need two samples"
@@ -18,7 +19,7 @@ fn metrics_after_xid(exporter: &common::testing::ExporterProcess) -> String {
     next_sample();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let text = metrics(exporter);
+        let text = exporter.metrics();
         if text.contains("nvidia_xid_errors_total{") || Instant::now() > deadline {
             return text;
         }
@@ -59,9 +60,9 @@ fn fleet_with_native_names_only() {
 fn nvlink_and_vgpu_license() {
     for (flags, suffix) in [(&[][..], ""), (&["--no-compat.dcgm"][..], "_native")] {
         let exporter = start(Fake::Full, "nvlink_vgpu", flags);
-        let first = metrics(&exporter);
+        let first = exporter.metrics();
         next_sample();
-        let text = metrics(&exporter);
+        let text = exporter.metrics();
         golden(&format!("nvlink_vgpu{suffix}"), &text);
         // NVML counts KiB; one step of the fake's rates since the first sample.
         assert_eq!(
@@ -104,7 +105,7 @@ fn zero_gpus() {
     // Without GPUs both naming modes serve the same exposition.
     for flags in [&[][..], &["--no-compat.dcgm"][..]] {
         let exporter = start(Fake::Full, "zero_gpus", flags);
-        let text = metrics(&exporter);
+        let text = exporter.metrics();
         assert_eq!(value(&text, "nvidia_up "), Some(1.0));
         golden("zero_gpus", &text);
         assert_no_panic(&exporter);
@@ -114,18 +115,18 @@ fn zero_gpus() {
 #[test]
 fn missing_symbols_with_native_names_only() {
     let exporter = start(Fake::MissingSymbols, "fleet", &["--no-compat.dcgm"]);
-    metrics(&exporter);
+    exporter.metrics();
     next_sample();
-    golden("missing_symbols_native", &metrics(&exporter));
+    golden("missing_symbols_native", &exporter.metrics());
     assert_no_panic(&exporter);
 }
 
 #[test]
 fn missing_symbols_cost_only_their_own_series() {
     let exporter = start(Fake::MissingSymbols, "fleet", &[]);
-    let first = metrics(&exporter);
+    let first = exporter.metrics();
     next_sample();
-    let text = metrics(&exporter);
+    let text = exporter.metrics();
     golden("missing_symbols", &text);
     // A missing symbol is looked up once per GPU, not once per scrape.
     let counted = "nvidia_exporter_nvml_errors_total{function=\"nvmlDeviceGetEncoderUtilization\",error=\"symbol_not_found\"}";
@@ -151,38 +152,19 @@ fn missing_symbols_cost_only_their_own_series() {
 /// purpose (upper case, `modelName`/`UUID` labels, counters without `_total`).
 #[test]
 fn promtool_accepts_the_exposition() {
-    let check = |body: &str| -> (bool, String) {
-        use std::io::Write;
-        let mut child = std::process::Command::new("promtool")
-            .args(["check", "metrics"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("promtool (Debian package prometheus) is needed");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(body.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+    let check = |body: &str| {
+        let (code, text) = promtool_check_metrics(body);
+        (code == 0, text)
     };
 
     let native = start(Fake::Full, "fleet", &["--no-compat.dcgm"]);
-    metrics(&native);
+    native.metrics();
     next_sample();
-    let (ok, text) = check(&metrics(&native));
+    let (ok, text) = check(&native.metrics());
     assert!(ok && text.trim().is_empty(), "{text}");
 
     let dcgm = start(Fake::Full, "fleet", &[]);
-    let (_, text) = check(&metrics(&dcgm));
+    let (_, text) = check(&dcgm.metrics());
     assert!(
         !text.trim().is_empty(),
         "expected lint notes on the DCGM names"

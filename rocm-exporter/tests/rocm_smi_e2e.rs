@@ -4,8 +4,9 @@
 
 mod support;
 
+use common::testing::{http_get, promtool_check_metrics, value, ExporterProcess, Scratch};
 use std::time::{Duration, Instant};
-use support::{assert_golden, fixtures, value, Exporter, Scratch};
+use support::{fixtures, golden, start};
 
 fn fake() -> String {
     fixtures().join("fake-rocm-smi").display().to_string()
@@ -25,8 +26,8 @@ fn args(extra: &[&str]) -> Vec<String> {
     args
 }
 
-fn replay(fixture: &str, mode: &str) -> Exporter {
-    Exporter::start(
+fn replay(fixture: &str, mode: &str) -> ExporterProcess {
+    start(
         &args(&[]),
         &[
             ("FAKE_ROCM_SMI_FIXTURE", recorded(fixture)),
@@ -37,7 +38,7 @@ fn replay(fixture: &str, mode: &str) -> Exporter {
 
 #[test]
 fn every_recorded_version_matches_its_golden_file() {
-    for (fixture, golden) in [
+    for (fixture, golden_name) in [
         ("rx6700xt-rocm-4.3.0.json", "rocm-smi-4.3.0-rx6700xt"),
         ("vega10xt-rocm-5.x.json", "rocm-smi-5.x-vega10xt"),
         ("mi100-rocm-5.7.1.json", "rocm-smi-5.7.1-mi100"),
@@ -57,8 +58,8 @@ fn every_recorded_version_matches_its_golden_file() {
             Some(1.0),
             "{fixture}"
         );
-        assert_golden(golden, &body);
-        let (code, lint) = support::promtool_check(&body);
+        golden(golden_name, &body);
+        let (code, lint) = promtool_check_metrics(&body);
         assert!(code == 0 && lint.trim().is_empty(), "{fixture}: {lint}");
     }
 }
@@ -66,13 +67,13 @@ fn every_recorded_version_matches_its_golden_file() {
 #[test]
 fn stray_lines_around_the_json_change_nothing() {
     let exporter = replay("mi100-rocm-6.0.2.json", "stray");
-    assert_golden("rocm-smi-6.0.2-mi100", &exporter.metrics());
+    golden("rocm-smi-6.0.2-mi100", &exporter.metrics());
 }
 
 #[test]
 fn both_backends_name_the_same_gpu_the_same_way() {
     let smi = replay("strix-halo-and-rx7900xtx-rocm-7.0.json", "normal").metrics();
-    let sysfs = Exporter::start(
+    let sysfs = start(
         &[
             "--backend=sysfs".to_string(),
             format!(
@@ -98,7 +99,7 @@ fn both_backends_name_the_same_gpu_the_same_way() {
     );
     // So are the identity labels: the APU from the Strix Halo tree, the RX 7900 XTX
     // (0000:03:00.0, unique id 0x3a1b2c3d4e5f6071 in rocm-smi) from the dGPU tree.
-    let dgpu = Exporter::start(
+    let dgpu = start(
         &[
             "--backend=sysfs".to_string(),
             format!("--path.sysfs={}", fixtures().join("sysfs/dgpu").display()),
@@ -184,12 +185,12 @@ fn failures_are_reported_with_a_reason_and_one_log_line() {
 #[test]
 fn driver_missing_golden() {
     let exporter = replay("mi100-rocm-6.0.2.json", "driver-missing");
-    assert_golden("rocm-smi-driver-missing", &exporter.metrics());
+    golden("rocm-smi-driver-missing", &exporter.metrics());
 }
 
 #[test]
 fn missing_binary() {
-    let exporter = Exporter::start(
+    let exporter = start(
         &[
             "--backend=rocm-smi".to_string(),
             "--rocm-smi.path=/nonexistent/rocm-smi".to_string(),
@@ -209,7 +210,7 @@ fn missing_binary() {
 
 #[test]
 fn auto_falls_back_to_rocm_smi_without_amdgpu_in_sysfs() {
-    let exporter = Exporter::start(
+    let exporter = start(
         &[
             "--backend=auto".to_string(),
             format!(
@@ -253,7 +254,11 @@ fn wait_gone(pid: u32) -> bool {
 }
 
 /// Scrapes until `done` holds for the exposition (at most `within`); returns the last one.
-fn scrape_until(exporter: &Exporter, within: Duration, done: impl Fn(&str) -> bool) -> String {
+fn scrape_until(
+    exporter: &ExporterProcess,
+    within: Duration,
+    done: impl Fn(&str) -> bool,
+) -> String {
     let deadline = Instant::now() + within;
     loop {
         let body = exporter.metrics();
@@ -270,7 +275,7 @@ fn hang_is_killed_and_the_last_good_sample_is_served_with_its_age() {
     let mode = scratch.path("mode");
     let log = scratch.path("log");
     std::fs::write(&mode, "normal").unwrap();
-    let exporter = Exporter::start(
+    let exporter = start(
         &args(&["--rocm-smi.timeout=500ms"]),
         &[
             ("FAKE_ROCM_SMI_FIXTURE", recorded("mi100-rocm-6.0.2.json")),
@@ -379,7 +384,7 @@ fn hang_is_killed_and_the_last_good_sample_is_served_with_its_age() {
 fn a_slow_rocm_smi_is_refreshed_in_the_background() {
     let scratch = Scratch::new("slow");
     let log = scratch.path("log");
-    let exporter = Exporter::start(
+    let exporter = start(
         &args(&[]),
         &[
             ("FAKE_ROCM_SMI_FIXTURE", recorded("mi100-rocm-6.0.2.json")),
@@ -400,13 +405,14 @@ fn a_slow_rocm_smi_is_refreshed_in_the_background() {
     // Both start together: async collections of overlapping scrapes both run.
     let scrapers: Vec<_> = (0..2)
         .map(|_| {
-            let address = exporter.address.clone();
+            let address = exporter.addr;
             std::thread::spawn(move || {
                 (0..5)
                     .map(|_| {
                         let started = Instant::now();
-                        let (status, body) = support::get(&address, "/metrics");
-                        assert_eq!(status, 200);
+                        let response = http_get(address, "/metrics", &[]).unwrap();
+                        assert_eq!(response.status, 200);
+                        let body = response.text();
                         std::thread::sleep(Duration::from_millis(100));
                         (started.elapsed() - Duration::from_millis(100), body)
                     })
@@ -445,7 +451,7 @@ fn never_more_than_one_rocm_smi_in_flight() {
     let scratch = Scratch::new("one-child");
     let log = scratch.path("log");
     // rocm-smi's own timeout is far away; each scrape waits at most 0.8 s of its 1 s deadline.
-    let exporter = Exporter::start(
+    let exporter = start(
         &args(&["--rocm-smi.timeout=60s", "--scrape.timeout=1s"]),
         &[
             ("FAKE_ROCM_SMI_MODE", "hang".to_string()),
@@ -478,7 +484,7 @@ fn never_more_than_one_rocm_smi_in_flight() {
 fn a_hanging_rocm_smi_dies_with_the_exporter() {
     let scratch = Scratch::new("dies-with");
     let log = scratch.path("log");
-    let exporter = Exporter::start(
+    let exporter = start(
         &args(&["--rocm-smi.timeout=60s", "--scrape.timeout=1s"]),
         &[
             ("FAKE_ROCM_SMI_MODE", "hang".to_string()),

@@ -2,8 +2,8 @@
 
 mod support;
 
-use common::testing::copy_tree;
-use support::{assert_golden, fixtures, value, Exporter};
+use common::testing::{copy_tree, promtool_check_metrics, value, Scratch};
+use support::{fixtures, golden, start};
 
 fn sysfs_args(tree: &str, processes: bool) -> Vec<String> {
     let mut args = vec![
@@ -22,9 +22,9 @@ fn sysfs_args(tree: &str, processes: bool) -> Vec<String> {
 
 #[test]
 fn strix_halo_apu_with_processes_and_an_nvidia_card_ignored() {
-    let exporter = Exporter::start(&sysfs_args("strix-halo", true), &[]);
+    let exporter = start(&sysfs_args("strix-halo", true), &[]);
     let body = exporter.metrics();
-    assert_golden("sysfs-strix-halo", &body);
+    golden("sysfs-strix-halo", &body);
     // The APU rule: carve-out plus GTT, never the 90 %-full carve-out alone.
     let total = value(&body, "gpu_memory_total_bytes{").unwrap();
     let used = value(&body, "gpu_memory_used_bytes{").unwrap();
@@ -38,15 +38,15 @@ fn strix_halo_apu_with_processes_and_an_nvidia_card_ignored() {
 
 #[test]
 fn discrete_gpu_with_every_sensor() {
-    let exporter = Exporter::start(&sysfs_args("dgpu", false), &[]);
-    assert_golden("sysfs-dgpu", &exporter.metrics());
+    let exporter = start(&sysfs_args("dgpu", false), &[]);
+    golden("sysfs-dgpu", &exporter.metrics());
 }
 
 #[test]
 fn runtime_suspended_gpu_is_not_woken() {
-    let exporter = Exporter::start(&sysfs_args("suspended", false), &[]);
+    let exporter = start(&sysfs_args("suspended", false), &[]);
     let body = exporter.metrics();
-    assert_golden("sysfs-suspended", &body);
+    golden("sysfs-suspended", &body);
     // The sensor files hold 99 % busy and 99 °C: they must not have been read.
     assert!(!body.contains("gpu_utilization_ratio{"));
     assert!(!body.contains("gpu_temperature_celsius{"));
@@ -54,9 +54,9 @@ fn runtime_suspended_gpu_is_not_woken() {
 
 #[test]
 fn nvidia_only_host_reports_no_devices() {
-    let exporter = Exporter::start(&sysfs_args("nvidia-only", false), &[]);
+    let exporter = start(&sysfs_args("nvidia-only", false), &[]);
     let body = exporter.metrics();
-    assert_golden("sysfs-nvidia-only", &body);
+    golden("sysfs-nvidia-only", &body);
     assert_eq!(
         value(&body, "rocm_up{backend=\"sysfs\",reason=\"no_devices\"}"),
         Some(0.0)
@@ -68,26 +68,26 @@ fn nvidia_only_host_reports_no_devices() {
 
 #[test]
 fn unreadable_files_cost_only_their_values() {
-    let exporter = Exporter::start(&sysfs_args("unreadable", false), &[]);
+    let exporter = start(&sysfs_args("unreadable", false), &[]);
     let body = exporter.metrics();
-    assert_golden("sysfs-unreadable", &body);
+    golden("sysfs-unreadable", &body);
     assert_eq!(value(&body, "rocm_up{backend=\"sysfs\"}"), Some(1.0));
 }
 
 #[test]
 fn landing_page_and_health() {
-    let exporter = Exporter::start(&sysfs_args("dgpu", false), &[]);
-    assert_eq!(exporter.get("/-/healthy").0, 200);
-    let (status, page) = exporter.get("/");
-    assert_eq!(status, 200);
-    assert!(page.contains("rocm-exporter"));
+    let exporter = start(&sysfs_args("dgpu", false), &[]);
+    assert_eq!(exporter.get("/-/healthy").status, 200);
+    let page = exporter.get("/");
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("rocm-exporter"));
 }
 
 /// A sysfs read that blocks (a wedged SMU) must not hang the scrape: the last good sample is
 /// served with its age, no second read is started, and the values come back once it unblocks.
 #[test]
 fn blocked_sysfs_read_serves_the_last_good_sample() {
-    let scratch = support::Scratch::new("blocked-sysfs");
+    let scratch = Scratch::new("blocked-sysfs");
     let tree = scratch.path("sys");
     copy_tree(&fixtures().join("sysfs/dgpu"), &tree);
     // A FIFO stands in for the sensor: the exporter keeps the file open, so its first read gets
@@ -107,7 +107,7 @@ fn blocked_sysfs_read_serves_the_last_good_sample() {
         .unwrap();
     std::io::Write::write_all(&mut writer, b"37\n").unwrap();
 
-    let exporter = Exporter::start(
+    let exporter = start(
         &[
             "--backend=sysfs".to_string(),
             format!("--path.sysfs={}", tree.display()),
@@ -195,23 +195,23 @@ fn bad_flags_stop_the_start_with_a_clear_error() {
 
 #[test]
 fn exposition_passes_promtool() {
-    let exporter = Exporter::start(&sysfs_args("strix-halo", true), &[]);
+    let exporter = start(&sysfs_args("strix-halo", true), &[]);
     let body = exporter.metrics();
-    let (code, output) = support::promtool_check(&body);
+    let (code, output) = promtool_check_metrics(&body);
     assert_eq!(code, 0, "{output}");
     assert!(output.trim().is_empty(), "promtool lint: {output}");
     // And it does fail on a broken one, so the check means something.
-    assert_ne!(support::promtool_check("amdgpu_x{a=\"b} 1\n").0, 0);
+    assert_ne!(promtool_check_metrics("amdgpu_x{a=\"b} 1\n").0, 0);
 }
 
 /// A GPU that goes to sleep keeps its last values, marked suspended and aged, and its sensors
 /// are not read while it sleeps.
 #[test]
 fn gpu_going_to_sleep_keeps_its_last_values() {
-    let scratch = support::Scratch::new("sleep");
+    let scratch = Scratch::new("sleep");
     let tree = scratch.path("sys");
     copy_tree(&fixtures().join("sysfs/dgpu"), &tree);
-    let exporter = Exporter::start(
+    let exporter = start(
         &[
             "--backend=sysfs".to_string(),
             format!("--path.sysfs={}", tree.display()),
@@ -237,7 +237,7 @@ fn gpu_going_to_sleep_keeps_its_last_values() {
 /// The exporter's own flags also come from the environment and the TOML file, as the shared ones do.
 #[test]
 fn own_settings_from_environment_and_config_file() {
-    let scratch = support::Scratch::new("settings");
+    let scratch = Scratch::new("settings");
     let config = scratch.path("rocm-exporter.toml");
     std::fs::write(
         &config,
@@ -247,7 +247,7 @@ fn own_settings_from_environment_and_config_file() {
         ),
     )
     .unwrap();
-    let from_file = Exporter::start(&[format!("--config.file={}", config.display())], &[]);
+    let from_file = start(&[format!("--config.file={}", config.display())], &[]);
     let body = from_file.metrics();
     assert_eq!(
         value(&body, "rocm_backend_info{backend=\"sysfs\"}"),
@@ -258,7 +258,7 @@ fn own_settings_from_environment_and_config_file() {
         Some(1.0)
     );
 
-    let from_env = Exporter::start(
+    let from_env = start(
         &["--no-collector.processes".to_string()],
         &[
             ("ROCM_EXPORTER_BACKEND", "sysfs".to_string()),

@@ -1,9 +1,11 @@
 //! A raw-TCP fake upstream that answers with the exact bytes a test gives it (malformed heads,
 //! odd framing, connections closed at chosen moments), and a raw client for the proxy: what a
-//! general HTTP library would refuse to send or tidy up on the way.
+//! general HTTP library would refuse to send or tidy up on the way. Responses are read by
+//! `common::testing::read_response`.
 
 #![allow(dead_code)]
 
+use common::testing::{read_response, HttpResponse};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -140,66 +142,18 @@ fn fill(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Option<()> {
     }
 }
 
-/// A response read by a raw client: status, head, body (de-chunked where chunked).
-#[derive(Debug)]
-pub struct RawResponse {
-    pub status: u16,
-    pub head: String,
-    pub body: Vec<u8>,
-}
-
-/// Sends `request` on `conn` and reads one response (Content-Length or chunked; a response
-/// with neither is read to the close). None if the connection ends before a whole response.
-pub fn exchange(conn: &mut TcpStream, request: &[u8]) -> Option<RawResponse> {
+/// Sends `request` on `conn` and reads one response (`common::testing::read_response`: framed
+/// by Content-Length or chunked coding, a response with neither read to the close), leaving the
+/// next pipelined one in the stream. None if the connection ends before a whole response.
+pub fn exchange(conn: &mut TcpStream, request: &[u8]) -> Option<HttpResponse> {
     conn.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     conn.write_all(request).ok()?;
-    let mut buf = Vec::new();
-    let head_end = loop {
-        if let Some(i) = find(&buf, b"\r\n\r\n") {
-            break i + 4;
-        }
-        fill(conn, &mut buf)?;
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let mut rest = buf[head_end..].to_vec();
-    let body = if let Some(len) = header(head.as_bytes(), "content-length") {
-        let len: usize = len.parse().ok()?;
-        while rest.len() < len {
-            fill(conn, &mut rest)?;
-        }
-        rest.truncate(len);
-        rest
-    } else if header(head.as_bytes(), "transfer-encoding").is_some() {
-        let mut body = Vec::new();
-        loop {
-            let line_end = loop {
-                if let Some(i) = find(&rest, b"\r\n") {
-                    break i;
-                }
-                fill(conn, &mut rest)?;
-            };
-            let size =
-                usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).ok()?, 16).ok()?;
-            while rest.len() < line_end + 2 + size + 2 {
-                fill(conn, &mut rest)?;
-            }
-            body.extend_from_slice(&rest[line_end + 2..line_end + 2 + size]);
-            rest.drain(..line_end + 2 + size + 2);
-            if size == 0 {
-                break body;
-            }
-        }
-    } else {
-        while fill(conn, &mut rest).is_some() {}
-        rest
-    };
-    Some(RawResponse { status, head, body })
+    read_response(conn).ok()
 }
 
 /// One request on a new connection to the proxy.
-pub fn request(port: u16, request: &[u8]) -> Option<RawResponse> {
+pub fn request(port: u16, request: &[u8]) -> Option<HttpResponse> {
     let mut conn = TcpStream::connect(("127.0.0.1", port)).unwrap();
     exchange(&mut conn, request)
 }

@@ -5,7 +5,7 @@
 #[path = "../fake-nvml/compile.rs"]
 mod compile;
 
-use common::testing::ExporterProcess;
+use common::testing::{assert_golden, golden_file, stable_exposition, ExporterProcess};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -77,30 +77,6 @@ pub fn start_with_env(
     ExporterProcess::start(BINARY, &all, &envs)
 }
 
-/// Every end-to-end test ends with this: whatever NVML did, the exporter did not panic (a
-/// panic caught inside the worker is still a bug; it only keeps the exporter serving).
-pub fn assert_no_panic(exporter: &ExporterProcess) {
-    assert_no_panic_in(&exporter.stderr());
-}
-
-pub fn assert_no_panic_in(log: &str) {
-    assert!(!log.contains("panicked"), "the exporter panicked:\n{log}");
-}
-
-pub fn metrics(exporter: &ExporterProcess) -> String {
-    let response = exporter.get("/metrics");
-    assert_eq!(response.status, 200, "{}", response.text());
-    response.text()
-}
-
-/// The value of the first sample whose line starts with `prefix` (name plus labels).
-pub fn value(text: &str, prefix: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 /// Waits longer than the default `--nvml.min-interval`, so the next scrape takes a new sample.
 pub fn next_sample() {
     std::thread::sleep(std::time::Duration::from_millis(650));
@@ -115,10 +91,8 @@ pub const VOLATILE: &[&str] = &[
     "nvidia_xid_last_timestamp_seconds",
 ];
 
+/// Compares the stable lines of `text` with `tests/golden/<name>.prom`.
 pub fn golden(name: &str, text: &str) {
-    let stable = common::testing::stable_exposition(text, VOLATILE);
-    common::testing::assert_golden(
-        &crate_dir().join(format!("tests/golden/{name}.prom")),
-        &stable,
-    );
+    let path = golden_file(env!("CARGO_MANIFEST_DIR"), &format!("{name}.prom"));
+    assert_golden(&path, &stable_exposition(text, VOLATILE));
 }
