@@ -2,11 +2,11 @@
 //! upstream's answer (or the proxy's own, when the upstream fails) comes back, and an inference
 //! request is measured from its start to the end of its response body.
 
-use crate::codec::fields::Fields;
 use crate::codec::framing::without_hop_by_hop;
 use crate::codec::head::RequestHead;
-use crate::conn::body::{MeteredBody, ProxyBody, Record};
+use crate::conn::body::{error_body, MeteredBody, ProxyBody, Record};
 use crate::conn::client::{SendError, Upstream};
+use crate::conn::server::{Answer, ClientBody, Handler};
 use crate::measure::metrics::{ErrorKind, Finished, ProxyMetrics};
 use crate::measure::naming::{ModelNames, Naming};
 use crate::measure::observe::{Observer, StreamFormat};
@@ -15,15 +15,9 @@ use crate::start::Settings;
 use bytes::Bytes;
 use hyper::body::Body;
 use hyper::StatusCode;
+use std::future::Future;
 use std::sync::Arc;
 use tokio::time::Instant;
-
-/// What the server writes back: the upstream's answer or the proxy's own.
-pub struct Answer {
-    pub status: StatusCode,
-    pub headers: Fields,
-    pub body: ProxyBody,
-}
 
 /// One proxy listener's view of its upstream.
 pub struct Target {
@@ -83,7 +77,17 @@ impl Drop for InFlight<'_> {
     }
 }
 
-pub async fn forward<B>(target: &Target, head: RequestHead, body: B) -> Answer
+impl Handler for Target {
+    fn handle<'a>(
+        &'a self,
+        head: RequestHead,
+        body: ClientBody<'a>,
+    ) -> impl Future<Output = Answer> + 'a {
+        forward(self, head, body)
+    }
+}
+
+async fn forward<B>(target: &Target, head: RequestHead, body: B) -> Answer
 where
     B: Body<Data = Bytes, Error = std::io::Error> + Unpin,
 {
@@ -280,15 +284,4 @@ fn local(
         headers,
         body: ProxyBody::Local(Some(body)),
     }
-}
-
-/// The header fields and body of an error the proxy answers itself: a JSON object.
-pub fn error_body(message: &str) -> (Fields, Bytes) {
-    let body = format!("{{\"error\":\"llm-exporter proxy: {message}\"}}");
-    let mut headers = Fields::with_capacity(1);
-    headers.push(
-        Bytes::from_static(b"content-type"),
-        Bytes::from_static(b"application/json"),
-    );
-    (headers, Bytes::from(body))
 }

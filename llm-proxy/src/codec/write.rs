@@ -100,8 +100,12 @@ fn content_length(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// What ends a chunk's data.
+pub const CHUNK_END: &[u8] = b"\r\n";
 /// The end of a chunked body: the last chunk, no trailers.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+/// A chunk's end and the body's, in one piece.
+pub const CHUNK_END_LAST: &[u8] = b"\r\n0\r\n\r\n";
 
 /// `n` in hexadecimal with the CRLF after it, as a chunk's size line.
 pub fn chunk_size(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {

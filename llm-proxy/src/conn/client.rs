@@ -348,7 +348,7 @@ where
         if chunked {
             out.extend_from_slice(write::chunk_size(data.len(), &mut [0u8; 20]));
             out.extend_from_slice(&data);
-            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(write::CHUNK_END);
         } else {
             out.extend_from_slice(&data);
         }

@@ -1,22 +1,23 @@
 //! The proxy's side of the client connection: HTTP/1.1 and 1.0, written for this one job in place
 //! of hyper's general server, which was most of what the proxy spent beyond nginx on a request
 //! (its connection state machine, buffered writer and header encoder). A request head is read
-//! and checked, the request goes upstream with its body streamed as it arrives, and the response
-//! goes back as it comes: the head with the first body bytes in one write, then one write per
-//! read of the upstream, each written out before the next is read.
+//! and checked, the request goes to the `Handler` (forwarding: upstream, with its body streamed
+//! as it arrives), and the answer goes back as it comes: the head with the first body bytes in
+//! one write, then one write per read of the upstream, each written out before the next is read.
 //!
 //! What keeps the proxy from carrying a smuggled request (RFC 9112 §6.1, §6.3): a request with
 //! both Transfer-Encoding and Content-Length, with a transfer coding other than one `chunked`,
 //! with a Content-Length that is not one number, or with Transfer-Encoding in HTTP/1.0, is
-//! refused and its connection closed; the request sent upstream always carries the proxy's own
-//! framing (client.rs); a connection whose request body was not read to its end is closed.
+//! refused and its connection closed (the rules: `codec/framing.rs`); the request sent upstream
+//! always carries the proxy's own framing (client.rs); a connection whose request body was not
+//! read to its end is closed.
 
-use super::body::ProxyBody;
+use super::body::{error_body, ProxyBody};
 use crate::codec::decode::Decoder;
+use crate::codec::fields::Fields;
 use crate::codec::framing::{self, Framing};
-use crate::codec::head::{head_end, parse_request, MAX_HEAD};
+use crate::codec::head::{head_end, parse_request, RequestHead, MAX_HEAD};
 use crate::codec::write;
-use crate::forward::{error_body, forward, Answer, Target};
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::{Method, StatusCode, Version};
@@ -53,11 +54,29 @@ fn lock(inbound: &Mutex<Inbound>) -> MutexGuard<'_, Inbound> {
     inbound.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What the server hands each request to, and gets the answer from (forwarding, here).
+pub trait Handler {
+    /// The answer to one request; the body is read from the client as the handler reads it.
+    /// Dropped unfinished when the client goes away first.
+    fn handle<'a>(
+        &'a self,
+        head: RequestHead,
+        body: ClientBody<'a>,
+    ) -> impl Future<Output = Answer> + 'a;
+}
+
+/// What the server writes back: the upstream's answer or the proxy's own.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: Fields,
+    pub body: ProxyBody,
+}
+
 /// Serves one client connection until it closes, breaks, times out, or a request or response
 /// leaves it unusable. `client_timeout` bounds the wait for a request head (an idle keep-alive
 /// connection included), for each next piece of a request body, and for the client to take each
 /// write.
-pub async fn serve_connection(stream: TcpStream, target: &Target, client_timeout: Duration) {
+pub async fn serve_connection(stream: TcpStream, handler: &impl Handler, client_timeout: Duration) {
     let inbound = Mutex::new(Inbound {
         buf: BytesMut::with_capacity(4096),
         body_done: true,
@@ -96,11 +115,11 @@ pub async fn serve_connection(stream: TcpStream, target: &Target, client_timeout
         };
 
         let response = {
-            let forwarding = forward(target, parsed.head, body);
-            tokio::pin!(forwarding);
+            let handling = handler.handle(parsed.head, body);
+            tokio::pin!(handling);
             tokio::select! {
                 biased;
-                response = &mut forwarding => response,
+                response = &mut handling => response,
                 // Dropping the request on the way records it as a client disconnect.
                 () = client_gone(&stream, &inbound) => return,
             }
@@ -379,7 +398,14 @@ async fn send_body(
         let mut size_line = [0u8; 20];
         let (before, after): (&[u8], &[u8]) = if chunked {
             let n = write::chunk_size(data.len(), &mut size_line);
-            (n, if end { b"\r\n0\r\n\r\n" } else { b"\r\n" })
+            (
+                n,
+                if end {
+                    write::CHUNK_END_LAST
+                } else {
+                    write::CHUNK_END
+                },
+            )
         } else {
             (b"", b"")
         };
