@@ -3,51 +3,23 @@
 //! request is measured from its start to the end of its response body.
 
 use crate::codec::fields::Fields;
-use crate::conn::body::{MeteredBody, ProxyBody, Record};
+use crate::codec::framing::without_hop_by_hop;
+use crate::codec::head::RequestHead;
+use crate::conn::body::{error_body, MeteredBody, ProxyBody, Record};
 use crate::conn::client::{SendError, Upstream};
+use crate::conn::server::{Answer, ClientBody, Handler};
 use crate::measure::metrics::{ErrorKind, Finished, ProxyMetrics};
 use crate::measure::naming::{ModelNames, Naming, Signs};
-use crate::measure::observe::{Framing, Observer};
+use crate::measure::observe::{Observer, StreamFormat};
 use crate::measure::route;
 use crate::start::Settings;
 use crate::telemetry::{self, RequestContext, Server};
 use bytes::Bytes;
 use hyper::body::Body;
-use hyper::{Method, StatusCode, Uri};
+use hyper::StatusCode;
+use std::future::Future;
 use std::sync::Arc;
 use tokio::time::Instant;
-
-/// Headers that belong to one connection, not to the message (RFC 9110 §7.6.1), and `Expect`,
-/// which the proxy answers itself (an upstream's own `100 Continue` would only add a wait).
-const HOP_BY_HOP: [&str; 10] = [
-    "connection",
-    "expect",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
-
-/// Headers that `Connection` may not name away.
-const FRAMING: [&str; 3] = ["content-length", "transfer-encoding", "host"];
-
-/// A client's request head, as the server read and checked it.
-pub struct RequestHead {
-    pub method: Method,
-    pub uri: Uri,
-    pub headers: Fields,
-}
-
-/// What the server writes back: the upstream's answer or the proxy's own.
-pub struct Answer {
-    pub status: StatusCode,
-    pub headers: Fields,
-    pub body: ProxyBody,
-}
 
 /// One proxy listener's view of its upstream.
 pub struct Target {
@@ -118,7 +90,17 @@ impl Drop for InFlight<'_> {
     }
 }
 
-pub async fn forward<B>(target: &Target, head: RequestHead, body: B) -> Answer
+impl Handler for Target {
+    fn handle<'a>(
+        &'a self,
+        head: RequestHead,
+        body: ClientBody<'a>,
+    ) -> impl Future<Output = Answer> + 'a {
+        forward(self, head, body)
+    }
+}
+
+async fn forward<B>(target: &Target, head: RequestHead, body: B) -> Answer
 where
     B: Body<Data = Bytes, Error = std::io::Error> + Unpin,
 {
@@ -264,15 +246,15 @@ where
     let status = response.status;
     let record = route.map(|_| {
         let ok = status.is_success();
-        let framing = response
+        let format = response
             .headers
             .get_str("content-type")
-            .and_then(Framing::from_content_type);
+            .and_then(StreamFormat::from_content_type);
         let says_llama = response
             .headers
             .get_str("server")
             .is_some_and(|s| s.contains("llama.cpp"));
-        let observer = framing.filter(|_| ok).map(|f| Observer::new(f, started));
+        let observer = format.filter(|_| ok).map(|f| Observer::new(f, started));
         let signs = Signs {
             says_llama,
             ollama: route.is_some_and(|r| r.starts_with("/api/")),
@@ -285,7 +267,7 @@ where
         Record {
             metrics: target.metrics.clone(),
             finished: Finished {
-                stream: matches!(framing, Some(Framing::Sse | Framing::Ndjson)),
+                stream: matches!(format, Some(StreamFormat::Sse | StreamFormat::Ndjson)),
                 backend: target.names.backend(signs),
                 ..finished(status.as_u16(), (!ok).then_some(ErrorKind::UpstreamStatus))
             },
@@ -350,80 +332,5 @@ fn with_request_ids(headers: &mut Fields, request: &RequestContext) {
     });
     for (name, value) in ids {
         headers.push(Bytes::from_static(name.as_bytes()), Bytes::from(value));
-    }
-}
-
-/// The header fields and body of an error the proxy answers itself: a JSON object.
-pub fn error_body(message: &str) -> (Fields, Bytes) {
-    let body = format!("{{\"error\":\"llm-exporter proxy: {message}\"}}");
-    let mut headers = Fields::with_capacity(1);
-    headers.push(
-        Bytes::from_static(b"content-type"),
-        Bytes::from_static(b"application/json"),
-    );
-    (headers, Bytes::from(body))
-}
-
-fn without_hop_by_hop(mut headers: Fields) -> Fields {
-    let hop = |name: &[u8]| {
-        HOP_BY_HOP
-            .iter()
-            .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
-    };
-    // Most messages carry none: then nothing is looked at twice.
-    if !headers.iter().any(|(name, _)| hop(name)) {
-        return headers;
-    }
-    // Headers named in `Connection` are hop-by-hop too; the message's framing and target are
-    // never a connection option: a client naming them must not strip them (that would let a
-    // body pass for a second request).
-    let named: Vec<Vec<u8>> = headers
-        .get_all("connection")
-        .flat_map(|v| v.split(|b| *b == b','))
-        .map(|n| n.trim_ascii().to_ascii_lowercase())
-        .filter(|n| !n.is_empty() && !FRAMING.iter().any(|f| n == f.as_bytes()))
-        .collect();
-    headers.retain(|name| !hop(name) && !named.iter().any(|n| name.eq_ignore_ascii_case(n)));
-    headers
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hop_by_hop_headers_and_those_connection_names_stay_behind_but_never_the_framing() {
-        let mut fields = Fields::default();
-        for (name, value) in [
-            ("Host", "x"),
-            ("Connection", "X-Private, content-length , HOST"),
-            ("connection", "Transfer-Encoding"),
-            ("Keep-Alive", "timeout=5"),
-            ("Proxy-Connection", "keep-alive"),
-            ("TE", "trailers"),
-            ("Upgrade", "websocket"),
-            ("Expect", "100-continue"),
-            ("x-private", "secret"),
-            ("Content-Length", "2"),
-            ("Content-Type", "application/json"),
-            ("Authorization", "Bearer k"),
-        ] {
-            fields.push(Bytes::from(name), Bytes::from(value));
-        }
-        let kept = without_hop_by_hop(fields);
-        let names: Vec<&[u8]> = kept.iter().map(|(n, _)| n).collect();
-        assert_eq!(
-            names,
-            [
-                &b"Host"[..],
-                b"Content-Length",
-                b"Content-Type",
-                b"Authorization"
-            ]
-        );
-        // Nothing hop-by-hop: the fields come back as they were.
-        let mut plain = Fields::default();
-        plain.push(Bytes::from("A"), Bytes::from("b"));
-        assert_eq!(without_hop_by_hop(plain).len(), 1);
     }
 }

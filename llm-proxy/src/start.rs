@@ -169,7 +169,7 @@ async fn serve(listener: tokio::net::TcpListener, target: Arc<Target>) {
         let target = target.clone();
         tokio::spawn(async move {
             let timeout = target.settings.client_timeout;
-            server::serve_connection(stream, &target, timeout).await;
+            server::serve_connection(stream, &*target, timeout).await;
         });
     }
 }

@@ -1,20 +1,13 @@
-//! The body of an upstream's HTTP/1.1 response, framed by `Content-Length`, chunked transfer
-//! coding, or the end of the connection (RFC 9112 §6.3). Decoding takes whatever has been read,
-//! however it is split, and hands on all the body bytes in it at once as one piece: a read that
-//! brought several chunks becomes one write to the client, as nginx does, not one per chunk.
+//! Reading a message body as its framing says (`Content-Length`, chunked transfer coding, or the
+//! end of the connection, RFC 9112 §6.3), for request and response bodies alike; chunked coding
+//! is read strictly in requests and leniently in answers (see `Decoder::for_request`). Written
+//! here rather than taken from hyper, whose decoder lives inside its connection type. Decoding
+//! takes whatever has been read, however it is split, and hands on all the body bytes in it at
+//! once as one piece: a read that brought several chunks becomes one write to the client, as
+//! nginx does, not one per chunk.
 
+use super::framing::Framing;
 use bytes::{Buf, Bytes, BytesMut};
-
-/// How the body's end is known.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
-    /// No body (HEAD, 1xx, 204, 304).
-    Empty,
-    Length(u64),
-    Chunked,
-    /// Until the upstream closes the connection.
-    Close,
-}
 
 /// Where in the chunked coding the next byte falls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,6 +5,7 @@
 
 use super::client::{Conn, Upstream};
 use crate::codec::decode::Decoder;
+use crate::codec::fields::Fields;
 use crate::measure::metrics::{ErrorKind, Finished, ProxyMetrics};
 use crate::measure::naming::Naming;
 use crate::measure::observe::Observer;
@@ -347,4 +348,15 @@ impl Body for ProxyBody {
             }
         }
     }
+}
+
+/// The header fields and body of an error the proxy answers itself: a JSON object.
+pub fn error_body(message: &str) -> (Fields, Bytes) {
+    let body = format!("{{\"error\":\"llm-exporter proxy: {message}\"}}");
+    let mut headers = Fields::with_capacity(1);
+    headers.push(
+        Bytes::from_static(b"content-type"),
+        Bytes::from_static(b"application/json"),
+    );
+    (headers, Bytes::from(body))
 }

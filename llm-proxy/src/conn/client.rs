@@ -5,8 +5,11 @@
 //! hands each chunk over). Each proxy thread keeps its own idle connections, as nginx's workers
 //! do.
 
-use crate::codec::decode::{Decoder, Framing};
-use crate::codec::fields::{self, Fields};
+use crate::codec::decode::Decoder;
+use crate::codec::fields::Fields;
+use crate::codec::framing::{self, Framing};
+use crate::codec::head::{front, head_end, parse_response, Front, ResponseHead, MAX_HEAD};
+use crate::codec::write;
 use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame};
@@ -14,7 +17,6 @@ use hyper::header::HeaderValue;
 use hyper::{Method, StatusCode, Uri};
 use std::future::poll_fn;
 use std::io::ErrorKind as IoKind;
-use std::io::Write as _;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::Poll;
@@ -30,10 +32,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 /// Idle connections kept per proxy thread (nginx's `keepalive` in the bench is 256).
 const MAX_IDLE: usize = 256;
-/// Longest response head accepted (interim answers before it included).
-const MAX_HEAD: usize = 64 << 10;
-/// Most header fields accepted in a response head (hyper's default).
-const MAX_HEADERS: usize = 100;
 /// Request bytes gathered before a write.
 const WRITE_BATCH: usize = 64 << 10;
 
@@ -123,9 +121,17 @@ impl Upstream {
         } else {
             body.size_hint().exact()
         };
-        let chunked = length.is_none();
+        let framing = framing::outgoing(length, true);
+        let chunked = framing == Framing::Chunked;
         let mut out = Vec::with_capacity(512);
-        self.write_head(&mut out, method, path_and_query, headers, length);
+        write::request_head(
+            &mut out,
+            method,
+            [self.prefix.as_bytes(), path_and_query.as_bytes()],
+            self.authority.as_bytes(),
+            headers,
+            framing,
+        );
         let (mut stream, mut reused) = match self.take_idle() {
             Some(stream) => (stream, true),
             None => (self.connect().await?, false),
@@ -143,7 +149,11 @@ impl Upstream {
             Err(SendError::ClientBody(e)) => return Err(SendError::ClientBody(e)),
             Err(e) => Some(e),
         };
-        let (status, headers, version_11) = loop {
+        let ResponseHead {
+            status,
+            headers,
+            version_11,
+        } = loop {
             match read_head(&mut stream, &mut buf).await {
                 Ok(head) => break head,
                 // An idle connection the upstream closed just as it was taken (llama-server
@@ -165,15 +175,16 @@ impl Upstream {
             }
         };
         let (framing, drop_length) =
-            framing(method, status, &headers).map_err(SendError::Broken)?;
+            framing::response_body(method == Method::HEAD, status, &headers)
+                .map_err(|e| SendError::Broken(e.into()))?;
         // A length beside a transfer coding may be a smuggling attempt: this connection ends
         // with this response (RFC 9112 §6.1).
         let both = framing == Framing::Chunked && drop_length;
         let keep_alive = write_error.is_none()
             && whole
-            && framing != Framing::Close
+            && !framing.ends_connection()
             && !both
-            && connection_persists(&headers, version_11);
+            && framing::persists(&headers, version_11);
         // Body bytes that came with the head are decoded now: a framing error in them is still
         // a 502, before any of the response has gone to the client.
         let mut decoder = Decoder::new(framing);
@@ -263,45 +274,6 @@ impl Upstream {
         let _ = stream.set_nodelay(true);
         Ok(stream)
     }
-
-    fn write_head(
-        &self,
-        out: &mut Vec<u8>,
-        method: &Method,
-        path_and_query: &str,
-        headers: &Fields,
-        length: Option<u64>,
-    ) {
-        out.extend_from_slice(method.as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(self.prefix.as_bytes());
-        out.extend_from_slice(path_and_query.as_bytes());
-        out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
-        out.extend_from_slice(self.authority.as_bytes());
-        out.extend_from_slice(b"\r\n");
-        let mut had_length = false;
-        for (name, value) in headers.iter() {
-            if name.eq_ignore_ascii_case(b"content-length") {
-                had_length = true;
-                continue;
-            }
-            if name.eq_ignore_ascii_case(b"host") || name.eq_ignore_ascii_case(b"transfer-encoding")
-            {
-                continue;
-            }
-            fields::write_line(out, name, value);
-        }
-        match length {
-            // An empty body needs no length unless the client gave one (a POST of nothing).
-            Some(0) if !had_length => {}
-            Some(n) => {
-                // Into the Vec: cannot fail.
-                let _ = write!(out, "content-length: {n}\r\n");
-            }
-            None => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        }
-        out.extend_from_slice(b"\r\n");
-    }
 }
 
 /// Why a connection could not be made: the proxy's own lack of file descriptors or memory
@@ -374,9 +346,9 @@ where
             continue;
         }
         if chunked {
-            out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+            out.extend_from_slice(write::chunk_size(data.len(), &mut [0u8; 20]));
             out.extend_from_slice(&data);
-            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(write::CHUNK_END);
         } else {
             out.extend_from_slice(&data);
         }
@@ -390,7 +362,7 @@ where
         }
     }
     if chunked {
-        out.extend_from_slice(b"0\r\n\r\n");
+        out.extend_from_slice(write::LAST_CHUNK);
     }
     let sent = write_unless_answered(stream, out, answer).await;
     if written {
@@ -455,42 +427,9 @@ async fn answer_began(stream: &TcpStream, answer: &mut BytesMut) -> std::io::Res
     }
 }
 
-/// What the bytes an upstream sent before the whole request went out are.
-#[derive(Debug, PartialEq, Eq)]
-enum Front {
-    /// Not yet enough to tell (nothing at all, or part of a status line or interim head).
-    Undecided,
-    /// A whole interim head of this length.
-    Interim(usize),
-    /// The final answer (or not HTTP at all: for `read_head` to refuse).
-    Final,
-}
-
-fn front(answer: &[u8]) -> Front {
-    const START: &[u8] = b"HTTP/1.";
-    let known = answer.len().min(START.len());
-    if answer[..known] != START[..known] {
-        return Front::Final;
-    }
-    // The status code is at 9..12; 101 is final here (read_head refuses it).
-    match answer.get(9..12) {
-        None if answer.get(9).is_some_and(|b| *b != b'1') => Front::Final,
-        None => Front::Undecided,
-        Some(b"101") => Front::Final,
-        Some([b'1', ..]) => match head_end(answer) {
-            Some(len) => Front::Interim(len),
-            None => Front::Undecided,
-        },
-        Some(_) => Front::Final,
-    }
-}
-
 /// Reads up to the end of a final (non-1xx) response head and parses it; the bytes after it stay
 /// in `buf`.
-async fn read_head(
-    stream: &mut TcpStream,
-    buf: &mut BytesMut,
-) -> Result<(StatusCode, Fields, bool), HeadError> {
+async fn read_head(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<ResponseHead, HeadError> {
     let bad = |e: String| HeadError::Bad(SendError::Broken(e));
     // Nothing at all has come yet (no interim answer either).
     let mut nothing = true;
@@ -504,18 +443,18 @@ async fn read_head(
                 return Err(bad("response head too large".into()));
             }
             let head = buf.split_to(end).freeze();
-            let (status, headers, version_11) = parse_head(&head).map_err(bad)?;
+            let response = parse_response(&head).map_err(|e| bad(e.into()))?;
             // The proxy never asks for an upgrade (it strips `Upgrade`) and cannot pass one
             // on: what follows on this connection is not HTTP, so it is an error and the
             // connection is dropped, never reused.
-            if status == StatusCode::SWITCHING_PROTOCOLS {
+            if response.status == StatusCode::SWITCHING_PROTOCOLS {
                 return Err(bad("the upstream switched protocols".into()));
             }
             // Interim answers (100 Continue, 103 Early Hints) are not passed on.
-            if status.is_informational() {
+            if response.status.is_informational() {
                 continue;
             }
-            return Ok((status, headers, version_11));
+            return Ok(response);
         }
         if taken + buf.len() > MAX_HEAD {
             return Err(bad("response head too large".into()));
@@ -545,278 +484,9 @@ enum HeadError {
     Bad(SendError),
 }
 
-/// The length of the head up to and including its empty line, once it is all there.
-pub(super) fn head_end(buf: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    while let Some(i) = memchr::memchr(b'\n', &buf[from..]) {
-        let at = from + i + 1;
-        match buf.get(at..) {
-            Some([b'\n', ..]) => return Some(at + 1),
-            Some([b'\r', b'\n', ..]) => return Some(at + 2),
-            _ => from = at,
-        }
-    }
-    None
-}
-
-/// Status line and header fields (RFC 9112 §4, §5); line folding and malformed fields are
-/// refused, not guessed at.
-fn parse_head(head: &Bytes) -> Result<(StatusCode, Fields, bool), String> {
-    let mut lines = head
-        .split(|b| *b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
-    let status_line = lines.next().unwrap_or_default();
-    let version_11 = match status_line.get(..9) {
-        Some(b"HTTP/1.1 ") => true,
-        Some(b"HTTP/1.0 ") => false,
-        _ => return Err("the upstream did not answer HTTP/1.x".into()),
-    };
-    let status = status_line
-        .get(9..12)
-        .and_then(|code| StatusCode::from_bytes(code).ok())
-        .filter(|_| matches!(status_line.get(12), None | Some(b' ')))
-        .ok_or("malformed status line")?;
-    let mut headers = Fields::with_capacity(16);
-    for line in lines {
-        if line.is_empty() {
-            break;
-        }
-        if headers.len() == MAX_HEADERS {
-            return Err("too many header fields".into());
-        }
-        let colon = line
-            .iter()
-            .position(|b| *b == b':')
-            .ok_or("malformed header line")?;
-        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
-        if !fields::is_name(name) {
-            return Err("malformed header name".into());
-        }
-        if !fields::is_value(value) {
-            return Err("malformed header value".into());
-        }
-        // Name and value stay in the buffer the head was read into: no copy per field.
-        headers.push(head.slice_ref(name), head.slice_ref(value));
-    }
-    Ok((status, headers, version_11))
-}
-
-/// How the response body's end is known (RFC 9112 §6.3), and whether the upstream sent a
-/// `Content-Length` that must not be passed on (anything but one well-formed value the proxy
-/// frames by).
-///
-/// Anything the proxy could not frame the client's response by exactly is an error: a length
-/// that is not digits or that two values disagree on, a transfer coding other than chunked
-/// (its coded bytes would go on without the header that says so).
-fn framing(
-    method: &Method,
-    status: StatusCode,
-    headers: &Fields,
-) -> Result<(Framing, bool), String> {
-    let mut lengths = headers.get_all("content-length");
-    let first = lengths.next();
-    let single = first.is_some() && lengths.next().is_none();
-    if method == Method::HEAD
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED
-    {
-        let plain = single && first.is_some_and(|v| digits(v).is_some());
-        return Ok((Framing::Empty, first.is_some() && !plain));
-    }
-    let mut codings = headers.get_all("transfer-encoding");
-    if let Some(te) = codings.next() {
-        if codings.next().is_some() || !te.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-            return Err("unsupported transfer coding from the upstream".into());
-        }
-        return Ok((Framing::Chunked, first.is_some()));
-    }
-    let Some(first) = first else {
-        return Ok((Framing::Close, false));
-    };
-    if single {
-        if let Some(n) = digits(first) {
-            return Ok((Framing::Length(n), false));
-        }
-    }
-    // Repeated or listed values are one length only if they are all the same (RFC 9110 §8.6).
-    let bad = || "invalid content-length from the upstream".to_string();
-    let mut length = None;
-    for value in headers.get_all("content-length") {
-        for part in value.split(|b| *b == b',') {
-            let n = digits(part.trim_ascii()).ok_or_else(bad)?;
-            if length.is_some_and(|l| l != n) {
-                return Err(bad());
-            }
-            length = Some(n);
-        }
-    }
-    Ok((Framing::Length(length.ok_or_else(bad)?), true))
-}
-
-/// A decimal number of digits only (no sign, no spaces), at most 18 of them (no overflow).
-pub(super) fn digits(text: &[u8]) -> Option<u64> {
-    if text.is_empty() || text.len() > 18 {
-        return None;
-    }
-    text.iter().try_fold(0u64, |n, d| {
-        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
-    })
-}
-
-/// HTTP/1.1 keeps the connection unless told `close`; HTTP/1.0 only when told `keep-alive`.
-fn connection_persists(headers: &Fields, version_11: bool) -> bool {
-    if version_11 {
-        !headers.has_token("connection", "close")
-    } else {
-        headers.has_token("connection", "keep-alive")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn interim_answers_are_told_from_the_final_one() {
-        assert_eq!(front(b""), Front::Undecided);
-        assert_eq!(front(b"HTTP/1.1 1"), Front::Undecided);
-        assert_eq!(front(b"HTTP/1.1 100 Continue\r\n"), Front::Undecided);
-        assert_eq!(
-            front(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 2"),
-            Front::Interim(25)
-        );
-        assert_eq!(
-            front(b"HTTP/1.1 103 Early Hints\r\nLink: x\r\n\r\n"),
-            Front::Interim(37)
-        );
-        for last in [
-            &b"HTTP/1.1 2"[..],
-            b"HTTP/1.1 413",
-            b"HTTP/1.1 101 Switching",
-            b"garbage",
-        ] {
-            assert_eq!(front(last), Front::Final, "{last:?}");
-        }
-    }
-
-    #[test]
-    fn heads_parse_and_odd_ones_are_refused() {
-        let head = b"HTTP/1.1 200 OK\r\nServer: llama.cpp\r\nContent-Type: text/event-stream\r\nX-A:  b c \r\nX-A: d\r\n\r\nbody";
-        let end = head_end(head).unwrap();
-        assert_eq!(&head[end..], b"body");
-        let (status, headers, v11) = parse_head(&Bytes::from_static(&head[..end])).unwrap();
-        assert_eq!((status, v11), (StatusCode::OK, true));
-        assert_eq!(headers.get_str("server"), Some("llama.cpp"));
-        let values: Vec<_> = headers.get_all("x-a").collect();
-        assert_eq!(values, [&b"b c"[..], b"d"]);
-        assert_eq!(head_end(b"HTTP/1.0 204\n\nx"), Some(14));
-        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\nA: b\r\n"), None);
-        let (status, _, v11) = parse_head(&Bytes::from_static(b"HTTP/1.0 204\n\n")).unwrap();
-        assert_eq!((status, v11), (StatusCode::NO_CONTENT, false));
-        for bad in [
-            &b"HTTP/2 200 OK\r\n\r\n"[..],
-            b"HTTP/1.1 20 OK\r\n\r\n",
-            b"HTTP/1.1 2000\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nbad name: x\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\n folded: x\r\n\r\n",
-        ] {
-            assert!(parse_head(&Bytes::from_static(bad)).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn framing_and_persistence_follow_rfc_9112() {
-        let h = |pairs: &[(&'static str, &'static str)]| {
-            let mut fields = Fields::default();
-            for (n, v) in pairs {
-                fields.push(
-                    Bytes::from_static(n.as_bytes()),
-                    Bytes::from_static(v.as_bytes()),
-                );
-            }
-            fields
-        };
-        let ok = StatusCode::OK;
-        let post = &Method::POST;
-        let f = |m: &Method, status, pairs: &[(&'static str, &'static str)]| {
-            framing(m, status, &h(pairs))
-        };
-        assert_eq!(
-            f(
-                post,
-                ok,
-                &[("transfer-encoding", "Chunked"), ("content-length", "5")]
-            ),
-            Ok((Framing::Chunked, true))
-        );
-        for bad in [
-            &[("transfer-encoding", "gzip")][..],
-            &[("transfer-encoding", "gzip, chunked")],
-            &[
-                ("transfer-encoding", "chunked"),
-                ("transfer-encoding", "chunked"),
-            ],
-        ] {
-            assert!(f(post, ok, bad).is_err(), "{bad:?}");
-        }
-        assert_eq!(
-            f(post, ok, &[("content-length", "5")]),
-            Ok((Framing::Length(5), false))
-        );
-        assert_eq!(
-            f(post, ok, &[("content-length", "007")]),
-            Ok((Framing::Length(7), false))
-        );
-        assert_eq!(
-            f(post, ok, &[("content-length", "7, 7")]),
-            Ok((Framing::Length(7), true))
-        );
-        assert_eq!(
-            f(
-                post,
-                ok,
-                &[("content-length", "7"), ("content-length", "7")]
-            ),
-            Ok((Framing::Length(7), true))
-        );
-        for bad in [
-            &[("content-length", "5"), ("content-length", "6")][..],
-            &[("content-length", "5, 6")],
-            &[("content-length", "abc")],
-            &[("content-length", "+5")],
-            &[("content-length", "-5")],
-            &[("content-length", "")],
-            &[("content-length", "5,")],
-            &[("content-length", "99999999999999999999999")],
-        ] {
-            assert!(f(post, ok, bad).is_err(), "{bad:?}");
-        }
-        assert_eq!(f(post, ok, &[]), Ok((Framing::Close, false)));
-        assert_eq!(
-            f(&Method::HEAD, ok, &[("content-length", "5")]),
-            Ok((Framing::Empty, false))
-        );
-        assert_eq!(
-            f(&Method::HEAD, ok, &[("content-length", "+5")]),
-            Ok((Framing::Empty, true))
-        );
-        assert_eq!(
-            f(post, StatusCode::NO_CONTENT, &[]),
-            Ok((Framing::Empty, false))
-        );
-        assert!(connection_persists(&h(&[]), true));
-        assert!(!connection_persists(
-            &h(&[("connection", "x, Close")]),
-            true
-        ));
-        assert!(!connection_persists(&h(&[]), false));
-        assert!(connection_persists(
-            &h(&[("connection", "keep-alive")]),
-            false
-        ));
-    }
 
     #[test]
     fn a_lack_of_file_descriptors_is_told_from_an_unreachable_upstream() {

@@ -1,40 +1,36 @@
 //! The proxy's side of the client connection: HTTP/1.1 and 1.0, written for this one job in place
 //! of hyper's general server, which was most of what the proxy spent beyond nginx on a request
 //! (its connection state machine, buffered writer and header encoder). A request head is read
-//! and checked, the request goes upstream with its body streamed as it arrives, and the response
-//! goes back as it comes: the head with the first body bytes in one write, then one write per
-//! read of the upstream, each written out before the next is read.
+//! and checked, the request goes to the `Handler` (forwarding: upstream, with its body streamed
+//! as it arrives), and the answer goes back as it comes: the head with the first body bytes in
+//! one write, then one write per read of the upstream, each written out before the next is read.
 //!
 //! What keeps the proxy from carrying a smuggled request (RFC 9112 §6.1, §6.3): a request with
 //! both Transfer-Encoding and Content-Length, with a transfer coding other than one `chunked`,
 //! with a Content-Length that is not one number, or with Transfer-Encoding in HTTP/1.0, is
-//! refused and its connection closed; the request sent upstream always carries the proxy's own
-//! framing (client.rs); a connection whose request body was not read to its end is closed.
+//! refused and its connection closed (the rules: `codec/framing.rs`); the request sent upstream
+//! always carries the proxy's own framing (client.rs); a connection whose request body was not
+//! read to its end is closed.
 
-use super::body::ProxyBody;
-use super::client::head_end;
-use crate::codec::decode::{Decoder, Framing};
-use crate::codec::fields::{self, Fields};
-use crate::forward::{error_body, forward, Answer, RequestHead, Target};
+use super::body::{error_body, ProxyBody};
+use crate::codec::decode::Decoder;
+use crate::codec::fields::Fields;
+use crate::codec::framing::{self, Framing};
+use crate::codec::head::{head_end, parse_request, RequestHead, MAX_HEAD};
+use crate::codec::write;
 use bytes::{Buf, Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
-use hyper::{Method, StatusCode, Uri, Version};
-use std::cell::RefCell;
+use hyper::{Method, StatusCode, Version};
 use std::future::{poll_fn, Future};
 use std::io::{ErrorKind as IoKind, IoSlice};
 use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
-/// Longest request head accepted (hyper's default buffer limit was about 400 KiB; nginx's
-/// `large_client_header_buffers` allow 4 x 8 KiB).
-const MAX_HEAD: usize = 64 << 10;
-/// Most header fields accepted in a request head (hyper's default).
-const MAX_HEADERS: usize = 100;
 /// Bytes of a next, pipelined request read ahead while the current one is served.
 const MAX_READ_AHEAD: usize = 64 << 10;
 /// After a refusal, or with a request body left unread, how much the proxy still reads (and
@@ -58,11 +54,29 @@ fn lock(inbound: &Mutex<Inbound>) -> MutexGuard<'_, Inbound> {
     inbound.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// What the server hands each request to, and gets the answer from (forwarding, here).
+pub trait Handler {
+    /// The answer to one request; the body is read from the client as the handler reads it.
+    /// Dropped unfinished when the client goes away first.
+    fn handle<'a>(
+        &'a self,
+        head: RequestHead,
+        body: ClientBody<'a>,
+    ) -> impl Future<Output = Answer> + 'a;
+}
+
+/// What the server writes back: the upstream's answer or the proxy's own.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: Fields,
+    pub body: ProxyBody,
+}
+
 /// Serves one client connection until it closes, breaks, times out, or a request or response
 /// leaves it unusable. `client_timeout` bounds the wait for a request head (an idle keep-alive
 /// connection included), for each next piece of a request body, and for the client to take each
 /// write.
-pub async fn serve_connection(stream: TcpStream, target: &Target, client_timeout: Duration) {
+pub async fn serve_connection(stream: TcpStream, handler: &impl Handler, client_timeout: Duration) {
     let inbound = Mutex::new(Inbound {
         buf: BytesMut::with_capacity(4096),
         body_done: true,
@@ -101,11 +115,11 @@ pub async fn serve_connection(stream: TcpStream, target: &Target, client_timeout
         };
 
         let response = {
-            let forwarding = forward(target, parsed.head, body);
-            tokio::pin!(forwarding);
+            let handling = handler.handle(parsed.head, body);
+            tokio::pin!(handling);
             tokio::select! {
                 biased;
-                response = &mut forwarding => response,
+                response = &mut handling => response,
                 // Dropping the request on the way records it as a client disconnect.
                 () = client_gone(&stream, &inbound) => return,
             }
@@ -116,15 +130,19 @@ pub async fn serve_connection(stream: TcpStream, target: &Target, client_timeout
             headers,
             mut body,
         } = response;
-        let framing = ResponseFraming::choose(status, is_head, &body, version_11);
+        let framing = if framing::bodiless(is_head, status) {
+            Framing::Empty
+        } else {
+            framing::outgoing(body.size_hint().exact(), version_11)
+        };
         // The upstream answered before the whole request body came (a 413, or its connection
         // broke): what is left of the body cannot be told from a next request, so the answer
         // says the connection closes. By now the upstream request is over: the body stays as
         // it is.
         let body_done = lock(&inbound).body_done;
-        keep_alive &= framing != ResponseFraming::Close && body_done;
+        keep_alive &= !framing.ends_connection() && body_done;
         out.clear();
-        write_head(&mut out, status, &headers, version_11, framing, keep_alive);
+        write::response_head(&mut out, status, &headers, version_11, framing, keep_alive);
         let sent = send_body(
             &stream,
             &inbound,
@@ -191,120 +209,6 @@ async fn read_head(
             return Ok(None);
         }
     }
-}
-
-/// A request head, checked.
-struct Parsed {
-    head: RequestHead,
-    version: Version,
-    body: Framing,
-    keep_alive: bool,
-    expect_continue: bool,
-}
-
-/// Parses and checks a request head; the status to refuse it with when it is not acceptable.
-fn parse_request(head: &Bytes) -> Result<Parsed, StatusCode> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut slots);
-    match req.parse(head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Err(httparse::Error::TooManyHeaders) => {
-            return Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
-        }
-        Err(httparse::Error::Version) => return Err(StatusCode::HTTP_VERSION_NOT_SUPPORTED),
-        _ => return Err(StatusCode::BAD_REQUEST),
-    }
-    let version = match req.version {
-        Some(1) => Version::HTTP_11,
-        Some(0) => Version::HTTP_10,
-        _ => return Err(StatusCode::HTTP_VERSION_NOT_SUPPORTED),
-    };
-    let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
-        .map_err(|_| StatusCode::BAD_REQUEST)?;
-    if method == Method::CONNECT {
-        // A tunnel is not an API call: nothing here can carry one.
-        return Err(StatusCode::NOT_IMPLEMENTED);
-    }
-    let target = req.path.unwrap_or_default();
-    let uri = Uri::from_maybe_shared(head.slice_ref(target.as_bytes()))
-        .map_err(|_| StatusCode::BAD_REQUEST)?;
-    // Origin form (`/path?query`), absolute form (`http://host/path`), or `*` for OPTIONS;
-    // never a bare authority.
-    if !(target.starts_with('/')
-        || uri.scheme().is_some()
-        || target == "*" && method == Method::OPTIONS)
-    {
-        return Err(StatusCode::BAD_REQUEST);
-    }
-    // httparse has checked the names (tokens) and values (no control characters).
-    let mut headers = Fields::with_capacity(req.headers.len());
-    for field in req.headers.iter() {
-        headers.push(
-            head.slice_ref(field.name.as_bytes()),
-            head.slice_ref(field.value.trim_ascii()),
-        );
-    }
-    let version_11 = version == Version::HTTP_11;
-    let body = request_framing(&headers, version_11)?;
-    let keep_alive = if version_11 {
-        !headers.has_token("connection", "close")
-    } else {
-        headers.has_token("connection", "keep-alive")
-    };
-    let expect_continue = version_11 && headers.has_token("expect", "100-continue");
-    Ok(Parsed {
-        head: RequestHead {
-            method,
-            uri,
-            headers,
-        },
-        version,
-        body,
-        keep_alive,
-        expect_continue,
-    })
-}
-
-/// How the request body's end is known (RFC 9112 §6.3), or why the request is refused.
-fn request_framing(headers: &Fields, version_11: bool) -> Result<Framing, StatusCode> {
-    let bad = StatusCode::BAD_REQUEST;
-    let mut codings = 0;
-    for value in headers.get_all("transfer-encoding") {
-        for coding in value.split(|b| *b == b',') {
-            let coding = coding.trim_ascii();
-            if coding.is_empty() {
-                continue;
-            }
-            if !coding.eq_ignore_ascii_case(b"chunked") {
-                // The body could not be read (or passed on) without decoding it.
-                return Err(StatusCode::NOT_IMPLEMENTED);
-            }
-            codings += 1;
-        }
-    }
-    if headers.contains("transfer-encoding") {
-        // Chunked exactly once, in HTTP/1.1, and no length beside it: anything else is where
-        // two servers in a row could disagree on where the body ends.
-        if codings != 1 || !version_11 || headers.contains("content-length") {
-            return Err(bad);
-        }
-        return Ok(Framing::Chunked);
-    }
-    // Repeated or listed values are one length only if they are all the same (RFC 9110 §8.6).
-    let mut length = None;
-    for value in headers.get_all("content-length") {
-        for part in value.split(|b| *b == b',') {
-            let n = super::client::digits(part.trim_ascii()).ok_or(bad)?;
-            if length.is_some_and(|l| l != n) {
-                return Err(bad);
-            }
-            length = Some(n);
-        }
-    }
-    Ok(match length {
-        Some(n) => Framing::Length(n),
-        None => Framing::Empty,
-    })
 }
 
 /// The request body, read from the client connection as the upstream request takes it.
@@ -434,84 +338,6 @@ async fn client_gone(stream: &TcpStream, inbound: &Mutex<Inbound>) {
     .await
 }
 
-/// How the response body's end is told to the client.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ResponseFraming {
-    /// No body follows the head (HEAD, 1xx, 204, 304): the upstream's headers stand as they are.
-    None,
-    Length(u64),
-    Chunked,
-    /// An HTTP/1.0 client and a body of unknown length: it ends with the connection.
-    Close,
-}
-
-impl ResponseFraming {
-    fn choose(status: StatusCode, is_head: bool, body: &ProxyBody, version_11: bool) -> Self {
-        if is_head
-            || status.is_informational()
-            || status == StatusCode::NO_CONTENT
-            || status == StatusCode::NOT_MODIFIED
-        {
-            return ResponseFraming::None;
-        }
-        match body.size_hint().exact() {
-            Some(n) => ResponseFraming::Length(n),
-            None if version_11 => ResponseFraming::Chunked,
-            None => ResponseFraming::Close,
-        }
-    }
-}
-
-/// The response's status line and header fields, with the proxy's own framing.
-fn write_head(
-    out: &mut Vec<u8>,
-    status: StatusCode,
-    headers: &Fields,
-    version_11: bool,
-    framing: ResponseFraming,
-    keep_alive: bool,
-) {
-    out.extend_from_slice(if version_11 {
-        b"HTTP/1.1 "
-    } else {
-        b"HTTP/1.0 "
-    });
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or_default().as_bytes());
-    out.extend_from_slice(b"\r\n");
-    let no_length = matches!(status.as_u16(), 100..=199 | 204);
-    for (name, value) in headers.iter() {
-        let framing_field = name.eq_ignore_ascii_case(b"transfer-encoding")
-            || (name.eq_ignore_ascii_case(b"content-length")
-                && (framing != ResponseFraming::None || no_length));
-        if framing_field {
-            continue;
-        }
-        fields::write_line(out, name, value);
-    }
-    match framing {
-        ResponseFraming::Length(n) => {
-            out.extend_from_slice(b"content-length: ");
-            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        ResponseFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        ResponseFraming::None | ResponseFraming::Close => {}
-    }
-    if !headers.contains("date") {
-        out.extend_from_slice(b"date: ");
-        with_http_date(|date| out.extend_from_slice(date));
-        out.extend_from_slice(b"\r\n");
-    }
-    if version_11 && !keep_alive {
-        out.extend_from_slice(b"connection: close\r\n");
-    } else if !version_11 && keep_alive {
-        out.extend_from_slice(b"connection: keep-alive\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-}
-
 /// Writes the head in `out` and the body after it, each piece as soon as it is there; whether
 /// the response went out whole.
 async fn send_body(
@@ -519,13 +345,13 @@ async fn send_body(
     inbound: &Mutex<Inbound>,
     out: &mut Vec<u8>,
     body: &mut ProxyBody,
-    framing: ResponseFraming,
+    framing: Framing,
     timeout: Duration,
 ) -> bool {
-    if framing == ResponseFraming::None {
+    if framing == Framing::Empty {
         return write_all(stream, &[out], timeout).await.is_ok();
     }
-    let chunked = framing == ResponseFraming::Chunked;
+    let chunked = framing == Framing::Chunked;
     let mut body = Pin::new(body);
     loop {
         // What is there now goes out with what waits in `out` (the head, at first); only with
@@ -549,7 +375,7 @@ async fn send_body(
         let data = match frame {
             None => {
                 if chunked {
-                    out.extend_from_slice(b"0\r\n\r\n");
+                    out.extend_from_slice(write::LAST_CHUNK);
                 }
                 return write_all(stream, &[out], timeout).await.is_ok();
             }
@@ -571,8 +397,15 @@ async fn send_body(
         let end = body.is_end_stream();
         let mut size_line = [0u8; 20];
         let (before, after): (&[u8], &[u8]) = if chunked {
-            let n = hex(data.len(), &mut size_line);
-            (n, if end { b"\r\n0\r\n\r\n" } else { b"\r\n" })
+            let n = write::chunk_size(data.len(), &mut size_line);
+            (
+                n,
+                if end {
+                    write::CHUNK_END_LAST
+                } else {
+                    write::CHUNK_END
+                },
+            )
         } else {
             (b"", b"")
         };
@@ -585,20 +418,6 @@ async fn send_body(
         out.clear();
         if end {
             return true;
-        }
-    }
-}
-
-/// `n` in hexadecimal with the CRLF after it, as a chunk's size line.
-fn hex(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len() - 2;
-    buf[i..].copy_from_slice(b"\r\n");
-    loop {
-        i -= 1;
-        buf[i] = b"0123456789abcdef"[n & 15];
-        n >>= 4;
-        if n == 0 {
-            return &buf[i..];
         }
     }
 }
@@ -634,9 +453,9 @@ async fn refuse(stream: TcpStream, out: &mut Vec<u8>, status: StatusCode, timeou
         .unwrap_or("refused")
         .to_lowercase();
     let (headers, body) = error_body(&reason);
-    let length = ResponseFraming::Length(body.len() as u64);
+    let length = Framing::Length(body.len() as u64);
     out.clear();
-    write_head(out, status, &headers, true, length, false);
+    write::response_head(out, status, &headers, true, length, false);
     out.extend_from_slice(&body);
     if write_all(&stream, &[out], timeout).await.is_ok() {
         linger(stream, timeout).await;
@@ -661,132 +480,4 @@ async fn linger(mut stream: TcpStream, timeout: Duration) {
         }
     };
     let _ = tokio::time::timeout(LINGER_TIME.min(timeout), drain).await;
-}
-
-/// The current time as an HTTP date, formatted once a second per thread.
-fn with_http_date(use_date: impl FnOnce(&[u8])) {
-    thread_local! {
-        static DATE: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
-    }
-    let now = SystemTime::now();
-    let second = now
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default();
-    DATE.with(|date| {
-        let mut date = date.borrow_mut();
-        if date.0 != second {
-            *date = (second, httpdate::fmt_http_date(now));
-        }
-        use_date(date.1.as_bytes());
-    });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(head: &str) -> Result<Parsed, StatusCode> {
-        parse_request(&Bytes::copy_from_slice(head.as_bytes()))
-    }
-
-    fn framing(head: &str) -> Result<Framing, StatusCode> {
-        parse(head).map(|p| p.body)
-    }
-
-    #[test]
-    fn request_framing_follows_rfc_9112_and_refuses_what_could_smuggle() {
-        let bad = Err(StatusCode::BAD_REQUEST);
-        for (head, want) in [
-            ("GET / HTTP/1.1\r\n\r\n", Ok(Framing::Empty)),
-            (
-                "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
-                Ok(Framing::Length(5)),
-            ),
-            (
-                "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5, 5\r\n\r\n",
-                Ok(Framing::Length(5)),
-            ),
-            (
-                "POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n",
-                Ok(Framing::Chunked),
-            ),
-            (
-                "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
-                bad,
-            ),
-            ("POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n", bad),
-            ("POST / HTTP/1.1\r\nContent-Length: 5 5\r\n\r\n", bad),
-            ("POST / HTTP/1.1\r\nContent-Length:\r\n\r\n", bad),
-            (
-                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
-                bad,
-            ),
-            (
-                "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
-                bad,
-            ),
-            ("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", bad),
-            ("POST / HTTP/1.1\r\nTransfer-Encoding: \r\n\r\n", bad),
-            (
-                "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-                Err(StatusCode::NOT_IMPLEMENTED),
-            ),
-            // Malformed heads: line folding, a space before the colon, a bare authority.
-            ("GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n", bad),
-            ("GET / HTTP/1.1\r\nContent-Length : 5\r\n\r\n", bad),
-            ("GET example.com:80 HTTP/1.1\r\n\r\n", bad),
-            (
-                "GET / HTTP/2.0\r\n\r\n",
-                Err(StatusCode::HTTP_VERSION_NOT_SUPPORTED),
-            ),
-            (
-                "CONNECT example.com:443 HTTP/1.1\r\n\r\n",
-                Err(StatusCode::NOT_IMPLEMENTED),
-            ),
-            ("GET * HTTP/1.1\r\n\r\n", bad),
-            ("OPTIONS * HTTP/1.1\r\n\r\n", Ok(Framing::Empty)),
-        ] {
-            assert_eq!(framing(head), want, "{head:?}");
-        }
-        let many = format!("GET / HTTP/1.1\r\n{}\r\n", "X: y\r\n".repeat(101));
-        assert_eq!(
-            framing(&many),
-            Err(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
-        );
-    }
-
-    #[test]
-    fn persistence_and_expectations_follow_the_version() {
-        let p = parse("GET /a?b HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-        assert!(p.keep_alive && !p.expect_continue);
-        assert_eq!(p.head.uri.path_and_query().unwrap().as_str(), "/a?b");
-        assert!(
-            !parse("GET / HTTP/1.1\r\nConnection: Close\r\n\r\n")
-                .unwrap()
-                .keep_alive
-        );
-        assert!(!parse("GET / HTTP/1.0\r\n\r\n").unwrap().keep_alive);
-        assert!(
-            parse("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
-                .unwrap()
-                .keep_alive
-        );
-        assert!(
-            parse("POST / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 1\r\n\r\n")
-                .unwrap()
-                .expect_continue
-        );
-        let absolute = parse("GET http://h/p?q HTTP/1.1\r\n\r\n").unwrap();
-        assert_eq!(absolute.head.uri.path_and_query().unwrap(), "/p?q");
-    }
-
-    #[test]
-    fn chunk_size_lines_are_hexadecimal() {
-        let mut buf = [0u8; 20];
-        assert_eq!(hex(0, &mut buf), b"0\r\n");
-        assert_eq!(hex(255, &mut buf), b"ff\r\n");
-        assert_eq!(hex(4096 + 10, &mut buf), b"100a\r\n");
-        assert_eq!(hex(usize::MAX, &mut buf), b"ffffffffffffffff\r\n");
-    }
 }

@@ -11,24 +11,26 @@ use tokio::time::Instant;
 /// Longest line or document kept for parsing; longer ones pass through unread.
 const MAX_KEPT: usize = 8 << 20;
 
+/// How a response body is laid out, as its `Content-Type` says: read line by line (SSE, NDJSON)
+/// or as one document.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Framing {
+pub enum StreamFormat {
     Sse,
     Ndjson,
     Json,
 }
 
-impl Framing {
-    pub fn from_content_type(content_type: &str) -> Option<Framing> {
+impl StreamFormat {
+    pub fn from_content_type(content_type: &str) -> Option<StreamFormat> {
         let mime = content_type.split(';').next().unwrap_or("").trim();
         let is = |name: &str| mime.eq_ignore_ascii_case(name);
         if is("text/event-stream") {
-            Some(Framing::Sse)
+            Some(StreamFormat::Sse)
         } else if is("application/x-ndjson") || is("application/ndjson") || is("application/jsonl")
         {
-            Some(Framing::Ndjson)
+            Some(StreamFormat::Ndjson)
         } else if is("application/json") {
-            Some(Framing::Json)
+            Some(StreamFormat::Json)
         } else {
             None
         }
@@ -38,7 +40,7 @@ impl Framing {
 /// What one response told us.
 #[derive(Debug)]
 pub struct Observer {
-    framing: Framing,
+    format: StreamFormat,
     started: Instant,
     kept: Vec<u8>,
     /// The current line or document grew past MAX_KEPT: skip it.
@@ -68,9 +70,9 @@ pub struct Observer {
 }
 
 impl Observer {
-    pub fn new(framing: Framing, started: Instant) -> Self {
+    pub fn new(format: StreamFormat, started: Instant) -> Self {
         Observer {
-            framing,
+            format,
             started,
             kept: Vec::new(),
             overflow: false,
@@ -95,13 +97,13 @@ impl Observer {
 
     /// Whether lines are read as they come (streams), rather than one document at the end.
     pub fn reads_lines(&self) -> bool {
-        self.framing != Framing::Json
+        self.format != StreamFormat::Json
     }
 
     /// Takes the bytes of one body frame, arriving at `now`. Lines that lie whole in the frame
     /// are read where they are; only a line split across frames is copied.
     pub fn feed(&mut self, mut data: &[u8], now: Instant) {
-        if self.framing == Framing::Json {
+        if self.format == StreamFormat::Json {
             self.keep(data);
             return;
         }
@@ -143,20 +145,20 @@ impl Observer {
         // Ollama's `/v1` turns an error in the middle of a stream into a chunk with an empty
         // delta and `"model":""`, and ends the stream without `[DONE]`; its streams that
         // succeed always end with `[DONE]`.
-        if self.framing == Framing::Sse && self.empty_model && !self.done_marker {
+        if self.format == StreamFormat::Sse && self.empty_model && !self.done_marker {
             self.error_line = true;
         }
     }
 
     fn line(&mut self, line: &[u8], now: Instant) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let payload = match self.framing {
-            Framing::Sse => match line.strip_prefix(b"data:") {
+        let payload = match self.format {
+            StreamFormat::Sse => match line.strip_prefix(b"data:") {
                 Some(p) => p.strip_prefix(b" ").unwrap_or(p),
                 // Pings (`:`), `event:`/`id:` fields and blank separators carry no tokens.
                 None => return,
             },
-            Framing::Ndjson | Framing::Json => line,
+            StreamFormat::Ndjson | StreamFormat::Json => line,
         };
         if payload == b"[DONE]" {
             self.done_marker = true;
@@ -188,7 +190,7 @@ impl Observer {
         if chunk.error {
             self.error_line = true;
         }
-        if self.framing != Framing::Json && chunk.content {
+        if self.format != StreamFormat::Json && chunk.content {
             match self.last_content {
                 None => self.first_content = Some(now),
                 Some(last) => self.inter_token.push((now - last).as_secs_f64()),
@@ -308,9 +310,9 @@ mod tests {
     }
 
     /// Feeds a body event by event (split at blank lines or newlines), 10 ms apart.
-    fn run(framing: Framing, body: &[u8], split: &[u8]) -> Observer {
+    fn run(format: StreamFormat, body: &[u8], split: &[u8]) -> Observer {
         let t0 = Instant::now();
-        let mut o = Observer::new(framing, t0);
+        let mut o = Observer::new(format, t0);
         let mut at = t0;
         let mut rest = body;
         while !rest.is_empty() {
@@ -330,7 +332,7 @@ mod tests {
     #[test]
     fn openai_stream_ttft_skips_the_role_chunk_and_counts_from_timings() {
         let body = fixture("llama-server/v1-chat-completions-stream.body");
-        let o = run(Framing::Sse, &body, b"\n\n");
+        let o = run(StreamFormat::Sse, &body, b"\n\n");
         // Chunk 1 is role-only; the first content arrives with the second event.
         assert_eq!(o.ttft(), Some(0.02));
         assert_eq!(o.tokens(), (Some(31), Some(12)));
@@ -347,7 +349,7 @@ mod tests {
     fn native_stream_without_done_and_split_mid_line() {
         let body = fixture("llama-server/completion-stream.body");
         let t0 = Instant::now();
-        let mut o = Observer::new(Framing::Sse, t0);
+        let mut o = Observer::new(StreamFormat::Sse, t0);
         for (i, piece) in body.chunks(7).enumerate() {
             o.feed(piece, t0 + Duration::from_millis(i as u64));
         }
@@ -359,7 +361,7 @@ mod tests {
     #[test]
     fn ollama_ndjson_final_line_and_error_line() {
         let o = run(
-            Framing::Ndjson,
+            StreamFormat::Ndjson,
             &fixture("ollama/generate-stream.body"),
             b"\n",
         );
@@ -368,7 +370,7 @@ mod tests {
         assert_eq!(o.inter_token.len(), 4);
         assert!((o.server_prefill.unwrap() - 0.065868333).abs() < 1e-9);
         let o = run(
-            Framing::Ndjson,
+            StreamFormat::Ndjson,
             &fixture("ollama/chat-stream-error.body"),
             b"\n",
         );
@@ -379,15 +381,15 @@ mod tests {
     #[test]
     fn whole_json_documents_count_tokens_but_no_ttft() {
         let o = run(
-            Framing::Json,
+            StreamFormat::Json,
             &fixture("llama-server/v1-chat-completions.body"),
             b"\n",
         );
         assert_eq!(o.tokens(), (Some(52), Some(24)));
         assert_eq!(o.ttft(), None);
-        let o = run(Framing::Json, &fixture("ollama/chat.body"), b"\n");
+        let o = run(StreamFormat::Json, &fixture("ollama/chat.body"), b"\n");
         assert_eq!(o.tokens(), (Some(169), Some(15)));
-        let o = run(Framing::Json, b"{\"truncated\": [1,2", b"\n");
+        let o = run(StreamFormat::Json, b"{\"truncated\": [1,2", b"\n");
         assert_eq!(o.tokens(), (None, None));
     }
 
@@ -397,24 +399,24 @@ mod tests {
         let body = format!(
             "data: {{\"choices\":[{{\"delta\":{{\"content\":\"x\"}}}}],\"timings\":{{\"prompt_n\":{max},\"cache_n\":{max},\"predicted_n\":{max},\"prompt_ms\":1e308}}}}\n\n"
         );
-        let o = run(Framing::Sse, body.as_bytes(), b"\n\n");
+        let o = run(StreamFormat::Sse, body.as_bytes(), b"\n\n");
         assert_eq!(o.tokens(), (Some(max), Some(max)));
         let line = format!(
             "{{\"model\":\"m\",\"done\":true,\"prompt_eval_count\":{max},\"eval_count\":{max},\"load_duration\":{max},\"prompt_eval_duration\":{max}}}\n"
         );
-        let o = run(Framing::Ndjson, line.as_bytes(), b"\n");
+        let o = run(StreamFormat::Ndjson, line.as_bytes(), b"\n");
         assert_eq!(o.tokens(), (Some(max), Some(max)));
         assert!(o.server_prefill.unwrap() > 1.8e10);
         // Beyond u64: not the JSON we expect, so nothing is counted, and nothing breaks.
         let o = run(
-            Framing::Ndjson,
+            StreamFormat::Ndjson,
             b"{\"done\":true,\"eval_count\":1e400,\"prompt_eval_count\":-1}\n",
             b"\n",
         );
         assert_eq!(o.tokens(), (None, None));
         // A negative prompt time is no prompt time.
         let body = b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}],\"timings\":{\"prompt_ms\":-5000}}\n\n";
-        let o = run(Framing::Sse, body, b"\n\n");
+        let o = run(StreamFormat::Sse, body, b"\n\n");
         assert_eq!(o.server_prefill, None);
     }
 
@@ -422,7 +424,7 @@ mod tests {
     fn content_kinds_escapes_and_type_checks() {
         // Each line alone: is it a content event, and which model does it name?
         let content = |line: &str| {
-            let o = run(Framing::Ndjson, format!("{line}\n").as_bytes(), b"\n");
+            let o = run(StreamFormat::Ndjson, format!("{line}\n").as_bytes(), b"\n");
             (o.ttft().is_some(), o.model.clone())
         };
         let chat = |delta: &str| format!("{{\"choices\":[{{\"delta\":{delta}}}]}}");
@@ -474,7 +476,7 @@ mod tests {
             ),
         ] {
             let body = [first, chat(r#"{"content":"Hi"}"#)].concat();
-            let o = run(Framing::Sse, body.as_bytes(), b"\n\n");
+            let o = run(StreamFormat::Sse, body.as_bytes(), b"\n\n");
             assert_eq!(o.ttft(), Some(0.01), "{body}");
             assert_eq!(o.inter_token.len(), 1);
         }
@@ -484,7 +486,7 @@ mod tests {
             r#"{"model":"m","response":"","thinking":"Let","done":false}"#,
         ] {
             let body = format!("{first}\n{{\"model\":\"m\",\"response\":\"Hi\",\"done\":false}}\n");
-            let o = run(Framing::Ndjson, body.as_bytes(), b"\n");
+            let o = run(StreamFormat::Ndjson, body.as_bytes(), b"\n");
             assert_eq!(o.ttft(), Some(0.01), "{body}");
         }
         // Anthropic thinking blocks and a Responses reasoning delta.
@@ -493,7 +495,7 @@ mod tests {
             r#"{"type":"response.reasoning_text.delta","item_id":"r","delta":"Let"}"#,
         ] {
             let body = format!("data: {first}\n\ndata: {{\"type\":\"x\",\"delta\":\"Hi\"}}\n\n");
-            let o = run(Framing::Sse, body.as_bytes(), b"\n\n");
+            let o = run(StreamFormat::Sse, body.as_bytes(), b"\n\n");
             assert_eq!(o.ttft(), Some(0.01), "{body}");
         }
         // The role chunk and empty reasoning are not tokens.
@@ -503,7 +505,7 @@ mod tests {
         ]
         .concat();
         assert_eq!(
-            run(Framing::Sse, body.as_bytes(), b"\n\n").ttft(),
+            run(StreamFormat::Sse, body.as_bytes(), b"\n\n").ttft(),
             Some(0.02)
         );
     }
@@ -511,19 +513,19 @@ mod tests {
     #[test]
     fn reasoning_tokens_are_read_where_the_server_reports_them() {
         let body = b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":40,\"completion_tokens_details\":{\"reasoning_tokens\":31}}}\n\ndata: [DONE]\n\n";
-        let o = run(Framing::Sse, body, b"\n\n");
+        let o = run(StreamFormat::Sse, body, b"\n\n");
         assert_eq!(
             (o.tokens(), o.reasoning_tokens()),
             ((Some(9), Some(40)), Some(31))
         );
         let body = br#"{"status":"completed","usage":{"input_tokens":5,"output_tokens":20,"output_tokens_details":{"reasoning_tokens":12}}}"#;
-        let o = run(Framing::Json, body, b"\n");
+        let o = run(StreamFormat::Json, body, b"\n");
         assert_eq!(
             (o.tokens(), o.reasoning_tokens()),
             ((Some(5), Some(20)), Some(12))
         );
         let o = run(
-            Framing::Sse,
+            StreamFormat::Sse,
             &fixture("llama-server/v1-chat-completions-stream.body"),
             b"\n\n",
         );
@@ -532,7 +534,11 @@ mod tests {
 
     #[test]
     fn the_recorded_messages_api_answers_are_measured_like_chat() {
-        let o = run(Framing::Json, &fixture("llama-server/messages.body"), b"\n");
+        let o = run(
+            StreamFormat::Json,
+            &fixture("llama-server/messages.body"),
+            b"\n",
+        );
         assert_eq!(o.tokens(), (Some(31), Some(8)));
         assert_eq!(o.finish_reason(), Some(FinishReason::Length));
         assert_eq!(o.ttft(), None);
@@ -542,7 +548,7 @@ mod tests {
         );
         // Streamed: the input count (1 + 30 cached) at the start, the output count at the end.
         let o = run(
-            Framing::Sse,
+            StreamFormat::Sse,
             &fixture("llama-server/messages-stream.body"),
             b"\n\n",
         );
@@ -555,10 +561,10 @@ mod tests {
         assert!(o.model.is_some());
         // An error event.
         let body = b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
-        assert!(run(Framing::Sse, body, b"\n\n").error_line);
+        assert!(run(StreamFormat::Sse, body, b"\n\n").error_line);
         // A tool call: the input's first piece is a token.
         let body = b"data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"a\"}}\n\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":3}}\n\n";
-        let o = run(Framing::Sse, body, b"\n\n");
+        let o = run(StreamFormat::Sse, body, b"\n\n");
         assert_eq!(o.ttft(), Some(0.01));
         assert_eq!(o.finish_reason(), Some(FinishReason::ToolCalls));
     }
@@ -566,7 +572,7 @@ mod tests {
     #[test]
     fn the_recorded_responses_api_answers_are_measured_like_chat() {
         let o = run(
-            Framing::Json,
+            StreamFormat::Json,
             &fixture("llama-server/responses.body"),
             b"\n",
         );
@@ -574,7 +580,7 @@ mod tests {
         assert_eq!(o.finish_reason(), Some(FinishReason::Stop));
         assert!(o.model.is_some() && !o.error_line);
         let o = run(
-            Framing::Sse,
+            StreamFormat::Sse,
             &fixture("llama-server/responses-stream.body"),
             b"\n\n",
         );
@@ -605,22 +611,22 @@ mod tests {
             ),
         ] {
             let body = format!("{{\"object\":\"response\",\"model\":\"m\",{end}}}");
-            let o = run(Framing::Json, body.as_bytes(), b"\n");
+            let o = run(StreamFormat::Json, body.as_bytes(), b"\n");
             assert_eq!(o.finish_reason(), Some(want), "{body}");
             assert_eq!(o.error_line, want == FinishReason::Error, "{body}");
         }
         let body = b"event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"status\":\"failed\",\"error\":{\"code\":\"server_error\",\"message\":\"x\"}}}\n\n";
-        let o = run(Framing::Sse, body, b"\n\n");
+        let o = run(StreamFormat::Sse, body, b"\n\n");
         assert!(o.error_line);
         assert_eq!(o.finish_reason(), Some(FinishReason::Error));
         let body = b"event: error\ndata: {\"type\":\"error\",\"code\":\"ERR\",\"message\":\"x\",\"param\":null}\n\n";
-        assert!(run(Framing::Sse, body, b"\n\n").error_line);
+        assert!(run(StreamFormat::Sse, body, b"\n\n").error_line);
     }
 
     #[test]
     fn the_recorded_include_usage_chat_stream_counts_its_usage_chunk() {
         let o = run(
-            Framing::Sse,
+            StreamFormat::Sse,
             &fixture("llama-server/v1-chat-completions-stream-include-usage.body"),
             b"\n\n",
         );
@@ -635,37 +641,37 @@ mod tests {
     fn finish_reasons_and_model_loads_of_each_api() {
         // Ollama: `done_reason`, and the load it waited for (absent when already loaded).
         let o = run(
-            Framing::Ndjson,
+            StreamFormat::Ndjson,
             &fixture("ollama/generate-stream.body"),
             b"\n",
         );
         assert_eq!(o.finish_reason(), Some(FinishReason::Stop));
         assert!((o.load_duration.unwrap() - 0.041295167).abs() < 1e-12);
         let line = b"{\"model\":\"m\",\"done\":true,\"done_reason\":\"length\",\"eval_count\":3}\n";
-        let o = run(Framing::Ndjson, line, b"\n");
+        let o = run(StreamFormat::Ndjson, line, b"\n");
         assert_eq!(
             (o.finish_reason(), o.load_duration),
             (Some(FinishReason::Length), None)
         );
         // Ollama's native tool call ends with `stop`: it is a tool call.
         let body = b"{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{\"function\":{\"name\":\"f\",\"arguments\":{}}}]},\"done\":false}\n{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true,\"done_reason\":\"stop\"}\n";
-        let o = run(Framing::Ndjson, body, b"\n");
+        let o = run(StreamFormat::Ndjson, body, b"\n");
         assert_eq!(o.finish_reason(), Some(FinishReason::ToolCalls));
         // llama-server: OpenAI's `finish_reason`, and `stop_type` natively.
         let o = run(
-            Framing::Json,
+            StreamFormat::Json,
             &fixture("llama-server/v1-chat-completions.body"),
             b"\n",
         );
         assert!(o.finish_reason().is_some());
         let o = run(
-            Framing::Sse,
+            StreamFormat::Sse,
             &fixture("llama-server/completion-stream.body"),
             b"\n\n",
         );
         assert_eq!(o.finish_reason(), Some(FinishReason::Length));
         // Embeddings name none, but report a load too.
-        let o = run(Framing::Json, &fixture("ollama/embed.body"), b"\n");
+        let o = run(StreamFormat::Json, &fixture("ollama/embed.body"), b"\n");
         assert_eq!(o.finish_reason(), None);
         assert!((o.load_duration.unwrap() - 0.0010195).abs() < 1e-12);
     }
@@ -678,21 +684,21 @@ mod tests {
             format!("data: {{\"id\":\"chatcmpl-7\",\"object\":\"chat.completion.chunk\",\"created\":1751919739,\"model\":\"{model}\",\"system_fingerprint\":\"fp_ollama\",\"choices\":[{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"{content}\"}},\"finish_reason\":null}}]}}\n\n")
         };
         let body = [chunk("qwen3:8b", "Hi"), chunk("", "")].concat();
-        let o = run(Framing::Sse, body.as_bytes(), b"\n\n");
+        let o = run(StreamFormat::Sse, body.as_bytes(), b"\n\n");
         assert!(o.error_line);
         assert_eq!(o.model.as_deref(), Some("qwen3:8b"));
         // The same stream ended by `[DONE]` is not an error.
         let body = [chunk("qwen3:8b", "Hi"), "data: [DONE]\n\n".to_string()].concat();
-        assert!(!run(Framing::Sse, body.as_bytes(), b"\n\n").error_line);
+        assert!(!run(StreamFormat::Sse, body.as_bytes(), b"\n\n").error_line);
     }
 
     #[test]
     fn lines_split_anywhere_read_the_same() {
         let body = fixture("llama-server/v1-chat-completions-stream.body");
-        let whole = run(Framing::Sse, &body, b"\n\n");
+        let whole = run(StreamFormat::Sse, &body, b"\n\n");
         let t0 = Instant::now();
         for size in [1, 3, 8, 9, 64, 4096] {
-            let mut o = Observer::new(Framing::Sse, t0);
+            let mut o = Observer::new(StreamFormat::Sse, t0);
             for piece in body.chunks(size) {
                 o.feed(piece, t0);
             }
@@ -706,16 +712,16 @@ mod tests {
     #[test]
     fn pings_and_garbage_are_ignored() {
         let body = b": ping\n\ndata: not json\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n";
-        let o = run(Framing::Sse, body, b"\n\n");
+        let o = run(StreamFormat::Sse, body, b"\n\n");
         assert_eq!(o.ttft(), Some(0.04));
         assert_eq!(
-            Framing::from_content_type("text/event-stream; charset=utf-8"),
-            Some(Framing::Sse)
+            StreamFormat::from_content_type("text/event-stream; charset=utf-8"),
+            Some(StreamFormat::Sse)
         );
         assert_eq!(
-            Framing::from_content_type(" Application/X-NDJSON ;charset=utf-8"),
-            Some(Framing::Ndjson)
+            StreamFormat::from_content_type(" Application/X-NDJSON ;charset=utf-8"),
+            Some(StreamFormat::Ndjson)
         );
-        assert_eq!(Framing::from_content_type("text/html"), None);
+        assert_eq!(StreamFormat::from_content_type("text/html"), None);
     }
 }
