@@ -1,13 +1,17 @@
 //! One OTLP/HTTP export: a protobuf POST to the collector and its answer, on a connection of its
 //! own (`Connection: close`: one batch every few seconds needs no pool).
 //!
-//! Written here on a plain `TcpStream`, the answer's head read by httparse (hyper's own
-//! tokenizer, already in the tree for the proxy's codec), instead of with hyper's client:
-//! measured on the release binary, hyper's client for this one body type added 336 KB
-//! (`cargo build --release -p llm-exporter`, 6.83 MB against 6.49 MB), for a request that is
-//! always one head and one body of known length, and an answer of which only the status and a
-//! few bytes of body matter.
+//! Written here on a plain `TcpStream` and the proxy's own HTTP/1.1 codec (the answer's head,
+//! its framing and its body are read by `crate::codec`, as the proxy reads an upstream's),
+//! instead of with hyper's client: measured on the release binary, hyper's client for this one
+//! body type added 336 KB (`cargo build --release -p llm-exporter`, 6.83 MB against 6.49 MB),
+//! for a request that is always one head and one body of known length, and an answer of which
+//! only the status and a few bytes of body matter.
 
+use crate::codec::decode::Decoder;
+use crate::codec::framing;
+use crate::codec::head::{self, head_end, MAX_HEAD};
+use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Where the collector listens.
@@ -45,7 +49,7 @@ impl Endpoint {
 /// The largest answer read (head and body): a partial-success message is a few bytes.
 const MAX_ANSWER: usize = 64 * 1024;
 
-/// The collector's answer: its status and body (empty when it was chunked).
+/// The collector's answer: its status and body.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Answer {
     pub status: u16,
@@ -70,93 +74,64 @@ pub async fn post(endpoint: &Endpoint, body: &[u8]) -> Result<Answer, String> {
         .await
         .and(stream.write_all(body).await)
         .map_err(|e| format!("sending: {e}"))?;
-    let mut answer = Vec::with_capacity(1024);
-    let mut buf = [0u8; 4096];
+    read_answer(&mut stream).await
+}
+
+/// Reads the collector's answer as the proxy reads an upstream's: the head, then the body as
+/// its framing says, at most `MAX_ANSWER` bytes of it.
+async fn read_answer(stream: &mut tokio::net::TcpStream) -> Result<Answer, String> {
+    let mut buf = BytesMut::with_capacity(4096);
+    let head_len = loop {
+        if let Some(len) = head_end(&buf) {
+            break len;
+        }
+        if buf.len() > MAX_HEAD {
+            return Err(format!("the answer's head is over {MAX_HEAD} bytes"));
+        }
+        if read_more(stream, &mut buf).await? == 0 {
+            return Err("the collector closed the connection without an answer".into());
+        }
+    };
+    let head = head::parse_response(&buf.split_to(head_len).freeze())
+        .map_err(|e| format!("a malformed answer: {e}"))?;
+    // Interim answers (100 Continue) are not expected: the request sends no Expect.
+    let (body_framing, _) = framing::response_body(false, head.status, &head.headers)
+        .map_err(|e| format!("a malformed answer: {e}"))?;
+    let mut decoder = Decoder::new(body_framing);
+    let mut body = Vec::new();
     loop {
-        if let Some(done) = parse(&answer)? {
-            return Ok(done);
-        }
-        let n = stream
-            .read(&mut buf)
-            .await
-            .map_err(|e| format!("reading the answer: {e}"))?;
-        if n == 0 {
-            return match parse_at_end(&answer)? {
-                Some(done) => Ok(done),
-                None => Err("the collector closed the connection without an answer".into()),
-            };
-        }
-        if answer.len() + n > MAX_ANSWER {
+        let piece = decoder
+            .decode(&mut buf)
+            .map_err(|e| format!("a malformed answer: {e}"))?;
+        if body.len() + piece.len() > MAX_ANSWER {
             return Err(format!("the answer is over {MAX_ANSWER} bytes"));
         }
-        answer.extend_from_slice(&buf[..n]);
-    }
-}
-
-/// The whole answer when `bytes` hold its head and all of a body of known length; `None`: read
-/// on.
-fn parse(bytes: &[u8]) -> Result<Option<Answer>, String> {
-    let Some((status, body_start, length)) = head(bytes)? else {
-        return Ok(None);
-    };
-    match length {
-        Length::Known(n) if bytes.len() >= body_start + n => Ok(Some(Answer {
-            status,
-            body: bytes[body_start..body_start + n].to_vec(),
-        })),
-        // A chunked body is not decoded: the status is what counts.
-        Length::Chunked => Ok(Some(Answer {
-            status,
-            body: Vec::new(),
-        })),
-        _ => Ok(None),
-    }
-}
-
-/// The answer once the collector closed the connection: a body without a length ends there.
-fn parse_at_end(bytes: &[u8]) -> Result<Option<Answer>, String> {
-    match head(bytes)? {
-        Some((status, body_start, Length::UntilClose)) => Ok(Some(Answer {
-            status,
-            body: bytes[body_start..].to_vec(),
-        })),
-        Some(_) => Err("the answer's body was cut short".into()),
-        None => Ok(None),
-    }
-}
-
-enum Length {
-    Known(usize),
-    Chunked,
-    UntilClose,
-}
-
-/// The status, where the body starts and how long it is; `None` while the head is incomplete.
-fn head(bytes: &[u8]) -> Result<Option<(u16, usize, Length)>, String> {
-    let mut headers = [httparse::EMPTY_HEADER; 32];
-    let mut response = httparse::Response::new(&mut headers);
-    let body_start = match response.parse(bytes) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(format!("a malformed answer: {e}")),
-    };
-    let status = response.code.unwrap_or(0);
-    let mut length = Length::UntilClose;
-    for header in response.headers.iter() {
-        if header.name.eq_ignore_ascii_case("transfer-encoding") {
-            length = Length::Chunked;
-        } else if header.name.eq_ignore_ascii_case("content-length")
-            && !matches!(length, Length::Chunked)
-        {
-            let n = std::str::from_utf8(header.value)
-                .ok()
-                .and_then(|v| v.trim().parse().ok())
-                .ok_or("a malformed Content-Length")?;
-            length = Length::Known(n);
+        body.extend_from_slice(&piece);
+        if decoder.is_done() {
+            break;
+        }
+        if read_more(stream, &mut buf).await? == 0 {
+            if decoder.at_eof() {
+                break;
+            }
+            return Err("the answer's body was cut short".into());
         }
     }
-    // Interim answers (100 Continue) are not expected: the request sends no Expect.
-    Ok(Some((status, body_start, length)))
+    Ok(Answer {
+        status: head.status.as_u16(),
+        body,
+    })
+}
+
+async fn read_more(
+    stream: &mut tokio::net::TcpStream,
+    buf: &mut BytesMut,
+) -> Result<usize, String> {
+    buf.reserve(4096);
+    stream
+        .read_buf(buf)
+        .await
+        .map_err(|e| format!("reading the answer: {e}"))
 }
 
 #[cfg(test)]
@@ -222,7 +197,8 @@ mod tests {
     fn chunked_and_close_delimited_answers_and_error_statuses() {
         let (endpoint, _c) =
             collector(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nxy\r\n0\r\n\r\n");
-        assert_eq!(run(post(&endpoint, b"abc")).unwrap().status, 200);
+        let answer = run(post(&endpoint, b"abc")).unwrap();
+        assert_eq!((answer.status, &answer.body[..]), (200, &b"xy"[..]));
         let (endpoint, _c) = collector(b"HTTP/1.0 200 OK\r\n\r\nuntil-close");
         assert_eq!(run(post(&endpoint, b"abc")).unwrap().body, b"until-close");
         let (endpoint, _c) =
@@ -237,6 +213,9 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
             b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nxyz",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nxy\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nxy\r\n",
             b"",
         ] {
             let (endpoint, _c) = collector(answer);
