@@ -12,41 +12,15 @@ use common::testing::{assert_no_panic, free_port, http_get, value, ExporterProce
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::client::{client, post, proxy_arg, read_all, wait_for, PATIENCE};
 use support::exporter::start_exporter;
 use support::fake::{fixture, split_after, Answer, Fake, Seen};
 use support::servers::{llama, ollama, Llama, Ollama, OllamaMode, TOKEN_GAP};
 use tokio::sync::Semaphore;
 
 /// Longest a test waits for anything; a hang fails the test instead of stalling CI.
-const PATIENCE: Duration = Duration::from_secs(10);
-
-fn client() -> Client<HttpConnector, Full<Bytes>> {
-    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
-}
-
-async fn post(port: u16, path: &str, body: &[u8]) -> Response<Incoming> {
-    let request = Request::post(format!("http://127.0.0.1:{port}{path}"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::copy_from_slice(body)))
-        .unwrap();
-    tokio::time::timeout(PATIENCE, client().request(request))
-        .await
-        .expect("response headers in time")
-        .expect("response")
-}
-
-async fn read_all(response: Response<Incoming>) -> Bytes {
-    tokio::time::timeout(PATIENCE, response.into_body().collect())
-        .await
-        .expect("body in time")
-        .expect("body")
-        .to_bytes()
-}
-
 async fn next_data(body: &mut Incoming) -> Option<Result<Bytes, String>> {
     loop {
         let frame = tokio::time::timeout(PATIENCE, body.frame())
@@ -60,26 +34,6 @@ async fn next_data(body: &mut Incoming) -> Option<Result<Bytes, String>> {
             }
             Err(e) => return Some(Err(e.to_string())),
         }
-    }
-}
-
-fn proxy_arg(name: &str, port: u16) -> String {
-    format!("--proxy={name}=127.0.0.1:{port}")
-}
-
-/// Scrapes until `series` reaches `want` (the proxy records a request when its body ends).
-fn wait_for(exporter: &ExporterProcess, series: &str, want: f64) -> String {
-    let until = Instant::now() + PATIENCE;
-    loop {
-        let metrics = exporter.metrics();
-        if value(&metrics, series) == Some(want) {
-            return metrics;
-        }
-        assert!(
-            Instant::now() < until,
-            "{series} never reached {want}:\n{metrics}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

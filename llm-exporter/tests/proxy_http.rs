@@ -3,10 +3,10 @@
 
 mod support;
 
-use common::testing::{free_port, value, ExporterProcess};
+use common::testing::{free_port, ExporterProcess};
 use std::net::TcpStream;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use support::client::wait_for;
 use support::exporter::start_exporter;
 use support::raw::{exchange, header, request, RawFake, RawHandler, Reply};
 
@@ -20,22 +20,6 @@ fn start(fake: &RawFake) -> (ExporterProcess, u16) {
         "--proxy.threads=1".to_string(),
     ]);
     (exporter, port)
-}
-
-/// Scrapes until `series` reaches `want`.
-fn wait_for(exporter: &ExporterProcess, series: &str, want: f64) {
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        let metrics = exporter.metrics();
-        if value(&metrics, series) == Some(want) {
-            return;
-        }
-        assert!(
-            Instant::now() < until,
-            "{series} never reached {want}:\n{metrics}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Answers every request with its own request line, keeping the connection.

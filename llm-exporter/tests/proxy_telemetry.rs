@@ -8,61 +8,25 @@
 mod support;
 
 use bytes::Bytes;
-use common::testing::{free_port, value, ExporterProcess};
+use common::testing::{free_port, value};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{Request, Response};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use hyper::Request;
 use serde_json::Value;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::client::{client, post_with_headers, proxy_arg, read_all, wait_for, PATIENCE};
 use support::exporter::start_exporter;
 use support::fake::{fixture, split_after, Answer, Fake, Seen};
 use support::servers::{llama, ollama, Llama, Ollama, OllamaMode, TOKEN_GAP};
 use tokio::sync::Semaphore;
-
-/// Longest a test waits for anything; a hang fails the test instead of stalling CI.
-const PATIENCE: Duration = Duration::from_secs(20);
 
 const CHAT_STREAM_REQ: &str = "llama-server/v1-chat-completions-stream.request.json";
 
 /// A client's trace: its id and the client's own span, the proxy's parent.
 const CLIENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
-
-fn client() -> Client<HttpConnector, Full<Bytes>> {
-    Client::builder(TokioExecutor::new()).build(HttpConnector::new())
-}
-
-async fn post(port: u16, path: &str, body: &[u8], headers: &[(&str, &str)]) -> Response<Incoming> {
-    let mut request = Request::post(format!("http://127.0.0.1:{port}{path}"))
-        .header("content-type", "application/json");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let request = request
-        .body(Full::new(Bytes::copy_from_slice(body)))
-        .unwrap();
-    tokio::time::timeout(PATIENCE, client().request(request))
-        .await
-        .expect("response headers in time")
-        .expect("response")
-}
-
-async fn read_all(response: Response<Incoming>) -> Bytes {
-    tokio::time::timeout(PATIENCE, response.into_body().collect())
-        .await
-        .expect("body in time")
-        .expect("body")
-        .to_bytes()
-}
-
-fn proxy_arg(name: &str, port: u16) -> String {
-    format!("--proxy={name}=127.0.0.1:{port}")
-}
 
 fn temp_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!(
@@ -95,22 +59,6 @@ fn line_of(path: &Path, request_id: &str) -> Value {
             Instant::now() < until,
             "no line for {request_id} in {}",
             std::fs::read_to_string(path).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Scrapes until `series` reaches `want`.
-fn wait_for(exporter: &ExporterProcess, series: &str, want: f64) -> String {
-    let until = Instant::now() + PATIENCE;
-    loop {
-        let metrics = exporter.metrics();
-        if value(&metrics, series) == Some(want) {
-            return metrics;
-        }
-        assert!(
-            Instant::now() < until,
-            "{series} never reached {want}:\n{metrics}"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -232,7 +180,8 @@ async fn every_outcome_gets_a_line_with_every_field_and_the_request_id_goes_upst
     let mut chat: Value = serde_json::from_slice(&fixture(CHAT_STREAM_REQ)).unwrap();
     chat["messages"][0]["content"] = Value::from(PROMPT);
     let chat = serde_json::to_vec(&chat).unwrap();
-    let response = post(ports[0], "/v1/chat/completions", &chat, &with_id("ok-1")).await;
+    let response =
+        post_with_headers(ports[0], "/v1/chat/completions", &chat, &with_id("ok-1")).await;
     assert_eq!(response.status(), 200);
     read_all(response).await;
     let line = line_of(&log, "ok-1");
@@ -276,7 +225,7 @@ async fn every_outcome_gets_a_line_with_every_field_and_the_request_id_goes_upst
         ("none", secret_headers.to_vec()),
         ("bad", with_id("bad\"id},{\"code\":1")),
     ] {
-        let response = post(ports[0], "/v1/chat/completions", &chat, &headers).await;
+        let response = post_with_headers(ports[0], "/v1/chat/completions", &chat, &headers).await;
         read_all(response).await;
         let upstream_id = header(posts(&good).last().unwrap(), "x-request-id").unwrap();
         assert_eq!(upstream_id.len(), 32, "{sent}: {upstream_id}");
@@ -286,7 +235,7 @@ async fn every_outcome_gets_a_line_with_every_field_and_the_request_id_goes_upst
     }
 
     // Upstream error: Ollama's queue is full (503).
-    let response = post(
+    let response = post_with_headers(
         ports[1],
         "/api/chat",
         b"{\"model\":\"llama3.2\",\"messages\":[]}",
@@ -316,7 +265,7 @@ async fn every_outcome_gets_a_line_with_every_field_and_the_request_id_goes_upst
     }
 
     // Stream error: an NDJSON error line after two tokens.
-    let response = post(
+    let response = post_with_headers(
         ports[2],
         "/api/chat",
         b"{\"model\":\"llama3.2\",\"messages\":[]}",
@@ -335,7 +284,8 @@ async fn every_outcome_gets_a_line_with_every_field_and_the_request_id_goes_upst
     assert!(line["ttft_seconds"].as_f64().is_some(), "{line}");
 
     // Client disconnect: the client reads the first event and leaves.
-    let response = post(ports[3], "/v1/chat/completions", &chat, &with_id("gone-1")).await;
+    let response =
+        post_with_headers(ports[3], "/v1/chat/completions", &chat, &with_id("gone-1")).await;
     let mut body = response.into_body();
     tokio::time::timeout(PATIENCE, body.frame())
         .await
@@ -390,7 +340,8 @@ async fn a_blocked_access_log_never_stalls_a_stream_and_counts_its_drops() {
     ]);
     let want = fixture("llama-server/v1-chat-completions-stream.body");
     for _ in 0..6 {
-        let response = post(port, "/v1/chat/completions", &fixture(CHAT_STREAM_REQ), &[]).await;
+        let response =
+            post_with_headers(port, "/v1/chat/completions", &fixture(CHAT_STREAM_REQ), &[]).await;
         assert_eq!(read_all(response).await, want);
     }
     // Two lines wait in the queue; the other four were dropped and counted.
@@ -485,7 +436,7 @@ async fn spans_carry_the_genai_attributes_and_hang_under_the_clients_traceparent
         format!("--proxy.access-log={}", log.display()),
     ]);
     let traceparent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
-    let response = post(
+    let response = post_with_headers(
         port,
         "/v1/chat/completions",
         &fixture(CHAT_STREAM_REQ),
@@ -541,7 +492,8 @@ async fn spans_carry_the_genai_attributes_and_hang_under_the_clients_traceparent
         mode: support::servers::LlamaMode::ServerError,
         ..Default::default()
     }));
-    let response = post(port, "/v1/chat/completions", &fixture(CHAT_STREAM_REQ), &[]).await;
+    let response =
+        post_with_headers(port, "/v1/chat/completions", &fixture(CHAT_STREAM_REQ), &[]).await;
     assert_eq!(response.status(), 500);
     read_all(response).await;
     let sent = header(posts(&fake).last().unwrap(), "traceparent").unwrap();
@@ -592,7 +544,8 @@ async fn an_unreachable_collector_costs_nothing_but_the_drop_counter() {
     ]);
     let want = fixture("llama-server/v1-chat-completions-stream.body");
     for _ in 0..3 {
-        let response = post(port, "/v1/chat/completions", &fixture(CHAT_STREAM_REQ), &[]).await;
+        let response =
+            post_with_headers(port, "/v1/chat/completions", &fixture(CHAT_STREAM_REQ), &[]).await;
         assert_eq!(response.status(), 200);
         assert_eq!(read_all(response).await, want);
     }
@@ -620,7 +573,7 @@ async fn with_telemetry_off_the_proxy_adds_and_changes_no_header() {
         proxy_arg("local", port),
     ]);
     let traceparent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
-    let response = post(
+    let response = post_with_headers(
         port,
         "/v1/chat/completions",
         &fixture(CHAT_STREAM_REQ),
@@ -717,7 +670,7 @@ async fn requests_the_proxy_ends_itself_get_their_lines_and_spans() {
     assert_eq!(spans[0]["trace_id"], line["trace_id"]);
     assert_eq!(spans[0]["attributes"]["error.type"], "client_disconnect");
 
-    let response = post(
+    let response = post_with_headers(
         down_port,
         "/v1/completions",
         b"{\"prompt\":\"x\"}",
