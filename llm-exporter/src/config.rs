@@ -244,6 +244,17 @@ fn positive_count(s: &str) -> Result<usize, String> {
         .ok_or_else(|| "expected a whole number above zero".to_string())
 }
 
+/// The most lines or spans a telemetry queue may hold: its slots are allocated when it is made
+/// (about 300 bytes a line), so a mistyped size must be refused, not tried.
+const MAX_QUEUE: usize = 1_000_000;
+
+fn queue_size(s: &str) -> Result<usize, String> {
+    s.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=MAX_QUEUE).contains(n))
+        .ok_or_else(|| format!("expected a whole number from 1 to {MAX_QUEUE}"))
+}
+
 fn positive_duration(s: &str) -> Result<Duration, String> {
     let d = common::cli::parse_duration(s)?;
     if d.is_zero() {
@@ -426,7 +437,7 @@ fn telemetry(settings: &Settings) -> Result<TelemetryConfig, CliOutcome> {
         .value("proxy.access-log")?
         .and_then(|raw| Destination::parse(raw.trim()));
     let access_log_queue = settings
-        .parsed("proxy.access-log-queue", positive_count)?
+        .parsed("proxy.access-log-queue", queue_size)?
         .unwrap_or(4096);
     let endpoint = settings.value("proxy.otlp-endpoint")?.unwrap_or_default();
     let endpoint = endpoint.trim();
@@ -442,7 +453,7 @@ fn telemetry(settings: &Settings) -> Result<TelemetryConfig, CliOutcome> {
                 .filter(|s| !s.trim().is_empty())
                 .unwrap_or(defaults.service_name),
             queue_size: settings
-                .parsed("proxy.otlp-queue-size", positive_count)?
+                .parsed("proxy.otlp-queue-size", queue_size)?
                 .unwrap_or(defaults.queue_size),
             interval: settings
                 .parsed("proxy.otlp-batch-interval", positive_duration)?

@@ -37,16 +37,6 @@ async fn next_data(body: &mut Incoming) -> Option<Result<Bytes, String>> {
     }
 }
 
-/// The last POST the fake received (the proxy's backend detection may GET meanwhile).
-fn last_request(fake: &Fake) -> Seen {
-    let seen = fake.seen.lock().unwrap();
-    seen.iter()
-        .rev()
-        .find(|s| s.method == "POST")
-        .cloned()
-        .unwrap()
-}
-
 const CHAT_STREAM_REQ: &str = "llama-server/v1-chat-completions-stream.request.json";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,7 +60,7 @@ async fn llama_server_traffic_passes_unchanged_and_is_measured() {
         body,
         fixture("llama-server/v1-chat-completions-stream.body")
     );
-    assert_eq!(last_request(&fake).body, request);
+    assert_eq!(fake.last_post().body, request);
 
     // Native streaming completion (no [DONE]), and a plain JSON chat answer.
     let request = fixture("llama-server/completion-stream.request.json");
@@ -191,7 +181,7 @@ async fn ollama_traffic_passes_unchanged_and_is_measured() {
         read_all(response).await,
         fixture("ollama/generate-stream.body")
     );
-    assert_eq!(last_request(&fake).body, Bytes::from_static(request));
+    assert_eq!(fake.last_post().body, Bytes::from_static(request));
     let request = b"{\"model\":\"llama3.2\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
     assert_eq!(
         read_all(post(port, "/api/chat", request).await).await,
@@ -780,14 +770,14 @@ async fn a_large_request_passes_unchanged_and_an_upstream_413_reaches_the_client
     let response = post(port, "/v1/chat/completions", request.as_bytes()).await;
     assert_eq!(response.status(), 200);
     read_all(response).await;
-    assert_eq!(last_request(&limited).body, request.as_bytes());
+    assert_eq!(limited.last_post().body, request.as_bytes());
     // 8 MiB: the upstream refuses it.
     let content = "b".repeat(8 << 20);
     let request = format!("{{\"messages\":[{{\"role\":\"user\",\"content\":\"{content}\"}}]}}");
     let response = post(port, "/v1/chat/completions", request.as_bytes()).await;
     assert_eq!(response.status(), 413);
     assert_eq!(read_all(response).await, Bytes::from_static(NGINX_413));
-    assert_eq!(last_request(&limited).body.len(), request.len());
+    assert_eq!(limited.last_post().body.len(), request.len());
     let metrics = wait_for(
         &exporter,
         "llm_requests_total{upstream=\"limited\",model=\"unknown\",route=\"/v1/chat/completions\",status=\"error\",code=\"413\"}",
@@ -849,7 +839,7 @@ async fn prompts_and_keys_never_reach_logs_or_metrics() {
         read_all(response).await;
     }
     // The upstream got them (the proxy passes requests unchanged).
-    let seen = last_request(&good);
+    let seen = good.last_post();
     assert!(std::str::from_utf8(&seen.body).unwrap().contains(PROMPT));
     assert_eq!(seen.headers["authorization"], format!("Bearer {KEY}"));
     let metrics = wait_for(
@@ -1071,7 +1061,7 @@ async fn messages_and_responses_apis_are_measured_like_chat() {
             fixture(&format!("llama-server/{stem}.body")),
             "{stem}"
         );
-        assert_eq!(last_request(&fake).body, request);
+        assert_eq!(fake.last_post().body, request);
     }
     let labels = |route: &str| {
         format!("upstream=\"local\",model=\"tiny-random-llama.gguf\",route=\"{route}\"")

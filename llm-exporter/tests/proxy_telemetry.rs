@@ -8,12 +8,12 @@
 mod support;
 
 use bytes::Bytes;
-use common::testing::{free_port, value};
+use common::testing::{free_port, value, Scratch};
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use serde_json::Value;
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::client::{client, post_with_headers, proxy_arg, read_all, wait_for, PATIENCE};
@@ -27,14 +27,6 @@ const CHAT_STREAM_REQ: &str = "llama-server/v1-chat-completions-stream.request.j
 /// A client's trace: its id and the client's own span, the proxy's parent.
 const CLIENT_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
-
-fn temp_path(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!(
-        "llm-exporter-telemetry-{}-{}-{name}",
-        std::process::id(),
-        free_port()
-    ))
-}
 
 /// The access log's lines so far, each parsed (a line that is not JSON fails the test).
 fn log_lines(path: &Path) -> Vec<Value> {
@@ -62,15 +54,6 @@ fn line_of(path: &Path, request_id: &str) -> Value {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// The POSTs the fake received (the proxy's backend detection may GET meanwhile).
-fn posts(fake: &Fake) -> Vec<Seen> {
-    let seen = fake.seen.lock().unwrap();
-    seen.iter()
-        .filter(|s| s.method == "POST")
-        .cloned()
-        .collect()
 }
 
 fn header(seen: &Seen, name: &str) -> Option<String> {
@@ -147,7 +130,8 @@ async fn every_outcome_gets_a_line_with_every_field_and_the_request_id_goes_upst
         }
         answer.gated(g.clone())
     }));
-    let log = temp_path("access.log");
+    let scratch = Scratch::new("telemetry-outcomes");
+    let log = scratch.path("access.log");
     let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
     let exporter = start_exporter(&[
         format!("--upstream=good={}", good.url()),
@@ -215,7 +199,7 @@ async fn every_outcome_gets_a_line_with_every_field_and_the_request_id_goes_upst
     assert!(line["queue_seconds"].as_f64().unwrap() >= 0.0);
     // The client's id went upstream unchanged.
     assert_eq!(
-        header(posts(&good).last().unwrap(), "x-request-id").as_deref(),
+        header(&good.last_post(), "x-request-id").as_deref(),
         Some("ok-1")
     );
 
@@ -227,7 +211,7 @@ async fn every_outcome_gets_a_line_with_every_field_and_the_request_id_goes_upst
     ] {
         let response = post_with_headers(ports[0], "/v1/chat/completions", &chat, &headers).await;
         read_all(response).await;
-        let upstream_id = header(posts(&good).last().unwrap(), "x-request-id").unwrap();
+        let upstream_id = header(&good.last_post(), "x-request-id").unwrap();
         assert_eq!(upstream_id.len(), 32, "{sent}: {upstream_id}");
         assert!(upstream_id.bytes().all(|b| b.is_ascii_hexdigit()));
         let line = line_of(&log, &upstream_id);
@@ -324,7 +308,8 @@ async fn every_outcome_gets_a_line_with_every_field_and_the_request_id_goes_upst
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_access_log_never_stalls_a_stream_and_counts_its_drops() {
     // A FIFO nobody reads: the writer cannot even open it.
-    let fifo = temp_path("fifo");
+    let scratch = Scratch::new("telemetry-fifo");
+    let fifo = scratch.path("access.fifo");
     let made = std::process::Command::new("mkfifo")
         .arg(&fifo)
         .status()
@@ -365,7 +350,7 @@ struct Receiver {
 impl Receiver {
     fn start() -> Receiver {
         let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../llm-proxy/src/telemetry/otlp_receiver.py");
+            .join("../llm-proxy/tests/support/otlp_receiver.py");
         let mut child = std::process::Command::new("python3")
             .arg(script)
             .stdin(std::process::Stdio::piped())
@@ -425,7 +410,8 @@ async fn spans_carry_the_genai_attributes_and_hang_under_the_clients_traceparent
     let receiver = Receiver::start();
     let fake = Fake::start(llama(Llama::default()));
     let port = free_port();
-    let log = temp_path("traced.log");
+    let scratch = Scratch::new("telemetry-traced");
+    let log = scratch.path("access.log");
     let exporter = start_exporter(&[
         format!("--upstream=local={}", fake.url()),
         "--upstream.backend=local=llama.cpp".into(),
@@ -445,7 +431,7 @@ async fn spans_carry_the_genai_attributes_and_hang_under_the_clients_traceparent
     .await;
     read_all(response).await;
     // Upstream: the same trace, the proxy's span as the parent.
-    let sent = header(posts(&fake).last().unwrap(), "traceparent").unwrap();
+    let sent = header(&fake.last_post(), "traceparent").unwrap();
     let parts: Vec<&str> = sent.split('-').collect();
     assert_eq!(parts.len(), 4, "{sent}");
     assert_eq!((parts[0], parts[1], parts[3]), ("00", CLIENT_TRACE, "01"));
@@ -496,7 +482,7 @@ async fn spans_carry_the_genai_attributes_and_hang_under_the_clients_traceparent
         post_with_headers(port, "/v1/chat/completions", &fixture(CHAT_STREAM_REQ), &[]).await;
     assert_eq!(response.status(), 500);
     read_all(response).await;
-    let sent = header(posts(&fake).last().unwrap(), "traceparent").unwrap();
+    let sent = header(&fake.last_post(), "traceparent").unwrap();
     let spans = receiver.next_spans();
     let span = &spans[0];
     assert_eq!(
@@ -581,7 +567,7 @@ async fn with_telemetry_off_the_proxy_adds_and_changes_no_header() {
     )
     .await;
     read_all(response).await;
-    let seen = posts(&fake).last().cloned().unwrap();
+    let seen = fake.last_post();
     assert_eq!(header(&seen, "traceparent"), Some(traceparent));
     assert_eq!(header(&seen, "x-request-id"), None);
     assert!(!exporter.metrics().contains("llm_proxy_"));
@@ -589,33 +575,54 @@ async fn with_telemetry_off_the_proxy_adds_and_changes_no_header() {
 
 #[test]
 fn bad_telemetry_flags_are_start_up_errors() {
-    for (flag, why) in [
+    let endpoint = "--proxy.otlp-endpoint=http://127.0.0.1:9/v1/traces".to_string();
+    for (flags, why) in [
         (
-            "--proxy.otlp-endpoint=https://collector:4318/v1/traces".to_string(),
+            vec!["--proxy.otlp-endpoint=https://collector:4318/v1/traces".to_string()],
             "https is not supported",
         ),
         (
-            "--proxy.otlp-endpoint=collector:4318".to_string(),
+            vec!["--proxy.otlp-endpoint=collector:4318".to_string()],
             "expected http://HOST:PORT/v1/traces",
         ),
         (
-            format!(
+            vec![format!(
                 "--proxy.access-log={}",
-                temp_path("no-such-dir").join("access.log").display()
-            ),
+                Scratch::new("telemetry-bad-flags")
+                    .path("no-such-dir")
+                    .join("access.log")
+                    .display()
+            )],
             "No such file or directory",
+        ),
+        // Queues are allocated whole when they are made: a huge size is refused, not tried.
+        (
+            vec!["--proxy.access-log-queue=100000000".to_string()],
+            "expected a whole number from 1 to 1000000",
+        ),
+        (
+            vec![
+                endpoint.clone(),
+                "--proxy.otlp-queue-size=18446744073709551615".to_string(),
+            ],
+            "expected a whole number from 1 to 1000000",
+        ),
+        (
+            vec![endpoint, "--proxy.otlp-queue-size=0".to_string()],
+            "expected a whole number from 1 to 1000000",
         ),
     ] {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_llm-exporter"))
             .arg(format!("--web.listen-address=127.0.0.1:{}", free_port()))
             .arg("--upstream=local=http://127.0.0.1:9")
             .arg(format!("--proxy=local=127.0.0.1:{}", free_port()))
-            .arg(&flag)
+            .args(&flags)
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{flag} was accepted");
-        assert!(stderr.contains(why), "{flag}: {stderr}");
+        assert!(!output.status.success(), "{flags:?} was accepted");
+        assert!(stderr.contains(why), "{flags:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{flags:?}: {stderr}");
     }
 }
 
@@ -626,7 +633,8 @@ async fn requests_the_proxy_ends_itself_get_their_lines_and_spans() {
     let receiver = Receiver::start();
     let silent = Fake::start(Arc::new(|_: &Seen| Answer::Hang));
     let (silent_port, down_port) = (free_port(), free_port());
-    let log = temp_path("local.log");
+    let scratch = Scratch::new("telemetry-local");
+    let log = scratch.path("access.log");
     let exporter = start_exporter(&[
         format!("--upstream=silent={}", silent.url()),
         "--upstream.backend=silent=ollama".into(),
@@ -647,7 +655,7 @@ async fn requests_the_proxy_ends_itself_get_their_lines_and_spans() {
         .unwrap();
     let pending = tokio::spawn(client().request(request));
     let until = Instant::now() + PATIENCE;
-    while posts(&silent).is_empty() {
+    while silent.posts().is_empty() {
         assert!(
             Instant::now() < until,
             "the request never reached the upstream"
@@ -655,7 +663,7 @@ async fn requests_the_proxy_ends_itself_get_their_lines_and_spans() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(
-        header(&posts(&silent)[0], "x-request-id").as_deref(),
+        header(&silent.posts()[0], "x-request-id").as_deref(),
         Some("left-early")
     );
     pending.abort();

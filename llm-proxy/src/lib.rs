@@ -6,10 +6,12 @@
 //!
 //! The layers, each using only those above it:
 //! - `codec`: HTTP/1.1 with no I/O: heads, the framing rules, body decoding, head writing;
-//! - `measure`: what a response tells (stream formats, the JSON scanner), routes, metrics;
+//! - `telemetry`: the access log and OpenTelemetry spans of each inference request (the spans'
+//!   export reads its collector's answer with `codec`);
+//! - `measure`: what a response tells (stream formats, the JSON scanner), routes, metrics (which
+//!   hand each finished request to `telemetry`);
 //! - `conn`: the client-facing server (it hands each request to a `Handler`), the upstream
 //!   client and its pool, the metered body;
-//! - `telemetry`: the access log and OpenTelemetry spans of each inference request;
 //! - `forward`: the `Handler` that takes a request from client to upstream and back;
 //!   `start`: the listeners and their threads.
 

@@ -45,7 +45,7 @@ pub fn mask_values(text: &str, families: &[&str]) -> String {
 
 /// The value of the first sample line that begins with `series`, written as the exposition
 /// prints it. A whole series (`llm_up{upstream="a"}`) must be the line's whole series; a bare
-/// name (`rocm_sample_age_seconds`) picks the first sample of that name, whatever its labels;
+/// name (`rocm_exporter_backend_sample_age_seconds`) picks the first sample of that name, whatever its labels;
 /// anything cut shorter (`gpu_up{`, `gpu_up{gpu="0"`, `nvidia_up `) picks the first line it
 /// begins.
 pub fn value(text: &str, series: &str) -> Option<f64> {

@@ -237,6 +237,20 @@ impl Fake {
         Fake::start_on(0, handler)
     }
 
+    /// The POSTs received so far, in order (the proxy's backend detection may GET meanwhile).
+    pub fn posts(&self) -> Vec<Seen> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter()
+            .filter(|s| s.method == "POST")
+            .cloned()
+            .collect()
+    }
+
+    /// The last POST received.
+    pub fn last_post(&self) -> Seen {
+        self.posts().pop().expect("the fake received a POST")
+    }
+
     /// On a given loopback port (0: any free one).
     pub fn start_on(port: u16, handler: Handler) -> Fake {
         let std_listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();

@@ -281,20 +281,12 @@ mod tests {
     use super::super::record::sample;
     use super::super::trace_context::{SpanContext, TraceParent};
     use super::*;
+    use common::testing::Scratch;
 
     fn line(record: &RequestRecord) -> String {
         let mut out = Vec::new();
         write_line(record, &mut out);
         String::from_utf8(out).unwrap()
-    }
-
-    fn temp_path(name: &str) -> PathBuf {
-        static N: AtomicU64 = AtomicU64::new(0);
-        let n = N.fetch_add(1, Ordering::Relaxed);
-        std::env::temp_dir().join(format!(
-            "llm-proxy-access-log-{}-{n}-{name}",
-            std::process::id()
-        ))
     }
 
     #[test]
@@ -389,7 +381,8 @@ mod tests {
 
     #[test]
     fn lines_are_appended_to_the_file() {
-        let path = temp_path("append");
+        let scratch = Scratch::new("access-log-append");
+        let path = scratch.path("access.log");
         std::fs::write(&path, "earlier line\n").unwrap();
         let log = AccessLog::start(Destination::File(path.clone()), 16).unwrap();
         for id in ["a", "b", "c"] {
@@ -416,8 +409,9 @@ mod tests {
 
     #[test]
     fn a_rotated_file_is_opened_anew() {
-        let path = temp_path("rotate");
-        let moved = temp_path("rotated");
+        let scratch = Scratch::new("access-log-rotate");
+        let path = scratch.path("access.log");
+        let moved = scratch.path("access.log.1");
         let log = AccessLog::start(Destination::File(path.clone()), 16).unwrap();
         log.log(sample());
         wait_for_lines(&path, 1);
@@ -443,7 +437,8 @@ mod tests {
 
     #[test]
     fn an_unopenable_file_is_an_error_at_start() {
-        let path = temp_path("no-such-dir").join("access.log");
+        let scratch = Scratch::new("access-log-no-dir");
+        let path = scratch.path("no-such-dir").join("access.log");
         let err = AccessLog::start(Destination::File(path), 4).err().unwrap();
         assert!(err.contains("--proxy.access-log="), "{err}");
     }
@@ -451,7 +446,8 @@ mod tests {
     #[test]
     fn a_blocked_writer_never_blocks_the_proxy_and_counts_what_it_drops() {
         // A FIFO nobody reads: the writer cannot even open it.
-        let path = temp_path("fifo");
+        let scratch = Scratch::new("access-log-fifo");
+        let path = scratch.path("access.fifo");
         let made = std::process::Command::new("mkfifo")
             .arg(&path)
             .status()

@@ -369,7 +369,7 @@ mod tests {
         fn start(args: &[&str]) -> Receiver {
             let script = concat!(
                 env!("CARGO_MANIFEST_DIR"),
-                "/src/telemetry/otlp_receiver.py"
+                "/tests/support/otlp_receiver.py"
             );
             let mut child = Command::new("python3")
                 .arg(script)

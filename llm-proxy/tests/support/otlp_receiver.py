@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A test OTLP/HTTP trace receiver that decodes with the official protobuf definitions.
 
-The span exporter in this directory declares its OTLP messages by hand; this receiver checks
+The span exporter (llm-proxy/src/telemetry/) declares its OTLP messages by hand; this receiver checks
 them against OpenTelemetry's own generated code (PyPI's `opentelemetry-proto`), so a wrong field
 number or type shows up as a wrong or missing value here. It listens on 127.0.0.1 (a free port,
 printed first as `listening PORT`), prints each POST as one JSON line on stdout, and stops by
