@@ -115,6 +115,11 @@ if ! awk '$5 == "/" { for (i = 7; $i != "-"; i++) if ($i ~ /^(shared|master):/) 
   warn "/ is not a shared mount here: host-exporter mounts it without rslave (filesystems mounted later show up after a restart of host-exporter)"
 fi
 
+# --- The host's name: the logs' `host` label and the GPU exporters' Hostname (inside a container
+# the hostname is the container's id, and $HOSTNAME is seldom exported to compose).
+host_name=$(tr -d '[:space:]' < "$root/proc/sys/kernel/hostname" 2>/dev/null || true)
+[ -n "$host_name" ] || host_name=$(uname -n)
+
 # --- compose/.env
 mkdir -p "$compose_dir"
 env_file="$compose_dir/.env"
@@ -128,6 +133,7 @@ LLM_PROXIES=$(join "${proxies[@]}")
 VIDEO_GID=$video_gid
 RENDER_GID=$render_gid
 HOST_ROOT_MOUNT_OPTIONS=$mount_options
+HOST_NAME=$host_name
 ENV
 say "wrote $env_file (profiles: $(join "${profiles[@]}"))"
 

@@ -51,12 +51,14 @@ setup() { # setup NAME: runs setup.sh on the fake tree $work/NAME, output in $wo
 
 # 1. An NVIDIA workstation with the Container Toolkit, Ollama on all interfaces (IPv6 socket).
 fake_host "$work/nvidia" shared 11434:any6
+mkdir -p "$work/nvidia/proc/sys/kernel" && echo gpu-box-1 > "$work/nvidia/proc/sys/kernel/hostname"
 touch "$work/nvidia/dev/nvidiactl" "$work/nvidia/dev/nvidia0" "$work/nvidia/usr/bin/nvidia-container-runtime-hook"
 expect "setup.sh succeeds on an NVIDIA host" setup nvidia
 env="$work/nvidia-out/compose/.env"
 expect "NVIDIA host: profiles monitoring,nvidia" has "$env" '^COMPOSE_PROFILES=monitoring,nvidia$'
 expect "NVIDIA host: Ollama polled and proxied" has "$env" '^LLM_UPSTREAMS=ollama=http://host.docker.internal:11434$'
 expect "NVIDIA host: / shared, so rslave" has "$env" '^HOST_ROOT_MOUNT_OPTIONS=ro,rslave$'
+expect "NVIDIA host: its name for the logs and the GPU exporters" has "$env" '^HOST_NAME=gpu-box-1$'
 expect "NVIDIA host: nvidia-exporter is a target" has "$work/nvidia-out/targets/nvidia.yml" "nvidia-exporter:10471"
 expect "NVIDIA host: no rocm target" has "$work/nvidia-out/targets/rocm.yml" '^\[\]$'
 for s in grafana_admin_password alertmanager_webhook_token alertmanager_pagerduty_routing_key alertmanager_slack_webhook_url alertmanager_smtp_password; do

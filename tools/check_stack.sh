@@ -191,7 +191,8 @@ canaries() {
   expect_fail "Alloy forwards to an undeclared component" "replace compose/alloy/config.alloy loki.process.lines.receiver loki.process.line.receiver" "$PY" tools/check_stack.py logs
   expect_fail "the logfmt pipeline takes access-log lines" "replace compose/alloy/config.alloy '!~ \\\"^[{]\\\"\"' '|~ \\\"^[{]\\\"\"'" "$PY" tools/check_stack.py logs
   expect_fail "unknown Alloy component" "replace compose/alloy/config.alloy 'loki.source.docker \"containers\"' 'loki.source.dockr \"containers\"'" "$PY" tools/check_stack.py logs
-  expect_fail "Alloy reads an env variable compose does not set" "replace compose/compose.yaml '      LOGS_HOST: \${HOSTNAME:-docker-host}' '      HOST: \${HOSTNAME:-docker-host}'" "$PY" tools/check_stack.py logs
+  expect_fail "Alloy reads an env variable compose does not set" "replace compose/compose.yaml '      LOGS_HOST: \${HOST_NAME:-docker-host}' '      HOST: \${HOST_NAME:-docker-host}'" "$PY" tools/check_stack.py logs
+  expect_fail "Alloy's storage in the image's alloy-owned directory" "replace compose/compose.yaml '      - alloy-data:/alloy-data' '      - alloy-data:/var/lib/alloy/data' && replace compose/compose.yaml '--storage.path=/alloy-data' '--storage.path=/var/lib/alloy/data'" "$PY" tools/check_stack.py logs
   expect_fail "Loki keeps logs forever" "replace compose/loki/loki.yaml 'retention_enabled: true' 'retention_enabled: false'" "$PY" tools/check_stack.py logs
   expect_fail "Loki schema without structured metadata" "replace compose/loki/loki.yaml 'schema: v13' 'schema: v12'" "$PY" tools/check_stack.py logs
   expect_fail "Jaeger pipeline without its OTLP receiver" "replace compose/jaeger/config.yaml 'receivers: [otlp]' 'receivers: [zipkin]'" "$PY" tools/check_stack.py logs

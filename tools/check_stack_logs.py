@@ -37,7 +37,7 @@ import check_stack_logql as logql
 # A line as llm-exporter's access log writes it (issue 18), and the exporters' own log lines
 # (common/src/log.rs: ts, level, msg first; logfmt, or JSON with --log.format=json).
 ACCESS_LINE = ('{"time":"2026-12-07T05:10:00.123Z","request_id":"9f1c0e7a-2b6d-4f3e-8a51-0c2d7e9b4a10",'
-               '"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","upstream":"llama","backend":"llama_cpp",'
+               '"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","upstream":"llama","backend":"llama.cpp",'
                '"model":"qwen3-8b","route":"/v1/chat/completions","code":200,"outcome":"success",'
                '"error_kind":null,"finish_reason":"stop","stream":true,"duration_seconds":6.234,'
                '"ttft_seconds":0.123,"queue_seconds":0.01,"prompt_tokens":12,"generated_tokens":34}')
@@ -278,6 +278,16 @@ class Checker:
         if not rel or not os.path.isfile(self.path(rel)):
             self.fail(f"alloy: the config file in its command is not mounted from the repository ({cmd})")
             return
+        # Its storage (read positions) on a volume of its own. The image's /var/lib/alloy is
+        # alloy:alloy mode 770 and a fresh volume mounted there copies that: root without
+        # capabilities (cap_drop ALL) could not enter it, and Alloy would not start.
+        storage = next((a.split("=", 1)[1] for a in cmd if a.startswith("--storage.path=")), None)
+        volumes = [str(v).split(":") for v in svc.get("volumes") or []]
+        named = {v[1] for v in volumes if len(v) >= 2 and not v[0].startswith((".", "/"))}
+        if storage not in named:
+            self.fail(f"alloy: --storage.path {storage!r} is not a named volume's mount point ({sorted(named)})")
+        elif storage.startswith("/var/lib/alloy") and "ALL" in (svc.get("cap_drop") or []):
+            self.fail(f"alloy: --storage.path {storage!r} is in the image's alloy-owned directory, which root without capabilities cannot write")
         with open(self.path(rel), encoding="utf-8") as f:
             text = f.read()
         try:
