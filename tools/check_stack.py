@@ -240,9 +240,13 @@ def extra_names():
     return out
 
 
+# The crates an exporter's binary is built from, beside common (llm-exporter's proxy is llm-proxy).
+LIBRARY_CRATES = {"llm-exporter": ["llm-proxy"]}
+
+
 def source_has(exporter, literal):
-    for path in glob.glob(os.path.join(ROOT, exporter, "src", "**", "*.rs"), recursive=True) + \
-            glob.glob(os.path.join(ROOT, "common", "src", "**", "*.rs"), recursive=True):
+    crates = [exporter, "common"] + LIBRARY_CRATES.get(exporter, [])
+    for path in (p for c in crates for p in glob.glob(os.path.join(ROOT, c, "src", "**", "*.rs"), recursive=True)):
         with open(path, encoding="utf-8") as f:
             if f'"{literal}"' in f.read():
                 return True
@@ -508,7 +512,7 @@ def emitted_names(live_names=None):
         if literal and literal != "-":
             exps = EXPORTERS if exporter == "all" else [exporter]
             if not any(source_has(e, literal) for e in exps):
-                fail(f'{where}: "{literal}" is not in the source of {exporter} (or common)')
+                fail(f'{where}: "{literal}" is not in the source of {exporter} (or the crates it is built from)')
         if live_names is not None and name not in live_names:
             fail(f"{where}: {name} was not scraped from the live exporters")
         known[name] = f"extra ({exporter})"
