@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::client::{client, post, proxy_arg, read_all, wait_for, PATIENCE};
+use support::client::{client, post, proxy_arg, read_all, start_proxy, wait_for, PATIENCE};
 use support::exporter::start_exporter;
 use support::fake::{fixture, split_after, Answer, Fake, Seen};
 use support::servers::{llama, ollama, Llama, Ollama, OllamaMode, TOKEN_GAP};
@@ -42,11 +42,7 @@ const CHAT_STREAM_REQ: &str = "llama-server/v1-chat-completions-stream.request.j
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn llama_server_traffic_passes_unchanged_and_is_measured() {
     let fake = Fake::start(llama(Llama::default()));
-    let port = free_port();
-    let exporter = start_exporter(&[
-        format!("--upstream=local={}", fake.url()),
-        proxy_arg("local", port),
-    ]);
+    let (exporter, port) = start_proxy("local", &fake.url(), &[]);
 
     // Streaming chat: SSE events in, the same bytes out, headers kept.
     let request = fixture(CHAT_STREAM_REQ);
@@ -168,11 +164,7 @@ async fn llama_server_traffic_passes_unchanged_and_is_measured() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ollama_traffic_passes_unchanged_and_is_measured() {
     let fake = Fake::start(ollama(Ollama::default()));
-    let port = free_port();
-    let exporter = start_exporter(&[
-        format!("--upstream=home={}", fake.url()),
-        proxy_arg("home", port),
-    ]);
+    let (exporter, port) = start_proxy("home", &fake.url(), &[]);
     // Ollama streams when `stream` is absent.
     let request = b"{\"model\":\"llama3.2\",\"prompt\":\"Why is the sky blue?\"}";
     let response = post(port, "/api/generate", request).await;
@@ -307,12 +299,11 @@ async fn stream_chunks_are_not_held_back() {
     let fake = Fake::start(Arc::new(move |_: &Seen| {
         Answer::recorded_stream("v1-chat-completions-stream", Duration::ZERO).gated(g.clone())
     }));
-    let port = free_port();
-    let _exporter = start_exporter(&[
-        format!("--upstream=local={}", fake.url()),
-        "--upstream.backend=local=llama.cpp".into(),
-        proxy_arg("local", port),
-    ]);
+    let (_exporter, port) = start_proxy(
+        "local",
+        &fake.url(),
+        &["--upstream.backend=local=llama.cpp".into()],
+    );
     let mut body = post(port, "/v1/chat/completions", &fixture(CHAT_STREAM_REQ))
         .await
         .into_body();
@@ -402,11 +393,7 @@ async fn a_client_that_leaves_mid_stream_is_counted_and_the_upstream_released() 
         }
         answer.gated(g.clone())
     }));
-    let port = free_port();
-    let exporter = start_exporter(&[
-        format!("--upstream=local={}", fake.url()),
-        proxy_arg("local", port),
-    ]);
+    let (exporter, port) = start_proxy("local", &fake.url(), &[]);
     let mut body = post(port, "/v1/chat/completions", &fixture(CHAT_STREAM_REQ))
         .await
         .into_body();
@@ -526,13 +513,14 @@ fn a_busy_proxy_port_is_a_start_up_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_leaves_before_the_headers_is_counted_and_not_left_active() {
     let silent = Fake::start(Arc::new(|_: &Seen| Answer::Hang));
-    let port = free_port();
-    let exporter = start_exporter(&[
-        format!("--upstream=silent={}", silent.url()),
-        "--upstream.backend=silent=ollama".into(),
-        proxy_arg("silent", port),
-        "--upstream.timeout=300ms".into(),
-    ]);
+    let (exporter, port) = start_proxy(
+        "silent",
+        &silent.url(),
+        &[
+            "--upstream.backend=silent=ollama".into(),
+            "--upstream.timeout=300ms".into(),
+        ],
+    );
     let request = Request::post(format!("http://127.0.0.1:{port}/api/chat"))
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from_static(b"{\"model\":\"llama3.2\"}")))
@@ -584,12 +572,11 @@ async fn a_stream_cut_by_the_upstream_reaches_the_client_cut_and_is_counted() {
     let fake = Fake::start(Arc::new(|_: &Seen| {
         Answer::recorded_stream("v1-chat-completions-stream", TOKEN_GAP).cut_after(3)
     }));
-    let port = free_port();
-    let exporter = start_exporter(&[
-        format!("--upstream=local={}", fake.url()),
-        "--upstream.backend=local=llama.cpp".into(),
-        proxy_arg("local", port),
-    ]);
+    let (exporter, port) = start_proxy(
+        "local",
+        &fake.url(),
+        &["--upstream.backend=local=llama.cpp".into()],
+    );
     let response = post(port, "/v1/chat/completions", &fixture(CHAT_STREAM_REQ)).await;
     assert_eq!(response.status(), 200);
     let (got, clean) = read_until_end_or_error(response).await;
@@ -644,11 +631,7 @@ async fn a_llama_server_error_event_mid_stream_is_passed_on_and_counted() {
         }
         answer
     }));
-    let port = free_port();
-    let exporter = start_exporter(&[
-        format!("--upstream=local={}", fake.url()),
-        proxy_arg("local", port),
-    ]);
+    let (exporter, port) = start_proxy("local", &fake.url(), &[]);
     let response = post(port, "/v1/chat/completions", &fixture(CHAT_STREAM_REQ)).await;
     assert_eq!(response.status(), 200);
     assert_eq!(read_all(response).await, sent);
@@ -758,12 +741,11 @@ async fn a_large_request_passes_unchanged_and_an_upstream_413_reaches_the_client
             Answer::recorded("v1-chat-completions")
         }
     }));
-    let port = free_port();
-    let exporter = start_exporter(&[
-        format!("--upstream=limited={}", limited.url()),
-        "--upstream.backend=limited=llama.cpp".into(),
-        proxy_arg("limited", port),
-    ]);
+    let (exporter, port) = start_proxy(
+        "limited",
+        &limited.url(),
+        &["--upstream.backend=limited=llama.cpp".into()],
+    );
     // Just under the limit: 1 MiB of prompt, passed whole.
     let content = "a".repeat(LIMIT - 100);
     let request = format!("{{\"messages\":[{{\"role\":\"user\",\"content\":\"{content}\"}}]}}");
@@ -869,13 +851,14 @@ async fn idle_upstream_connections_are_closed_on_time_without_another_request() 
     let fake = Fake::start(Arc::new(move |_: &Seen| {
         Answer::recorded_stream("v1-chat-completions-stream", Duration::ZERO).gated(g.clone())
     }));
-    let port = free_port();
-    let _exporter = start_exporter(&[
-        format!("--upstream=local={}", fake.url()),
-        "--upstream.backend=local=llama.cpp".into(),
-        proxy_arg("local", port),
-        "--proxy.threads=1".into(),
-    ]);
+    let (_exporter, port) = start_proxy(
+        "local",
+        &fake.url(),
+        &[
+            "--upstream.backend=local=llama.cpp".into(),
+            "--proxy.threads=1".into(),
+        ],
+    );
     // Streams held open at once: one upstream connection each.
     let mut pending = Vec::new();
     for _ in 0..STREAMS {
@@ -1031,11 +1014,7 @@ fn count(metrics: &str, series: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_and_responses_apis_are_measured_like_chat() {
     let fake = Fake::start(llama_apis());
-    let port = free_port();
-    let exporter = start_exporter(&[
-        format!("--upstream=local={}", fake.url()),
-        proxy_arg("local", port),
-    ]);
+    let (exporter, port) = start_proxy("local", &fake.url(), &[]);
     for (path, stem, streamed) in [
         ("/v1/messages", "messages", false),
         ("/v1/messages", "messages-stream", true),
@@ -1211,11 +1190,7 @@ async fn ollama_v1_reasoning_streams_and_their_mid_stream_errors_are_measured() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_generic_openai_server_keeps_its_model_names_and_is_measured() {
     let fake = Fake::start(generic_openai());
-    let port = free_port();
-    let exporter = start_exporter(&[
-        format!("--upstream=vllm={}", fake.url()),
-        proxy_arg("vllm", port),
-    ]);
+    let (exporter, port) = start_proxy("vllm", &fake.url(), &[]);
     for usage in [false, true] {
         let request = format!(
             "{{\"model\":\"{GENERIC_MODEL}\",\"stream\":true,\"stream_options\":{{\"include_usage\":{usage}}},\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}"
@@ -1261,11 +1236,7 @@ async fn answers_that_end_while_the_backend_is_detected_get_the_detected_spellin
         fail_after: None,
         slow_root: Some(Duration::from_millis(300)),
     }));
-    let port = free_port();
-    let exporter = start_exporter(&[
-        format!("--upstream=home={}", fake.url()),
-        proxy_arg("home", port),
-    ]);
+    let (exporter, port) = start_proxy("home", &fake.url(), &[]);
     let request = b"{\"model\":\"qwen3\",\"max_tokens\":8,\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
     for _ in 0..2 {
         let response = post(port, "/v1/messages", request).await;

@@ -16,7 +16,9 @@ use std::io::BufRead;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::client::{client, post_with_headers, proxy_arg, read_all, wait_for, PATIENCE};
+use support::client::{
+    client, post_with_headers, proxy_arg, read_all, start_proxy, wait_for, PATIENCE,
+};
 use support::exporter::start_exporter;
 use support::fake::{fixture, split_after, Answer, Fake, Seen};
 use support::servers::{llama, ollama, Llama, Ollama, OllamaMode, TOKEN_GAP};
@@ -316,13 +318,14 @@ async fn a_blocked_access_log_never_stalls_a_stream_and_counts_its_drops() {
         .unwrap();
     assert!(made.success());
     let fake = Fake::start(llama(Llama::default()));
-    let port = free_port();
-    let exporter = start_exporter(&[
-        format!("--upstream=local={}", fake.url()),
-        proxy_arg("local", port),
-        format!("--proxy.access-log={}", fifo.display()),
-        "--proxy.access-log-queue=2".into(),
-    ]);
+    let (exporter, port) = start_proxy(
+        "local",
+        &fake.url(),
+        &[
+            format!("--proxy.access-log={}", fifo.display()),
+            "--proxy.access-log-queue=2".into(),
+        ],
+    );
     let want = fixture("llama-server/v1-chat-completions-stream.body");
     for _ in 0..6 {
         let response =
@@ -553,11 +556,7 @@ async fn an_unreachable_collector_costs_nothing_but_the_drop_counter() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_telemetry_off_the_proxy_adds_and_changes_no_header() {
     let fake = Fake::start(llama(Llama::default()));
-    let port = free_port();
-    let exporter = start_exporter(&[
-        format!("--upstream=local={}", fake.url()),
-        proxy_arg("local", port),
-    ]);
+    let (exporter, port) = start_proxy("local", &fake.url(), &[]);
     let traceparent = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
     let response = post_with_headers(
         port,

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use bytes::Bytes;
-use common::testing::{value, ExporterProcess};
+use common::testing::{free_port, value, ExporterProcess};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Request, Response};
@@ -23,6 +23,15 @@ pub fn client() -> Client<HttpConnector, Full<Bytes>> {
 /// The `--proxy` flag for upstream `name` on a loopback port.
 pub fn proxy_arg(name: &str, port: u16) -> String {
     format!("--proxy={name}=127.0.0.1:{port}")
+}
+
+/// Starts the exporter with upstream `name` at `url`, its proxy on a free loopback port, and the
+/// `extra` flags; the exporter and the proxy's port.
+pub fn start_proxy(name: &str, url: &str, extra: &[String]) -> (ExporterProcess, u16) {
+    let port = free_port();
+    let mut args = vec![format!("--upstream={name}={url}"), proxy_arg(name, port)];
+    args.extend_from_slice(extra);
+    (super::exporter::start_exporter(&args), port)
 }
 
 /// POSTs a JSON body to the proxy.
