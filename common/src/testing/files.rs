@@ -35,6 +35,14 @@ impl Scratch {
     pub fn path(&self, name: &str) -> PathBuf {
         self.0.join(name)
     }
+
+    /// Writes `value` and a newline, as sysfs and procfs end their attributes, to `rel` in the
+    /// scratch directory, making the directories on the way.
+    pub fn write_line(&self, rel: &str, value: &str) {
+        let path = self.0.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, format!("{value}\n")).unwrap();
+    }
 }
 
 impl Drop for Scratch {

@@ -77,12 +77,7 @@ impl Cpu {
             "Seconds the CPUs spent in guests (VMs) for each mode.",
         );
         for line in text.lines() {
-            let mut fields = line.split_ascii_whitespace();
-            let Some(cpu) = fields
-                .next()
-                .and_then(|f| f.strip_prefix("cpu"))
-                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-            else {
+            let Some((cpu, fields)) = numbered_cpu_line(line) else {
                 continue;
             };
             let values: Vec<f64> = fields.map_while(|f| f.parse::<f64>().ok()).collect();
@@ -302,6 +297,17 @@ impl BlockingCollector for Cpu {
         self.sysfs(&mut families);
         Ok(families)
     }
+}
+
+/// A `cpuN ...` line of /proc/stat or /proc/schedstat: the CPU's number and the fields after it
+/// (`None` for the `cpu` total line and every other line).
+pub(crate) fn numbered_cpu_line(line: &str) -> Option<(&str, std::str::SplitAsciiWhitespace<'_>)> {
+    let mut fields = line.split_ascii_whitespace();
+    let cpu = fields
+        .next()?
+        .strip_prefix("cpu")
+        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))?;
+    Some((cpu, fields))
 }
 
 #[cfg(test)]

@@ -200,17 +200,12 @@ fn read_attribute(files: &mut KeptFileScrape, path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn write(root: &Path, rel: &str, value: &str) {
-        let path = root.join(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, format!("{value}\n")).unwrap();
-    }
+    use common::testing::Scratch;
 
     #[test]
     fn info_labels_and_counters_as_node_exporter_reports_them() {
-        let root = std::env::temp_dir().join(format!("fibrechannel-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let scratch = Scratch::new("fibrechannel");
+        let root = scratch.0.clone();
         let host = "sys/class/fc_host/host0";
         for (file, value) in [
             ("speed", "16 Gbit"),
@@ -225,10 +220,10 @@ mod tests {
             ("statistics/error_frames", "0xffffffffffffffff"),
             ("statistics/link_failure_count", "garbage"),
         ] {
-            write(&root, &format!("{host}/{file}"), value);
+            scratch.write_line(&format!("{host}/{file}"), value);
         }
         // A host without statistics: its info only.
-        write(&root, "sys/class/fc_host/host1/port_state", "Linkdown");
+        scratch.write_line("sys/class/fc_host/host1/port_state", "Linkdown");
         let paths = Paths {
             procfs: root.join("proc"),
             sysfs: root.join("sys"),

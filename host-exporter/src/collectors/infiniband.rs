@@ -549,12 +549,7 @@ fn collect_port(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn write(root: &Path, rel: &str, value: &str) {
-        let path = root.join(rel);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, format!("{value}\n")).unwrap();
-    }
+    use common::testing::Scratch;
 
     fn value(families: &[MetricFamily], name: &str, device: &str, port: &str) -> Option<f64> {
         families
@@ -568,33 +563,33 @@ mod tests {
 
     #[test]
     fn ports_counters_and_their_scaling() {
-        let root = std::env::temp_dir().join(format!("infiniband-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&root);
+        let scratch = Scratch::new("infiniband");
+        let root = scratch.0.clone();
         let ib = "sys/class/infiniband";
-        write(&root, &format!("{ib}/mlx5_0/fw_ver"), "16.35.2000");
-        write(&root, &format!("{ib}/mlx5_0/board_id"), "MT_0000000012");
-        write(&root, &format!("{ib}/mlx5_0/hca_type"), "MT4119");
+        scratch.write_line(&format!("{ib}/mlx5_0/fw_ver"), "16.35.2000");
+        scratch.write_line(&format!("{ib}/mlx5_0/board_id"), "MT_0000000012");
+        scratch.write_line(&format!("{ib}/mlx5_0/hca_type"), "MT4119");
         for (port, state) in [("1", "4: ACTIVE"), ("2", "1: DOWN")] {
             let p = format!("{ib}/mlx5_0/ports/{port}");
-            write(&root, &format!("{p}/state"), state);
-            write(&root, &format!("{p}/phys_state"), "5: LinkUp");
-            write(&root, &format!("{p}/rate"), "100 Gb/sec (4X EDR)");
-            write(&root, &format!("{p}/counters/port_rcv_data"), "1000");
-            write(&root, &format!("{p}/counters/symbol_error"), "N/A (no PMA)");
-            write(&root, &format!("{p}/counters/link_downed"), "garbage");
-            write(&root, &format!("{p}/hw_counters/lifespan"), "10999");
-            write(&root, &format!("{p}/hw_counters/out_of_buffer"), "7");
+            scratch.write_line(&format!("{p}/state"), state);
+            scratch.write_line(&format!("{p}/phys_state"), "5: LinkUp");
+            scratch.write_line(&format!("{p}/rate"), "100 Gb/sec (4X EDR)");
+            scratch.write_line(&format!("{p}/counters/port_rcv_data"), "1000");
+            scratch.write_line(&format!("{p}/counters/symbol_error"), "N/A (no PMA)");
+            scratch.write_line(&format!("{p}/counters/link_downed"), "garbage");
+            scratch.write_line(&format!("{p}/hw_counters/lifespan"), "10999");
+            scratch.write_line(&format!("{p}/hw_counters/out_of_buffer"), "7");
         }
         // A port without its rate is skipped; the other ports stay.
-        write(&root, &format!("{ib}/mlx5_0/ports/3/state"), "4: ACTIVE");
+        scratch.write_line(&format!("{ib}/mlx5_0/ports/3/state"), "4: ACTIVE");
         // hw_counters are read only for mlx5 and irdma, as node_exporter does.
-        write(&root, &format!("{ib}/hfi1_0/fw_ver"), "1.27.0");
+        scratch.write_line(&format!("{ib}/hfi1_0/fw_ver"), "1.27.0");
         let p = format!("{ib}/hfi1_0/ports/1");
-        write(&root, &format!("{p}/state"), "4: ACTIVE");
-        write(&root, &format!("{p}/phys_state"), "5: LinkUp");
-        write(&root, &format!("{p}/rate"), "2.5 Gb/sec (1X SDR)");
-        write(&root, &format!("{p}/hw_counters/out_of_buffer"), "7");
-        write(&root, &format!("{p}/counters_ext/port_xmit_data_64"), "5");
+        scratch.write_line(&format!("{p}/state"), "4: ACTIVE");
+        scratch.write_line(&format!("{p}/phys_state"), "5: LinkUp");
+        scratch.write_line(&format!("{p}/rate"), "2.5 Gb/sec (1X SDR)");
+        scratch.write_line(&format!("{p}/hw_counters/out_of_buffer"), "7");
+        scratch.write_line(&format!("{p}/counters_ext/port_xmit_data_64"), "5");
         // No fw_ver: not a device.
         std::fs::create_dir_all(root.join(format!("{ib}/broken0"))).unwrap();
         let paths = Paths {

@@ -37,12 +37,7 @@ impl BlockingCollector for Schedstat {
             "Number of timeslices executed by CPU.",
         );
         for line in text.lines() {
-            let mut fields = line.split_ascii_whitespace();
-            let Some(cpu) = fields
-                .next()
-                .and_then(|f| f.strip_prefix("cpu"))
-                .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-            else {
+            let Some((cpu, fields)) = super::cpu::numbered_cpu_line(line) else {
                 continue;
             };
             let values: Vec<u64> = fields.map_while(|f| f.parse().ok()).collect();
